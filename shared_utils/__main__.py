@@ -1,0 +1,3 @@
+from shared_utils.cli import main
+
+raise SystemExit(main())

