@@ -21,6 +21,7 @@ TRAIN_NAME = "mbpp_preprocessed_dataset"
 TEST_NAME = "mbpp_test_with_signatures"
 SIGNATURE_TEMPLATE = "\nThe main function is defined by the function signature: {sig}\n"
 DEMO_PATH = Path(__file__).parent / "resources" / "demo_problems.jsonl"
+DEMO_SOURCE = "demo"
 _DEF = re.compile(r"def\s+\w+\s*\(.*?\)")
 
 
@@ -100,10 +101,17 @@ def save_dataset(rows: list[dict], out: Path, **provenance) -> Path:
 
 
 def prepare(source: str | Path, out_dir: str | Path = GLOBAL_DIR) -> dict[str, Path]:
-    """Write the two preprocessed datasets the rest of the pipeline reads."""
+    """Write the two preprocessed datasets the rest of the pipeline reads.
+
+    ``source`` is a folder of MBPP JSONL splits, a hub id, or ``demo`` for the demo set.
+    """
     out_dir = Path(out_dir)
-    train = load_mbpp(source, "train")
-    test = load_mbpp(source, "test")
+    if str(source) == DEMO_SOURCE:
+        train = demo_problems("train", with_signatures=False)
+        test = demo_problems("test", with_signatures=False)
+    else:
+        train = load_mbpp(source, "train")
+        test = load_mbpp(source, "test")
     train_rows = preprocess(train, f"{source}[train]", drop_classes=True)
     test_rows = preprocess(test, f"{source}[test]", drop_classes=False)
     common = dict(source=str(source), signature_template=SIGNATURE_TEMPLATE)
@@ -129,9 +137,17 @@ def load_problems(path: str | Path) -> list[dict]:
     return validate(rows, str(path))
 
 
-def demo_problems(*, with_signatures: bool = True) -> list[dict]:
-    """The easy problem set authored for the embedded CPU model (MBPP schema)."""
+def demo_problems(split: str = "all", *, with_signatures: bool = True) -> list[dict]:
+    """The easy problem set authored for the embedded CPU model (MBPP schema).
+
+    Every fourth problem is held out as its ``test`` split so the demo's evaluation
+    never scores problems the model was fine-tuned on.
+    """
     rows = validate(io.read_jsonl(DEMO_PATH), str(DEMO_PATH))
+    if split != "all":
+        if split not in ("train", "test"):
+            raise ValueError(f"unknown demo split {split!r}; expected train, test or all")
+        rows = [row for row in rows if (row["task_id"] % 4 == 0) == (split == "test")]
     return preprocess(rows, str(DEMO_PATH), drop_classes=False) if with_signatures else rows
 
 

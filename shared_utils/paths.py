@@ -21,3 +21,17 @@ def shared_data_dir() -> Path | None:
     """The read-only data folder laid beside the checkout (``../shared/data``), if present."""
     candidate = Path(os.environ.get("SHARED_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
     return candidate if candidate.is_dir() else None
+
+
+def global_dir(problem_set: str = "mbpp") -> Path:
+    """Where Stage 1's datasets live: the paper's MBPP at the top, other problem sets in a subfolder."""
+    return GLOBAL_DIR if problem_set == "mbpp" else GLOBAL_DIR / problem_set
+
+
+def model_dir(model: str) -> Path:
+    """A model's fine-tuning folder, where its notebooks write adapters and datasets."""
+    return FINE_TUNING_DIR / model
+
+
+def evaluation_dir(model: str) -> Path:
+    return EVALUATION_DIR / model
