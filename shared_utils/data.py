@@ -73,7 +73,11 @@ def load_mbpp(source: str | Path, split: str) -> list[dict]:
         raise FileNotFoundError(f"{source}: expected a folder with <split>.jsonl files or a hub dataset id")
     from datasets import load_dataset
 
-    return validate(load_dataset(str(source), "full", split=split), f"{source}[{split}]")
+    try:
+        dataset = load_dataset(str(source), "full", split=split)
+    except ConnectionError as exc:  # offline and not cached: bad input, not a crash
+        raise FileNotFoundError(f"{source}: not a local folder, and the hub could not be reached ({exc})") from None
+    return validate(dataset, f"{source}[{split}]")
 
 
 def add_signature(row: dict, source: str, index: int) -> dict:
@@ -86,8 +90,9 @@ def add_signature(row: dict, source: str, index: int) -> dict:
 
 def preprocess(rows: list[dict], source: str, *, drop_classes: bool) -> list[dict]:
     """The paper's preprocessing: optionally drop reference solutions with ``class``, append the signature."""
-    kept = [row for row in rows if not (drop_classes and "class" in row["code"])]
-    return [add_signature(row, source, index) for index, row in enumerate(kept)]
+    # Row numbers in errors count the source rows, not the rows left after the class filter.
+    return [add_signature(row, source, index) for index, row in enumerate(rows)
+            if not (drop_classes and "class" in row["code"])]
 
 
 def save_dataset(rows: list[dict], out: Path, **provenance) -> Path:

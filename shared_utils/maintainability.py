@@ -11,8 +11,7 @@ import dataclasses
 import math
 import warnings
 
-from radon.complexity import cc_visit
-from radon.metrics import h_visit, mi_visit
+from radon.metrics import mi_parameters, mi_visit
 from radon.raw import analyze
 
 
@@ -46,8 +45,8 @@ def score(code: str) -> MIResult:
             warnings.simplefilter("ignore", SyntaxWarning)
             mi = mi_visit(code, multi=True)
             raw = analyze(code)
-            volume = h_visit(code).total.volume
-            complexity = sum(block.complexity for block in cc_visit(code))
+            # The volume and the (module-total) complexity radon's MI formula itself uses.
+            volume, complexity, _, _ = mi_parameters(code, count_multi=True)
     except (SyntaxError, ValueError, TypeError, IndentationError, RecursionError, MemoryError) as exc:
         return MIResult(**NOT_SCORABLE, scorable=False, error=f"not scorable: {type(exc).__name__}: {exc}")
     return MIResult(
