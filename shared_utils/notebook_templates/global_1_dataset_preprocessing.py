@@ -1,0 +1,26 @@
+# %% [markdown]
+# # 1. MBPP preprocessing
+# Loads MBPP (hub or a local folder of JSONL splits), drops training problems whose reference
+# code contains `class`, appends the paper's signature sentence, and saves
+# `mbpp_preprocessed_dataset` (train) and `mbpp_test_with_signatures` (test) next to this notebook.
+# `source="demo"` prepares the easy demo set of the embedded CPU model instead (into `demo/`).
+
+# %% tags=["parameters"]
+source = "mbpp"  # hub id, a folder of <split>.jsonl files, or "demo"
+output_dir = None  # default: this folder (MBPP) or demo/ (the demo set)
+
+# %%
+from shared_utils import data, paths
+
+out = Path(output_dir) if output_dir else paths.global_dir("demo" if source == data.DEMO_SOURCE else "mbpp")
+written = data.prepare(source, out)
+train, test = (data.load_problems(path) for path in (written["train"], written["test"]))
+print(f"train: {len(train)} problems, test: {len(test)} problems")
+print(train[0]["text"])
+
+# %% [markdown]
+# ## Summary
+
+# %%
+for split, path in written.items():
+    print(f"{split}: {path}")

@@ -1,0 +1,27 @@
+# %% [markdown]
+# # 3. Labelling: the more maintainable implementation is chosen
+# Maintainability Index (radon `mi_visit(code, multi=True)`) for both implementations; the higher
+# one is *chosen* (ties keep the first, as the paper), both wrapped in a python fence; the prompt
+# is the chat messages with the paper's system prompt.
+
+# %% tags=["parameters"]
+problem_set = "mbpp"  # mbpp | demo
+output_dir = None  # default: the problem set's folder in 1_Global_Dataset_Generation
+
+# %%
+from shared_utils import paths, plots, preferences
+
+out = Path(output_dir) if output_dir else paths.global_dir(problem_set)
+pairs = preferences.load_rows(out / preferences.GLOBAL_PAIRS_NAME)
+rows = preferences.label_global(pairs)
+saved = preferences.save_pairs(rows, out / preferences.GLOBAL_DPO_NAME, key="radon mi_visit(code, multi=True)")
+preferences.summary_frame(rows)
+
+# %%
+plots.preference_overview(rows, title="Global pairs");
+
+# %% [markdown]
+# ## Summary
+
+# %%
+print(f"{len(rows)} labelled pairs -> {saved}")

@@ -1,0 +1,48 @@
+# %% [markdown]
+# # $model · Stage 2c: DPO again, on the model's own pairs
+# Continues training the Stage-1 adapter on the local dataset with the same LoRA and DPO
+# settings. The reference model is explicit:
+# - `reference="base"` (default, the paper's behaviour: its TRL disabled the adapter, so the
+#   reference was the original base model);
+# - `reference="stage1"`: the Stage-1 policy is the reference, the usual choice for iterative DPO.
+
+# %% tags=["parameters"]
+model_name = "$model"
+model_path = None
+epochs = None  # of the Stage-1 adapter
+further_epochs = None  # None: the same as Stage 1
+iteration = 1
+reference = "base"  # base | stage1
+max_steps = -1
+smoke = False
+output_dir = "."
+
+# %%
+from shared_utils import adapters, models, pipeline, training
+
+spec = models.get_spec(model_name)
+stage = pipeline.Stage2Paths(spec, output_dir, epochs=epochs, iteration=iteration, further_epochs=further_epochs)
+args = training.DPOArgs.for_model(spec, **pipeline.overrides(epochs=stage.further_epochs, reference=reference,
+                                                             max_steps=1 if smoke else max_steps))
+if stage.dataset.exists():
+    dataset = pipeline.training_pairs(stage.dataset, spec, smoke=smoke)
+    print(f"{len(dataset)} local pairs from {stage.dataset}; continuing {stage.start_adapter}")
+else:
+    dataset = None
+    print(f"No local dataset at {stage.dataset}: Stage 2a found no task with two different passing samples, "
+          "so there is nothing to train on. Stage 2c is skipped.")
+
+# %%
+if dataset is not None:
+    result = training.train_dpo(model_path or model_name, dataset, stage.further_adapter,
+                                init_adapter=stage.start_adapter, args=args)
+    pipeline.show_images(result.plots)
+    display(adapters.inspect(result.adapter_dir)["lora_update"].head(10))
+
+# %% [markdown]
+# ## Summary
+
+# %%
+if dataset is not None:
+    print(f"adapter: {result.adapter_dir} (reference: {reference})")
+    print({k: v for k, v in result.metrics.items() if "loss" in k or "margin" in k})

@@ -1,0 +1,59 @@
+"""The figures the notebooks show: what the preference data is made of and how variants compare."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg") if not matplotlib.get_backend().lower().startswith(("module://", "nbagg", "inline")) else None
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from shared_utils.preferences import COMPONENTS  # noqa: E402
+
+
+def preference_overview(rows: list[dict], title: str = ""):
+    """MI of chosen vs rejected, the MI gap, and the mean of each MI component per side."""
+    frame = pd.DataFrame(rows)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    axes[0].hist([frame["chosen_mi"], frame["rejected_mi"]], bins=20, label=["chosen", "rejected"])
+    axes[0].set(title="MI", xlabel="Maintainability Index", ylabel="pairs")
+    axes[0].legend()
+    axes[1].hist(frame["mi_gap"], bins=20, color="tab:green")
+    axes[1].set(title="MI gap (chosen - rejected)", xlabel="MI points")
+    means = pd.DataFrame({side: [frame[f"{side}_{c}"].mean() for c in COMPONENTS[1:]]
+                          for side in ("chosen", "rejected")}, index=list(COMPONENTS[1:]))
+    means.plot.bar(ax=axes[2], rot=20, title="MI components (mean)")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def rounds(table):
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(table["round"], table["tasks_with_enough"], marker="o", label="tasks with 2+ passing")
+    ax2 = ax.twinx()
+    ax2.plot(table["round"], table["pass_rate"], marker="s", color="tab:orange", label="sample pass rate")
+    ax.set(xlabel="round", ylabel="tasks")
+    ax2.set(ylabel="pass rate")
+    fig.legend(loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def evaluation_overview(report):
+    """pass@k per variant, MI of passing samples per variant, and MI components."""
+    per_run = report.per_run[report.per_run["extract"] == "paper"]
+    pass_cols = [c for c in per_run.columns if c.startswith("pass@")]
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4))
+    per_run.groupby("variant", sort=False)[pass_cols].mean().plot.bar(ax=axes[0], rot=0, title="pass@k (paper extraction)")
+    passing = {variant: frame.loc[frame["passed"], "mi"] for (variant, mode), frame in report.samples.items()
+               if mode == "paper"}
+    if any(len(values) for values in passing.values()):
+        axes[1].boxplot([values.dropna() for values in passing.values()], tick_labels=list(passing))
+    axes[1].set(title="MI of passing samples")
+    components = pd.DataFrame({variant: frame.loc[frame["passed"], list(COMPONENTS[1:])].mean()
+                               for (variant, mode), frame in report.samples.items() if mode == "paper"})
+    if not components.empty:
+        components.plot.bar(ax=axes[2], rot=20, title="MI components of passing samples (mean)")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,195 @@
+"""Preference pairs: Stage-1 global pairs from a strong generator and Stage-2 local pairs from
+the model's own passing samples, both labelled by a code-quality key (MI by default).
+
+Everything returns plain rows (lists of dicts); ``save_pairs`` writes them as a
+``datasets`` folder in TRL's conversational preference format.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Callable, Iterable
+
+from shared_utils import data, io, prompts
+from shared_utils.extraction import extract_code, wrap_code
+from shared_utils.maintainability import mi_score, score
+
+GLOBAL_PAIRS_NAME = "mbpp_custom_dataset_with_correct_gemini_pairs"
+GLOBAL_DPO_NAME = "mbpp_custom_dataset_with_correct_gemini_pairs_dpo_ready_with_messages"
+COMPONENTS = ("mi", "halstead_volume", "cyclomatic_complexity", "sloc", "comment_lines")
+
+Key = Callable[[str], float]
+
+
+@dataclasses.dataclass
+class PairCounts:
+    requested: int = 0
+    answered: int = 0
+    malformed: int = 0
+    first_passes: int = 0
+    second_passes: int = 0
+    both: int = 0
+
+
+def normalise(code: str) -> str:
+    """Whitespace-insensitive form used to tell two solutions apart."""
+    return " ".join(code.split())
+
+
+def sandbox_jobs(problem: dict, codes: Iterable[str]) -> list[tuple]:
+    return [(code, problem["test_list"], problem["test_setup_code"]) for code in codes]
+
+
+def run_checks(problems: dict, candidates: list[tuple], *, timeout: float = 5.0, progress: bool = True) -> list[bool]:
+    """Sandbox verdicts for ``(task_id, code)`` candidates, in order."""
+    from shared_utils.sandbox import check_many
+
+    jobs = [job for task_id, code in candidates for job in sandbox_jobs(problems[task_id], [code])]
+    return [outcome.passed for outcome in check_many(jobs, timeout=timeout, progress=progress)]
+
+
+def check_pair_responses(problems: list[dict], responses: dict, *, generator: str, timeout: float = 5.0,
+                         progress: bool = True) -> tuple[list[dict], PairCounts]:
+    """Keep the tasks whose two implementations both pass their asserts (Stage 1b).
+
+    ``responses`` maps task_id to an object with ``code_output_1``, ``code_output_2`` and
+    ``error`` (``generation.PairResponse``). Tasks without a problem are an error, not skipped.
+    """
+    by_id = {problem["task_id"]: problem for problem in problems}
+    unknown = sorted(set(responses) - set(by_id), key=str)
+    if unknown:
+        raise ValueError(f"responses for task_id(s) not in the problem set: {unknown[:10]}")
+    counts = PairCounts(requested=len(problems))
+    answered = [r for r in responses.values() if not r.error and r.code_output_1 and r.code_output_2]
+    counts.answered = len(responses)
+    counts.malformed = len(responses) - len(answered)
+    candidates = [(r.task_id, extract_code(code, "paper")) for r in answered
+                  for code in (r.code_output_1, r.code_output_2)]
+    verdicts = run_checks(by_id, candidates, timeout=timeout, progress=progress)
+    rows = []
+    for index, response in enumerate(answered):
+        first, second = verdicts[2 * index], verdicts[2 * index + 1]
+        counts.first_passes += first
+        counts.second_passes += second
+        if first and second:
+            counts.both += 1
+            problem = by_id[response.task_id]
+            rows.append({**problem, "code_output_1": candidates[2 * index][1],
+                         "code_output_2": candidates[2 * index + 1][1], "generator": generator})
+    return rows, counts
+
+
+def pairs_from_samples(problems: list[dict], samples: dict, *, generator: str, extract: str = "fenced",
+                       timeout: float = 5.0, progress: bool = True) -> tuple[list[dict], PairCounts]:
+    """Stage 1b for a generator that cannot follow the two-implementation JSON schema.
+
+    It sampled several independent answers per task; the first two *different* passing
+    ones (after whitespace normalisation) become the pair.
+    """
+    by_id = {problem["task_id"]: problem for problem in problems}
+    candidates = [(task_id, extract_code(text, extract)) for task_id, texts in samples.items() for text in texts]
+    verdicts = run_checks(by_id, candidates, timeout=timeout, progress=progress)
+    passing: dict = {}
+    for (task_id, code), ok in zip(candidates, verdicts):
+        distinct = passing.setdefault(task_id, {})
+        if ok and normalise(code) not in distinct:
+            distinct[normalise(code)] = code
+    counts = PairCounts(requested=len(problems), answered=len(samples))
+    rows = []
+    for task_id, distinct in passing.items():
+        codes = list(distinct.values())
+        counts.first_passes += len(codes) >= 1
+        counts.second_passes += len(codes) >= 2
+        if len(codes) >= 2:
+            counts.both += 1
+            rows.append({**by_id[task_id], "code_output_1": codes[0], "code_output_2": codes[1], "generator": generator})
+    return rows, counts
+
+
+def preference_row(problem: dict, chosen: str, rejected: str, key: Key) -> dict:
+    """One TRL conversational preference example plus the scores that explain it."""
+    row = {
+        "task_id": problem["task_id"],
+        "prompt": prompts.messages(problem["text"]),
+        "chosen": [{"role": "assistant", "content": wrap_code(chosen)}],
+        "rejected": [{"role": "assistant", "content": wrap_code(rejected)}],
+        "chosen_code": chosen,
+        "rejected_code": rejected,
+        "key_chosen": key(chosen),
+        "key_rejected": key(rejected),
+    }
+    for side, code in (("chosen", chosen), ("rejected", rejected)):
+        components = score(code).as_dict()
+        row.update({f"{side}_{name}": float(components[name]) for name in COMPONENTS})
+    row["mi_gap"] = row["chosen_mi"] - row["rejected_mi"]
+    return row
+
+
+def label_global(pairs: list[dict], key: Key = mi_score) -> list[dict]:
+    """Stage 1c: the implementation with the higher key is chosen; ties keep the first, as the paper."""
+    rows = []
+    for pair in pairs:
+        first, second = pair["code_output_1"], pair["code_output_2"]
+        chosen, rejected = (first, second) if key(first) >= key(second) else (second, first)
+        rows.append(preference_row(pair, chosen, rejected, key))
+    return rows
+
+
+def label_local(problems: list[dict], passing: dict, *, key: Key = mi_score, min_gap: float = 0.0) -> list[dict]:
+    """Stage 2b: best-key passing sample against worst-key passing sample, per task.
+
+    Unlike the paper (raw string comparison), samples that differ only in whitespace count
+    as identical, and tasks without two distinct passing samples are dropped.
+    """
+    by_id = {problem["task_id"]: problem for problem in problems}
+    rows = []
+    for task_id, codes in passing.items():
+        distinct = list({normalise(code): code for code in codes}.values())
+        if len(distinct) < 2:
+            continue
+        keys = [key(code) for code in distinct]
+        order = sorted(range(len(distinct)), key=lambda i: -keys[i])
+        best, worst = order[0], order[-1]
+        if math.isnan(keys[best] - keys[worst]) or keys[best] - keys[worst] < min_gap:
+            continue
+        rows.append(preference_row(by_id[task_id], distinct[best], distinct[worst], key))
+    return rows
+
+
+def content_hash(rows: list[dict]) -> str:
+    digest = hashlib.sha256()
+    for row in rows:
+        digest.update(json.dumps(row, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:16]
+
+
+def save_pairs(rows: list[dict], out: str | Path, **provenance) -> Path:
+    """Save pair rows as a ``datasets`` folder (atomically) with provenance and a content hash."""
+    if not rows:
+        raise ValueError(f"{out}: no pairs to save")
+    return data.save_dataset(rows, Path(out), content_hash=content_hash(rows), **provenance)
+
+
+def load_rows(path: str | Path) -> list[dict]:
+    from datasets import load_from_disk
+
+    return list(load_from_disk(str(path)))
+
+
+def summary_frame(rows: list[dict]):
+    """Chosen vs rejected MI components side by side, for tables and plots."""
+    import pandas as pd
+
+    frame = pd.DataFrame(rows)
+    return pd.DataFrame({
+        name: {"chosen": frame[f"chosen_{name}"].mean(), "rejected": frame[f"rejected_{name}"].mean()}
+        for name in COMPONENTS
+    }).T.assign(difference=lambda f: f["chosen"] - f["rejected"])
+
+
+def write_counts(counts: PairCounts, path: str | Path) -> Path:
+    return io.write_json(path, dataclasses.asdict(counts))

@@ -1,0 +1,115 @@
+"""Headless runs of a model's notebooks, stage by stage (``python -m shared_utils run``).
+
+Each stage executes the real notebooks with papermill, so what CI and ``make demo`` run is
+exactly what a user runs in Jupyter. Executed copies (with outputs) go to a git-ignored runs
+folder; a failing stage stops the run with its error and the executed notebook's path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import time
+from pathlib import Path
+
+from shared_utils import paths
+from shared_utils.models import get_spec
+from shared_utils.notebooks import targets
+
+STAGES = ("global", "stage1", "stage2a", "stage2c", "eval")
+STAGE_TEMPLATES = {
+    "global": ("global_1_dataset_preprocessing", "global_2_generate_global_pairs",
+               "global_3_automated_global_dataset_labelling"),
+    "stage1": ("model_1_dpo",),
+    "stage2a": ("model_2_dpo_local_dataset_self_generation",),
+    "stage2c": ("model_3_dpo_further",),
+    "eval": ("evaluate",),
+}
+
+
+@dataclasses.dataclass
+class RunOptions:
+    model: str = "smollm2-135m"
+    stages: str = "all"
+    smoke: bool = False
+    model_path: str | None = None
+    mbpp_source: str = "mbpp"
+    responses: str | None = None
+    runs_dir: Path | None = None
+    artifacts: Path | None = None  # where stage outputs go; default: next to the notebooks (smoke: the runs folder)
+
+    def stage_list(self) -> list[str]:
+        chosen = list(STAGES) if self.stages == "all" else [s.strip() for s in self.stages.split(",") if s.strip()]
+        unknown = [s for s in chosen if s not in STAGES]
+        if unknown:
+            raise ValueError(f"unknown stage(s) {unknown}; expected some of {', '.join(STAGES)}")
+        return chosen
+
+
+def global_parameters(options: RunOptions, template: str, out: dict) -> dict:
+    spec = get_spec(options.model)
+    demo = spec.problem_set == "demo"
+    common = {"output_dir": out["global"]}
+    if template == "global_1_dataset_preprocessing":
+        return {**common, "source": "demo" if demo else options.mbpp_source}
+    if template == "global_3_automated_global_dataset_labelling":
+        return {**common, "problem_set": spec.problem_set}
+    params = {**common, "problem_set": spec.problem_set, "limit": 4 if options.smoke else None}
+    if options.responses:
+        return {**params, "backend": "replay", "responses": str(options.responses)}
+    if demo:  # offline: the embedded model is its own generator
+        return {**params, "backend": "local", "generator": options.model_path or spec.name,
+                "samples": spec.samples, "max_new_tokens": 64 if options.smoke else spec.max_new_tokens}
+    return {**params, "backend": "gemini"}
+
+
+def model_parameters(options: RunOptions, out: dict) -> dict:
+    params = {"model_name": options.model, "model_path": options.model_path, "smoke": options.smoke,
+              "global_dir": out["global"], "output_dir": out["model"]}
+    return {key: value for key, value in params.items() if value is not None}
+
+
+def stage_parameters(options: RunOptions, stage: str, template: str, out: dict) -> dict:
+    if stage == "global":
+        return {k: v for k, v in global_parameters(options, template, out).items() if v is not None}
+    params = model_parameters(options, out)
+    if stage == "eval":
+        params.update(output_dir=out["eval"], fine_tuning_dir=out["model"])
+    return params
+
+
+def output_dirs(options: RunOptions, runs_dir: Path) -> dict:
+    spec = get_spec(options.model)
+    if options.artifacts is None and not options.smoke:
+        return {"global": str(paths.global_dir(spec.problem_set)), "model": str(paths.model_dir(spec.name)),
+                "eval": str(paths.evaluation_dir(spec.name))}
+    root = Path(options.artifacts or runs_dir / "artifacts")
+    return {"global": str(root / "global"), "model": str(root / spec.name), "eval": str(root / "evaluation")}
+
+
+def run_pipeline(options: RunOptions) -> int:
+    """Execute the chosen stages in order; 0 on success, 1 at the first failing notebook."""
+    from papermill.exceptions import PapermillExecutionError
+
+    from shared_utils.notebooks import execute
+
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    runs_dir = Path(options.runs_dir or paths.RUNS_DIR / options.model / stamp)
+    out = output_dirs(options, runs_dir)
+    by_template = {(t.template, t.model.name if t.model else None): t.path for t in targets()}
+    for stage in options.stage_list():
+        for template in STAGE_TEMPLATES[stage]:
+            notebook = by_template[(template, None if stage == "global" else options.model)]
+            executed = runs_dir / notebook.name
+            params = stage_parameters(options, stage, template, out)
+            print(f"[{stage}] {notebook.relative_to(paths.REPO_ROOT)} {params}", flush=True)
+            started = time.monotonic()
+            try:
+                execute(notebook, executed, params)
+            except PapermillExecutionError as exc:
+                print(f"[{stage}] FAILED in {notebook.name}: {exc.ename}: {exc.evalue}\n"
+                      f"executed notebook: {executed}", flush=True)
+                return 1
+            print(f"[{stage}] done in {time.monotonic() - started:.0f} s -> {executed}", flush=True)
+    print(f"executed notebooks: {runs_dir}\nartifacts: {out}")
+    return 0
