@@ -1,0 +1,202 @@
+"""``check``/``check_many``: run untrusted candidates against asserts, decide verdicts here.
+
+The candidate's process only ever reports plain-data values (see ``asserts``/``plain``);
+every verdict - passed, failed, error, timeout, crashed - is decided in this process
+from what the worker relayed, and anything outside the protocol counts against the
+candidate.  So ``sys.exit(0)``, a printed "passed", a killed worker or a forged result
+line can only ever make a candidate fail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from . import plain
+from .asserts import Test, compile_test, relevant_bound
+from .pool import POOL, Worker
+
+DEFAULT_MEMORY = 2 << 30
+TIMEOUT_MODES = ("per_test", "total")
+MESSAGE_CHARS = 300
+
+
+@dataclass(frozen=True)
+class TestResult:
+    """One assert: passed / failed / error / timeout / crashed / not_run."""
+
+    test: str
+    status: str
+    exc_type: str | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A candidate's verdict; ``status`` and the exception describe the first problem."""
+
+    status: str
+    results: tuple[TestResult, ...]
+    exc_type: str | None
+    message: str | None
+    elapsed: float
+    output: str
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+    @property
+    def error(self) -> str | None:
+        """``"Type: message"`` of the first problem, None when passed."""
+        return None if self.passed else f"{self.exc_type}: {self.message}"
+
+
+def _unfinished(reply: dict) -> TestResult:
+    """Why the candidate stopped reporting: our deadline, its size, or its death."""
+    if reply.get("failure"):
+        return TestResult("", "crashed", "SandboxFailure", reply["failure"])
+    if reply["timed_out"]:
+        return TestResult("", "timeout", "Timeout", "time limit exceeded")
+    if reply["oversize"]:
+        return TestResult("", "crashed", "ResultTooLarge", "the values it produced are too large to check")
+    code = reply["exit"]
+    if code is not None and code < 0:
+        return TestResult("", "crashed", signal.Signals(-code).name, f"killed by {signal.Signals(-code).name}")
+    how = "ended" if code is None else f"exited with status {code}"
+    return TestResult("", "crashed", "Exited", f"{how} before reporting every result")
+
+
+def _judge(test: Test, line: str) -> TestResult:
+    """Decide one test from the candidate's line: parse as plain data, compare here."""
+    try:
+        message = json.loads(line)
+        if "error" in message:
+            exc_type, text = message["error"]
+            return TestResult(test.source, "error", str(exc_type)[:100], str(text)[:MESSAGE_CHARS])
+        values = [plain.decode(v) for v in message["values"]]
+        if len(values) != len(test.holes):
+            raise ValueError("wrong number of values")
+    except (ValueError, TypeError, KeyError):
+        return TestResult(test.source, "crashed", "ProtocolViolation", "unreadable result line")
+    try:
+        if test.verdict(values):
+            return TestResult(test.source, "passed")
+    except Exception as exc:
+        return TestResult(test.source, "error", type(exc).__name__, str(exc)[:MESSAGE_CHARS])
+    return TestResult(test.source, "failed", "AssertionError", f"got {', '.join(map(repr, values))}"[:MESSAGE_CHARS])
+
+
+def _phase_zero(line: str | None, reply: dict) -> TestResult:
+    """The setup + candidate definitions: ready, raised, or never reported."""
+    if line is None:
+        return _unfinished(reply)
+    try:
+        message = json.loads(line)
+        if message == {"ready": 1}:
+            return TestResult("<setup+candidate>", "passed")
+        exc_type, text = message["error"]
+        return TestResult("<setup+candidate>", "error", str(exc_type)[:100], str(text)[:MESSAGE_CHARS])
+    except (ValueError, TypeError, KeyError):
+        return TestResult("<setup+candidate>", "crashed", "ProtocolViolation", "unreadable result line")
+
+
+def _outcome(tests: list[Test], reply: dict) -> Outcome:
+    lines = reply.get("lines", [])
+    start = _phase_zero(lines[0] if lines else None, reply)
+    results = []
+    for index, test in enumerate(tests):
+        if start.status != "passed" or any(r.status in ("timeout", "crashed") for r in results[-1:]):
+            results.append(TestResult(test.source, "not_run"))
+        elif index + 1 < len(lines):
+            results.append(_judge(test, lines[index + 1]))
+        else:
+            stop = _unfinished(reply)
+            results.append(TestResult(test.source, stop.status, stop.exc_type, stop.message))
+    first = next((r for r in (start, *results) if r.status not in ("passed", "not_run")), None)
+    return Outcome(
+        status=first.status if first else "passed", results=tuple(results),
+        exc_type=first and first.exc_type, message=first and first.message,
+        elapsed=reply.get("elapsed", 0.0), output=reply.get("output", ""),
+    )
+
+
+def _prepare(job: Sequence, timeout: float, timeout_mode: str, memory_limit: int) -> tuple[list[Test], dict]:
+    code, tests, setup = (*job, "") if len(job) == 2 else job
+    if isinstance(tests, str):
+        raise TypeError("tests must be a sequence of assert strings, not one string")
+    tests = tuple(tests)
+    bound = relevant_bound(tests, setup, code)
+    compiled = [compile_test(t, bound) for t in tests]
+    wire = {"code": code, "setup": setup, "tests": [t.wire() for t in compiled],
+            "timeout": timeout, "mode": timeout_mode, "memory": memory_limit}
+    return compiled, wire
+
+
+def _drive(jobs: list, outcomes: list, order, options: dict, progress) -> None:
+    """One thread per worker: take the next job index, run it, store its outcome."""
+    worker: Worker = POOL.acquire()
+    try:
+        for index in order:
+            compiled, wire = _prepare(jobs[index], **options)
+            worker, reply = POOL.run(worker, wire)
+            outcomes[index] = _outcome(compiled, reply)
+            progress.update()
+    finally:
+        POOL.release(worker)
+
+
+def check_many(jobs: Iterable[Sequence], *, workers: int | None = None, timeout: float = 5.0,
+               timeout_mode: str = "per_test", memory_limit: int = DEFAULT_MEMORY,
+               progress: bool = True) -> list[Outcome]:
+    """Check many ``(code, tests)`` or ``(code, tests, setup)`` jobs in parallel.
+
+    Outcomes come back in input order.  ``workers`` defaults to every core; each worker
+    runs one candidate at a time, so a hung candidate costs its worker ``timeout`` while
+    the others carry on.  ``timeout_mode``: ``per_test`` gives the setup+definitions and
+    each assert ``timeout`` seconds (the paper's SIGALRM per assert); ``total`` gives the
+    whole candidate ``timeout`` seconds.
+    """
+    from tqdm.auto import tqdm
+
+    if timeout_mode not in TIMEOUT_MODES:
+        raise ValueError(f"timeout_mode must be one of {TIMEOUT_MODES}")
+    jobs = list(jobs)
+    outcomes: list[Outcome | None] = [None] * len(jobs)
+    options = {"timeout": float(timeout), "timeout_mode": timeout_mode, "memory_limit": int(memory_limit)}
+    order = iter(range(len(jobs)))  # shared: each next() hands out a distinct index
+    errors = []
+
+    def guarded(bar):
+        try:
+            _drive(jobs, outcomes, order, options, bar)
+        except BaseException as exc:
+            errors.append(exc)
+
+    count = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
+    with tqdm(total=len(jobs), disable=not progress, desc="sandbox", unit="cand") as bar:
+        threads = [threading.Thread(target=guarded, args=(bar,), daemon=True) for _ in range(count)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    if errors:
+        raise errors[0]
+    return outcomes
+
+
+def check(code: str, tests: Sequence[str], *, setup: str = "", timeout: float = 5.0,
+          timeout_mode: str = "per_test", memory_limit: int = DEFAULT_MEMORY) -> Outcome:
+    """Run one candidate: setup, then the candidate code, then each assert, in the sandbox."""
+    return check_many([(code, tests, setup)], workers=1, timeout=timeout, timeout_mode=timeout_mode,
+                      memory_limit=memory_limit, progress=False)[0]
+
+
+def capabilities() -> dict:
+    """The protections this machine grants a candidate (raw flags from a worker)."""
+    return POOL.capabilities()
+

@@ -1,0 +1,159 @@
+"""Trusted side of the worker processes: start them, talk to them, replace dead ones.
+
+Each worker is a separate clean interpreter (``server.py``) started with a scrubbed
+environment; we talk JSON lines over its stdin/stdout.  Workers are kept warm across
+calls in a module-level pool and stopped at exit.  If a worker dies mid-job (which the
+namespaces should make impossible, but the fallback mode cannot promise), that job is
+reported as crashed and a fresh worker takes its place.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import queue
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+from .server import CANDIDATE_ENV
+
+log = logging.getLogger(__name__)
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+# Import the server without running shared_utils/__init__.py (which could pull in heavy deps).
+_BOOT = """
+import os, sys, types
+root = sys.argv[1]
+for name in ("shared_utils", "shared_utils.sandbox"):
+    module = types.ModuleType(name)
+    module.__path__ = [os.path.join(root, *name.split("."))]
+    sys.modules[name] = module
+from shared_utils.sandbox.server import main
+main(sys.argv[2])
+"""
+
+
+class WorkerDied(RuntimeError):
+    pass
+
+
+class Worker:
+    """One fork server process."""
+
+    def __init__(self):
+        self.process = subprocess.Popen(
+            [sys.executable, "-I", "-c", _BOOT, str(PACKAGE_ROOT), tempfile.gettempdir()],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=CANDIDATE_ENV, close_fds=True)
+        self.capabilities = self._receive()["capabilities"]
+
+    def _receive(self) -> dict:
+        line = self.process.stdout.readline()
+        if not line:
+            raise WorkerDied(f"sandbox worker exited with status {self.process.wait()}")
+        return json.loads(line)
+
+    def run(self, job: dict) -> dict:
+        try:
+            self.process.stdin.write(json.dumps(job).encode() + b"\n")
+            self.process.stdin.flush()
+        except OSError as exc:
+            raise WorkerDied(f"sandbox worker is gone: {exc}") from None
+        return self._receive()
+
+    def close(self) -> None:
+        for stream in (self.process.stdin, self.process.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+class Pool:
+    """Idle workers shared by every call; grows on demand, never shrinks until exit."""
+
+    def __init__(self):
+        self.idle: queue.SimpleQueue[Worker] = queue.SimpleQueue()
+        self.all: list[Worker] = []
+        self.lock = threading.Lock()
+        self.announced = False
+
+    def _spawn(self) -> Worker:
+        worker = Worker()
+        with self.lock:
+            self.all.append(worker)
+            if not self.announced:
+                self.announced = True
+                _announce(worker.capabilities)
+        return worker
+
+    def acquire(self) -> Worker:
+        try:
+            return self.idle.get_nowait()
+        except queue.Empty:
+            return self._spawn()
+
+    def release(self, worker: Worker) -> None:
+        self.idle.put(worker)
+
+    def run(self, worker: Worker, job: dict) -> tuple[Worker, dict]:
+        """Run a job; on worker death, replace it and report the failure as the reply."""
+        try:
+            return worker, worker.run(job)
+        except WorkerDied as exc:
+            self.discard(worker)
+            return self._spawn(), {"failure": str(exc)}
+
+    def discard(self, worker: Worker) -> None:
+        worker.close()
+        with self.lock:
+            self.all.remove(worker)
+
+    def capabilities(self) -> dict:
+        worker = self.acquire()
+        try:
+            return dict(worker.capabilities)
+        finally:
+            self.release(worker)
+
+    def close(self) -> None:
+        with self.lock:
+            workers, self.all = self.all, []
+        for worker in workers:
+            worker.close()
+        self.idle = queue.SimpleQueue()
+
+
+def summary(caps: dict) -> dict[str, bool]:
+    """The protections in words, each True where active on this machine."""
+    return {
+        "pid namespace": caps["pid_namespace"],
+        "network namespace (no network)": caps["network_namespace"],
+        "mount namespace": caps["mount_namespace"],
+        "read-only filesystem": caps["read_only_filesystem"],
+        "ipc/uts namespaces": caps["ipc_namespace"],
+        "no privileges (own uid or user namespace)": caps["candidate_uid"] is not None or caps["user_namespace"],
+        "process group, rlimits, scrubbed env": True,
+    }
+
+
+def _announce(caps: dict) -> None:
+    """Say once per process which protections are active."""
+    protections = summary(caps)
+    missing = [name for name, active in protections.items() if not active]
+    log.log(logging.WARNING if missing else logging.INFO, "sandbox protections active: %s%s",
+            ", ".join(name for name, active in protections.items() if active),
+            f"; NOT available here: {', '.join(missing)}" if missing else "")
+
+
+POOL = Pool()
+atexit.register(POOL.close)
+os.register_at_fork(after_in_child=lambda: POOL.__init__())
