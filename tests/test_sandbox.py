@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from shared_utils.sandbox import capabilities, check, check_many
+from shared_utils.sandbox import pool
 from shared_utils.sandbox.pool import POOL
 
 CAPS = capabilities()
@@ -220,6 +221,29 @@ def test_setup_and_capabilities():
     assert _run("class Box:\n    def __init__(self, v):\n        self.v = v", ["assert box.v == 7"],
                 setup="box = Box(7)").passed
     assert set(CAPS) >= {"pid_namespace", "network_namespace", "mount_namespace", "read_only_filesystem"}
+
+
+def test_without_namespaces_it_still_contains_and_cleans_up(monkeypatch):
+    """The container/macOS-like fallback: every unshare refused, process isolation only."""
+    refuse = ("from shared_utils.sandbox import kernel\n"
+              "def _refuse(*args):\n    raise PermissionError(1, 'refused')\n"
+              "kernel.unshare = _refuse\n")
+    marker = "from shared_utils.sandbox.server import main"
+    monkeypatch.setattr(pool, "_BOOT", pool._BOOT.replace(marker, refuse + marker))
+    POOL.close()
+    try:
+        caps = capabilities()
+        assert not any(caps[k] for k in ("pid_namespace", "network_namespace", "mount_namespace", "ipc_namespace"))
+        daemon = ("import os, time\ndef f():\n    if os.fork() == 0:\n        os.setsid()\n        if os.fork() == 0:\n"
+                  "            time.sleep(300)\n        os._exit(0)\n    time.sleep(0.1)\n    return 1")
+        assert _run(daemon, ["assert f() == 1"]).passed
+        assert _run("def f():\n    while True:\n        pass", ["assert f() == 1"], timeout=0.5).status == "timeout"
+        assert _run("import ctypes\ndef f():\n    return ctypes.string_at(0)", ["assert f() == 1"]).status == "crashed"
+        assert not _run("def f(x):\n    return x", ["assert f(3) == 9"]).passed
+        for worker in list(POOL.all):
+            assert len(_descendants(worker.process.pid)) == 1
+    finally:
+        POOL.close()
 
 
 # --- real MBPP problems ----------------------------------------------------------------

@@ -150,6 +150,11 @@ def _drive(jobs: list, outcomes: list, order, options: dict, progress) -> None:
         POOL.release(worker)
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (respects taskset and container CPU sets)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def check_many(jobs: Iterable[Sequence], *, workers: int | None = None, timeout: float = 5.0,
                timeout_mode: str = "per_test", memory_limit: int = DEFAULT_MEMORY,
                progress: bool = True) -> list[Outcome]:
@@ -177,7 +182,7 @@ def check_many(jobs: Iterable[Sequence], *, workers: int | None = None, timeout:
         except BaseException as exc:
             errors.append(exc)
 
-    count = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
+    count = max(1, min(workers or usable_cores(), len(jobs)))
     with tqdm(total=len(jobs), disable=not progress, desc="sandbox", unit="cand") as bar:
         threads = [threading.Thread(target=guarded, args=(bar,), daemon=True) for _ in range(count)]
         for thread in threads:

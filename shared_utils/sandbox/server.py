@@ -39,7 +39,7 @@ def _preimport() -> None:
         importlib.import_module(name)
 
 
-def _become_candidate(job: dict, caps: dict, fds: tuple[int, int], workdir: str) -> None:
+def _become_candidate(job: dict, program: tuple, caps: dict, fds: tuple[int, int], workdir: str) -> None:
     """In the forked child: rewire fds, build the walls, run the candidate. Never returns."""
     result_w, output_w = fds
     try:
@@ -52,7 +52,7 @@ def _become_candidate(job: dict, caps: dict, fds: tuple[int, int], workdir: str)
         isolation.enter_candidate(caps, workdir, cpu, job["memory"])
     except BaseException:
         os._exit(SETUP_FAILED)
-    child.run(job["setup"], job["code"], job["tests"])
+    child.run(program)
 
 
 class _Watch:
@@ -176,13 +176,14 @@ class Server:
         tempfile.tempdir = self.workdir
 
     def _fork(self, job: dict, fds: tuple[int, int]) -> int:
+        program = child.prepare(job)
         if self.pidns_fd is not None:
             kernel.setns(self.pidns_fd, kernel.CLONE_NEWPID)
             kernel.unshare(kernel.CLONE_NEWPID)
         gc.freeze()  # a collection in the child must not touch (and copy) our whole heap
         pid = os.fork()
         if pid == 0:
-            _become_candidate(job, self.caps, fds, self.workdir)
+            _become_candidate(job, program, self.caps, fds, self.workdir)
         return pid
 
     def run(self, job: dict) -> dict:
