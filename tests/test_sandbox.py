@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -215,6 +217,19 @@ def test_check_many_keeps_order_and_runs_timeouts_in_parallel():
     outcomes = check_many(jobs, workers=2, timeout=0.5, progress=False)
     assert time.monotonic() - started < 4 * 0.5 + 1.5  # 4 loops: about two timeouts per worker
     assert [o.status for o in outcomes] == ["timeout" if i % 5 == 0 else "passed" for i in range(20)]
+
+
+def test_a_dying_worker_costs_only_the_job_it_was_running():
+    jobs = [("import time\ndef f():\n    time.sleep(2)\n    return 1", ["assert f() == 1"])]
+    jobs += [(f"def f():\n    return {i}", [f"assert f() == {i}"]) for i in range(5)]
+    POOL.close()
+    killer = threading.Timer(0.5, lambda: [os.kill(pid, signal.SIGKILL) for worker in POOL.all
+                                            for pid in _descendants(worker.process.pid)])
+    killer.start()
+    outcomes = check_many(jobs, workers=1, progress=False)
+    killer.join()
+    assert outcomes[0].status == "crashed" and outcomes[0].exc_type == "SandboxFailure"
+    assert all(o.passed for o in outcomes[1:])
 
 
 def test_setup_and_capabilities():

@@ -3,8 +3,9 @@
 The candidate's process only ever reports plain-data values (see ``asserts``/``plain``);
 every verdict - passed, failed, error, timeout, crashed - is decided in this process
 from what the worker relayed, and anything outside the protocol counts against the
-candidate.  So ``sys.exit(0)``, a printed "passed", a killed worker or a forged result
-line can only ever make a candidate fail.
+candidate.  So ``sys.exit(0)``, a printed "passed" or a killed worker can only make a
+candidate fail, and a forged result line can only claim values the candidate's own code
+could have returned - never the expected ones, which stay here.
 """
 
 from __future__ import annotations
@@ -13,16 +14,19 @@ import json
 import os
 import signal
 import threading
+from collections import deque
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from . import plain
 from .asserts import Test, compile_test, relevant_bound
-from .pool import POOL, Worker
+from .pool import POOL, Worker, WorkerDied
+from .server import SETUP_FAILED
 
 DEFAULT_MEMORY = 2 << 30
 TIMEOUT_MODES = ("per_test", "total")
 MESSAGE_CHARS = 300
+PIPELINE_DEPTH = 2
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,8 @@ def _unfinished(reply: dict) -> TestResult:
     if reply["oversize"]:
         return TestResult("", "crashed", "ResultTooLarge", "the values it produced are too large to check")
     code = reply["exit"]
+    if code == SETUP_FAILED:
+        return TestResult("", "crashed", "SandboxSetupFailed", "the isolation could not be set up in the child")
     if code is not None and code < 0:
         return TestResult("", "crashed", signal.Signals(-code).name, f"killed by {signal.Signals(-code).name}")
     how = "ended" if code is None else f"exited with status {code}"
@@ -137,17 +143,63 @@ def _prepare(job: Sequence, timeout: float, timeout_mode: str, memory_limit: int
     return compiled, wire
 
 
+class _Lane:
+    """One worker fed two jobs deep, so the next job is waiting when one finishes.
+
+    Replies come in order, so when the worker dies the oldest unanswered job is the one
+    that killed it: that one is reported crashed and the others go to a fresh worker.
+    """
+
+    def __init__(self, outcomes: list, progress):
+        self.outcomes, self.progress = outcomes, progress
+        self.worker: Worker = POOL.acquire()
+        self.pending: deque = deque()  # (index, compiled tests, wire job)
+
+    def _settle(self, index: int, compiled: list, reply: dict) -> None:
+        self.outcomes[index] = _outcome(compiled, reply)
+        self.progress.update()
+
+    def _recover(self, exc: WorkerDied) -> None:
+        index, compiled, _ = self.pending.popleft()
+        self._settle(index, compiled, {"failure": str(exc)})
+        self.worker = POOL.replace(self.worker)
+        for _, _, wire in self.pending:
+            self.worker.send(wire)
+
+    def submit(self, index: int, compiled: list, wire: dict) -> None:
+        self.pending.append((index, compiled, wire))
+        try:
+            self.worker.send(wire)
+        except WorkerDied as exc:
+            self._recover(exc)
+        while len(self.pending) >= PIPELINE_DEPTH:
+            self.finish_one()
+
+    def finish_one(self) -> None:
+        try:
+            reply = self.worker.receive()
+        except WorkerDied as exc:
+            self._recover(exc)
+            return
+        index, compiled, _ = self.pending.popleft()
+        self._settle(index, compiled, reply)
+
+    def close(self) -> None:
+        while self.pending:
+            self.finish_one()
+        POOL.release(self.worker)
+
+
 def _drive(jobs: list, outcomes: list, order, options: dict, progress) -> None:
     """One thread per worker: take the next job index, run it, store its outcome."""
-    worker: Worker = POOL.acquire()
+    lane = _Lane(outcomes, progress)
     try:
         for index in order:
-            compiled, wire = _prepare(jobs[index], **options)
-            worker, reply = POOL.run(worker, wire)
-            outcomes[index] = _outcome(compiled, reply)
-            progress.update()
-    finally:
-        POOL.release(worker)
+            lane.submit(index, *_prepare(jobs[index], **options))
+    except BaseException:
+        POOL.discard(lane.worker)  # unread replies would reach its next user
+        raise
+    lane.close()
 
 
 def usable_cores() -> int:

@@ -56,12 +56,15 @@ class Worker:
             raise WorkerDied(f"sandbox worker exited with status {self.process.wait()}")
         return json.loads(line)
 
-    def run(self, job: dict) -> dict:
+    def send(self, job: dict) -> None:
         try:
             self.process.stdin.write(json.dumps(job).encode() + b"\n")
             self.process.stdin.flush()
         except OSError as exc:
             raise WorkerDied(f"sandbox worker is gone: {exc}") from None
+
+    def receive(self) -> dict:
+        """The reply to the oldest job sent and not yet answered."""
         return self._receive()
 
     def close(self) -> None:
@@ -104,18 +107,15 @@ class Pool:
     def release(self, worker: Worker) -> None:
         self.idle.put(worker)
 
-    def run(self, worker: Worker, job: dict) -> tuple[Worker, dict]:
-        """Run a job; on worker death, replace it and report the failure as the reply."""
-        try:
-            return worker, worker.run(job)
-        except WorkerDied as exc:
-            self.discard(worker)
-            return self._spawn(), {"failure": str(exc)}
-
     def discard(self, worker: Worker) -> None:
         worker.close()
         with self.lock:
             self.all.remove(worker)
+
+    def replace(self, worker: Worker) -> Worker:
+        """A dead worker out, a fresh one in."""
+        self.discard(worker)
+        return self._spawn()
 
     def capabilities(self) -> dict:
         worker = self.acquire()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gc
 import importlib
+import json
 import os
 import select
 import shutil
@@ -62,7 +63,7 @@ class _Watch:
         self.timeout, self.per_test = job["timeout"], job["mode"] == "per_test"
         self.wanted = len(job["tests"]) + 1
         self.result_r, self.output_r = result_r, output_r
-        self.lines, self.pending, self.result_bytes = [], b"", 0
+        self.lines, self.pending, self.result_bytes = [], bytearray(), 0
         self.output, self.output_bytes = bytearray(), 0
         self.timed_out = self.oversize = self.ended = False
 
@@ -76,8 +77,11 @@ class _Watch:
         chunk = os.read(self.result_r, 1 << 16)
         self.result_bytes += len(chunk)
         self.oversize = self.result_bytes > RESULT_LIMIT
-        *complete, self.pending = (self.pending + chunk).split(b"\n")
-        self.lines += [line.decode("utf-8", "replace") for line in complete]
+        self.pending += chunk
+        if b"\n" in chunk:  # split only then: a hostile endless line must not cost quadratic time
+            *complete, rest = self.pending.split(b"\n")
+            self.pending = bytearray(rest)
+            self.lines += [line.decode("utf-8", "replace") for line in complete]
         return bool(chunk) and not self.oversize  # keep reading?
 
     def run(self, pid: int) -> None:
@@ -227,7 +231,7 @@ def _inner(scratch: str, caps: dict) -> None:
     os.write(1, plain.dumps({"capabilities": caps}))
     requests = os.fdopen(0, "rb")
     for line in requests:
-        job = plain.json.loads(line)
+        job = json.loads(line)
         try:
             reply = server.run(job)
         except OSError as exc:
