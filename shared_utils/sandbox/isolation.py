@@ -18,6 +18,8 @@ import os
 import re
 import resource
 import signal
+import stat
+import sysconfig
 
 from . import kernel
 
@@ -103,9 +105,31 @@ def wall_off_filesystem(scratch: str, hide_proc: bool) -> dict:
     return caps
 
 
+def _readable_by_anyone(path: str) -> bool:
+    """Can an account with no rights here read ``path``: every folder above it searchable by others?"""
+    resolved = os.path.realpath(path)
+    folders = [resolved]
+    while os.path.dirname(folders[-1]) != folders[-1]:
+        folders.append(os.path.dirname(folders[-1]))
+    try:
+        return all(os.stat(folder).st_mode & stat.S_IXOTH for folder in folders) and bool(
+            os.stat(resolved).st_mode & stat.S_IROTH)
+    except OSError:
+        return False
+
+
 def candidate_uid() -> int | None:
-    """A uid no real account uses, distinct per live worker, when we may switch uids."""
-    return 0x7FFF0000 + (os.getpid() & 0xFFFF) if os.geteuid() == 0 else None
+    """A uid no real account uses, distinct per live worker, when we may switch uids.
+
+    Only where that uid can still read the interpreter's libraries: Python installed under a
+    private home (pyenv in /root, say) would otherwise fail every import not made in advance.
+    """
+    if os.geteuid() != 0:
+        return None
+    libraries = {sysconfig.get_paths()[name] for name in ("stdlib", "platstdlib", "purelib", "platlib")}
+    if not all(_readable_by_anyone(path) for path in libraries if os.path.exists(path)):
+        return None
+    return 0x7FFF0000 + (os.getpid() & 0xFFFF)
 
 
 def probe_ipc_namespace() -> bool:

@@ -246,6 +246,7 @@ def main(temp_root: str) -> None:
     It ends when the trusted side closes our stdin (exit or death alike).  No parent-death
     signal here: that fires when the *thread* that started us exits, not the process.
     """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C or a kernel interrupt is the caller's to handle
     _preimport()
     scratch = tempfile.mkdtemp(prefix="sandbox-", dir=temp_root)
     caps = isolation.enter_worker_namespaces()
