@@ -1,0 +1,69 @@
+"""Notebooks are a front end that CI executes: stale renderings or a broken cell fail the build."""
+
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+
+from shared_utils import notebooks
+from shared_utils.models import REGISTRY
+from shared_utils.runner import RunOptions, run_pipeline
+
+
+def test_committed_notebooks_match_their_templates():
+    assert notebooks.render_all(check=True) == [], "run `make notebooks` and commit the result"
+
+
+def test_every_notebook_is_output_free_with_a_parameters_cell_and_a_summary():
+    found = notebooks.targets()
+    assert len(found) == 3 + 4 * len(REGISTRY)
+    for target in found:
+        notebook = nbformat.read(target.path, as_version=4)
+        code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+        assert all(not cell.outputs and cell.execution_count is None for cell in code), target.path
+        assert sum("parameters" in cell.metadata.get("tags", []) for cell in code) == 1, target.path
+        assert "notebook_env.prepare" in code[0].source, target.path
+        assert notebook.cells[-2].source.strip() == "## Summary", target.path
+
+
+def _executed_outputs(path) -> str:
+    notebook = nbformat.read(path, as_version=4)
+    return "\n".join(json.dumps(output) for cell in notebook.cells for output in cell.get("outputs", []))
+
+
+@pytest.mark.slow
+def test_demo_model_runs_every_notebook_in_smoke_mode(tmp_path):
+    runs = tmp_path / "runs"
+    assert run_pipeline(RunOptions(model="smollm2-135m", smoke=True, runs_dir=runs, artifacts=tmp_path / "out")) == 0
+    executed = sorted(path.name for path in runs.glob("*.ipynb"))
+    assert executed == sorted([
+        "1_dataset_preprocessing.ipynb", "2_generate_global_pairs.ipynb",
+        "3_automated_global_dataset_labelling.ipynb", "1_smollm2_135m_dpo.ipynb",
+        "2_smollm2_135m_dpo_local_dataset_self_generation.ipynb", "3_smollm2_135m_dpo_further.ipynb",
+        "evaluate_smollm2_135m.ipynb"])
+    adapter = tmp_path / "out" / "smollm2-135m" / "smollm2-135m-dpo-3-epochs"
+    assert (adapter / "adapter_model.safetensors").is_file()
+    assert (tmp_path / "out" / "evaluation" / "smollm2_135m_comparison.json").is_file()
+
+
+@pytest.fixture(scope="module")
+def mbpp_global(tmp_path_factory, mbpp_dir, gemini_pairs):
+    """Stage 1 data for the paper models, rebuilt offline by the real global notebooks (replay)."""
+    root = tmp_path_factory.mktemp("paper")
+    options = RunOptions(model="gemma3-1b", stages="global", smoke=True, mbpp_source=str(mbpp_dir),
+                         responses=str(gemini_pairs), runs_dir=root / "runs", artifacts=root / "out")
+    assert run_pipeline(options) == 0
+    return root
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["gemma3-1b", "gemma3-4b", "gemma3-12b", "qwen3-4b"])
+def test_paper_model_first_notebook_runs_on_a_tiny_lookalike(model, mbpp_global, tiny_model_factory):
+    options = RunOptions(model=model, stages="stage1", smoke=True, model_path=str(tiny_model_factory(model)),
+                         runs_dir=mbpp_global / model, artifacts=mbpp_global / "out")
+    assert run_pipeline(options) == 0
+    spec = REGISTRY[model]
+    assert (mbpp_global / "out" / model / spec.adapter_name(spec.epochs) / "adapter_config.json").is_file()
+    assert "Traceback" not in _executed_outputs(mbpp_global / model / f"1_{spec.slug}_dpo.ipynb")
