@@ -50,9 +50,8 @@ def score_completions(completions: dict, problems: Iterable[dict], *, extract: s
     for (task_id, index, code), outcome in zip(samples, outcomes):
         rows.append({
             "task_id": task_id, "sample": index, "code": code, "status": outcome.status,
-            "passed": outcome.passed, "assert_results": [result.status for result in outcome.tests],
-            "error": f"{outcome.exc_type}: {outcome.message}" if outcome.exc_type else "",
-            **score(code).as_dict(),
+            "passed": outcome.passed, "assert_results": [result.status for result in outcome.results],
+            "error": outcome.error or "", **score(code).as_dict(),
         })
     return pd.DataFrame(rows)
 
