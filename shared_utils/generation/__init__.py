@@ -1,0 +1,165 @@
+"""One generation interface, several backends, every run resumable.
+
+``generate(requests, backend=...)`` turns chat requests into ``Completion`` records:
+
+- ``local``: transformers (+ PEFT) with our batched sampling loop that drops finished rows;
+- ``vllm``: vLLM with LoRA (optional dependency; ``backend="auto"`` picks it when vLLM is
+  importable and a GPU is present and no ``loaded`` model is given);
+- ``openai``: any OpenAI-compatible chat-completions server;
+- ``replay``: answers saved earlier (a paper-format JSON or a checkpoint JSONL), ``source=PATH``.
+
+With ``checkpoint=PATH`` every finished batch is appended to a JSONL keyed by
+(task_id, round, sample) and a rerun skips what is there. Batches are planned from the requests
+alone and each is seeded from (seed, its first key), so an interrupted and resumed run writes
+exactly what an uninterrupted one does. Stage-1 pairs: ``request_pairs`` / ``replay_pairs``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+from shared_utils.generation.checkpoint import Checkpoint, CheckpointMismatch, read_checkpoint
+from shared_utils.generation.core import (Completion, Request, SamplingConfig, code_end, derive_seed, plan_batches,
+                                          truncate_at_code_end)
+from shared_utils.generation.gemini import request_pairs
+from shared_utils.generation.paper_format import read_paper_format, write_paper_format
+from shared_utils.generation.replay import PairResponse, replay_pairs
+
+__all__ = [
+    "SamplingConfig", "Request", "Completion", "generate", "write_paper_format", "read_paper_format",
+    "PairResponse", "request_pairs", "replay_pairs", "Checkpoint", "CheckpointMismatch", "read_checkpoint",
+    "code_end", "truncate_at_code_end", "resolve_backend", "BACKENDS",
+]
+
+BACKENDS = ("auto", "local", "vllm", "openai", "gemini", "replay")
+
+
+def resolve_backend(backend: str, loaded: tuple | None = None) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+    if backend == "auto":
+        from shared_utils.generation import vllm_backend
+
+        return "vllm" if loaded is None and vllm_backend.available() else "local"
+    if backend == "gemini":
+        raise ValueError("the gemini backend generates Stage-1 pairs only: use request_pairs(..., backend='gemini'); "
+                         "for plain generation use backend='openai' with Gemini's OpenAI-compatible endpoint")
+    return backend
+
+
+def make_backend(name: str, *, model, adapter, loaded, **options):
+    if name == "local":
+        from shared_utils.generation.local import LocalBackend
+
+        return LocalBackend(model, adapter, loaded=loaded, **options)
+    if name == "vllm":
+        from shared_utils.generation.vllm_backend import VLLMBackend
+
+        return VLLMBackend(model, adapter, **options)
+    if name == "openai":
+        from shared_utils.generation.openai_backend import OpenAIBackend
+
+        return OpenAIBackend(model, adapter, **options)
+    if name == "replay":
+        from shared_utils.generation.replay import ReplayBackend
+
+        return ReplayBackend(model, adapter, **options)
+    raise ValueError(f"unknown backend {name!r}")
+
+
+def _model_name(model, loaded) -> str | None:
+    if model is not None:
+        return str(model)
+    if loaded is not None:
+        base = getattr(loaded[0], "get_base_model", lambda: loaded[0])()
+        spec = loaded[2] if len(loaded) > 2 else None
+        return spec.name if spec is not None else getattr(base.config, "_name_or_path", None)
+    return None
+
+
+class _Progress:
+    """A tqdm bar over samples with samples/s and tokens/s; silent when disabled."""
+
+    def __init__(self, enabled: bool, total: int, initial: int, desc: str):
+        self.bar = None
+        self.start = time.monotonic()
+        self.samples = self.tokens = 0
+        if enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, initial=initial, desc=desc, unit="sample", dynamic_ncols=True)
+
+    def __call__(self, tokens: int) -> None:
+        self.samples += 1
+        self.tokens += tokens
+        if self.bar is not None:
+            elapsed = max(1e-9, time.monotonic() - self.start)
+            self.bar.update(1)
+            self.bar.set_postfix(samples_s=f"{self.samples / elapsed:.2f}", tok_s=f"{self.tokens / elapsed:.1f}",
+                                 refresh=False)
+
+    def close(self) -> dict:
+        if self.bar is not None:
+            self.bar.close()
+        elapsed = time.monotonic() - self.start
+        return {"seconds": round(elapsed, 3), "samples": self.samples, "tokens": self.tokens,
+                "samples_per_s": round(self.samples / elapsed, 4) if elapsed else None,
+                "tokens_per_s": round(self.tokens / elapsed, 2) if elapsed else None}
+
+
+def generate(requests: list[Request], *, backend: str = "auto", model: str | None = None,
+             adapter: str | os.PathLike | None = None, sampling: SamplingConfig = SamplingConfig(),
+             checkpoint: str | Path | None = None, loaded: tuple | None = None, progress: bool = True,
+             on_batch: Callable[[int, list[Completion]], None] | None = None, **backend_options) -> list[Completion]:
+    """Sample ``n`` completions per request; returns them in request then sample order.
+
+    ``on_batch(index, completions)`` is called after each batch is checkpointed (a hook for
+    callers and for the interruption test). ``backend_options`` go to the backend
+    (local: dtype, load_in_4bit, compact_every; openai: base_url, api_key, concurrency, per_sample;
+    vllm: engine options; replay: source).
+    """
+    from shared_utils.generation.core import check_unique
+
+    requests = list(requests)
+    check_unique(requests)
+    name = resolve_backend(backend, loaded)
+    if name != "local" and loaded is not None:
+        raise ValueError(f"loaded= is only for the local backend, not {name!r}")
+    engine = make_backend(name, model=model, adapter=adapter, loaded=loaded, **backend_options)
+    batch_size = sampling.batch_size or engine.default_batch_size(requests, sampling)
+    if hasattr(engine, "plan"):
+        batches = engine.plan(requests, sampling, batch_size)
+    else:
+        batches = plan_batches(requests, sampling, batch_size)
+    identity = {"model": _model_name(model, loaded), "adapter": str(adapter) if adapter is not None else None,
+                "backend": name, "sampling": sampling.identity(), "seed": sampling.seed}
+    store = Checkpoint(checkpoint, identity) if checkpoint is not None else None
+    done = dict(store.done) if store is not None else {}
+    keys = [k for batch in batches for k in batch.keys(requests)]
+    initial = sum(1 for k in keys if k in done)
+    bar = _Progress(progress, len(keys), initial, f"generate[{name}]")
+    try:
+        for index, batch in enumerate(batches):
+            batch_keys = batch.keys(requests)
+            if all(k in done for k in batch_keys):
+                continue
+            completions = engine.run_batch(requests, batch, sampling, on_sample=bar)
+            fresh = [c for c in completions if c.key not in done]
+            if store is not None:
+                store.append(fresh)
+            done.update((c.key, c) for c in fresh)
+            if on_batch is not None:
+                on_batch(index, fresh)
+    finally:
+        stats = bar.close()
+    if store is not None:
+        store.finish(batch_size=batch_size, last_run=stats, **_describe(engine, sampling))
+    return [done[k] for k in keys]
+
+
+def _describe(engine, sampling) -> dict:
+    describe = getattr(engine, "describe", None)
+    return describe(sampling) if describe else {}

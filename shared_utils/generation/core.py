@@ -1,0 +1,162 @@
+"""The data types every backend shares, deterministic batch plans and seeds, the code-end stop rule."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+from typing import Iterable, Iterator
+
+Key = tuple  # (task_id, round, sample)
+
+
+@dataclasses.dataclass
+class SamplingConfig:
+    """How to sample. Defaults are the paper's: 10 samples, temperature 0.6, top_p 0.9, 1024 new tokens.
+
+    ``stop_at_code_end`` stops a sample once its first fenced code block has closed (our own
+    pipeline stages); ``False`` is the paper protocol (evaluation), which runs to EOS or the limit.
+    ``top_k=None`` keeps the model's own ``generation_config.top_k``, as the paper's
+    ``model.generate`` call did; 0 disables it.
+    """
+
+    n: int = 10
+    temperature: float = 0.6
+    top_p: float = 0.9
+    max_new_tokens: int = 1024
+    seed: int = 0
+    stop_at_code_end: bool = True
+    batch_size: int | None = None
+    top_k: int | None = None
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def identity(self) -> dict:
+        """The fields that change what is generated (batch_size only changes speed... and float noise)."""
+        return {k: v for k, v in self.as_dict().items() if k != "batch_size"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    task_id: int | str
+    messages: list[dict]
+    round: int = 0
+    n: int | None = None  # None -> sampling.n
+
+    def samples(self, sampling: SamplingConfig) -> int:
+        return sampling.n if self.n is None else self.n
+
+
+@dataclasses.dataclass(frozen=True)
+class Completion:
+    task_id: int | str
+    round: int
+    sample: int
+    text: str
+    tokens: int = 0
+
+    @property
+    def key(self) -> Key:
+        return (self.task_id, self.round, self.sample)
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Unit:
+    """One sample to produce: request ``request`` (index into the request list), sample number ``sample``."""
+
+    request: int
+    sample: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Batch:
+    units: tuple[Unit, ...]
+    seed: int
+
+    def keys(self, requests: list[Request]) -> list[Key]:
+        return [unit_key(requests, u) for u in self.units]
+
+
+def unit_key(requests: list[Request], unit: Unit) -> Key:
+    request = requests[unit.request]
+    return (request.task_id, request.round, unit.sample)
+
+
+def key_str(key: Key) -> str:
+    return f"{key[0]!r}/{key[1]}/{key[2]}"
+
+
+def derive_seed(seed: int, *parts) -> int:
+    """A 63-bit seed from the user's seed and anything identifying a batch, stable across runs and machines."""
+    digest = hashlib.sha256(repr((seed, *parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def check_unique(requests: list[Request]) -> None:
+    seen = set()
+    for request in requests:
+        key = (request.task_id, request.round)
+        if key in seen:
+            raise ValueError(f"duplicate request for task_id={request.task_id!r} round={request.round}")
+        seen.add(key)
+
+
+def plan_batches(requests: list[Request], sampling: SamplingConfig, batch_size: int) -> list[Batch]:
+    """Split all samples into batches of at most ``batch_size`` sequences, in request then sample order.
+
+    The plan depends only on the requests, ``n`` and ``batch_size``; each batch's seed only on the
+    user's seed and its first key. A resumed run therefore reruns a half-finished batch exactly.
+    """
+    units = [Unit(i, s) for i, request in enumerate(requests) for s in range(request.samples(sampling))]
+    batches = []
+    for start in range(0, len(units), max(1, batch_size)):
+        chunk = tuple(units[start:start + max(1, batch_size)])
+        batches.append(Batch(chunk, derive_seed(sampling.seed, unit_key(requests, chunk[0]))))
+    return batches
+
+
+def plan_per_request(requests: list[Request], sampling: SamplingConfig, group: int = 1) -> list[Batch]:
+    """One batch per ``group`` requests (remote backends: a request carries its own ``n``)."""
+    batches = []
+    for start in range(0, len(requests), max(1, group)):
+        units = tuple(Unit(i, s) for i in range(start, min(len(requests), start + group))
+                      for s in range(requests[i].samples(sampling)))
+        if units:
+            batches.append(Batch(units, derive_seed(sampling.seed, unit_key(requests, units[0]))))
+    return batches
+
+
+# ---------------------------------------------------------------- the code-end stop rule
+_CLOSED_BLOCK = re.compile(r"```[^\n`]*\n.*?```", re.DOTALL)
+
+
+def code_end(text: str) -> int | None:
+    """Index just past the closing fence of the first fenced code block, or None while it is open."""
+    match = _CLOSED_BLOCK.search(text)
+    return match.end() if match else None
+
+
+def truncate_at_code_end(text: str) -> str:
+    end = code_end(text)
+    return text if end is None else text[:end]
+
+
+def chunks(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def ordered(completions: Iterable[Completion], requests: list[Request] | None = None) -> list[Completion]:
+    """Completions in request order (or first-seen task order) then round then sample order."""
+    completions = list(completions)
+    if requests is not None:
+        rank = {(r.task_id, r.round): i for i, r in enumerate(requests)}
+    else:
+        rank = {}
+        for c in completions:
+            rank.setdefault((c.task_id, c.round), len(rank))
+    return sorted(completions, key=lambda c: (rank.get((c.task_id, c.round), len(rank)), c.sample))

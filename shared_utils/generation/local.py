@@ -1,0 +1,252 @@
+"""The ``local`` backend: transformers (+ PEFT) with our own batched sampling loop.
+
+Why not ``model.generate``: a static batch keeps computing every row until its longest
+sequence ends. Here each batch is prefilled once per distinct prompt, the KV cache is
+expanded to the samples, and rows that finish (EOS, the closing code fence, the token limit)
+are dropped from the cache, so finished samples stop costing compute. Sampling follows
+transformers' warpers: temperature, then top-k, then top-p (nucleus, at least one token kept).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from shared_utils import prompts
+from shared_utils.generation.core import Batch, Completion, Request, SamplingConfig, code_end
+
+CPU_BATCH = 48
+GPU_MAX_BATCH = 256
+
+
+class LocalBackend:
+    name = "local"
+
+    def __init__(self, model=None, adapter=None, *, loaded: tuple | None = None, dtype: str | None = None,
+                 load_in_4bit: bool | None = None, compact_every: int = 1, **_ignored):
+        if loaded is None:
+            if model is None:
+                raise ValueError("the local backend needs model= (a registry name, hub id or folder) or loaded=")
+            from shared_utils.models import load_model
+
+            loaded = load_model(str(model), adapter=adapter, dtype=dtype, load_in_4bit=load_in_4bit)
+        elif adapter is not None and not _has_adapter(loaded[0]):
+            from peft import PeftModel
+
+            loaded = (PeftModel.from_pretrained(loaded[0], str(adapter)).eval(), *loaded[1:])
+        self.model, self.tokenizer, self.spec = loaded
+        self.compact_every = compact_every
+        self.device = _device_of(self.model)
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.eos_ids = eos_token_ids(self.model, self.tokenizer)
+        self._tick_mask = None
+        self._prompt_cache: dict[int, str] = {}
+
+    # ------------------------------------------------------------------ planning
+    def default_batch_size(self, requests: list[Request], sampling: SamplingConfig) -> int:
+        if self.device.type != "cuda":
+            return CPU_BATCH
+        import torch
+
+        free, _ = torch.cuda.mem_get_info(self.device)
+        per_token = kv_bytes_per_token(self.model)
+        longest = 0
+        for request in requests[:64]:
+            longest = max(longest, len(self.tokenizer(self.render(request), add_special_tokens=False).input_ids))
+        need = per_token * (longest + sampling.max_new_tokens) or 1
+        return int(max(1, min(GPU_MAX_BATCH, 0.5 * free // need)))
+
+    def render(self, request: Request) -> str:
+        return prompts.render(self.tokenizer, request.messages, self.spec.quirks if self.spec else None)
+
+    def effective_top_k(self, sampling: SamplingConfig) -> int:
+        if sampling.top_k is not None:
+            return int(sampling.top_k)
+        config = getattr(self.model, "generation_config", None)
+        return int(getattr(config, "top_k", None) or 0)
+
+    def describe(self, sampling: SamplingConfig) -> dict:
+        return {"effective_top_k": self.effective_top_k(sampling), "device": str(self.device),
+                "eos_token_ids": sorted(self.eos_ids)}
+
+    # ------------------------------------------------------------------ generation
+    def run_batch(self, requests: list[Request], batch: Batch, sampling: SamplingConfig,
+                  on_sample: Callable[[int], None] | None = None) -> list[Completion]:
+        order: dict[int, int] = {}
+        for unit in batch.units:
+            order.setdefault(unit.request, len(order))
+        texts = [self.render(requests[i]) for i in order]
+        rows = [order[unit.request] for unit in batch.units]
+        results = sample(self.model, self.tokenizer, texts, rows, sampling, seed=batch.seed, eos_ids=self.eos_ids,
+                         top_k=self.effective_top_k(sampling), tick_mask=self.tick_mask(),
+                         compact_every=self.compact_every, on_sample=on_sample)
+        out = []
+        for unit, (text, tokens) in zip(batch.units, results):
+            request = requests[unit.request]
+            out.append(Completion(request.task_id, request.round, unit.sample, text, tokens))
+        return out
+
+    def tick_mask(self):
+        """A boolean over the vocabulary: the tokens whose text holds a backtick (fence candidates)."""
+        if self._tick_mask is None:
+            import torch
+
+            size = self.model.get_output_embeddings().weight.shape[0]
+            mask = torch.zeros(size, dtype=torch.bool)
+            for index in range(min(size, len(self.tokenizer))):
+                piece = self.tokenizer.convert_ids_to_tokens(index)
+                if piece and "`" in piece:
+                    mask[index] = True
+            self._tick_mask = mask
+        return self._tick_mask
+
+
+def _has_adapter(model) -> bool:
+    return hasattr(model, "peft_config")
+
+
+def _device_of(model):
+    import torch
+
+    try:
+        return next(model.parameters()).device
+    except StopIteration:
+        return torch.device("cpu")
+
+
+def eos_token_ids(model, tokenizer) -> set[int]:
+    ids: set[int] = set()
+    for source in (getattr(getattr(model, "generation_config", None), "eos_token_id", None), tokenizer.eos_token_id):
+        if source is None:
+            continue
+        ids.update(source if isinstance(source, (list, tuple, set)) else [source])
+    return {int(i) for i in ids}
+
+
+def kv_bytes_per_token(model) -> int:
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    layers = getattr(config, "num_hidden_layers", 32)
+    heads = getattr(config, "num_key_value_heads", None) or getattr(config, "num_attention_heads", 32)
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    width = 2 if next(model.parameters()).element_size() <= 2 else 4
+    return 2 * layers * heads * head_dim * width
+
+
+def warp(logits, temperature: float, top_k: int, top_p: float):
+    """transformers' TemperatureLogitsWarper, TopKLogitsWarper and TopPLogitsWarper, in that order."""
+    import torch
+
+    logits = logits.float()
+    if temperature and temperature != 1.0:
+        logits = logits / temperature
+    if top_k and top_k < logits.shape[-1]:
+        threshold = torch.topk(logits, top_k, dim=-1).values[..., -1, None]
+        logits = logits.masked_fill(logits < threshold, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, sorted_indices = torch.sort(logits, descending=False)
+        cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        remove = cumulative <= (1 - top_p)
+        remove[..., -1:] = False
+        logits = logits.masked_fill(remove.scatter(1, sorted_indices, remove), float("-inf"))
+    return logits
+
+
+def sample(model, tokenizer, texts: list[str], rows: list[int], sampling: SamplingConfig, *, seed: int,
+           eos_ids: set[int], top_k: int = 0, tick_mask=None, compact_every: int = 1,
+           on_sample: Callable[[int], None] | None = None) -> list[tuple[str, int]]:
+    """Sample one sequence per entry of ``rows`` (an index into ``texts``); returns (text, new tokens).
+
+    ``compact_every``: drop finished rows from the KV cache once at least this many have
+    finished since the last drop (1 = at once).
+    """
+    import torch
+
+    device = _device_of(model)
+    encoded = prompts.encode(tokenizer, texts)
+    input_ids = encoded["input_ids"].to(device)
+    mask = encoded["attention_mask"].to(device)
+    positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed)
+    eos = torch.tensor(sorted(eos_ids), device=device) if eos_ids else None
+    ticks = tick_mask.to(device) if tick_mask is not None else None
+
+    with torch.inference_mode():
+        out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                    logits_to_keep=1)
+        cache = out.past_key_values
+        select = torch.tensor(rows, device=device)
+        logits = out.logits[:, -1, :][select]
+        if rows != list(range(len(texts))):
+            cache.batch_select_indices(select)
+        mask = mask[select]
+        last_pos = positions[select, -1]
+        del out
+
+        count = len(rows)
+        live = torch.arange(count, device=device)  # original row of each cache row
+        tokens: list[list[int]] = [[] for _ in range(count)]
+        texts_out: list[str | None] = [None] * count
+        finished_in_cache = torch.zeros(count, dtype=torch.bool, device=device)
+        pending = 0
+        for step in range(sampling.max_new_tokens):
+            if sampling.temperature and sampling.temperature > 0:
+                probs = warp(logits, sampling.temperature, top_k, sampling.top_p).softmax(dim=-1)
+                next_tokens = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+            else:
+                next_tokens = logits.argmax(dim=-1)
+            is_eos = torch.isin(next_tokens, eos) if eos is not None else torch.zeros_like(finished_in_cache)
+            has_tick = ticks[next_tokens] if (ticks is not None and sampling.stop_at_code_end) else None
+            next_list = next_tokens.tolist()
+            eos_list = is_eos.tolist()
+            tick_list = has_tick.tolist() if has_tick is not None else None
+            live_list = live.tolist()
+            done_flags = finished_in_cache.tolist()
+            last_step = step + 1 >= sampling.max_new_tokens
+            newly = 0
+            for j, original in enumerate(live_list):
+                if done_flags[j]:
+                    continue
+                if eos_list[j]:
+                    finished = True
+                else:
+                    tokens[original].append(next_list[j])
+                    finished = last_step
+                    if tick_list is not None and tick_list[j]:
+                        text = tokenizer.decode(tokens[original], skip_special_tokens=True)
+                        end = code_end(text)
+                        if end is not None:
+                            texts_out[original] = text[:end]
+                            finished = True
+                if finished:
+                    finished_in_cache[j] = True
+                    newly += 1
+                    if on_sample is not None:
+                        on_sample(len(tokens[original]))
+            pending += newly
+            if bool(finished_in_cache.all()) or last_step:
+                break
+            if pending >= compact_every:
+                keep = (~finished_in_cache).nonzero().squeeze(1)
+                cache.batch_select_indices(keep)
+                live, mask, last_pos, next_tokens = live[keep], mask[keep], last_pos[keep], next_tokens[keep]
+                finished_in_cache = finished_in_cache[keep]
+                pending = 0
+            mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
+            last_pos = last_pos + 1
+            out = model(input_ids=next_tokens[:, None], attention_mask=mask, position_ids=last_pos[:, None],
+                        past_key_values=cache, use_cache=True, logits_to_keep=1)
+            cache = out.past_key_values
+            logits = out.logits[:, -1, :]
+            del out
+    results = []
+    for original in range(count):
+        text = texts_out[original]
+        if text is None:
+            text = tokenizer.decode(tokens[original], skip_special_tokens=True)
+            if sampling.stop_at_code_end:
+                end = code_end(text)
+                text = text if end is None else text[:end]
+        results.append((text, len(tokens[original])))
+    return results

@@ -1,0 +1,91 @@
+"""The ``openai`` backend: any OpenAI-compatible chat-completions server via the official client.
+
+Base URL and key come from ``base_url=``/``api_key=`` or ``OPENAI_BASE_URL``/``OPENAI_API_KEY``
+(vLLM's server, llama.cpp's server, Ollama, OpenAI, Gemini's OpenAI-compatible endpoint).
+``n`` samples per request (``per_sample=True`` sends n requests with n=1 for servers without
+``n``), retries with exponential backoff on 429 and 5xx, at most ``concurrency`` requests in flight.
+The code-end stop rule is applied to the returned text.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+from shared_utils.generation.core import (Batch, Completion, Request, SamplingConfig, derive_seed, plan_per_request,
+                                          truncate_at_code_end)
+from shared_utils.generation.retry import with_backoff
+
+
+def make_client(base_url: str | None = None, api_key: str | None = None, timeout: float = 600.0):
+    from openai import OpenAI
+
+    return OpenAI(base_url=base_url or os.environ.get("OPENAI_BASE_URL"),
+                  api_key=api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY",
+                  max_retries=0, timeout=timeout)  # retries are ours, so they are visible and tested
+
+
+class OpenAIBackend:
+    name = "openai"
+
+    def __init__(self, model=None, adapter=None, *, base_url: str | None = None, api_key: str | None = None,
+                 concurrency: int = 8, attempts: int = 6, backoff: float = 1.0, per_sample: bool = False,
+                 send_seed: bool = True, extra_body: dict | None = None, client=None, **_ignored):
+        if model is None:
+            raise ValueError("the openai backend needs model= (the served model name)")
+        # a LoRA adapter served by vLLM is addressed by its served name
+        self.model = str(adapter) if adapter is not None else str(model)
+        self.client = client or make_client(base_url, api_key)
+        self.concurrency, self.attempts, self.backoff = max(1, concurrency), attempts, backoff
+        self.per_sample, self.send_seed, self.extra_body = per_sample, send_seed, extra_body
+
+    def default_batch_size(self, requests, sampling) -> int:
+        return self.concurrency * 4
+
+    def plan(self, requests: list[Request], sampling: SamplingConfig, batch_size: int) -> list[Batch]:
+        return plan_per_request(requests, sampling, batch_size)
+
+    def describe(self, sampling) -> dict:
+        return {"base_url": str(self.client.base_url), "served_model": self.model}
+
+    def _call(self, request: Request, n: int, sampling: SamplingConfig, seed: int) -> list[tuple[str, int]]:
+        kwargs = dict(model=self.model, messages=request.messages, n=n, temperature=sampling.temperature,
+                      top_p=sampling.top_p, max_tokens=sampling.max_new_tokens)
+        if self.send_seed:
+            kwargs["seed"] = seed
+        if self.extra_body:
+            kwargs["extra_body"] = self.extra_body
+        response = with_backoff(lambda: self.client.chat.completions.create(**kwargs), attempts=self.attempts,
+                                initial=self.backoff)
+        choices = sorted(response.choices, key=lambda c: c.index)
+        if len(choices) < n:
+            raise RuntimeError(f"task {request.task_id!r}: server returned {len(choices)} choices, asked for {n}")
+        usage = getattr(response, "usage", None)
+        per = (usage.completion_tokens // max(1, len(choices))) if usage and usage.completion_tokens else 0
+        out = []
+        for choice in choices[:n]:
+            text = choice.message.content or ""
+            out.append((truncate_at_code_end(text) if sampling.stop_at_code_end else text, per))
+        return out
+
+    def _one(self, requests, index: int, samples: list[int], sampling, on_sample) -> list[Completion]:
+        request = requests[index]
+        seed = derive_seed(sampling.seed, request.task_id, request.round)
+        if self.per_sample:
+            texts = [self._call(request, 1, sampling, derive_seed(seed, s))[0] for s in samples]
+        else:
+            texts = self._call(request, max(samples) + 1, sampling, seed)
+            texts = [texts[s] for s in samples]
+        if on_sample:
+            for _, tokens in texts:
+                on_sample(tokens)
+        return [Completion(request.task_id, request.round, s, text, tokens) for s, (text, tokens) in zip(samples, texts)]
+
+    def run_batch(self, requests, batch: Batch, sampling: SamplingConfig, on_sample=None) -> list[Completion]:
+        by_request: dict[int, list[int]] = {}
+        for unit in batch.units:
+            by_request.setdefault(unit.request, []).append(unit.sample)
+        with ThreadPoolExecutor(self.concurrency) as pool:
+            futures = [pool.submit(self._one, requests, i, samples, sampling, on_sample)
+                       for i, samples in by_request.items()]
+            return [c for future in futures for c in future.result()]

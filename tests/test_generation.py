@@ -1,0 +1,215 @@
+"""shared_utils.generation: local sampling, stop rule, resume, paper format, replay, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from shared_utils import prompts
+from shared_utils.generation import (Completion, CheckpointMismatch, Request, SamplingConfig, code_end, generate,
+                                     read_paper_format, replay_pairs, truncate_at_code_end, write_paper_format)
+from shared_utils.generation.core import plan_batches
+
+TINY = "smollm2-135m"
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_factory):
+    from shared_utils.models import load_model
+
+    return load_model(str(tiny_model_factory(TINY)))
+
+
+def requests_for(count: int, n: int | None = None) -> list[Request]:
+    return [Request(100 + i, prompts.messages(f"Write a function number {i}."), n=n) for i in range(count)]
+
+
+def test_code_end_rule():
+    assert code_end("no fence") is None
+    assert code_end("```python\nx = 1\n") is None
+    text = "Sure:\n```python\nx = 1\n```\nMore prose\n```\ny\n```"
+    assert truncate_at_code_end(text) == "Sure:\n```python\nx = 1\n```"
+    assert truncate_at_code_end("```\na\n```") == "```\na\n```"
+
+
+def test_plan_is_deterministic_and_covers_every_sample():
+    reqs = requests_for(3, n=None)
+    batches = plan_batches(reqs, SamplingConfig(n=5), 4)
+    keys = [k for b in batches for k in b.keys(reqs)]
+    assert keys == [(100 + i, 0, s) for i in range(3) for s in range(5)]
+    assert [b.seed for b in batches] == [b.seed for b in plan_batches(reqs, SamplingConfig(n=5), 4)]
+    assert batches[0].seed != plan_batches(reqs, SamplingConfig(n=5, seed=1), 4)[0].seed
+
+
+def test_local_tiny_model_batched_and_reproducible(tiny):
+    reqs = requests_for(3) + [Request("str-id", prompts.messages("x"), round=1, n=1)]
+    sampling = SamplingConfig(n=2, max_new_tokens=6, seed=3, batch_size=3)
+    out = generate(reqs, loaded=tiny, sampling=sampling, progress=False)
+    assert [c.key for c in out] == [(100, 0, 0), (100, 0, 1), (101, 0, 0), (101, 0, 1), (102, 0, 0), (102, 0, 1),
+                                    ("str-id", 1, 0)]
+    assert all(isinstance(c.text, str) and 0 < c.tokens <= 6 for c in out)
+    again = generate(reqs, loaded=tiny, sampling=sampling, progress=False)
+    assert [c.text for c in again] == [c.text for c in out]
+    other = generate(reqs, loaded=tiny, sampling=SamplingConfig(n=2, max_new_tokens=6, seed=4, batch_size=3),
+                     progress=False)
+    assert [c.text for c in other] != [c.text for c in out]
+
+
+def test_local_greedy_matches_transformers_generate(tiny):
+    """Our cache/position handling gives what model.generate gives (greedy, left padding, row drop)."""
+    import torch
+
+    model, tokenizer, spec = tiny
+    reqs = requests_for(2)
+    reqs = [reqs[0], Request(7, prompts.messages("A much longer prompt " * 5))]
+    sampling = SamplingConfig(n=2, temperature=0, max_new_tokens=8, stop_at_code_end=False)
+    out = generate(reqs, loaded=tiny, sampling=sampling, progress=False)
+    for request, completion in zip(reqs, out[::2]):
+        encoded = prompts.encode(tokenizer, [prompts.render(tokenizer, request.messages)])
+        with torch.inference_mode():
+            ids = model.generate(**encoded, do_sample=False, max_new_tokens=8, pad_token_id=tokenizer.pad_token_id)
+        expected = tokenizer.decode(ids[0, encoded["input_ids"].shape[1]:], skip_special_tokens=True)
+        assert completion.text == expected
+
+
+class Scripted:
+    """Wrap a model so that it emits a fixed token script (the real model still fills the cache)."""
+
+    def __init__(self, model, script: list[int]):
+        self.inner, self.script, self.calls = model, script, 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def __call__(self, **kwargs):
+        out = self.inner(**kwargs)
+        step = self.calls
+        self.calls += 1
+        logits = out.logits.clone().fill_(-1e9)
+        logits[..., self.script[min(step, len(self.script) - 1)]] = 0.0
+        out.logits = logits
+        return out
+
+
+def test_stop_at_code_end_stops_after_the_closing_fence(tiny):
+    model, tokenizer, spec = tiny
+    text = "Sure:\n```python\ndef f():\n    return 1\n```\nThis function returns one and then I go on talking a lot."
+    script = tokenizer(text, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+    reqs = [Request(1, prompts.messages("f"), n=1)]
+    stopped = generate(reqs, loaded=(Scripted(model, script), tokenizer, spec), progress=False,
+                       sampling=SamplingConfig(n=1, max_new_tokens=len(script) + 5))
+    assert stopped[0].text == "Sure:\n```python\ndef f():\n    return 1\n```"
+    assert stopped[0].tokens < len(script) - 10
+    full = generate(reqs, loaded=(Scripted(model, script), tokenizer, spec), progress=False,
+                    sampling=SamplingConfig(n=1, max_new_tokens=len(script) + 5, stop_at_code_end=False))
+    assert full[0].text == text and full[0].tokens == len(script) - 1  # EOS ends it and is not counted
+
+
+def _final(path):
+    return json.loads(path.read_text())
+
+
+def test_resume_after_interruption_gives_the_same_file(tiny, tmp_path):
+    reqs = requests_for(4)
+    sampling = SamplingConfig(n=3, max_new_tokens=6, seed=11, batch_size=4)  # 3 batches of 4
+    clean = generate(reqs, loaded=tiny, sampling=sampling, checkpoint=tmp_path / "a.jsonl", progress=False)
+    write_paper_format(clean, tmp_path / "a.json", metadata={"run": "clean"})
+
+    class Boom(Exception):
+        pass
+
+    def explode(index, completions):
+        if index == 1:
+            raise Boom
+
+    with pytest.raises(Boom):
+        generate(reqs, loaded=tiny, sampling=sampling, checkpoint=tmp_path / "b.jsonl", progress=False,
+                 on_batch=explode)
+    assert len((tmp_path / "b.jsonl").read_text().splitlines()) == 8
+    # a kill mid-write: a torn last line, and a batch partly written
+    lines = (tmp_path / "b.jsonl").read_text().splitlines(keepends=True)
+    (tmp_path / "b.jsonl").write_text("".join(lines[:6]) + lines[6][:17])
+    resumed = generate(reqs, loaded=tiny, sampling=sampling, checkpoint=tmp_path / "b.jsonl", progress=False)
+    write_paper_format(resumed, tmp_path / "b.json", metadata={"run": "resumed"})
+    assert _final(tmp_path / "a.json") == _final(tmp_path / "b.json")
+    assert len((tmp_path / "b.jsonl").read_text().splitlines()) == 12
+    meta = json.loads((tmp_path / "b.jsonl.meta.json").read_text())
+    assert meta["resumed"] == 1 and meta["sampling"]["seed"] == 11 and "versions" in meta and meta["finished"]
+    # nothing left to do: no model call at all
+    calls = []
+    generate(reqs, loaded=tiny, sampling=sampling, checkpoint=tmp_path / "b.jsonl", progress=False,
+             on_batch=lambda i, c: calls.append(i))
+    assert calls == []
+    with pytest.raises(CheckpointMismatch, match="temperature"):
+        generate(reqs, loaded=tiny, sampling=SamplingConfig(n=3, max_new_tokens=6, seed=11, temperature=0.9),
+                 checkpoint=tmp_path / "b.jsonl", progress=False)
+
+
+def test_paper_format_round_trip(tmp_path):
+    completions = [Completion(2, 0, 1, "b1"), Completion(1, 0, 0, "a0"), Completion(2, 0, 0, "b0"),
+                   Completion(1, 0, 1, "a1")]
+    path = write_paper_format(completions, tmp_path / "out.json", metadata={"model": "m"})
+    assert _final(path) == [{"task_id": 2, "generated_sequences": ["b0", "b1"]},
+                            {"task_id": 1, "generated_sequences": ["a0", "a1"]}]
+    assert read_paper_format(path) == {2: ["b0", "b1"], 1: ["a0", "a1"]}
+    meta = json.loads((tmp_path / "out.json.meta.json").read_text())
+    assert meta["model"] == "m" and meta["samples"] == 4
+
+
+def test_replay_backend_reads_paper_format_and_checkpoints(tmp_path):
+    path = write_paper_format([Completion(5, 0, 0, "x"), Completion(5, 0, 1, "y")], tmp_path / "o.json",
+                              metadata={})
+    reqs = [Request(5, [], n=2)]
+    out = generate(reqs, backend="replay", source=path, sampling=SamplingConfig(n=2), progress=False)
+    assert [c.text for c in out] == ["x", "y"]
+    with pytest.raises(KeyError, match="task_id=6"):
+        generate([Request(6, [])], backend="replay", source=path, sampling=SamplingConfig(n=1), progress=False)
+
+
+def test_replay_pairs_on_the_shared_gemini_responses(gemini_pairs):
+    pairs = replay_pairs(gemini_pairs)
+    assert len(pairs) == 238
+    assert all(p.ok and p.code_output_1 and p.code_output_2 for p in pairs.values())
+    assert all(isinstance(task_id, int) for task_id in pairs)
+
+
+def test_replay_pairs_names_bad_lines(tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    path.write_text('{"task_id": 1, "code_output_1": "a", "code_output_2": "b"}\n'
+                    '{"task_id": 2, "code_output_1": "a"}\n'
+                    '{"task_id": 3, "code_output_1": "a", "code_o\n')
+    pairs = replay_pairs(path)
+    assert pairs[1].ok
+    assert "line 2" in pairs[2].error and "code_output_2" in pairs[2].error
+    bad = [p for key, p in pairs.items() if key not in (1, 2)]
+    assert len(bad) == 1 and "line 3" in bad[0].error and "malformed JSON" in bad[0].error
+
+
+def test_cli_generate_local_tiny(tiny_model_factory, tmp_path):
+    from shared_utils.cli import main
+
+    problems = tmp_path / "problems.jsonl"
+    problems.write_text("".join(json.dumps({"task_id": i, "text": f"Add {i}.", "code": "def f(): pass",
+                                            "test_list": ["assert True"]}) + "\n" for i in (1, 2)))
+    out = tmp_path / "gen.json"
+    args = ["generate", "--model", str(tiny_model_factory(TINY)), "--backend", "local", "--problems", str(problems),
+            "--n", "2", "--out", str(out), "--max-new-tokens", "4", "--seed", "5"]
+    assert main(args) == 0
+    first = read_paper_format(out)
+    assert list(first) == [1, 2] and all(len(v) == 2 for v in first.values())
+    assert main(args) == 0 and read_paper_format(out) == first  # resumed from the checkpoint: nothing new
+    assert json.loads((tmp_path / "gen.json.meta.json").read_text())["sampling"]["seed"] == 5
+
+
+@pytest.mark.slow
+def test_local_embedded_model_two_prompts():
+    from shared_utils import data
+    from shared_utils.models import load_model
+
+    loaded = load_model("smollm2-135m")
+    rows = data.demo_problems()[:2]
+    reqs = [Request(r["task_id"], prompts.messages(r["text"], quirks=loaded[2].quirks)) for r in rows]
+    out = generate(reqs, loaded=loaded, sampling=SamplingConfig(n=2, max_new_tokens=48, seed=0), progress=False)
+    assert len(out) == 4 and all(c.tokens > 0 for c in out)
+    assert any("def " in c.text for c in out)
