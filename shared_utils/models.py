@@ -41,13 +41,18 @@ class ModelSpec:
     batch_size: int
     grad_accum: int
     epochs: int = 250
+    learning_rate: float = 5e-7  # DPO learning rate; the paper's for every paper model
+    train_pairs: int | None = None  # train on the N shortest pairs only (CPU demo size); None: all
     load_in_4bit: str = "never"  # never | auto (GPUs under 40 GB) | always
     needs_gpu: bool = True
     gated: bool = False
     embedded: bool = False
     max_length: int = 1024
     max_new_tokens: int = 1024
-    samples: int = 10
+    samples: int = 10  # Stage 2a samples per prompt and round
+    eval_samples: int = 10  # evaluation samples per problem (pass@10)
+    eval_runs: int = 5
+    problem_set: str = "mbpp"  # mbpp (the paper) | demo (the embedded CPU model's easy set)
     quirks: ChatQuirks = dataclasses.field(default_factory=ChatQuirks)
 
     @property
@@ -69,8 +74,10 @@ REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in (
     ModelSpec("gemma3-12b", "google/gemma-3-12b-it", "gemma-3-12b", "gemma3", "bfloat16", 1, 16, gated=True,
               load_in_4bit="auto", quirks=GEMMA),
     ModelSpec("qwen3-4b", "Qwen/Qwen3-4B-Instruct-2507", "qwen3-4b", "qwen3", "bfloat16", 1, 16, quirks=QWEN),
+    # The embedded CPU model: demo-sized settings that run the whole pipeline in minutes.
     ModelSpec("smollm2-135m", "HuggingFaceTB/SmolLM2-135M-Instruct", "smollm2-135m", "llama", "float32", 4, 1,
-              epochs=3, needs_gpu=False, embedded=True, max_length=512, max_new_tokens=256, samples=8),
+              epochs=3, learning_rate=1e-4, train_pairs=32, needs_gpu=False, embedded=True, problem_set="demo",
+              max_length=512, max_new_tokens=256, samples=8, eval_samples=4, eval_runs=2),
 )}
 DEFAULT_MODEL = "smollm2-135m"
 

@@ -1,0 +1,159 @@
+"""Look inside a trained LoRA adapter: its card, its size, where it changed the model, what it answers.
+
+``inspect`` needs only the adapter folder (no base weights are loaded); ``compare_answers``
+loads the base once and switches the adapter off for the base answers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+CARD_FIELDS = ("model", "base_model", "init_adapter", "dataset", "dataset_sha256", "pairs", "global_step",
+               "dpo", "lora", "metrics", "versions", "created")
+_LORA_KEY = re.compile(r"^(?P<path>.+)\.lora_(?P<kind>[AB])(?:\.[^.]+)?\.weight$")
+_LAYER = re.compile(r"layers\.(\d+)\.")
+
+
+def _adapter_config(adapter_dir: Path) -> dict:
+    path = adapter_dir / "adapter_config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{adapter_dir}: no adapter_config.json; is this a saved LoRA adapter?")
+    return json.loads(path.read_text())
+
+
+def lora_updates(adapter_dir: str | Path):
+    """One row per adapted weight: layer, module and the Frobenius norm of its update ``scale * B @ A``.
+
+    The norm says where DPO moved the model, and by how much, without loading the base.
+    """
+    import pandas as pd
+    from safetensors.torch import load_file
+
+    adapter_dir = Path(adapter_dir)
+    config = _adapter_config(adapter_dir)
+    tensors = load_file(str(adapter_dir / "adapter_model.safetensors"))
+    pairs: dict[str, dict] = {}
+    for key, tensor in tensors.items():
+        match = _LORA_KEY.match(key)
+        if match:
+            pairs.setdefault(match["path"], {})[match["kind"]] = tensor.float()
+    rows = []
+    for path, weights in sorted(pairs.items()):
+        module = path.rsplit(".", 1)[-1]
+        rank = config.get("rank_pattern", {}).get(module, config["r"])
+        alpha = config.get("alpha_pattern", {}).get(module, config["lora_alpha"])
+        scale = alpha / (math.sqrt(rank) if config.get("use_rslora") else rank)
+        delta = scale * weights["B"] @ weights["A"]
+        layer = _LAYER.search(path)
+        rows.append({"layer": int(layer.group(1)) if layer else -1, "module": module, "shape": tuple(delta.shape),
+                     "update_norm": float(delta.norm()), "A_norm": float(weights["A"].norm()),
+                     "B_norm": float(weights["B"].norm())})
+    return pd.DataFrame(rows)
+
+
+def inspect(adapter_dir: str | Path) -> dict:
+    """The adapter's card fields, trainable parameter count and per-layer/module update sizes."""
+    from safetensors import safe_open
+
+    adapter_dir = Path(adapter_dir)
+    config = _adapter_config(adapter_dir)
+    provenance_file = adapter_dir / "provenance.json"
+    record = json.loads(provenance_file.read_text()) if provenance_file.is_file() else {}
+    with safe_open(str(adapter_dir / "adapter_model.safetensors"), "pt") as handle:
+        parameters = sum(math.prod(handle.get_slice(key).get_shape()) for key in handle.keys())
+    updates = lora_updates(adapter_dir)
+    return {
+        "adapter_dir": str(adapter_dir),
+        **{field: record[field] for field in CARD_FIELDS if field in record},
+        "base_model_path": config.get("base_model_name_or_path"),
+        "lora_config": {key: config.get(key) for key in ("r", "lora_alpha", "lora_dropout", "bias", "target_modules")},
+        "trainable_parameters": parameters,
+        "updates": updates,
+        "update_table": updates.pivot_table(index="layer", columns="module", values="update_norm") if len(updates) else updates,
+    }
+
+
+def _base_name(adapter_dir: Path) -> str:
+    """The name the adapter was trained from (registry name when recorded), else its config's base path."""
+    record_file = adapter_dir / "provenance.json"
+    if record_file.is_file():
+        recorded = json.loads(record_file.read_text()).get("model")
+        if recorded:
+            return recorded
+    from shared_utils.models import base_model_of
+
+    return base_model_of(adapter_dir)
+
+
+def compare_answers(adapter_dir: str | Path, problems: list[dict], n: int = 3, *, max_new_tokens: int | None = None):
+    """Greedy answers of the base and the adapted model to the first ``n`` problems, side by side.
+
+    Each answer gets its extracted code's MI and the sandbox verdict on the problem's asserts.
+    """
+    import pandas as pd
+
+    from shared_utils import models, prompts
+
+    adapter_dir = Path(adapter_dir)
+    model, tokenizer, spec = models.load_model(_base_name(adapter_dir), adapter=adapter_dir)
+    quirks = spec.quirks if spec else None
+    limit = max_new_tokens or (spec.max_new_tokens if spec else 512)
+    rows = []
+    for problem in problems[:n]:
+        text = prompts.render(tokenizer, prompts.messages(problem["text"], quirks=quirks), quirks)
+        with model.disable_adapter():
+            base = _greedy(model, tokenizer, text, limit)
+        adapted = _greedy(model, tokenizer, text, limit)
+        rows.append({"task_id": problem.get("task_id"), **_judge("base", base, problem),
+                     **_judge("adapted", adapted, problem)})
+    return pd.DataFrame(rows)
+
+
+def _greedy(model, tokenizer, text: str, max_new_tokens: int) -> str:
+    import torch
+
+    from shared_utils import prompts
+
+    batch = prompts.encode(tokenizer, [text]).to(model.device)
+    with torch.no_grad():
+        output = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
+                                pad_token_id=tokenizer.pad_token_id)
+    return tokenizer.decode(output[0, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+
+
+def _judge(prefix: str, answer: str, problem: dict) -> dict:
+    """MI and sandbox verdict of one answer's fenced code, as ``<prefix>_*`` columns."""
+    from shared_utils.extraction import extract_code
+    from shared_utils.maintainability import score
+    from shared_utils.sandbox import check
+
+    code = extract_code(answer, "fenced")
+    outcome = check(code, problem["test_list"], setup=problem.get("test_setup_code", ""))
+    return {f"{prefix}_answer": answer, f"{prefix}_mi": score(code).mi,
+            f"{prefix}_passed": outcome.passed, f"{prefix}_status": outcome.status}
+
+
+def summary(info: dict) -> str:
+    """The text ``python -m shared_utils inspect`` prints."""
+    import pandas as pd
+
+    dpo, metrics = info.get("dpo", {}), info.get("metrics", {})
+    lines = [
+        f"adapter: {info['adapter_dir']}",
+        f"base model: {info.get('base_model', info.get('base_model_path'))}",
+        f"continued from: {info.get('init_adapter') or '-'}   reference: {dpo.get('reference', '?')}",
+        f"data: {info.get('dataset', '?')} ({info.get('pairs', '?')} pairs, sha256 {info.get('dataset_sha256', '?')})",
+        "dpo: " + ", ".join(f"{key}={value}" for key, value in dpo.items()),
+        "lora: " + ", ".join(f"{key}={value}" for key, value in info["lora_config"].items()),
+        "metrics: " + ", ".join(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
+                                for key, value in metrics.items()),
+        f"trainable parameters: {info['trainable_parameters']:,}",
+        "",
+        "LoRA update size ||scale * B @ A||_F per layer and module:",
+    ]
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.precision", 4):
+        lines.append(info["update_table"].to_string())
+    return "\n".join(lines)

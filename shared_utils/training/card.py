@@ -1,0 +1,110 @@
+"""What a trained adapter folder carries besides its weights: log, plots, model card, provenance."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from shared_utils import io
+from shared_utils.training import plots
+
+LOG_NAME = "training_log.csv"
+KL_COLUMN = "kl_estimate"
+KL_NOTE = ("KL estimate = rewards/chosen / beta, the mean log-probability ratio log pi(y_w|x) - log pi_ref(y_w|x) "
+           "on the chosen answers of each logged batch (the answers are not sampled from the policy, so this tracks "
+           "drift from the reference rather than being an unbiased KL).")
+FINAL_KEYS = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies",
+              "logps/chosen", "logps/rejected", KL_COLUMN)
+
+
+def training_log(log_history: list[dict], beta: float):
+    """The trainer's log history as a table, one row per logged step, with the KL estimate added."""
+    import pandas as pd
+
+    frame = pd.DataFrame([row for row in log_history if "loss" in row])
+    if "rewards/chosen" in frame:
+        frame[KL_COLUMN] = frame["rewards/chosen"] / beta
+    return frame
+
+
+def final_metrics(frame, log_history: list[dict]) -> dict:
+    """The last logged step's DPO metrics plus the run summary (train_loss, runtime, steps)."""
+    last = frame.iloc[-1].to_dict() if len(frame) else {}
+    summary = next((row for row in reversed(log_history) if "train_runtime" in row), {})
+    metrics = {key: float(last[key]) for key in FINAL_KEYS if key in last}
+    metrics.update({key: value for key, value in summary.items()})
+    return metrics
+
+
+def write_artifacts(folder: Path, trainer, *, name: str, identity: dict, dataset, pairs: int, base_model: str) -> None:
+    """training_log.csv, the plots, README.md and provenance.json next to the saved adapter."""
+    beta = identity["dpo"]["beta"]
+    frame = training_log(trainer.state.log_history, beta)
+    frame.to_csv(folder / LOG_NAME, index=False)
+    written = plots.plot_training(frame, folder)
+    metrics = final_metrics(frame, trainer.state.log_history)
+    fields = dict(kind="dpo-lora-adapter", base_model=base_model, dataset=_describe(dataset), pairs=pairs,
+                  global_step=trainer.state.global_step, metrics=metrics, plots=[path.name for path in written],
+                  kl_estimate=KL_NOTE, **identity)
+    record = io.provenance(**fields)
+    io.write_json(folder / "provenance.json", record)
+    io.write_text(folder / "README.md", model_card(name, record))
+
+
+def _describe(dataset) -> str:
+    return str(Path(dataset).resolve()) if isinstance(dataset, (str, Path)) else f"in-memory Dataset ({len(dataset)} rows)"
+
+
+def model_card(name: str, record: dict) -> str:
+    """A human-readable card: base model, data and hash, every hyperparameter, versions, final metrics."""
+    dpo, lora = record["dpo"], record["lora"]
+    reference = ("the base model with the adapter disabled (the paper's behaviour)" if dpo["reference"] == "base"
+                 else "the Stage-1 policy (a frozen copy of the initial adapter)")
+    lines = [
+        f"# {name}",
+        "",
+        "A LoRA adapter trained with Direct Preference Optimisation (TRL `DPOTrainer`) on MBPP preference pairs "
+        "ranked by the Maintainability Index.",
+        "",
+        f"- Base model: `{record['base_model']}` (loaded from `{record['model']}`)",
+        f"- Continued from: `{record['init_adapter']}`" if record["init_adapter"] else "- Initial adapter: none (fresh LoRA)",
+        f"- Reference model: {reference}",
+        f"- Data: `{record['dataset']}`, {record['pairs']} pairs, sha256 `{record['dataset_sha256']}`",
+        f"- Steps: {record['global_step']}, seed {dpo['seed']}",
+        "",
+        "## Hyperparameters",
+        "",
+        "| DPO | value |", "|---|---|",
+        *[f"| {key} | {value} |" for key, value in dpo.items()],
+        "",
+        "| LoRA | value |", "|---|---|",
+        *[f"| {key} | {value} |" for key, value in lora.items()],
+        "",
+        "TRL's defaults apply otherwise: sigmoid loss, AdamW, linear learning-rate decay without warm-up, and "
+        "`disable_dropout=True`, which sets every dropout (the LoRA dropout included) to 0 during DPO.",
+        "",
+        "## Final metrics",
+        "",
+        "| metric | value |", "|---|---|",
+        *[f"| {key} | {value:.6g} |" if isinstance(value, float) else f"| {key} | {value} |"
+          for key, value in record["metrics"].items()],
+        "",
+        KL_NOTE,
+        "",
+        "Plots: " + ", ".join(f"`{plot}`" for plot in record["plots"]) + f"; the full log is `{LOG_NAME}`.",
+        "",
+        "## Library versions",
+        "",
+        *[f"- {package}: {version}" for package, version in record["versions"].items()],
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def read_result(out_dir: Path):
+    """The ``TrainResult`` of a finished adapter folder."""
+    from shared_utils.training.dpo import TrainResult
+
+    record = json.loads((out_dir / "provenance.json").read_text())
+    return TrainResult(adapter_dir=out_dir, metrics=record.get("metrics", {}), log_csv=out_dir / LOG_NAME,
+                       plots=[out_dir / name for name in record.get("plots", [])])

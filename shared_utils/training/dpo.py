@@ -1,0 +1,197 @@
+"""DPO + LoRA training with TRL's ``DPOTrainer``: Stage 1 and the Stage-2c continuation.
+
+Reference model, as TRL 1.16 does it (see ``DPOTrainer.__init__`` / ``_compute_loss``): with a
+PEFT policy and no ``ref_model``, reference log-probs come from the same weights with the
+adapter switched off, or with a frozen adapter named ``"ref"`` active when one exists. TRL
+creates that ``"ref"`` copy itself whenever it is handed a ``PeftModel`` (a pretrained
+adapter). So:
+
+``reference="base"``
+    The policy is the base model plus a fresh LoRA made by TRL from ``peft_config``; for
+    Stage 2c the Stage-1 weights are then loaded into that adapter. No ``"ref"`` adapter
+    exists, so the reference is the base with adapters disabled (the paper's behaviour).
+``reference="stage1"``
+    The policy is ``PeftModel.from_pretrained(base, stage1, is_trainable=True)``; TRL copies
+    it into the frozen ``"ref"`` adapter, so the reference is the Stage-1 policy. Only the
+    small LoRA tensors are duplicated, never the base weights. ``"ref"`` is left out of the
+    saved output.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+from shared_utils import io, models
+from shared_utils.training.config import DPOArgs, LoraArgs, dpo_config
+
+TRAINED_ADAPTER = "default"
+REQUIRED_FILES = ("adapter_config.json", "adapter_model.safetensors", "README.md", "provenance.json")
+
+
+@dataclasses.dataclass
+class TrainResult:
+    adapter_dir: Path
+    metrics: dict
+    log_csv: Path
+    plots: list[Path]
+
+
+def load_pairs(dataset, max_pairs: int | None = None):
+    """A ``datasets.Dataset`` of pairs from a saved folder or a Dataset, in memory.
+
+    In memory, so that TRL's tokenisation cache never writes into the caller's dataset folder.
+    ``max_pairs`` keeps the shortest pairs (in their original order): the CPU demo's time goes
+    with sequence length, and the card records the setting.
+    """
+    from datasets import Dataset, load_from_disk
+
+    if not isinstance(dataset, Dataset):
+        path = Path(dataset)
+        if not path.is_dir():
+            raise FileNotFoundError(f"{path}: not a saved dataset folder (datasets.save_to_disk)")
+        dataset = load_from_disk(str(path), keep_in_memory=True)
+    missing = {"prompt", "chosen", "rejected"} - set(dataset.column_names)
+    if missing:
+        raise ValueError(f"the preference dataset lacks column(s) {', '.join(sorted(missing))}")
+    dataset = dataset.select_columns(["prompt", "chosen", "rejected"])
+    if max_pairs is not None and len(dataset) > max_pairs:
+        sizes = [len(json.dumps(row)) for row in dataset]
+        dataset = dataset.select(sorted(sorted(range(len(sizes)), key=sizes.__getitem__)[:max_pairs]))
+    return dataset
+
+
+def dataset_hash(dataset) -> str:
+    """SHA-256 of the pairs' content (prompt, chosen, rejected in order), independent of storage."""
+    digest = hashlib.sha256()
+    for row in dataset:
+        digest.update(json.dumps([row["prompt"], row["chosen"], row["rejected"]], sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def _use_bf16(spec) -> bool:
+    return models.device() == "cuda" and spec is not None and spec.dtype == "bfloat16"
+
+
+def build_trainer(model: str, pairs, work_dir: Path, *, init_adapter=None, args: DPOArgs,
+                  lora: LoraArgs = LoraArgs(), progress: bool = True):
+    """A ``DPOTrainer`` whose reference is the one ``args.reference`` names (module docstring)."""
+    from peft import PeftConfig, PeftModel
+    from trl import DPOTrainer
+
+    if args.reference == "stage1" and init_adapter is None:
+        raise ValueError('reference="stage1" needs init_adapter (the Stage-1 adapter to continue)')
+    base, tokenizer, spec = models.load_model(model, trainable=True)
+    config = dpo_config(args, str(work_dir), bf16=_use_bf16(spec), progress=progress)
+    common = dict(args=config, train_dataset=pairs, processing_class=tokenizer)
+    if init_adapter is None:
+        return DPOTrainer(model=base, peft_config=lora.peft_config(), **common)
+    if args.reference == "stage1":
+        policy = PeftModel.from_pretrained(base, str(init_adapter), is_trainable=True)
+        trainer = DPOTrainer(model=policy, **common)
+        if "ref" not in trainer.model.peft_config:
+            raise RuntimeError("TRL did not create the frozen 'ref' adapter; the reference would be the base model")
+        return trainer
+    peft_config = PeftConfig.from_pretrained(str(init_adapter))
+    peft_config.inference_mode = False
+    trainer = DPOTrainer(model=base, peft_config=peft_config, **common)
+    _load_adapter_weights(trainer.model, init_adapter)
+    return trainer
+
+
+def _load_adapter_weights(peft_model, adapter_dir) -> None:
+    """Copy a saved adapter's weights into the policy's trainable adapter, insisting on a full match."""
+    from peft import set_peft_model_state_dict
+    from peft.utils import load_peft_weights
+
+    result = set_peft_model_state_dict(peft_model, load_peft_weights(str(adapter_dir)), adapter_name=TRAINED_ADAPTER)
+    lora_missing = [key for key in result.missing_keys if "lora_" in key]
+    if result.unexpected_keys or lora_missing:
+        raise ValueError(f"{adapter_dir}: adapter does not fit the model "
+                         f"(unexpected {result.unexpected_keys[:3]}, missing {lora_missing[:3]})")
+
+
+def is_complete(out_dir: Path) -> bool:
+    return all((out_dir / name).is_file() for name in REQUIRED_FILES)
+
+
+def _identity(model, pairs_hash, init_adapter, args: DPOArgs, lora: LoraArgs) -> dict:
+    """What must match for a checkpoint in the work folder to be resumed."""
+    return dict(model=str(model), dataset_sha256=pairs_hash, init_adapter=str(init_adapter) if init_adapter else None,
+                dpo=args.as_dict(), lora=dataclasses.asdict(lora))
+
+
+def _prepare_work_dir(work_dir: Path, identity: dict) -> bool:
+    """Keep the work folder when it was started with the same settings; else start afresh. True: resume."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    stamp = work_dir / "run.json"
+    same = stamp.is_file() and json.loads(stamp.read_text()) == json.loads(json.dumps(identity, default=str))
+    if not same:
+        shutil.rmtree(work_dir, ignore_errors=True)
+        work_dir.mkdir(parents=True)
+        io.write_json(stamp, identity)
+    return same and get_last_checkpoint(str(work_dir)) is not None
+
+
+def train_dpo(model: str, dataset, out_dir: str | os.PathLike, *, init_adapter: str | os.PathLike | None = None,
+              args: DPOArgs | None = None, lora: LoraArgs = LoraArgs(), progress: bool = True,
+              overwrite: bool = False) -> TrainResult:
+    """Train (or continue, with ``init_adapter``) a LoRA adapter with DPO and save it to ``out_dir``.
+
+    Training happens in ``<out_dir>.work/`` with checkpoints; rerun with the same settings
+    after an interruption, it resumes from the last one. ``out_dir`` appears only when
+    complete; an existing complete one is returned as is unless ``overwrite``.
+    """
+    from accelerate import PartialState
+
+    from shared_utils.training import card
+
+    out_dir = Path(out_dir)
+    if is_complete(out_dir) and not overwrite:
+        return card.read_result(out_dir)
+    spec = models.find_spec(model)
+    args = args or DPOArgs.for_model(spec)
+    pairs = load_pairs(dataset, args.max_pairs)
+    identity = _identity(model, dataset_hash(pairs), init_adapter, args, lora)
+    work_dir = out_dir.with_name(out_dir.name + ".work")
+    # cpu=True lets processes started by torchrun/accelerate on a machine without GPUs form a gloo group.
+    state = PartialState(cpu=models.device() == "cpu")
+    resume = [False]
+    if state.is_main_process:
+        resume[0] = _prepare_work_dir(work_dir, identity)
+    resume = _broadcast(resume)
+    state.wait_for_everyone()
+
+    trainer = build_trainer(model, pairs, work_dir, init_adapter=init_adapter, args=args, lora=lora,
+                            progress=progress)
+    trainer.train(resume_from_checkpoint=True if resume else None)
+    final = work_dir / "final"
+    trainer.save_model(str(final))
+    if state.is_main_process:
+        _keep_only_trained_adapter(final, trainer)
+        card.write_artifacts(final, trainer, name=out_dir.name, identity=identity, dataset=dataset, pairs=len(pairs),
+                             base_model=models.resolve(model) if spec is None else spec.hub_id)
+        with io.atomic_path(out_dir) as tmp:
+            os.replace(final, tmp)
+        shutil.rmtree(work_dir, ignore_errors=True)
+    state.wait_for_everyone()
+    return card.read_result(out_dir)
+
+
+def _broadcast(flag: list) -> bool:
+    from accelerate.utils import broadcast_object_list
+
+    return bool(broadcast_object_list(flag, from_process=0)[0])
+
+
+def _keep_only_trained_adapter(folder: Path, trainer) -> None:
+    """PEFT saves every adapter (``"ref"`` into a subfolder); the output holds only the trained one."""
+    for name in trainer.accelerator.unwrap_model(trainer.model).peft_config:
+        if name != TRAINED_ADAPTER:
+            shutil.rmtree(folder / name, ignore_errors=True)
+    (folder / "training_args.bin").unlink(missing_ok=True)

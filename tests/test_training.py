@@ -1,0 +1,152 @@
+"""Stage 1 training: the paper's settings, the saved adapter folder, rerun and resume."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from datasets import Dataset
+
+from shared_utils.training import DPOArgs, LoraArgs, load_pairs, train_dpo
+from shared_utils.training import dpo as dpo_module
+from shared_utils.training.config import dpo_config
+from test_training_reference import toy_args, toy_rows
+
+
+def test_lora_and_dpo_defaults_are_the_papers():
+    lora = LoraArgs().peft_config()
+    assert (lora.r, lora.lora_alpha, lora.lora_dropout, lora.bias, str(lora.task_type)) == (16, 32, 0.1, "none", "CAUSAL_LM")
+    assert set(lora.target_modules) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    config = dpo_config(DPOArgs(), "unused", bf16=False, progress=False)
+    assert (config.beta, config.learning_rate, config.max_length, config.num_train_epochs) == (0.1, 5e-7, 1024, 250)
+    assert config.gradient_checkpointing and config.loss_type == ["sigmoid"] and config.report_to == []
+
+
+def test_for_model_uses_the_registry():
+    gemma = DPOArgs.for_model("gemma3-1b")
+    assert (gemma.batch_size, gemma.grad_accum, gemma.epochs, gemma.learning_rate) == (2, 16, 250, 5e-7)
+    assert gemma.gradient_checkpointing and gemma.max_pairs is None
+    assert DPOArgs.for_model("gemma3-12b").batch_size == 1
+    demo = DPOArgs.for_model("smollm2-135m", epochs=None, max_steps=2)
+    assert demo.learning_rate > 5e-7 and demo.max_pairs and not demo.gradient_checkpointing
+    assert demo.max_steps == 2 and demo.epochs == DPOArgs.for_model("smollm2-135m").epochs
+    assert DPOArgs.for_model(None, epochs=3).epochs == 3
+    with pytest.raises(ValueError, match="reference"):
+        DPOArgs(reference="policy")
+
+
+def test_load_pairs_reads_a_saved_folder_without_touching_it(tmp_path):
+    rows = toy_rows(6)
+    rows[2]["chosen"][0]["content"] = "```python\n" + "x = 1\n" * 50 + "```"
+    Dataset.from_list(rows).save_to_disk(str(tmp_path / "pairs"))
+    before = sorted(path.name for path in (tmp_path / "pairs").iterdir())
+    pairs = load_pairs(tmp_path / "pairs", max_pairs=4)
+    assert pairs.column_names == ["prompt", "chosen", "rejected"]
+    assert [row["prompt"][1]["content"] for row in pairs] == ["Return 0.", "Return 1.", "Return 3.", "Return 4."]
+    pairs.map(lambda row: row)  # what TRL does; must not write cache files into the folder
+    assert sorted(path.name for path in (tmp_path / "pairs").iterdir()) == before
+    with pytest.raises(ValueError, match="rejected"):
+        load_pairs(Dataset.from_list([{"prompt": [], "chosen": []}]))
+
+
+@pytest.mark.slow
+def test_stage1_writes_a_complete_adapter_and_reruns_for_free(tiny_model_factory, tmp_path, monkeypatch):
+    from shared_utils.models import load_model
+
+    tiny = tiny_model_factory("smollm2-135m")
+    pairs = Dataset.from_list(toy_rows(8))
+    out = tmp_path / "smollm2-135m-dpo-2-epochs"
+    result = train_dpo(str(tiny), pairs, out, args=toy_args("base", epochs=2), progress=False)
+    assert result.adapter_dir == out and not out.with_name(out.name + ".work").exists()
+    for name in ("adapter_config.json", "adapter_model.safetensors", "training_log.csv", "README.md",
+                 "provenance.json", "loss.png", "rewards_margins.png", "rewards_accuracies.png", "kl_estimate.png"):
+        assert (out / name).is_file(), name
+    log = pd.read_csv(result.log_csv)
+    assert list(log["step"]) == [1, 2, 3, 4]
+    assert {"loss", "rewards/margins", "rewards/accuracies", "kl_estimate"} <= set(log.columns)
+    assert log["kl_estimate"].iloc[-1] == pytest.approx(log["rewards/chosen"].iloc[-1] / 0.1)
+    assert result.metrics["rewards/margins"] == pytest.approx(log["rewards/margins"].iloc[-1])
+    record = json.loads((out / "provenance.json").read_text())
+    assert record["dataset_sha256"] == dpo_module.dataset_hash(load_pairs(pairs)) and record["lora"]["r"] == 16
+    assert record["versions"]["trl"] and record["global_step"] == 4
+    card = (out / "README.md").read_text()
+    for fact in (record["dataset_sha256"], "| learning_rate | 0.01 |", "| alpha | 32 |", "adapter disabled", "trl"):
+        assert fact in card
+    model, _, _ = load_model(str(tiny), adapter=out)
+    assert model.peft_config["default"].r == 16
+
+    monkeypatch.setattr(dpo_module, "build_trainer", lambda *a, **k: pytest.fail("retrained a complete adapter"))
+    assert train_dpo(str(tiny), pairs, out, args=toy_args("base", epochs=2)).metrics == result.metrics
+
+
+@pytest.mark.slow
+def test_interrupted_training_resumes_from_its_last_checkpoint(tiny_model_factory, tmp_path, monkeypatch):
+    from transformers import TrainerCallback
+
+    tiny = tiny_model_factory("smollm2-135m")
+    pairs, out = Dataset.from_list(toy_rows(4)), tmp_path / "adapter"
+    args = toy_args("base", batch_size=2, max_steps=3, save_steps=1)
+    build, calls = dpo_module.build_trainer, []
+
+    class Interrupt(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 2:
+                raise KeyboardInterrupt
+
+    def interrupted(*a, **k):
+        trainer = build(*a, **k)
+        trainer.add_callback(Interrupt())
+        return trainer
+
+    monkeypatch.setattr(dpo_module, "build_trainer", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_dpo(str(tiny), pairs, out, args=args, progress=False)
+    work = out.with_name(out.name + ".work")
+    assert (work / "checkpoint-1").is_dir() and not out.exists()
+
+    def spied(*a, **k):
+        trainer = build(*a, **k)
+        train = trainer.train
+        trainer.train = lambda **kw: calls.append(kw) or train(**kw)
+        return trainer
+
+    monkeypatch.setattr(dpo_module, "build_trainer", spied)
+    result = train_dpo(str(tiny), pairs, out, args=args, progress=False)
+    assert calls == [{"resume_from_checkpoint": True}]
+    assert list(pd.read_csv(result.log_csv)["step"]) == [1, 2, 3] and not work.exists()
+
+
+@pytest.mark.slow
+def test_accelerate_launch_trains_on_two_cpu_processes(tiny_model_factory, tmp_path):
+    """The multi-process path (`accelerate launch -m shared_utils train`) is the notebook's code path."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tiny = tiny_model_factory("smollm2-135m")
+    Dataset.from_list(toy_rows(8)).save_to_disk(str(tmp_path / "pairs"))
+    out = tmp_path / "adapter"
+    # --multi_gpu hands over to torchrun; with no GPU visible each process joins a gloo (CPU) group.
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "--main_process_port", str(_free_port()),
+               "-m", "shared_utils", "train", "--model", str(tiny), "--dataset", str(tmp_path / "pairs"),
+               "--out", str(out), "--epochs", "1", "--batch-size", "2", "--grad-accum", "1", "--max-length", "128",
+               "--learning-rate", "1e-2"]
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads((out / "provenance.json").read_text())
+    assert record["global_step"] == 2  # 8 pairs / (2 processes x 2 per device)
+    assert (out / "adapter_model.safetensors").is_file() and not out.with_name("adapter.work").exists()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
