@@ -56,6 +56,171 @@ def _verb_mi(sub) -> None:
     parser.set_defaults(run=run)
 
 
+def _verb_global_pairs(sub) -> None:
+    parser = sub.add_parser("global-pairs", help="Stage 1b: keep the tasks whose two implementations both pass")
+    parser.add_argument("--backend", choices=["replay", "gemini", "openai"], default="replay")
+    parser.add_argument("--responses", type=Path, help="replay: JSON lines of {task_id, code_output_1, code_output_2}")
+    parser.add_argument("--problems", type=Path, required=True, help="the output folder of `prepare`")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--generator", default="gemini-2.5-pro", help="recorded in the dataset's provenance")
+
+    def run(args) -> int:
+        from shared_utils import data, generation, preferences
+
+        problems = data.load_problems(args.problems / data.TRAIN_NAME)
+        if args.backend == "replay":
+            if args.responses is None:
+                raise ValueError("--backend replay needs --responses FILE")
+            answers = generation.replay_pairs(args.responses)
+        else:
+            answers = generation.request_pairs(problems, backend=args.backend, model=args.generator,
+                                               state_dir=args.out / "pair_requests")
+        rows, counts = preferences.check_pair_responses(problems, answers, generator=args.generator)
+        saved = preferences.save_pairs(rows, args.out / preferences.GLOBAL_PAIRS_NAME, generator=args.generator,
+                                       backend=args.backend, counts=counts.__dict__)
+        preferences.write_counts(counts, args.out / "global_pairs_counts.json")
+        print(json.dumps(counts.__dict__))
+        print(f"{len(rows)} pairs -> {saved}")
+        return 0
+
+    parser.set_defaults(run=run)
+
+
+def _verb_label(sub) -> None:
+    parser = sub.add_parser("label", help="Stage 1c: higher MI is chosen; writes the DPO-ready dataset")
+    parser.add_argument("--pairs", type=Path, required=True, help="folder holding the global pairs dataset")
+    parser.add_argument("--out", type=Path, required=True)
+
+    def run(args) -> int:
+        from shared_utils import preferences
+
+        source = args.pairs / preferences.GLOBAL_PAIRS_NAME
+        if not source.is_dir():
+            source = args.pairs
+        rows = preferences.label_global(preferences.load_rows(source))
+        saved = preferences.save_pairs(rows, args.out / preferences.GLOBAL_DPO_NAME, source=str(source),
+                                       key="radon mi_visit(code, multi=True)")
+        print(preferences.summary_frame(rows).round(2).to_string())
+        print(f"{len(rows)} labelled pairs -> {saved}")
+        return 0
+
+    parser.set_defaults(run=run)
+
+
+def _verb_evaluate(sub) -> None:
+    parser = sub.add_parser("evaluate", help="score a completions file (the paper's JSON format)")
+    parser.add_argument("--completions", type=Path, required=True)
+    parser.add_argument("--problems", type=Path, required=True, help="JSONL, JSON list or saved dataset folder")
+    parser.add_argument("--protocol", choices=["paper"], default="paper", help="5 s per assert, as published")
+    parser.add_argument("--extract", choices=["paper", "fenced"], default="paper")
+    parser.add_argument("--k", default="1,5,10", help="comma-separated k for pass@k")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--out", type=Path, help="also save the per-sample Parquet and summary JSON here")
+
+    def run(args) -> int:
+        from shared_utils.evaluation import evaluate_file
+
+        ks = [int(k) for k in args.k.split(",") if k.strip()]
+        summary = evaluate_file(args.completions, args.problems, extract=args.extract, ks=ks, out=args.out,
+                                progress=not args.json)
+        if args.json:
+            print(json.dumps(summary))
+        else:
+            for key in ("tasks", "candidates", "passed_candidates", "solved_tasks", "avg_mi"):
+                print(f"{key:18s} {summary[key]}")
+            for k, value in summary["pass_at_k"].items():
+                print(f"pass@{k:<13} {value:.4f}")
+        return 0
+
+    parser.set_defaults(run=run)
+
+
+def _verb_render_notebooks(sub) -> None:
+    parser = sub.add_parser("render-notebooks", help="render every notebook from its template")
+    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if any notebook is stale")
+
+    def run(args) -> int:
+        from shared_utils.notebooks import render_all
+
+        stale = render_all(check=args.check)
+        for path in stale:
+            print(("stale: " if args.check else "wrote: ") + str(path))
+        return 1 if args.check and stale else 0
+
+    parser.set_defaults(run=run)
+
+
+def _verb_run(sub) -> None:
+    parser = sub.add_parser("run", help="execute a model's notebooks headless, stage by stage")
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--stages", default="all", help="comma-separated: " + ",".join(("global", "stage1", "stage2a", "stage2c", "eval")))
+    parser.add_argument("--smoke", action="store_true", help="a handful of problems and one training step")
+    parser.add_argument("--model-path", help="load these weights instead (e.g. a tiny look-alike)")
+    parser.add_argument("--mbpp-source", default="mbpp", help="hub id or folder of MBPP JSONL splits")
+    parser.add_argument("--responses", help="global pairs by replay of saved generator responses (JSON lines)")
+    parser.add_argument("--runs-dir", type=Path, help="where executed notebooks go (default: runs/<model>/<time>)")
+
+    def run(args) -> int:
+        from shared_utils.runner import RunOptions, run_pipeline
+
+        options = RunOptions(model=args.model, stages=args.stages, smoke=args.smoke, model_path=args.model_path,
+                             mbpp_source=args.mbpp_source, responses=args.responses, runs_dir=args.runs_dir)
+        return run_pipeline(options)
+
+    parser.set_defaults(run=run)
+
+
+def _verb_train(sub) -> None:
+    parser = sub.add_parser("train", help="DPO + LoRA fine-tune (Stage 1, or Stage 2c with --init-adapter); "
+                                          "multi-GPU: accelerate launch -m shared_utils train ...")
+    parser.add_argument("--model", required=True, help="registry name, hub id or local folder")
+    parser.add_argument("--dataset", type=Path, required=True, help="saved preference dataset (prompt/chosen/rejected)")
+    parser.add_argument("--out", type=Path, required=True, help="the adapter folder to write")
+    parser.add_argument("--init-adapter", type=Path, help="continue this (Stage-1) adapter")
+    parser.add_argument("--reference", choices=("base", "stage1"), default="base")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--max-steps", type=int)
+    parser.add_argument("--learning-rate", type=float)
+    parser.add_argument("--beta", type=float)
+    parser.add_argument("--max-length", type=int)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--grad-accum", type=int)
+    parser.add_argument("--max-pairs", type=int)
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--precompute-ref-log-probs", action="store_true")
+    parser.add_argument("--overwrite", action="store_true", help="retrain even if --out is complete")
+
+    def run(args) -> int:
+        from shared_utils.models import find_spec
+        from shared_utils.training import DPOArgs, train_dpo
+
+        overrides = {name: getattr(args, name) for name in (
+            "epochs", "max_steps", "learning_rate", "beta", "max_length", "batch_size", "grad_accum", "max_pairs",
+            "seed", "reference")}
+        overrides["precompute_ref_log_probs"] = args.precompute_ref_log_probs or None
+        dpo = DPOArgs.for_model(find_spec(args.model), **overrides)
+        result = train_dpo(args.model, args.dataset, args.out, init_adapter=args.init_adapter, args=dpo,
+                           overwrite=args.overwrite)
+        print(f"adapter: {result.adapter_dir}")
+        print(json.dumps(result.metrics, indent=1, default=str))
+        return 0
+
+    parser.set_defaults(run=run)
+
+
+def _verb_inspect(sub) -> None:
+    parser = sub.add_parser("inspect", help="a trained adapter's card, size and per-layer LoRA update norms")
+    parser.add_argument("adapter", type=Path)
+
+    def run(args) -> int:
+        from shared_utils import adapters
+
+        print(adapters.summary(adapters.inspect(args.adapter)))
+        return 0
+
+    parser.set_defaults(run=run)
+
+
 def _verb_generate(sub) -> None:
     parser = sub.add_parser("generate", help="sample completions for problems (resumable) into the paper's output format")
     parser.add_argument("--model", required=True, help="registry name, hub id or folder (openai: served model name)")
@@ -113,7 +278,8 @@ def _verb_generate(sub) -> None:
     parser.set_defaults(run=run)
 
 
-VERBS = [_verb_prepare, _verb_mi, _verb_generate]
+VERBS = [_verb_prepare, _verb_mi, _verb_global_pairs, _verb_label, _verb_evaluate, _verb_render_notebooks, _verb_run,
+         _verb_train, _verb_inspect, _verb_generate]
 
 
 def build_parser() -> argparse.ArgumentParser:

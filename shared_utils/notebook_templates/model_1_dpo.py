@@ -38,10 +38,11 @@ pipeline.show_images(result.plots)
 
 # %%
 report = adapters.inspect(result.adapter_dir)
-report["lora_update"].head(10)
+print(adapters.summary(report))
 
 # %%
-adapters.compare_answers(result.adapter_dir, pipeline.probe_problems(spec, global_dir), base_model=model_path)
+adapters.compare_answers(result.adapter_dir, pipeline.probe_problems(spec, global_dir),
+                         max_new_tokens=64 if smoke else None)
 
 # %% [markdown]
 # ## Summary

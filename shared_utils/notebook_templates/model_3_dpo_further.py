@@ -37,7 +37,7 @@ if dataset is not None:
     result = training.train_dpo(model_path or model_name, dataset, stage.further_adapter,
                                 init_adapter=stage.start_adapter, args=args)
     pipeline.show_images(result.plots)
-    display(adapters.inspect(result.adapter_dir)["lora_update"].head(10))
+    print(adapters.summary(adapters.inspect(result.adapter_dir)))
 
 # %% [markdown]
 # ## Summary
