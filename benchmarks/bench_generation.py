@@ -1,0 +1,137 @@
+"""Benchmark: our ``local`` backend against the paper's generation loop, same run, same machine.
+
+The paper loop calls ``model.generate`` once per prompt with ``num_return_sequences`` (static
+batch, runs until the longest sample ends). Ours: ``generate(backend="local")`` with the
+code-end stop (our pipeline stages) and without it (paper protocol). Same prompts, sampling
+parameters and number of samples. Writes ``benchmarks/results/generation.md``.
+
+    python benchmarks/bench_generation.py [--prompts 4] [--n 10] [--max-new-tokens 512]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def cpu_model() -> str:
+    try:
+        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
+            if line.startswith("Model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def problems(count: int) -> list[dict]:
+    from shared_utils import data
+    from shared_utils.paths import shared_data_dir
+
+    shared = shared_data_dir()
+    if shared is not None and (shared / "mbpp").is_dir():
+        rows = data.preprocess(data.load_mbpp(shared / "mbpp", "train"), "mbpp[train]", drop_classes=True)
+        return rows[:count]
+    return data.demo_problems()[:count]
+
+
+def paper_loop(model, tokenizer, spec, rows, sampling) -> tuple[float, int, int]:
+    """The paper's loop: one generate call per prompt with num_return_sequences."""
+    import torch
+
+    from shared_utils import prompts
+
+    torch.manual_seed(sampling.seed)
+    start, samples, tokens = time.perf_counter(), 0, 0
+    for row in rows:
+        text = prompts.render(tokenizer, prompts.messages(row["text"], quirks=spec.quirks), spec.quirks)
+        encoded = prompts.encode(tokenizer, [text])
+        with torch.inference_mode():
+            out = model.generate(**encoded, do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p,
+                                 max_new_tokens=sampling.max_new_tokens, num_return_sequences=sampling.n,
+                                 pad_token_id=tokenizer.pad_token_id)
+        new = out[:, encoded["input_ids"].shape[1]:]
+        tokens += int((new != tokenizer.pad_token_id).sum())
+        samples += new.shape[0]
+    return time.perf_counter() - start, samples, tokens
+
+
+def ours(loaded, rows, sampling) -> tuple[float, int, int]:
+    from shared_utils import prompts
+    from shared_utils.generation import Request, generate
+
+    requests = [Request(row["task_id"], prompts.messages(row["text"], quirks=loaded[2].quirks)) for row in rows]
+    start = time.perf_counter()
+    out = generate(requests, backend="local", loaded=loaded, sampling=sampling, progress=False)
+    return time.perf_counter() - start, len(out), sum(c.tokens for c in out)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prompts", type=int, default=4)
+    parser.add_argument("--n", type=int, default=10)
+    parser.add_argument("--max-new-tokens", type=int, default=512)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skip-paper-protocol", action="store_true", help="skip our run without the code-end stop")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "generation.md")
+    args = parser.parse_args()
+
+    import torch
+
+    from shared_utils import models
+    from shared_utils.generation import SamplingConfig
+
+    loaded = models.load_model("smollm2-135m")
+    rows = problems(args.prompts)
+    base = dict(n=args.n, temperature=0.6, top_p=0.9, max_new_tokens=args.max_new_tokens, seed=args.seed)
+    results = []
+    paper = paper_loop(*loaded, rows, SamplingConfig(**base, stop_at_code_end=False))
+    results.append(("paper loop: `model.generate` per prompt, num_return_sequences", *paper))
+    print(results[-1], flush=True)
+    results.append(("ours, `local`, stop at code end (pipeline stages)",
+                    *ours(loaded, rows, SamplingConfig(**base, stop_at_code_end=True))))
+    print(results[-1], flush=True)
+    if not args.skip_paper_protocol:
+        results.append(("ours, `local`, paper protocol (no code-end stop)",
+                        *ours(loaded, rows, SamplingConfig(**base, stop_at_code_end=False))))
+        print(results[-1], flush=True)
+
+    reference = results[0][2] / results[0][1]
+    lines = [
+        "# Generation benchmark: `local` backend vs the paper's loop",
+        "",
+        f"- date: {dt.date.today().isoformat()}",
+        f"- machine: {os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {cpu_model()}, "
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads), no GPU" if not torch.cuda.is_available()
+        else f"- machine: {torch.cuda.get_device_name(0)}",
+        f"- model: smollm2-135m (embedded, float32); {len(rows)} MBPP train prompts x {args.n} samples; "
+        f"temperature 0.6, top_p 0.9, max_new_tokens {args.max_new_tokens}, seed {args.seed}",
+        f"- command: `python benchmarks/bench_generation.py --prompts {args.prompts} --n {args.n} "
+        f"--max-new-tokens {args.max_new_tokens}`",
+        "",
+        "| run | seconds | samples | new tokens | samples/s | tokens/s | speed-up (samples/s) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for label, seconds, samples, tokens in results:
+        lines.append(f"| {label} | {seconds:.1f} | {samples} | {tokens} | {samples / seconds:.3f} | "
+                     f"{tokens / seconds:.1f} | {samples / seconds / reference:.2f}x |")
+    lines += ["", "Speed-up is completed samples per second relative to the paper loop in the same run.", ""]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines), encoding="utf-8")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
