@@ -19,10 +19,10 @@ def in_colab() -> bool:
     return "google.colab" in sys.modules
 
 
-def missing_requirements() -> list[str]:
+def missing_requirements(file: str = "requirements.txt") -> list[str]:
     """Pinned requirements whose module is not importable; torch is never reinstalled."""
     missing = []
-    for line in (ROOT / "requirements.txt").read_text().splitlines():
+    for line in (ROOT / file).read_text().splitlines():
         spec = line.split("#")[0].strip()
         if not spec or spec.startswith("torch"):
             continue
@@ -37,8 +37,8 @@ def missing_requirements() -> list[str]:
     return missing
 
 
-def install_missing(embedded: bool) -> None:
-    missing = missing_requirements()
+def install_missing(embedded: bool, gpu: bool) -> None:
+    missing = missing_requirements() + (missing_requirements("requirements-gpu.txt") if gpu else [])
     if missing:
         print("installing:", " ".join(missing))
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", *missing], check=True)
@@ -51,9 +51,10 @@ def prepare(model: str | None = None) -> None:
     from shared_utils.models import find_spec
 
     spec = find_spec(model) if model else None
-    if in_colab():
-        install_missing(embedded=bool(spec and spec.embedded))
     import torch
+
+    if in_colab():
+        install_missing(embedded=bool(spec and spec.embedded), gpu=torch.cuda.is_available())
 
     from shared_utils.io import library_versions
 

@@ -7,7 +7,7 @@ import json
 import nbformat
 import pytest
 
-from shared_utils import notebooks
+from shared_utils import notebooks, paths
 from shared_utils.models import REGISTRY
 from shared_utils.runner import RunOptions, run_pipeline
 
@@ -67,3 +67,22 @@ def test_paper_model_first_notebook_runs_on_a_tiny_lookalike(model, mbpp_global,
     spec = REGISTRY[model]
     assert (mbpp_global / "out" / model / spec.adapter_name(spec.epochs) / "adapter_config.json").is_file()
     assert "Traceback" not in _executed_outputs(mbpp_global / model / f"1_{spec.slug}_dpo.ipynb")
+
+
+def test_readme_opens_with_the_two_commands_and_links_every_notebook_in_colab():
+    readme = (paths.REPO_ROOT / "README.md").read_text()
+    first_block = readme.split("```")[1]
+    assert "make demo" in first_block and "make test" in first_block
+    for target in notebooks.targets():
+        relative = target.path.relative_to(paths.REPO_ROOT).as_posix()
+        assert f"]({relative})" in readme, relative
+        assert f"colab.research.google.com/github/OWNER/REPO/blob/main/{relative})" in readme, relative
+
+
+def test_setup_cell_finds_every_installed_requirement_and_never_torch():
+    """The Colab set-up cell installs only what is missing: here (after `make setup`) nothing."""
+    from shared_utils import notebook_env
+
+    assert notebook_env.missing_requirements() == []
+    gpu_extras = notebook_env.missing_requirements("requirements-gpu.txt")
+    assert all(not spec.startswith("torch") for spec in gpu_extras)
