@@ -54,8 +54,9 @@ def token_length_stats(model: str, dataset):
     import pandas as pd
 
     from shared_utils.models import load_tokenizer
+    from shared_utils.prompts import for_training
 
-    tokenizer = load_tokenizer(model)
+    tokenizer = for_training(load_tokenizer(model))
 
     def length(prompt, answer):
         text = tokenizer.apply_chat_template(prompt + answer, tokenize=False)

@@ -50,3 +50,21 @@ def encode(tokenizer, texts: list[str]):
     """Tokenise rendered prompts for batched generation: left padding, no second BOS."""
     tokenizer.padding_side = "left"
     return tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+
+
+# Qwen3-Instruct-2507's template (inherited from the hybrid Qwen3 one) writes an empty
+# "<think>\n\n</think>\n\n" before a conversation's final assistant turn, but the model never
+# generates one. Rendering DPO answers that way would train on text the model does not produce.
+_FINAL_TURN_THINK = "{%- if loop.last or (not loop.last and reasoning_content) %}"
+
+
+def for_training(tokenizer):
+    """The tokenizer with answers rendered as the model generates them (no empty think block).
+
+    Only Qwen3-2507's final-turn branch changes (to Unsloth's ``if reasoning_content``);
+    generation prompts render exactly as before, and other templates are left alone.
+    """
+    template = tokenizer.chat_template
+    if isinstance(template, str) and _FINAL_TURN_THINK in template:
+        tokenizer.chat_template = template.replace(_FINAL_TURN_THINK, "{%- if reasoning_content %}")
+    return tokenizer

@@ -160,6 +160,25 @@ def test_qwen3_2507_prompt_has_a_system_turn_and_no_thinking(tok, qwen_quirks):
     assert "enable_thinking" not in tok.chat_template
 
 
+def test_training_renders_qwen_answers_without_an_empty_think_block(tok, qwen_quirks):
+    tok.chat_template = _template("qwen3_instruct_2507.jinja")
+    chat = prompts.messages(TASK, quirks=qwen_quirks)
+    answer = [{"role": "assistant", "content": "```python\ndef f():\n    return 1\n```"}]
+    prompt_before = prompts.render(tok, chat, qwen_quirks)
+    assert "<think>\n\n</think>" in tok.apply_chat_template(chat + answer, tokenize=False)  # the quirk itself
+    prompts.for_training(tok)
+    full = tok.apply_chat_template(chat + answer, tokenize=False)
+    assert prompts.render(tok, chat, qwen_quirks) == prompt_before
+    assert full == prompt_before + answer[0]["content"] + "<|im_end|>\n"
+
+
+def test_training_template_leaves_other_templates_alone(tok):
+    before = tok.chat_template
+    assert prompts.for_training(tok).chat_template == before
+    tok.chat_template = _template("gemma3.jinja")
+    assert prompts.for_training(tok).chat_template == _template("gemma3.jinja")
+
+
 def test_smollm2_keeps_the_papers_system_prompt(tok, smollm_quirks):
     text = prompts.render(tok, prompts.messages(TASK, quirks=smollm_quirks), smollm_quirks)
     assert text.startswith(f"<|im_start|>system\n{PAPER_SYSTEM}<|im_end|>\n")

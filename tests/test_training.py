@@ -150,3 +150,17 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_qwen_answers_are_tokenised_as_generated_without_a_think_block(tiny_model_factory, tmp_path):
+    """Qwen3-2507's template would put an empty think block before every DPO answer."""
+    from shared_utils.training import build_trainer
+
+    trainer = build_trainer(str(tiny_model_factory("qwen3-4b")), load_pairs(Dataset.from_list(toy_rows(2))),
+                            tmp_path / "work", args=toy_args("base"), progress=False)
+    tokenizer = trainer.processing_class
+    for row in trainer.train_dataset:
+        for side in ("chosen_ids", "rejected_ids"):
+            text = tokenizer.decode(row[side])
+            assert text.startswith("```python\n") and "<think>" not in text, text

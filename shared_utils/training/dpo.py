@@ -26,7 +26,7 @@ import os
 import shutil
 from pathlib import Path
 
-from shared_utils import io, models
+from shared_utils import io, models, prompts
 from shared_utils.training.config import DPOArgs, LoraArgs, dpo_config
 
 TRAINED_ADAPTER = "default"
@@ -86,6 +86,7 @@ def build_trainer(model: str, pairs, work_dir: Path, *, init_adapter=None, args:
     if args.reference == "stage1" and init_adapter is None:
         raise ValueError('reference="stage1" needs init_adapter (the Stage-1 adapter to continue)')
     base, tokenizer, spec = models.load_model(model, trainable=True)
+    tokenizer = prompts.for_training(tokenizer)
     config = dpo_config(args, str(work_dir), bf16=_use_bf16(spec), progress=progress)
     common = dict(args=config, train_dataset=pairs, processing_class=tokenizer)
     if init_adapter is None:
