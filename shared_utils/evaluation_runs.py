@@ -54,6 +54,11 @@ class EvalPlan:
             return self.fine_tuning_dir / self.spec.adapter_name(self.epochs, self.further_epochs)
         raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
 
+    @property
+    def ks(self) -> tuple[int, ...]:
+        """pass@k for k = 1, 5, 10 where the samples allow, and always pass@samples (the paper's pass@10)."""
+        return tuple(sorted({k for k in (*evaluation.DEFAULT_KS, self.samples) if k <= self.samples}))
+
     def variants(self) -> list[str]:
         """The variants whose adapter exists (the base always does)."""
         return [v for v in VARIANTS if v == "base" or (self.adapter(v) / "adapter_config.json").is_file()]
@@ -114,7 +119,7 @@ def run_variant(plan: EvalPlan, variant: str, *, benchmark: str = "mbpp", progre
                 texts.setdefault(completion.task_id, []).append(completion.text)
             for mode in EXTRACTIONS:
                 frame = evaluation.score_completions(texts, problems, extract=mode, progress=progress)
-                summary = {**metadata, "extract": mode, **evaluation.summarize(frame)}
+                summary = {**metadata, "extract": mode, **evaluation.summarize(frame, plan.ks)}
                 evaluation.save_scores(frame, summary, stem.with_name(f"{stem.name}.{mode}"))
         for mode, path in summary_files.items():
             rows.append(json.loads(path.read_text()))
@@ -156,7 +161,7 @@ def comparison(plan: EvalPlan, benchmark: str = "mbpp") -> Report:
     per_run = []
     for (variant, mode), frame in frames.items():
         for run, part in frame.groupby("run"):
-            summary = evaluation.summarize(part)
+            summary = evaluation.summarize(part, plan.ks)
             per_run.append({"variant": variant, "extract": mode, "run": run, "solved_tasks": summary["solved_tasks"],
                             "avg_mi": summary["avg_mi"],
                             **{f"pass@{k}": v for k, v in summary["pass_at_k"].items()}})

@@ -50,6 +50,7 @@ class ModelSpec:
     max_length: int = 1024
     max_new_tokens: int = 1024
     samples: int = 10  # Stage 2a samples per prompt and round
+    rounds: int = 5  # Stage 2a rounds (tasks short of two passing samples are asked again)
     eval_samples: int = 10  # evaluation samples per problem (pass@10)
     eval_runs: int = 5
     problem_set: str = "mbpp"  # mbpp (the paper) | demo (the embedded CPU model's easy set)
@@ -76,8 +77,8 @@ REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in (
     ModelSpec("qwen3-4b", "Qwen/Qwen3-4B-Instruct-2507", "qwen3-4b", "qwen3", "bfloat16", 1, 16, quirks=QWEN),
     # The embedded CPU model: demo-sized settings that run the whole pipeline in minutes.
     ModelSpec("smollm2-135m", "HuggingFaceTB/SmolLM2-135M-Instruct", "smollm2-135m", "llama", "float32", 4, 1,
-              epochs=3, learning_rate=1e-4, train_pairs=32, needs_gpu=False, embedded=True, problem_set="demo",
-              max_length=512, max_new_tokens=256, samples=8, eval_samples=4, eval_runs=2),
+              epochs=2, learning_rate=1e-4, train_pairs=32, needs_gpu=False, embedded=True, problem_set="demo",
+              max_length=512, max_new_tokens=192, samples=6, rounds=2, eval_samples=2, eval_runs=2),
 )}
 DEFAULT_MODEL = "smollm2-135m"
 

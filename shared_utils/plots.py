@@ -41,19 +41,31 @@ def rounds(table):
 
 
 def evaluation_overview(report):
-    """pass@k per variant, MI of passing samples per variant, and MI components."""
+    """pass@k per variant, MI of passing samples per variant, per-problem MI change, MI components."""
+    from shared_utils.evaluation import per_task
+
     per_run = report.per_run[report.per_run["extract"] == "paper"]
     pass_cols = [c for c in per_run.columns if c.startswith("pass@")]
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4))
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4))
     per_run.groupby("variant", sort=False)[pass_cols].mean().plot.bar(ax=axes[0], rot=0, title="pass@k (paper extraction)")
-    passing = {variant: frame.loc[frame["passed"], "mi"] for (variant, mode), frame in report.samples.items()
-               if mode == "paper"}
+    paper = {variant: frame for (variant, mode), frame in report.samples.items() if mode == "paper"}
+    passing = {variant: frame.loc[frame["passed"], "mi"] for variant, frame in paper.items()}
     if any(len(values) for values in passing.values()):
         axes[1].boxplot([values.dropna() for values in passing.values()], tick_labels=list(passing))
     axes[1].set(title="MI of passing samples")
+    if "base" in paper:
+        base = per_task(paper["base"])["mi_passing"]
+        changes = {variant: (per_task(frame)["mi_passing"] - base).dropna()
+                   for variant, frame in paper.items() if variant != "base"}
+        changes = {variant: values for variant, values in changes.items() if len(values)}
+        if changes:
+            axes[2].hist(list(changes.values()), bins=15, label=list(changes))
+            axes[2].axvline(0, color="black", linewidth=0.8)
+            axes[2].legend()
+    axes[2].set(title="Per-problem MI change vs base", xlabel="MI points (problems solved by both)")
     components = pd.DataFrame({variant: frame.loc[frame["passed"], list(COMPONENTS[1:])].mean()
-                               for (variant, mode), frame in report.samples.items() if mode == "paper"})
+                               for variant, frame in paper.items()})
     if not components.empty:
-        components.plot.bar(ax=axes[2], rot=20, title="MI components of passing samples (mean)")
+        components.plot.bar(ax=axes[3], rot=20, title="MI components of passing samples (mean)")
     fig.tight_layout()
     return fig

@@ -73,6 +73,8 @@ def stage_parameters(options: RunOptions, stage: str, template: str, out: dict) 
     if stage == "global":
         return {k: v for k, v in global_parameters(options, template, out).items() if v is not None}
     params = model_parameters(options, out)
+    if stage == "stage2c":  # trains on Stage 2a's dataset; needs no Stage-1 folder
+        params.pop("global_dir")
     if stage == "eval":
         params.update(output_dir=out["eval"], fine_tuning_dir=out["model"])
     return params
@@ -111,5 +113,19 @@ def run_pipeline(options: RunOptions) -> int:
                       f"executed notebook: {executed}", flush=True)
                 return 1
             print(f"[{stage}] done in {time.monotonic() - started:.0f} s -> {executed}", flush=True)
+            print(_indent(summary_output(executed)), flush=True)
     print(f"executed notebooks: {runs_dir}\nartifacts: {out}")
     return 0
+
+
+def summary_output(executed: Path) -> str:
+    """What the notebook's closing summary cell printed (every notebook ends with one)."""
+    import nbformat
+
+    code = [cell for cell in nbformat.read(executed, as_version=4).cells if cell.cell_type == "code"]
+    outputs = code[-1].get("outputs", []) if code else []
+    return "".join(out.get("text", "") for out in outputs if out.get("output_type") == "stream").rstrip()
+
+
+def _indent(text: str) -> str:
+    return "\n".join("    " + line for line in text.splitlines())

@@ -43,7 +43,8 @@ def test_demo_model_runs_every_notebook_in_smoke_mode(tmp_path):
         "3_automated_global_dataset_labelling.ipynb", "1_smollm2_135m_dpo.ipynb",
         "2_smollm2_135m_dpo_local_dataset_self_generation.ipynb", "3_smollm2_135m_dpo_further.ipynb",
         "evaluate_smollm2_135m.ipynb"])
-    adapter = tmp_path / "out" / "smollm2-135m" / "smollm2-135m-dpo-3-epochs"
+    spec = REGISTRY["smollm2-135m"]
+    adapter = tmp_path / "out" / "smollm2-135m" / spec.adapter_name(spec.epochs)
     assert (adapter / "adapter_model.safetensors").is_file()
     assert (tmp_path / "out" / "evaluation" / "smollm2_135m_comparison.json").is_file()
 

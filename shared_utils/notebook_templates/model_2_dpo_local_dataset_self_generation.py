@@ -16,7 +16,7 @@ model_path = None
 epochs = None  # of the Stage-1 adapter to start from
 iteration = 1  # k-th self-tuning round: 1 starts from Stage 1, k > 1 from the (k-1)-th further adapter
 samples = None  # per prompt and round; None: the registry default (the paper: 10)
-rounds = 5
+rounds = None  # None: the registry default (the paper: 5)
 feedback = True
 max_new_tokens = None
 min_gap = 0.0  # minimum MI gap between chosen and rejected
@@ -31,6 +31,7 @@ from shared_utils import generation, models, pipeline, plots, preferences, self_
 spec = models.get_spec(model_name)
 stage = pipeline.Stage2Paths(spec, output_dir, epochs=epochs, iteration=iteration)
 problems = pipeline.train_problems(spec, global_dir)[: 2 if smoke else limit]
+rounds = 1 if smoke else rounds or spec.rounds
 sampling = generation.SamplingConfig(n=samples or spec.samples, max_new_tokens=max_new_tokens or spec.max_new_tokens)
 loaded = models.load_model(model_path or model_name, adapter=stage.start_adapter)
 print(f"{len(problems)} prompts, {sampling.n} samples each, up to {rounds} rounds, from {stage.start_adapter}")
@@ -38,7 +39,7 @@ print(f"{len(problems)} prompts, {sampling.n} samples each, up to {rounds} round
 # %%
 result = self_generation.self_generate(
     problems, model=model_path or model_name, adapter=str(stage.start_adapter), loaded=loaded, sampling=sampling,
-    config=self_generation.SelfGenConfig(rounds=1 if smoke else rounds, feedback=feedback),
+    config=self_generation.SelfGenConfig(rounds=rounds, feedback=feedback),
     checkpoint=stage.checkpoint)
 rounds_table = pipeline.rounds_frame(result)
 rounds_table
