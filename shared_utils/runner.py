@@ -54,12 +54,15 @@ def global_parameters(options: RunOptions, template: str, out: dict) -> dict:
         return {**common, "source": "demo" if demo else options.mbpp_source}
     if template == "global_3_automated_global_dataset_labelling":
         return {**common, "problem_set": spec.problem_set}
-    params = {**common, "problem_set": spec.problem_set, "limit": 4 if options.smoke else None}
+    params = {**common, "problem_set": spec.problem_set, "limit": 6 if options.smoke else None}
     if options.responses:
         return {**params, "backend": "replay", "responses": str(options.responses)}
     if demo:  # offline: the embedded model is its own generator
+        # Smoke: 6 problems x 8 short samples still give a few pairs (easy problems often get the
+        # same solution twice, and only two *different* passing ones make a pair).
         return {**params, "backend": "local", "generator": options.model_path or spec.name,
-                "samples": spec.samples, "max_new_tokens": 64 if options.smoke else spec.max_new_tokens}
+                "samples": 8 if options.smoke else spec.samples,
+                "max_new_tokens": 160 if options.smoke else spec.max_new_tokens}
     return {**params, "backend": "gemini"}
 
 
