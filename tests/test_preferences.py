@@ -8,13 +8,13 @@ both implementations of each pass their MBPP train asserts, so all 238 tasks mus
 from __future__ import annotations
 
 import ast
-import dataclasses
 import json
 import math
 
 import pytest
 
 from shared_utils import data, preferences
+from shared_utils.generation import PairResponse, replay_pairs
 from shared_utils.maintainability import mi_score
 
 # The paper's system prompt, spelled out on purpose: a change to the constant must fail.
@@ -200,23 +200,6 @@ def test_label_local_equal_keys_kept_without_min_gap_dropped_with_it():
 # check_pair_responses: the shared Gemini answers through the sandbox
 
 
-def load_responses(path):
-    try:
-        from shared_utils.generation import replay_pairs
-    except ImportError:  # stand-in until the generation layer lands
-        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        return {row["task_id"]: Response(row["task_id"], row["code_output_1"], row["code_output_2"]) for row in rows}
-    return replay_pairs(path)
-
-
-@dataclasses.dataclass(frozen=True)
-class Response:
-    task_id: int
-    code_output_1: str | None
-    code_output_2: str | None
-    error: str = ""
-
-
 @pytest.fixture(scope="module")
 def train_problems(mbpp_dir, tmp_path_factory):
     paths = data.prepare(mbpp_dir, tmp_path_factory.mktemp("prepared"))
@@ -225,7 +208,7 @@ def train_problems(mbpp_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def gemini_checked(train_problems, gemini_pairs):
-    responses = load_responses(gemini_pairs)
+    responses = replay_pairs(gemini_pairs)
     assert len(responses) == 238
     rows, counts = preferences.check_pair_responses(train_problems, responses, generator="gemini-2.5-pro",
                                                     progress=False)
@@ -267,8 +250,8 @@ def test_gemini_rows_label_into_pairs(gemini_checked):
 def test_broken_second_implementation_counts_as_first_only():
     broken = SET_BASED.replace('return "None"', "return None")
     responses = {
-        602: Response(602, f"```python\n{SLICING}\n```", broken),
-        9001: Response(9001, "def f(a):\n    return a + 1", "def f(a):\n    return 1 + a"),
+        602: PairResponse(602, f"```python\n{SLICING}\n```", broken),
+        9001: PairResponse(9001, "def f(a):\n    return a + 1", "def f(a):\n    return 1 + a"),
     }
     rows, counts = preferences.check_pair_responses([PROBLEM_602, PROBLEM_ADD], responses, generator="t",
                                                     progress=False)
@@ -279,8 +262,8 @@ def test_broken_second_implementation_counts_as_first_only():
 
 def test_malformed_responses_are_counted_not_checked():
     responses = {
-        602: Response(602, None, None, error="line 1: malformed JSON"),
-        9001: Response(9001, "def f(a):\n    return a + 1", ""),
+        602: PairResponse(602, None, None, error="line 1: malformed JSON"),
+        9001: PairResponse(9001, "def f(a):\n    return a + 1", ""),
     }
     rows, counts = preferences.check_pair_responses([PROBLEM_602, PROBLEM_ADD], responses, generator="t",
                                                     progress=False)
@@ -290,7 +273,7 @@ def test_malformed_responses_are_counted_not_checked():
 
 def test_responses_for_unknown_tasks_are_an_error():
     with pytest.raises(ValueError, match="12345"):
-        preferences.check_pair_responses([PROBLEM_602], {12345: Response(12345, "x", "y")}, generator="t",
+        preferences.check_pair_responses([PROBLEM_602], {12345: PairResponse(12345, "x", "y")}, generator="t",
                                          progress=False)
 
 
