@@ -76,8 +76,6 @@ def stage_parameters(options: RunOptions, stage: str, template: str, out: dict) 
     if stage == "global":
         return {k: v for k, v in global_parameters(options, template, out).items() if v is not None}
     params = model_parameters(options, out)
-    if stage == "stage2c":  # trains on Stage 2a's dataset; needs no Stage-1 folder
-        params.pop("global_dir")
     if stage == "eval":
         params.update(output_dir=out["eval"], fine_tuning_dir=out["model"])
     return params

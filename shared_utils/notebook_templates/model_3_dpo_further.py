@@ -15,6 +15,7 @@ iteration = 1
 reference = "base"  # base | stage1
 max_steps = -1
 smoke = False
+global_dir = None  # Stage 1's folder (for the held-out probe problems); default: the problem set's
 output_dir = "."
 
 # %%
@@ -38,6 +39,14 @@ if dataset is not None:
                                 init_adapter=stage.start_adapter, args=args)
     pipeline.show_images(result.plots)
     print(adapters.summary(adapters.inspect(result.adapter_dir)))
+
+# %% [markdown]
+# ## Base vs adapted answers (greedy) on a few held-out problems, with MI and test verdicts
+
+# %%
+if dataset is not None:
+    display(adapters.compare_answers(result.adapter_dir, pipeline.probe_problems(spec, global_dir),
+                                     max_new_tokens=64 if smoke else None))
 
 # %% [markdown]
 # ## Summary
