@@ -34,9 +34,11 @@ def _executed_outputs(path) -> str:
 
 
 @pytest.mark.slow
-def test_demo_model_runs_every_notebook_in_smoke_mode(tmp_path):
+def test_demo_model_runs_every_notebook_in_smoke_mode(tmp_path, capsys):
     runs = tmp_path / "runs"
     assert run_pipeline(RunOptions(model="smollm2-135m", smoke=True, runs_dir=runs, artifacts=tmp_path / "out")) == 0
+    printed = capsys.readouterr().out  # each stage's summary cell, echoed as the run goes
+    assert "pairs where both implementations pass" in printed and "avg_mi" in printed
     executed = sorted(path.name for path in runs.glob("*.ipynb"))
     assert executed == sorted([
         "1_dataset_preprocessing.ipynb", "2_generate_global_pairs.ipynb",
