@@ -40,15 +40,6 @@ def probe_problems(spec: ModelSpec, override: str | Path | None = None, n: int =
     return test_problems(spec, override)[:n]
 
 
-def training_pairs(dataset_dir: str | Path, spec: ModelSpec, *, smoke: bool = False):
-    """The preference dataset, cut to the registry's CPU size (or 4 pairs in smoke runs)."""
-    from datasets import load_from_disk
-
-    dataset = load_from_disk(str(dataset_dir))
-    limit = 4 if smoke else spec.train_pairs
-    return dataset.select(range(min(limit, len(dataset)))) if limit else dataset
-
-
 def token_length_stats(model: str, dataset):
     """Token lengths of prompt+chosen and prompt+rejected under the model's chat template."""
     import pandas as pd

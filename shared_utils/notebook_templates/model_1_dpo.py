@@ -18,8 +18,9 @@ from shared_utils import adapters, models, paths, pipeline, preferences, trainin
 
 spec = models.get_spec(model_name)
 dataset_dir = pipeline.global_dataset(spec, global_dir)
-args = training.DPOArgs.for_model(spec, **pipeline.overrides(epochs=epochs, max_steps=1 if smoke else max_steps))
-dataset = pipeline.training_pairs(dataset_dir, spec, smoke=smoke)
+args = training.DPOArgs.for_model(spec, **pipeline.overrides(epochs=epochs, max_steps=1 if smoke else max_steps,
+                                                             max_pairs=4 if smoke else None))
+dataset = training.load_pairs(dataset_dir, args.max_pairs)  # exactly the pairs train_dpo trains on
 print(f"{len(dataset)} pairs from {dataset_dir}; {args}")
 
 # %%
@@ -27,7 +28,7 @@ pipeline.token_length_stats(model_path or model_name, dataset)
 
 # %%
 adapter_dir = Path(output_dir) / spec.adapter_name(args.epochs)
-result = training.train_dpo(model_path or model_name, dataset, adapter_dir, args=args)
+result = training.train_dpo(model_path or model_name, dataset_dir, adapter_dir, args=args)
 result.metrics
 
 # %%

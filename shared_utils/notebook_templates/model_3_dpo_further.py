@@ -24,9 +24,10 @@ from shared_utils import adapters, models, pipeline, training
 spec = models.get_spec(model_name)
 stage = pipeline.Stage2Paths(spec, output_dir, epochs=epochs, iteration=iteration, further_epochs=further_epochs)
 args = training.DPOArgs.for_model(spec, **pipeline.overrides(epochs=stage.further_epochs, reference=reference,
-                                                             max_steps=1 if smoke else max_steps))
+                                                             max_steps=1 if smoke else max_steps,
+                                                             max_pairs=4 if smoke else None))
 if stage.dataset.exists():
-    dataset = pipeline.training_pairs(stage.dataset, spec, smoke=smoke)
+    dataset = training.load_pairs(stage.dataset, args.max_pairs)  # exactly the pairs train_dpo trains on
     print(f"{len(dataset)} local pairs from {stage.dataset}; continuing {stage.start_adapter}")
 else:
     dataset = None
@@ -35,7 +36,7 @@ else:
 
 # %%
 if dataset is not None:
-    result = training.train_dpo(model_path or model_name, dataset, stage.further_adapter,
+    result = training.train_dpo(model_path or model_name, stage.dataset, stage.further_adapter,
                                 init_adapter=stage.start_adapter, args=args)
     pipeline.show_images(result.plots)
     print(adapters.summary(adapters.inspect(result.adapter_dir)))
