@@ -199,6 +199,12 @@ def test_a_tested_function_named_like_a_builtin(mbpp):
     assert not _run("def total(a, b):\n    return 6", row["test_list"]).passed  # the builtin sum(10, 15) raises
 
 
+def test_names_only_the_candidate_provides_are_its_own_however_it_binds_them():
+    assert _run("exec('def f(x):\\n    return 2 * x')", ["assert f(2) == 4"]).passed
+    assert _run("globals()['f'] = lambda x: x", ["assert f(2) == 4"]).status == "failed"
+    assert _run("def g(x):\n    return x", ["assert f(2) == 4"]).exc_type == "NameError"
+
+
 def test_a_reference_run_only_where_needed_and_once_per_problem(mbpp, monkeypatch):
     literal = compile_job(("assert f([3, 1]) == sorted([3, 1])", "assert math.isclose(f(2), 3.0)"), "", "def f(x): pass")
     assert literal.reference is None

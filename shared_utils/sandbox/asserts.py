@@ -6,17 +6,20 @@ plain data; a *template* evaluated only in this process combines them with the e
 side.  ``and``/``or``/``not``, comparisons and ``math.isclose`` are split here, so the
 template keeps Python's short-circuit order: the candidate evaluates every hole of an
 assert (each one's exception is kept apart), and a hole that raised makes the test an
-error only when the template actually reaches it.
+error only when the template actually reaches it.  (A hole past a false ``and`` still
+runs: it can cost time, a timeout at worst, but never turn a failure into a pass.)
 
 Which side a subexpression is on (an *operand*: a leaf below those operators):
 
 * **The candidate's** when it mentions a name that exists only because the candidate
-  bound it: a name its code binds (in any scope) that is not a builtin or an importable
-  module, a name that set-up or test statements derived from such a name (``root =
-  Node(1)``, ``r = f(1)``), or a name passed to a hole (the candidate may have mutated it).
+  bound it: anything but a builtin, an importable module, or a name bound by set-up or
+  test statements that do not involve the candidate.  ``root = Node(1)`` in a set-up or
+  ``r = f(1)`` in a test involve it, so ``root`` and ``r`` are the candidate's; so is a
+  name once passed to a hole, which the candidate may have mutated.  No parsing of the
+  candidate decides this, so a function it defines with ``exec`` is still its own.
   If an assert has no such operand but mentions a builtin or module name the candidate
-  redefined, the assert is testing that function (MBPP 126 defines ``sum``): those names
-  are the candidate's for that assert.
+  redefines at module level, the assert is testing that function (MBPP 126 defines
+  ``sum``): those names are the candidate's for that assert.
 * **A literal** when it is built only from constants, containers, operators and a few
   pure builtins (``sorted``, ``set``, ``math``...), none rebound by the set-up or the test:
   evaluated here, with the real builtins, whatever the candidate rebound.
@@ -24,6 +27,8 @@ Which side a subexpression is on (an *operand*: a leaf below those operators):
   without the candidate): computed in a *reference run*, a job through the same sandbox
   with no candidate code: it imports the modules those operands name, runs the set-up
   and test statements that do not involve the candidate, and evaluates the operands.
+  So an expected side sees the state those statements left, never what the candidate
+  changed, and ``sys`` is imported for it even where the candidate forgot to.
 
 Asserts nested in other statements (loops, functions a test defines) report each time
 they run; their operands are literals or holes, since no reference run can follow a loop
@@ -142,6 +147,23 @@ def _bindings(node: ast.AST, *, plain_imports: bool = True) -> tuple[set[str], s
     return outer, inner
 
 
+def _outer_bound(tree: ast.Module, source: str) -> set[str]:
+    """``_bindings(tree, plain_imports=False)[0]``, without walking function bodies when it can.
+
+    Only a ``global`` statement inside a function binds outside it; without the word in the
+    source, the bodies are skipped (this runs once per candidate).
+    """
+    if "global" in source:
+        return _bindings(tree, plain_imports=False)[0]
+    names, stack = set(), [tree]
+    while stack:
+        current = stack.pop()
+        names.update(_binds(current, plain_imports=False))
+        if not isinstance(current, _SCOPES):
+            stack.extend(ast.iter_child_nodes(current))
+    return names
+
+
 def _bound(node: ast.AST) -> set[str]:
     """Every name a source could bind, in any scope (conservative)."""
     outer, inner = _bindings(node)
@@ -174,20 +196,22 @@ def _parse(source: str) -> ast.Module | None:
 
 
 @functools.lru_cache(maxsize=4096)
-def _names_used(tests: tuple[str, ...], setup: str) -> frozenset[str]:
+def _trusted_names(tests: tuple[str, ...], setup: str) -> frozenset[str]:
+    """The names the tests and set-up read that exist without any candidate: builtins, modules."""
     trees = [tree for tree in map(_parse, (*tests, setup)) if tree is not None]
-    return frozenset().union(*map(_loaded, trees))
+    used = set().union(*map(_loaded, trees))
+    return frozenset(name for name in used if name in BUILTIN_NAMES or importable(name))
 
 
-def candidate_names(code: str, used: frozenset[str]) -> tuple[frozenset[str], frozenset[str]]:
-    """Of the names the tests use: (those only the candidate provides, builtins or modules it redefines).
+def redefined_names(code: str, names: frozenset[str]) -> frozenset[str]:
+    """Which of these builtin or module names the candidate binds at module level (``def sum``).
 
     A candidate that does not parse fails before any test runs: it binds nothing.
     """
+    if not any(name in code for name in names):
+        return frozenset()
     tree = _parse(code)
-    defined = _bindings(tree, plain_imports=False)[0] & used if tree is not None else set()
-    own = {name for name in defined if name not in BUILTIN_NAMES and not importable(name)}
-    return frozenset(own), frozenset(defined - own)
+    return frozenset(_outer_bound(tree, code) & names) if tree is not None else frozenset()
 
 
 # --- splitting one assert --------------------------------------------------------------
@@ -337,17 +361,17 @@ def _reference_imports(blocks: list[Block], known: set[str]) -> list[str]:
 
 
 def compile_job(tests: tuple[str, ...], setup: str, code: str) -> Plan:
-    """The plan for one candidate; only the names its code binds make plans differ."""
-    own, redefined = candidate_names(code, _names_used(tests, setup))
-    return _compile(tests, setup, own, redefined)
+    """The plan for one candidate: the same for every candidate unless it redefines a builtin."""
+    return _compile(tests, setup, redefined_names(code, _trusted_names(tests, setup)))
 
 
 @functools.lru_cache(maxsize=8192)
-def _compile(tests: tuple[str, ...], setup: str, own: frozenset[str], redefined: frozenset[str]) -> Plan:
+def _compile(tests: tuple[str, ...], setup: str, redefined: frozenset[str]) -> Plan:
     setup_tree = _parse(setup) or ast.Module([], [])
     trees = [_parse(test) for test in tests]
     rebound = frozenset(_bound(setup_tree).union(*(_bound(t) for t in trees if t is not None)))
-    candidate, data_names = set(own), set()
+    used = set().union(*(_loaded(t) for t in (setup_tree, *trees) if t is not None))
+    candidate, data_names = used - _trusted_names(tests, setup), set()
     clean_setup = _setup_statements(setup_tree, candidate, data_names)
     shadowing = redefined - rebound
     blocks = []
