@@ -349,6 +349,8 @@ def _drive(wires: list[dict], order, settle: Callable[[int, dict], None]) -> Non
 
 def _run_all(wires: list[dict], settle: Callable[[int, dict], None], workers: int) -> None:
     """Run every wire job on ``workers`` lanes; ``settle`` gets each reply as it comes."""
+    if not wires:
+        return
     order = iter(range(len(wires)))  # shared: each next() hands out a distinct index
     errors = []
 
