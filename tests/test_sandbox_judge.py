@@ -141,6 +141,18 @@ def test_boolean_operators_are_split_on_the_trusted_side():
     assert not _run("def f(x):\n    return 2 * x", ["assert f(1) == 2 and f(2) == 5"]).passed
 
 
+def test_arithmetic_with_an_expected_value_is_done_on_the_trusted_side():
+    # HumanEval's float asserts: the candidate's own __sub__ must not decide the difference.
+    zero = ("class Zero(float):\n    def __sub__(self, other):\n        return 0.0\n"
+            "def truncate_number(x):\n    return Zero(7)")
+    tests = ["assert abs(truncate_number(1.33) - 0.33) < 1e-06"]
+    assert _run(zero, tests).status == "failed"
+    assert _run("def truncate_number(x):\n    return x % 1.0", tests).passed
+    started = time.monotonic()
+    huge = _run("def f(x):\n    return 10 ** 9", ["assert 2 ** f(3) == 8"])  # computed here, it would take minutes
+    assert (huge.status, huge.exc_type) == ("error", "OverflowError") and time.monotonic() - started < 5
+
+
 def test_short_circuit_reaches_a_raising_hole_only_when_python_would():
     code = "def f(x):\n    if x == 2:\n        raise KeyError('two')\n    return x"
     assert _run(code, ["assert f(1) == 1 or f(2) == 2"]).passed                   # never reaches f(2)
@@ -232,7 +244,7 @@ def test_asserts_inside_loops_report_every_time():
     tests = ["for i in range(5):\n    assert f(i) == 2 * i"]
     assert _run("def f(x):\n    return 2 * x", tests).passed
     wrong = _run("def f(x):\n    return 2 * x if x < 3 else 0", tests)
-    assert (wrong.status, wrong.message) == ("failed", "got 0, 6")  # f(3) and 2 * 3, both computed there
+    assert (wrong.status, wrong.message) == ("failed", "got 0, 3")  # f(3) and i as reported; 2 * i is computed here
     assert not _run(ALWAYS_EQUAL, tests).passed
 
 

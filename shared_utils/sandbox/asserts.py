@@ -3,8 +3,10 @@
 Every test is a block of statements.  Each ``assert`` in it becomes a *site*: the parts that
 depend on the candidate (*holes*) are evaluated in the candidate's process and come back as
 plain data; a *template* evaluated only in this process combines them with the expected
-side.  ``and``/``or``/``not``, comparisons and ``math.isclose`` are split here, so the
-template keeps Python's short-circuit order: the candidate evaluates every hole of an
+side.  ``and``/``or``/``not``, comparisons and ``math.isclose`` are split here, and so is
+arithmetic that mixes the candidate's values with expected ones (``abs(f(x) - 0.33) <
+1e-6``: the candidate's ``__sub__`` must not decide; operations whose result would be huge
+are refused).  The template keeps Python's short-circuit order: the candidate evaluates every hole of an
 assert (each one's exception is kept apart), and a hole that raised makes the test an
 error only when the template actually reaches it.  (A hole past a false ``and`` still
 runs: it can cost time, a timeout at worst, but never turn a failure into a pass.)
@@ -44,6 +46,7 @@ import functools
 import importlib.util
 import json
 import math
+import operator
 from dataclasses import dataclass
 from types import CodeType
 
@@ -60,7 +63,16 @@ BUILTIN_NAMES = frozenset(dir(builtins))
 _LITERAL_NODES = (ast.Constant, ast.Tuple, ast.List, ast.Set, ast.Dict, ast.Name, ast.Attribute, ast.Call,
                   ast.keyword, ast.UnaryOp, ast.BinOp, ast.Compare, ast.Subscript, ast.Slice, ast.Starred,
                   ast.expr_context, ast.unaryop, ast.operator, ast.cmpop)
-HOLES, EXPECTED = "__h", "__r"
+HOLES, EXPECTED, OPERATE = "__h", "__r", "__op"
+# Builtins whose arguments the trusted side may compute from their parts: abs(f(x) - 1.5).
+_SPLIT_CALLS = frozenset({"abs", "round", "min", "max", "int", "float", "bool", "len", "sum"})
+_OPERATORS = {
+    "Add": operator.add, "Sub": operator.sub, "Mult": operator.mul, "Div": operator.truediv,
+    "FloorDiv": operator.floordiv, "Mod": operator.mod, "Pow": operator.pow, "LShift": operator.lshift,
+    "RShift": operator.rshift, "BitOr": operator.or_, "BitXor": operator.xor, "BitAnd": operator.and_,
+    "MatMult": operator.matmul, "USub": operator.neg, "UAdd": operator.pos, "Invert": operator.invert,
+}
+MAX_RESULT_BITS = 1 << 22  # arithmetic on the candidate's numbers: about 1.3 million digits at most
 HOLE, LITERAL, REFERENCE = "hole", "literal", "reference"
 
 
@@ -254,6 +266,42 @@ class _Splitter:
         into.append(ast.unparse(expr))
         return ast.Subscript(ast.Name(name, ast.Load()), ast.Constant(len(into) - 1), ast.Load())
 
+    def _parts(self, node: ast.expr) -> list[ast.expr] | None:
+        """The operands the trusted side can combine itself, for the node kinds it computes."""
+        if isinstance(node, ast.BinOp):
+            return [node.left, node.right]
+        if isinstance(node, ast.UnaryOp) and not isinstance(node.op, ast.Not):
+            return [node.operand]
+        if isinstance(node, ast.IfExp):
+            return [node.test, node.body, node.orelse]
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set)) and not any(isinstance(e, ast.Starred) for e in node.elts):
+            return list(node.elts)
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _SPLIT_CALLS
+                and node.func.id not in self.rebound | self.candidate
+                and not any(isinstance(a, ast.Starred) for a in node.args) and all(k.arg for k in node.keywords)):
+            return [*node.args, *(k.value for k in node.keywords)]
+        return None
+
+    def _mixed(self, node: ast.expr) -> bool:
+        """Does this operand combine the candidate's values with an expected one (``f(x) - 1.5``)?
+
+        Then it is split further, or the candidate's own ``__sub__`` would decide the result.
+        """
+        parts = self._parts(node)
+        return parts is not None and any(not (_free(part) & self.candidate) or self._mixed(part) for part in parts)
+
+    def _rebuild(self, node: ast.expr, truth: bool) -> ast.expr:
+        if isinstance(node, (ast.BinOp, ast.UnaryOp)):
+            operands = [node.left, node.right] if isinstance(node, ast.BinOp) else [node.operand]
+            return ast.Call(ast.Name(OPERATE, ast.Load()),
+                            [ast.Constant(type(node.op).__name__), *map(self.split, operands)], [])
+        if isinstance(node, ast.IfExp):
+            return ast.IfExp(self.split(node.test, True), self.split(node.body, truth), self.split(node.orelse, truth))
+        if isinstance(node, ast.Call):
+            return ast.Call(node.func, [self.split(a) for a in node.args],
+                            [ast.keyword(k.arg, self.split(k.value)) for k in node.keywords])
+        return type(node)([self.split(e) for e in node.elts], ast.Load())
+
     def split(self, node: ast.expr, truth: bool = False) -> ast.expr:
         if isinstance(node, ast.BoolOp):
             return ast.BoolOp(node.op, [self.split(value, truth) for value in node.values])
@@ -265,6 +313,8 @@ class _Splitter:
             return ast.Call(node.func, [self.split(a) for a in node.args],
                             [ast.keyword(k.arg, self.split(k.value)) for k in node.keywords])
         side = self._side(node)
+        if side == HOLE and self._mixed(node):
+            return self._rebuild(node, truth)
         if side == HOLE:
             self.hole_names |= _free(node)
             return self._slot(node, truth, self.holes, HOLES)
@@ -285,9 +335,34 @@ def split_assert(test: ast.expr, candidate: set[str], shadowing: frozenset[str],
     return Site(code, len(splitter.holes), len(splitter.expected), top), splitter
 
 
+def _too_large(name: str, left, right=None) -> bool:
+    """Would this operation on the candidate's values cost the trusted side more than a moment?"""
+    numbers = [v for v in (left, right) if isinstance(v, int)]
+    if any(abs(v).bit_length() > MAX_RESULT_BITS for v in numbers):
+        return True
+    if name == "Pow" and len(numbers) == 2:
+        return abs(left) > 1 and right > 0 and left.bit_length() * right > MAX_RESULT_BITS
+    if name == "LShift" and len(numbers) == 2:
+        return right > MAX_RESULT_BITS
+    if name == "Mult" and len(numbers) == 2:
+        return left.bit_length() + right.bit_length() > MAX_RESULT_BITS
+    if name == "Mult" and len(numbers) == 1:
+        sizes = [len(v) for v in (left, right) if isinstance(v, (str, bytes, bytearray, list, tuple))]
+        return bool(sizes) and sizes[0] * numbers[0] > MAX_RESULT_BITS
+    return False
+
+
+def _operate(name: str, *operands):
+    """An arithmetic operator of a template, refused where the candidate's numbers make it huge."""
+    if _too_large(name, *operands):
+        raise OverflowError("the result would be too large to check")
+    return _OPERATORS[name](*operands)
+
+
 def evaluate(site: Site, holes, expected) -> bool:
     """The template on the candidate's values and the reference's (their exceptions propagate)."""
-    scope = {"__builtins__": TRUSTED_BUILTINS, **TRUSTED_MODULES, HOLES: holes, EXPECTED: expected}
+    scope = {"__builtins__": TRUSTED_BUILTINS, **TRUSTED_MODULES, HOLES: holes, EXPECTED: expected,
+             OPERATE: _operate}
     return bool(eval(site.template, scope))
 
 
