@@ -179,7 +179,8 @@ def humaneval_tests(test_code: str, entry_point: str) -> list[str]:
     the rest stays one function, called on the entry point: its asserts still report to
     the trusted side, with the weaker guarantees of asserts inside loops.
     """
-    check = [node for node in ast.parse(test_code).body if isinstance(node, ast.FunctionDef) and node.name == "check"][-1]
+    check = [node for node in ast.parse(test_code).body
+             if isinstance(node, ast.FunctionDef) and node.name == "check"][-1]
     parameter = check.args.args[0].arg
     straight = next((i for i, node in enumerate(check.body) if not isinstance(node, _SIMPLE_STATEMENTS)),
                     len(check.body))

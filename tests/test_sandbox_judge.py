@@ -195,7 +195,8 @@ def test_frame_walking_finds_no_expected_value():
     # The expected side is a comprehension: its code never reaches the candidate's process.
     walker = ("import sys, types\ndef f(x):\n    frame = sys._getframe(1)\n    while frame:\n"
               "        for const in frame.f_code.co_consts:\n"
-              "            if isinstance(const, types.CodeType) and const.co_name == '<listcomp>' and not const.co_freevars:\n"
+              "            if (isinstance(const, types.CodeType) and const.co_name == '<listcomp>'\n"
+              "                    and not const.co_freevars):\n"
               "                return types.FunctionType(const, frame.f_globals)(iter(range(x)))\n"
               "        frame = frame.f_back\n    return [] if x == 0 else None")
     tests = ["assert f(4) == [i * i for i in range(4)] and f(0) == []"]
@@ -218,12 +219,14 @@ def test_names_only_the_candidate_provides_are_its_own_however_it_binds_them():
 
 
 def test_a_reference_run_only_where_needed_and_once_per_problem(mbpp, monkeypatch):
-    literal = compile_job(("assert f([3, 1]) == sorted([3, 1])", "assert math.isclose(f(2), 3.0)"), "", "def f(x): pass")
+    tests = ("assert f([3, 1]) == sorted([3, 1])", "assert math.isclose(f(2), 3.0)")
+    literal = compile_job(tests, "", "def f(x):\n    return x")
     assert literal.reference is None
     row = mbpp[596]
     runs, original = [], api._reference_values
     monkeypatch.setattr(api, "_reference_values", lambda plan, reply: runs.append(reply) or original(plan, reply))
-    jobs = [(row["code"], row["test_list"], "")] * 6 + [("import sys\ndef tuple_size(t):\n    return 1", row["test_list"], "")]
+    wrong = "import sys\ndef tuple_size(t):\n    return 1"
+    jobs = [(row["code"], row["test_list"], "")] * 6 + [(wrong, row["test_list"], "")]
     outcomes = check_many(jobs, workers=2, progress=False, **FAST)
     assert [o.passed for o in outcomes] == [True] * 6 + [False]
     assert len(runs) == 1

@@ -6,9 +6,9 @@ plain data; a *template* evaluated only in this process combines them with the e
 side.  ``and``/``or``/``not``, comparisons and ``math.isclose`` are split here, and so is
 arithmetic that mixes the candidate's values with expected ones (``abs(f(x) - 0.33) <
 1e-6``: the candidate's ``__sub__`` must not decide; operations whose result would be huge
-are refused).  The template keeps Python's short-circuit order: the candidate evaluates every hole of an
-assert (each one's exception is kept apart), and a hole that raised makes the test an
-error only when the template actually reaches it.  (A hole past a false ``and`` still
+are refused).  The template keeps Python's short-circuit order: the candidate evaluates
+every hole of an assert (each one's exception is kept apart), and a hole that raised
+makes the test an error only when the template actually reaches it.  (A hole past a false ``and`` still
 runs: it can cost time, a timeout at worst, but never turn a failure into a pass.)
 
 Which side a subexpression is on (an *operand*: a leaf below those operators):
@@ -375,12 +375,14 @@ class _Nested(ast.NodeTransformer):
         self.compiler = compiler
 
     def visit_Assert(self, node: ast.Assert) -> ast.stmt:
-        site, splitter = split_assert(node.test, self.compiler.candidate, self.compiler.shadowing, self.compiler.rebound, nested=True, top=False)
-        self.compiler.sites.append(site)
+        compiler = self.compiler
+        site, splitter = split_assert(node.test, compiler.candidate, compiler.shadowing, compiler.rebound,
+                                      nested=True, top=False)
+        compiler.sites.append(site)
         thunks = [ast.Lambda(ast.arguments([], [], None, [], [], None, []), ast.parse(h, mode="eval").body)
                   for h in splitter.holes]
         call = ast.Call(ast.Name(REPORT, ast.Load()),
-                        [ast.Constant(len(self.compiler.sites) - 1), ast.Tuple(thunks, ast.Load())], [])
+                        [ast.Constant(len(compiler.sites) - 1), ast.Tuple(thunks, ast.Load())], [])
         return ast.copy_location(ast.Expr(call), node)
 
 
