@@ -87,6 +87,7 @@ MALFORMED_LINES = [
     '{"values":[true]}',                                  # the old protocol
     "\udcff\x00 not json",
     '{"c":[[0,[{"v":1}]],[0,[{"v":1}]]]}',                 # the same top-level assert twice
+    '{"c":[' + ",".join(['[0,[{"v":1}]]'] * 200_000) + "]}",  # more reports than any test makes
 ]
 
 
@@ -173,6 +174,8 @@ def test_sys_getsizeof_patched_by_the_candidate_is_not_the_expected_value(mbpp):
     row = mbpp[596]
     assert "sys.getsizeof" in row["test_list"][0]
     assert _run(row["code"], row["test_list"]).passed
+    missing = _run(row["code"], ["assert tuple_size(()) == sys.no_such_function(())"])  # raises in the reference run
+    assert (missing.status, missing.exc_type) == ("error", "AttributeError")
     for cheat in ("import sys\nsys.getsizeof = lambda x: 0\ndef tuple_size(t):\n    return 0",
                   "import os as sys\nos = sys\nsys.getsizeof = lambda x: 0\ndef tuple_size(t):\n    return 0",
                   "class sys:\n    getsizeof = staticmethod(lambda x: 0)\ndef tuple_size(t):\n    return 0"):

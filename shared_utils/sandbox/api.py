@@ -31,6 +31,7 @@ DEFAULT_MEMORY = 2 << 30
 TIMEOUT_MODES = ("per_test", "total")
 MESSAGE_CHARS = 300
 PIPELINE_DEPTH = 2
+MAX_REPORTS = 100_000  # asserts run per test; a loop of HumanEval's runs 100
 
 
 @dataclass(frozen=True)
@@ -186,6 +187,8 @@ def _judge(block: Block, line: str, expected: _Expected) -> TestResult:
 def _judge_reports(block: Block, message, expected: _Expected) -> TestResult:
     if not isinstance(message, dict) or not isinstance(message.get("c"), list) or not set(message) <= {"c", "e"}:
         raise plain.Unreadable("unreadable result line")
+    if len(message["c"]) > MAX_REPORTS:
+        raise plain.Unreadable(f"more than {MAX_REPORTS:,} asserts reported")
     tops, reached = block.top_sites, 0
     for report in message["c"]:
         if not (isinstance(report, list) and len(report) == 2 and type(report[0]) is int
