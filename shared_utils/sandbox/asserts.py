@@ -30,7 +30,8 @@ Which side a subexpression is on (an *operand*: a leaf below those operators):
   with no candidate code: it imports the modules those operands name, runs the set-up
   and test statements that do not involve the candidate, and evaluates the operands.
   So an expected side sees the state those statements left, never what the candidate
-  changed, and ``sys`` is imported for it even where the candidate forgot to.
+  changed, and ``sys`` is imported for it even where the candidate forgot to.  Those
+  statements run in both processes, so they must be deterministic (a seeded ``random``).
 
 Asserts nested in other statements (loops, functions a test defines) report each time
 they run; their operands are literals or holes, since no reference run can follow a loop
