@@ -288,7 +288,7 @@ def _reference_values_of(plan: Plan, reply: dict) -> list[_Expected]:
 def _prepare(job: Sequence, timeout: float, timeout_mode: str, memory_limit: int) -> tuple[Plan, dict]:
     code, tests, setup = (*job, "") if len(job) == 2 else job
     if isinstance(tests, str):
-        raise TypeError("tests must be a sequence of assert strings, not one string")
+        raise TypeError("tests must be a sequence of test strings, not one string")
     plan = compile_job(tuple(tests), setup, code)
     wire = {"code": code, "setup": setup, "tests": [list(block.steps) for block in plan.blocks],
             "timeout": timeout, "mode": timeout_mode, "memory": memory_limit}
