@@ -260,6 +260,12 @@ def test_asserts_inside_loops_report_every_time():
     wrong = _run("def f(x):\n    return 2 * x if x < 3 else 0", tests)
     assert (wrong.status, wrong.message) == ("failed", "got 0, 3")  # f(3) and i as reported; 2 * i is computed here
     assert not _run(ALWAYS_EQUAL, tests).passed
+    # HumanEval 44's loop: str(x) is computed here, so rebinding the builtin does not help.
+    loop = ["def check_rest(candidate):\n    for x in range(2, 8):\n        assert candidate(x, x + 1) == str(x)\n"
+            "check_rest(change_base)"]
+    assert _run("def change_base(x, base):\n    return str(x)", loop).passed
+    patched = "str = lambda x: 'z'\ndef change_base(x, base):\n    return 'z'"
+    assert _run(patched, loop).status == "failed"
 
 
 def test_humaneval_style_check_function_as_one_test():
