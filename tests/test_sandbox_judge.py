@@ -157,6 +157,9 @@ def test_arithmetic_with_an_expected_value_is_done_on_the_trusted_side():
     tests = ["assert abs(truncate_number(1.33) - 0.33) < 1e-06"]
     assert _run(zero, tests).status == "failed"
     assert _run("def truncate_number(x):\n    return x % 1.0", tests).passed
+    liar = "class Liar:\n    __class__ = list\ndef f(x):\n    return Liar()"  # isinstance() believes __class__
+    assert not _run(liar, ["assert isinstance(f(1), list)"]).passed
+    assert _run("def f(x):\n    return [x]", ["assert isinstance(f(1), list)"]).passed
     started = time.monotonic()
     huge = _run("def f(x):\n    return 10 ** 9", ["assert 2 ** f(3) == 8"])  # computed here, it would take minutes
     assert (huge.status, huge.exc_type) == ("error", "OverflowError") and time.monotonic() - started < 5

@@ -58,7 +58,7 @@ from .child import REPORT
 TRUSTED_BUILTINS = {
     name: getattr(builtins, name)
     for name in ("abs", "all", "any", "bool", "bytearray", "bytes", "chr", "complex", "dict", "divmod",
-                 "enumerate", "float", "frozenset", "hex", "int", "len", "list", "max", "min", "oct",
+                 "enumerate", "float", "frozenset", "hex", "int", "isinstance", "len", "list", "max", "min", "oct",
                  "ord", "pow", "range", "reversed", "round", "set", "sorted", "str", "sum", "tuple", "zip")
 }
 TRUSTED_MODULES = {"math": math}
@@ -70,7 +70,7 @@ HOLES, EXPECTED, OPERATE = "__h", "__r", "__op"
 # Builtins the trusted side may apply to the candidate's values (abs(f(x) - 1.5)): each costs
 # time in proportion to its arguments' size, which plain decoding bounds.
 _SPLIT_CALLS = frozenset({"abs", "round", "min", "max", "int", "float", "complex", "bool", "len", "sum",
-                          "str", "chr", "ord", "hex", "oct"})
+                          "str", "chr", "ord", "hex", "oct", "isinstance"})
 _OPERATORS = {
     "Add": operator.add, "Sub": operator.sub, "Mult": operator.mul, "Div": operator.truediv,
     "FloorDiv": operator.floordiv, "Mod": operator.mod, "Pow": operator.pow, "LShift": operator.lshift,
