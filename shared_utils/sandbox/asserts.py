@@ -46,10 +46,11 @@ from __future__ import annotations
 import ast
 import builtins
 import functools
-import importlib.util
+import importlib.machinery
 import json
 import math
 import operator
+import sys
 from dataclasses import dataclass
 from types import CodeType
 
@@ -198,9 +199,17 @@ def _free(node: ast.AST) -> set[str]:
 
 @functools.lru_cache(maxsize=4096)
 def importable(name: str) -> bool:
-    """A top-level module the reference run can import (looked up, never imported here)."""
+    """A top-level module of the standard library or an installed package (never imported here).
+
+    Not a file beside the caller: the sandbox runs an isolated interpreter that cannot
+    import those, and a folder that happens to share a function's name must not make
+    that name a module.
+    """
+    if name in sys.stdlib_module_names or name in sys.builtin_module_names:
+        return True
+    packages = [entry for entry in sys.path if "site-packages" in entry or "dist-packages" in entry]
     try:
-        return importlib.util.find_spec(name) is not None
+        return importlib.machinery.PathFinder.find_spec(name, packages) is not None
     except (ImportError, ValueError):
         return False
 
