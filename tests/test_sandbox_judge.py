@@ -10,6 +10,7 @@ Three promises, each tried with the candidates that broke them:
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import pytest
@@ -134,6 +135,18 @@ def test_one_hostile_candidate_per_hazard_leaves_the_rest_of_the_batch_alone():
     assert statuses[0::2] == ["passed"] * (len(hostile) + 1)
     assert statuses[1::2] == ["crashed", "crashed", "failed", "crashed", "crashed"], outcomes
     assert outcomes[5].message == "got <int of about 5736 digits>"
+
+
+def test_a_long_candidate_after_a_long_reply_does_not_block_the_worker():
+    """Sending a 500 kB candidate while the worker writes a 400 kB reply: neither may wait on the other."""
+    long_reply = (_forge("[" * 200_000 + "]" * 200_000), ["assert f(1) == 1"])
+    long_code = ("def f(x):\n    return x\n" + "# padding\n" * 50_000, ["assert f(1) == 1"])
+    outcomes = []
+    runner = threading.Thread(target=lambda: outcomes.extend(
+        check_many([long_reply, long_code, long_reply, long_code], workers=1, progress=False, **FAST)), daemon=True)
+    runner.start()
+    runner.join(timeout=30)
+    assert [o.status for o in outcomes] == ["crashed", "passed", "crashed", "passed"]
 
 
 # --- nothing the candidate runs decides what is expected ---------------------------------

@@ -31,6 +31,10 @@ DEFAULT_MEMORY = 2 << 30
 TIMEOUT_MODES = ("per_test", "total")
 MESSAGE_CHARS = 300
 PIPELINE_DEPTH = 2
+# A job this long fits the worker's stdin pipe (64 KiB) even with every character escaped
+# as \uXXXX, so sending it never waits for the worker; a longer one is sent only to an
+# idle worker, or the two could block each other: we writing the job, it writing a reply.
+PIPELINED_CHARS = 8 << 10
 MAX_REPORTS = 100_000  # asserts run per test; a loop of HumanEval's runs 100
 
 
@@ -295,6 +299,11 @@ def _prepare(job: Sequence, timeout: float, timeout_mode: str, memory_limit: int
     return plan, wire
 
 
+def _chars(wire: dict) -> int:
+    steps = (text for block in wire["tests"] for step in block for text in (step[1], *step[2:3]))
+    return len(wire["code"]) + len(wire["setup"]) + sum(len(str(text)) for text in steps)
+
+
 class _Lane:
     """One worker fed two jobs deep, so the next job is waiting when one finishes.
 
@@ -315,6 +324,8 @@ class _Lane:
             self.worker.send(wire)
 
     def submit(self, index: int, wire: dict) -> None:
+        if self.pending and _chars(wire) > PIPELINED_CHARS:
+            self.close_pending()
         self.pending.append((index, wire))
         try:
             self.worker.send(wire)
@@ -332,9 +343,12 @@ class _Lane:
         index, _ = self.pending.popleft()
         self.settle(index, reply)
 
-    def close(self) -> None:
+    def close_pending(self) -> None:
         while self.pending:
             self.finish_one()
+
+    def close(self) -> None:
+        self.close_pending()
         POOL.release(self.worker)
 
 
