@@ -109,7 +109,7 @@ class _Raised(Exception):
 
 
 class _Values:
-    """A site's operand values by index, decoded on first use; a failed one raises when used."""
+    """A site's operand values by index; one that raised in its process raises when used."""
 
     def __init__(self, results, unavailable: str | None = None):
         self.results, self.unavailable, self.seen = results, unavailable, []
@@ -155,7 +155,7 @@ def _decide(source: str, site: Site, holes: list, expected: _Values) -> TestResu
         if evaluate(site, values, expected):
             return None
     except _Raised as exc:
-        return TestResult(source, "error", exc.exc_type, exc.text)
+        return TestResult(source, "error", exc.exc_type, exc.text[:MESSAGE_CHARS])
     except Exception as exc:  # the comparison itself raised, as it would have in the paper's exec
         return TestResult(source, "error", type(exc).__name__, _safe_str(exc))
     got = ", ".join(plain.short_repr(value, MESSAGE_CHARS) for value in values.seen)
