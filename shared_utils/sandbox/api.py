@@ -20,7 +20,7 @@ from typing import Iterable, Sequence
 
 from . import plain
 from .asserts import Test, compile_test, relevant_bound
-from .pool import POOL, Worker, WorkerDied
+from .pool import POOL, SandboxUnavailable, Worker, WorkerDied, require, summary
 from .server import SETUP_FAILED
 
 DEFAULT_MEMORY = 2 << 30
@@ -66,6 +66,8 @@ def _unfinished(reply: dict) -> TestResult:
         return TestResult("", "crashed", "SandboxFailure", reply["failure"])
     if reply["timed_out"]:
         return TestResult("", "timeout", "Timeout", "time limit exceeded")
+    if reply.get("memory_exceeded"):
+        return TestResult("", "crashed", "MemoryLimit", "its processes together exceeded the memory limit")
     if reply["oversize"]:
         return TestResult("", "crashed", "ResultTooLarge", "the values it produced are too large to check")
     code = reply["exit"]
@@ -209,19 +211,23 @@ def usable_cores() -> int:
 
 def check_many(jobs: Iterable[Sequence], *, workers: int | None = None, timeout: float = 5.0,
                timeout_mode: str = "per_test", memory_limit: int = DEFAULT_MEMORY,
-               progress: bool = True) -> list[Outcome]:
+               progress: bool = True, isolation: str = "strict") -> list[Outcome]:
     """Check many ``(code, tests)`` or ``(code, tests, setup)`` jobs in parallel.
 
     Outcomes come back in input order.  ``workers`` defaults to every core; each worker
     runs one candidate at a time, so a hung candidate costs its worker ``timeout`` while
     the others carry on.  ``timeout_mode``: ``per_test`` gives the setup+definitions and
     each assert ``timeout`` seconds (the paper's SIGALRM per assert); ``total`` gives the
-    whole candidate ``timeout`` seconds.
+    whole candidate ``timeout`` seconds.  ``memory_limit`` bounds all of a candidate's
+    processes together.  ``isolation="strict"`` (the default) refuses with
+    ``SandboxUnavailable`` where a wall cannot be built; ``"none"`` runs with whatever this
+    machine grants, and is unsafe for untrusted code.
     """
     from tqdm.auto import tqdm
 
     if timeout_mode not in TIMEOUT_MODES:
         raise ValueError(f"timeout_mode must be one of {TIMEOUT_MODES}")
+    require(POOL.capabilities(), isolation)
     jobs = list(jobs)
     outcomes: list[Outcome | None] = [None] * len(jobs)
     options = {"timeout": float(timeout), "timeout_mode": timeout_mode, "memory_limit": int(memory_limit)}
@@ -247,13 +253,26 @@ def check_many(jobs: Iterable[Sequence], *, workers: int | None = None, timeout:
 
 
 def check(code: str, tests: Sequence[str], *, setup: str = "", timeout: float = 5.0,
-          timeout_mode: str = "per_test", memory_limit: int = DEFAULT_MEMORY) -> Outcome:
+          timeout_mode: str = "per_test", memory_limit: int = DEFAULT_MEMORY, isolation: str = "strict") -> Outcome:
     """Run one candidate: setup, then the candidate code, then each assert, in the sandbox."""
     return check_many([(code, tests, setup)], workers=1, timeout=timeout, timeout_mode=timeout_mode,
-                      memory_limit=memory_limit, progress=False)[0]
+                      memory_limit=memory_limit, progress=False, isolation=isolation)[0]
+
+
+CALIBRATION_JOBS = 20
 
 
 def capabilities() -> dict:
-    """The protections this machine grants a candidate (raw flags from a worker)."""
-    return POOL.capabilities()
+    """The walls this machine grants a candidate, and what each costs per candidate.
+
+    Raw flags from a worker, plus ``walls`` (name -> active), ``missing`` (the walls that
+    make ``isolation="strict"`` refuse) and ``cost_us`` (mean microseconds per candidate of
+    each set-up step, measured on the candidates run so far, or on a few trivial ones).
+    """
+    caps = POOL.capabilities()
+    walls = summary(caps)
+    missing = [name for name, active in walls.items() if not active]
+    if not missing and not POOL.candidates:
+        check_many([("x = 1", [])] * CALIBRATION_JOBS, workers=1, progress=False)
+    return {**caps, "walls": walls, "missing": missing, "cost_us": POOL.mean_costs_us()}
 

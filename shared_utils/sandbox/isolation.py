@@ -1,39 +1,35 @@
 """Setting up the walls: once per worker, then once per candidate.
 
-A worker (one fork server) gets its own PID, mount and network namespaces where the
-kernel allows: the filesystem is remounted read-only except a private tmpfs holding the
-candidates' work directories, ``/proc`` is covered so host processes are invisible, and
-the network namespace has no interface up (loopback included).  Each candidate then gets
-a fresh PID namespace of its own (so killing its init kills everything it started), its
-own IPC/UTS namespaces, a new session, resource limits, and - when we run as root - a
-dedicated unprivileged uid; as non-root the worker lives in a user namespace and the
-candidate loses every capability in it.  What could not be set up is recorded in the
-capabilities dict instead of failing, so the sandbox still runs (with process isolation
-and limits only) in containers that forbid namespaces.
+A worker is three processes.  The outer one stays in the host's namespaces (it creates
+and later removes the worker's cgroup).  The supervisor is PID 1 of a new PID namespace
+with its own network namespace (no interface up, loopback included) and mount namespace,
+pivoted into the whitelisted root of ``filesystem``.  The zygote, forked by the supervisor
+before any job arrives, forks every candidate; so no candidate's memory ever held another
+job's data.  Each candidate gets a fresh PID namespace (killing its PID 1 kills everything
+it started), its own mount, IPC and UTS namespaces, a scratch ``/tmp``, resource limits,
+a cgroup with a memory and process budget where the machine grants one, and then loses
+every privilege: as root it switches to a uid of its own, otherwise it runs in the
+worker's user namespace; either way the bounding, ambient and other capability sets are
+emptied, securebits are locked, ``no_new_privs`` is set and a seccomp filter refuses the
+calls that reach into the kernel or other processes (``seccomp``).
+
+What could not be set up is recorded in the capabilities dict; the trusted side refuses
+to run candidates unless every wall is up, or the caller asked for ``isolation="none"``.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import resource
 import signal
 import stat
 import sysconfig
+import time
 
-from . import kernel
+from . import filesystem, kernel, seccomp
 
-_STATVFS_TO_MS = {
-    os.ST_NOSUID: kernel.MS_NOSUID,
-    os.ST_NODEV: kernel.MS_NODEV,
-    os.ST_NOEXEC: kernel.MS_NOEXEC,
-    os.ST_NOATIME: kernel.MS_NOATIME,
-    os.ST_NODIRATIME: kernel.MS_NODIRATIME,
-    os.ST_RELATIME: kernel.MS_RELATIME,
-}
-SCRATCH_TMPFS_SIZE = "256m"
 FILE_SIZE_LIMIT = 16 << 20
-OPEN_FILES_LIMIT = 64
+OPEN_FILES_LIMIT = 256
 PROCESS_LIMIT = 64
 
 
@@ -55,53 +51,27 @@ def _enter_user_namespace() -> None:
 
 
 def enter_worker_namespaces() -> dict:
-    """Outer worker process: user namespace if unprivileged, then a PID namespace.
-
-    The worker's loop then runs as PID 1 of that namespace (the caller forks), which
-    lets it create a nested PID namespace per candidate and guarantees that if the
-    worker dies, every candidate process dies with it.
-    """
+    """Outer process: a user namespace when unprivileged, then a PID namespace for the supervisor."""
     caps = {"user_namespace": False, "pid_namespace": False}
     if os.geteuid() != 0:
         caps["user_namespace"] = _attempt(_enter_user_namespace)
     caps["pid_namespace"] = _attempt(lambda: kernel.unshare(kernel.CLONE_NEWPID))
+    caps["candidate_uid"] = 0x7FFF0000 + (os.getpid() & 0xFFFF) if os.geteuid() == 0 else None
     return caps
 
 
-def _mount_points() -> list[str]:
-    with open("/proc/self/mountinfo") as handle:
-        fields = [line.split() for line in handle]
-    return [re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), f[4]) for f in fields]
+def wall_off_worker(scratch: str) -> dict:
+    """Supervisor: no network, own IPC and UTS namespaces, a private mount namespace, the whitelisted root.
 
-
-def _remount_read_only(path: str) -> None:
-    locked = os.statvfs(path).f_flag
-    flags = kernel.MS_REMOUNT | kernel.MS_BIND | kernel.MS_RDONLY
-    flags |= sum(ms for st, ms in _STATVFS_TO_MS.items() if locked & st)
-    kernel.mount(None, path, None, flags)
-
-
-def _read_only_everything() -> bool:
-    return all([_attempt(lambda p=p: _remount_read_only(p)) for p in _mount_points()])
-
-
-def wall_off_filesystem(scratch: str, hide_proc: bool) -> dict:
-    """Inner worker: private mount namespace, read-only host, tmpfs scratch.
-
-    ``/proc`` is covered when candidates get PID namespaces (it would show the host's
-    processes); without them the worker needs it to find orphans to kill.
+    The IPC namespace is shared by the worker's candidates, one after the other: the
+    seccomp filter refuses System V IPC and message queues, so nothing can pass through it.
     """
-    caps = {"mount_namespace": False, "read_only_filesystem": False, "network_namespace": False}
-    caps["network_namespace"] = _attempt(lambda: kernel.unshare(kernel.CLONE_NEWNET))
-    if not _attempt(lambda: kernel.unshare(kernel.CLONE_NEWNS)):
-        return caps
-    caps["mount_namespace"] = _attempt(lambda: kernel.mount(None, "/", None, kernel.MS_REC | kernel.MS_PRIVATE))
+    caps = {"network_namespace": _attempt(lambda: kernel.unshare(kernel.CLONE_NEWNET)),
+            "ipc_namespace": _attempt(lambda: kernel.unshare(kernel.CLONE_NEWIPC | kernel.CLONE_NEWUTS)),
+            "mount_namespace": _attempt(lambda: kernel.unshare(kernel.CLONE_NEWNS)),
+            "filesystem_whitelist": False}
     if caps["mount_namespace"]:
-        caps["read_only_filesystem"] = _read_only_everything()
-        kernel.mount("tmpfs", scratch, "tmpfs", kernel.MS_NOSUID | kernel.MS_NODEV,
-                     f"size={SCRATCH_TMPFS_SIZE},mode=0755")
-        if hide_proc:
-            kernel.mount("tmpfs", "/proc", "tmpfs", kernel.MS_RDONLY | kernel.MS_NOSUID | kernel.MS_NODEV, "size=4k")
+        caps["filesystem_whitelist"] = _attempt(lambda: filesystem.build_root(scratch))
     return caps
 
 
@@ -118,62 +88,104 @@ def _readable_by_anyone(path: str) -> bool:
         return False
 
 
-def candidate_uid() -> int | None:
-    """A uid no real account uses, distinct per live worker, when we may switch uids.
-
-    Only where that uid can still read the interpreter's libraries: Python installed under a
-    private home (pyenv in /root, say) would otherwise fail every import not made in advance.
-    """
-    if os.geteuid() != 0:
-        return None
+def interpreter_readable_by_anyone() -> bool:
+    """Without the whitelisted root, a candidate uid of our own only works where it can read Python."""
     libraries = {sysconfig.get_paths()[name] for name in ("stdlib", "platstdlib", "purelib", "platlib")}
-    if not all(_readable_by_anyone(path) for path in libraries if os.path.exists(path)):
-        return None
-    return 0x7FFF0000 + (os.getpid() & 0xFFFF)
+    return all(_readable_by_anyone(path) for path in libraries if os.path.exists(path))
 
 
-def probe_ipc_namespace() -> bool:
-    """Can a candidate get its own IPC/UTS namespaces?  Tried in a throwaway child."""
+def _probe(action) -> bool:
+    """Try a candidate-side step in a throwaway child (it may change the process for good)."""
     pid = os.fork()
     if pid == 0:
-        os._exit(0 if _attempt(lambda: kernel.unshare(kernel.CLONE_NEWIPC | kernel.CLONE_NEWUTS)) else 1)
+        try:
+            action()
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
     return os.waitpid(pid, 0)[1] == 0
 
 
-def _set_limits(cpu_seconds: int, memory_bytes: int, own_uid: bool) -> None:
-    limits = {
-        resource.RLIMIT_AS: memory_bytes,
-        resource.RLIMIT_CPU: cpu_seconds,
-        resource.RLIMIT_FSIZE: FILE_SIZE_LIMIT,
-        resource.RLIMIT_NOFILE: OPEN_FILES_LIMIT,
-        resource.RLIMIT_CORE: 0,
+def probe_candidate_walls(caps: dict) -> dict:
+    """Which per-candidate walls this kernel grants, each tried in its own child."""
+    def drop(with_seccomp: bool):
+        prepare_zygote(caps["candidate_uid"] is not None)
+        _drop_privileges(caps["candidate_uid"], with_seccomp)
+
+    found = {
+        "candidate_mounts": caps["filesystem_whitelist"] and _probe(
+            lambda: filesystem.enter_candidate_mounts(caps["candidate_uid"])),
+        "capabilities_dropped": _probe(lambda: drop(with_seccomp=False)),
+        "seccomp": seccomp.available() and _probe(lambda: drop(with_seccomp=True)),
     }
-    if own_uid:  # RLIMIT_NPROC counts per uid: only meaningful with a uid of our own
-        limits[resource.RLIMIT_NPROC] = PROCESS_LIMIT
+    if not found["capabilities_dropped"] and caps["candidate_uid"] is not None:
+        found["candidate_uid"] = None
+    return found
+
+
+def _set_limits(limits: dict) -> None:
     for which, value in limits.items():
         resource.setrlimit(which, (value, value))
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # oversize writes fail with EFBIG instead of killing
 
 
-def _drop_privileges(caps: dict) -> None:
-    uid = caps["candidate_uid"]
+_LAST_CAP = kernel.last_capability()
+_SECCOMP_PROGRAM = seccomp.program() if seccomp.available() else b""
+
+
+def prepare_zygote(own_uid: bool) -> None:
+    """Once, in the zygote: what every candidate would otherwise set up alike.
+
+    The bounding and ambient sets emptied and securebits locked (the zygote keeps its own
+    capabilities, which only ``execve`` could have extended), the limits that do not depend
+    on the job, and oversize writes failing with EFBIG instead of killing.  ``RLIMIT_NPROC``
+    counts a uid's processes, so it is set only where candidates get a uid of their own
+    (root, which the zygote still is, is exempt from it).
+    """
+    kernel.lock_capabilities(_LAST_CAP)
+    limits = {resource.RLIMIT_FSIZE: FILE_SIZE_LIMIT, resource.RLIMIT_NOFILE: OPEN_FILES_LIMIT, resource.RLIMIT_CORE: 0}
+    if own_uid:
+        limits[resource.RLIMIT_NPROC] = PROCESS_LIMIT
+    _set_limits(limits)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+
+def _drop_privileges(uid: int | None, with_seccomp: bool) -> None:
+    """No capability in any set, our own uid (as root), no_new_privs, seccomp."""
     if uid is not None:
         os.setgroups([])
         os.setresgid(uid, uid, uid)
         os.setresuid(uid, uid, uid)
-    elif caps["user_namespace"]:
-        kernel.drop_all_capabilities()
+    kernel.clear_capability_sets()
     kernel.prctl(kernel.PR_SET_NO_NEW_PRIVS, 1)
     kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
+    if with_seccomp:
+        kernel.install_seccomp(_SECCOMP_PROGRAM)
 
 
-def enter_candidate(caps: dict, workdir: str, cpu_seconds: int, memory_bytes: int) -> None:
-    """Child side, right after fork: new session, namespaces, limits, no privileges."""
+def enter_candidate(caps: dict, cpu_seconds: int, memory_bytes: int) -> dict:
+    """Child side, right after the zygote forked it: every wall, timed (nanoseconds each)."""
+    costs, last = {}, time.thread_time_ns()
+
+    def done(name: str) -> None:
+        nonlocal last
+        now = time.thread_time_ns()
+        costs[name], last = now - last, now
+
     os.setsid()
-    if caps["ipc_namespace"]:
-        kernel.unshare(kernel.CLONE_NEWIPC | kernel.CLONE_NEWUTS)
-    if caps["candidate_uid"] is not None:
-        os.chown(workdir, caps["candidate_uid"], caps["candidate_uid"])
-    os.chdir(workdir)
-    _set_limits(cpu_seconds, memory_bytes, caps["candidate_uid"] is not None)
-    _drop_privileges(caps)
+    if caps["candidate_mounts"]:
+        filesystem.enter_candidate_mounts(caps["candidate_uid"])
+        done("own /tmp, /dev/shm and /proc")
+    if caps["cgroup"]:
+        fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
+        os.write(fd, b"1000")  # in the cgroup's OOM, candidates go before the zygote
+        os.close(fd)
+        done("cgroup")
+    os.chdir(os.environ["HOME"])  # its scratch /tmp, or a fresh folder where there is no whitelisted root
+    _set_limits({resource.RLIMIT_AS: memory_bytes, resource.RLIMIT_CPU: cpu_seconds})
+    done("rlimits")
+    _drop_privileges(caps["candidate_uid"], with_seccomp=False)
+    done("no privileges")
+    if caps["seccomp"]:
+        kernel.install_seccomp(_SECCOMP_PROGRAM)
+        done("seccomp")
+    return costs

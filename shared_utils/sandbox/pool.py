@@ -65,7 +65,10 @@ class Worker:
 
     def receive(self) -> dict:
         """The reply to the oldest job sent and not yet answered."""
-        return self._receive()
+        reply = self._receive()
+        if isinstance(reply.get("walls"), dict) and reply["walls"]:
+            POOL.record_costs(reply["walls"])
+        return reply
 
     def close(self) -> None:
         for stream in (self.process.stdin, self.process.stdout):
@@ -88,6 +91,8 @@ class Pool:
         self.all: list[Worker] = []
         self.lock = threading.Lock()
         self.announced = False
+        self.costs: dict[str, int] = {}
+        self.candidates = 0
 
     def _spawn(self) -> Worker:
         worker = Worker()
@@ -124,6 +129,18 @@ class Pool:
         finally:
             self.release(worker)
 
+    def record_costs(self, walls: dict) -> None:
+        """Add one candidate's per-wall set-up times (nanoseconds) to the running totals."""
+        with self.lock:
+            self.candidates += 1
+            for name, nanoseconds in walls.items():
+                if isinstance(nanoseconds, int):
+                    self.costs[str(name)] = self.costs.get(str(name), 0) + nanoseconds
+
+    def mean_costs_us(self) -> dict[str, float]:
+        with self.lock:
+            return {name: total / self.candidates / 1000 for name, total in self.costs.items()}
+
     def close(self) -> None:
         with self.lock:
             workers, self.all = self.all, []
@@ -132,24 +149,56 @@ class Pool:
         self.idle = queue.SimpleQueue()
 
 
+WALLS = {
+    "no privileges (own uid or user namespace; every capability, bounding set included, dropped; "
+    "securebits locked; no_new_privs)": lambda c: (c["candidate_uid"] is not None or c["user_namespace"])
+    and c["capabilities_dropped"],
+    "seccomp filter (mount, unshare, setns, ptrace, bpf, keyctl, ... refused)": lambda c: c["seccomp"],
+    "pid namespace per candidate (own /proc)": lambda c: c["pid_namespace"],
+    "network namespace (no network)": lambda c: c["network_namespace"],
+    "whitelisted read-only filesystem (Python, system folders; own /tmp and /dev/shm)":
+        lambda c: c["filesystem_whitelist"] and c["candidate_mounts"],
+    "ipc/uts namespaces": lambda c: c["ipc_namespace"],
+    "process budget (cgroup pids or own uid's RLIMIT_NPROC)": lambda c: bool(c["cgroup"]) or c["candidate_uid"] is not None,
+    "memory budget for all processes together (cgroup or resident-size sum)": lambda c: bool(c["memory_accounting"]),
+    "clean zygote per candidate, rlimits, scrubbed environment": lambda c: True,
+}
+ISOLATION_MODES = ("strict", "none")
+
+
+class SandboxUnavailable(RuntimeError):
+    """The machine cannot build a wall the sandbox needs, and the caller did not waive it."""
+
+
 def summary(caps: dict) -> dict[str, bool]:
-    """The protections in words, each True where active on this machine."""
-    return {
-        "pid namespace": caps["pid_namespace"],
-        "network namespace (no network)": caps["network_namespace"],
-        "mount namespace": caps["mount_namespace"],
-        "read-only filesystem": caps["read_only_filesystem"],
-        "ipc/uts namespaces": caps["ipc_namespace"],
-        "no privileges (own uid or user namespace)": caps["candidate_uid"] is not None or caps["user_namespace"],
-        "process group, rlimits, scrubbed env": True,
-    }
+    """The walls in words, each True where active on this machine."""
+    return {name: bool(active(caps)) for name, active in WALLS.items()}
+
+
+def missing_walls(caps: dict) -> list[str]:
+    return [name for name, active in summary(caps).items() if not active]
+
+
+def require(caps: dict, isolation: str) -> None:
+    """Fail closed: refuse to run candidates without every wall, unless told ``isolation="none"``."""
+    if isolation not in ISOLATION_MODES:
+        raise ValueError(f"isolation must be one of {ISOLATION_MODES}, got {isolation!r}")
+    missing = missing_walls(caps)
+    if missing and isolation == "strict":
+        raise SandboxUnavailable(
+            "the sandbox cannot build these walls on this machine: " + "; ".join(missing)
+            + ". Model-written code would run with them missing. Run where user namespaces (or root), "
+            "mount namespaces and seccomp are available, or pass isolation=\"none\" to accept the risk "
+            "(reports then name the run UNSAFE).")
+    if missing:
+        log.warning("sandbox running UNSAFE (isolation='none'): missing %s", "; ".join(missing))
 
 
 def _announce(caps: dict) -> None:
-    """Say once per process which protections are active."""
+    """Say once per process which walls are active."""
     protections = summary(caps)
-    missing = [name for name, active in protections.items() if not active]
-    log.log(logging.WARNING if missing else logging.INFO, "sandbox protections active: %s%s",
+    missing = missing_walls(caps)
+    log.log(logging.WARNING if missing else logging.INFO, "sandbox walls active: %s%s",
             ", ".join(name for name, active in protections.items() if active),
             f"; NOT available here: {', '.join(missing)}" if missing else "")
 
