@@ -78,6 +78,15 @@ def host_mounts_are_out_of_reach(path='/'):
 """
 
 
+def indented(body: str, spaces: int) -> str:
+    return "\n".join(" " * spaces + line for line in body.strip().splitlines())
+
+
+def syscall_candidate(body: str) -> str:
+    """A candidate whose ``f()`` runs ``body`` (which sets ``result``) and reports its verdict."""
+    return SYSCALL_PRELUDE + f"\ndef f():\n{indented(body, 4)}\n    return verdict(*result)\n"
+
+
 def run(code: str, tests: list[str], **options) -> Outcome:
     return check(code, tests, **{**FAST, **options})
 

@@ -17,7 +17,8 @@ import pytest
 
 from sandbox_probes import (CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWUTS, ISOLATED_VIEW_GUARD,
                             MNT_DETACH, MS_BIND, MS_REMOUNT, SYSCALL_PRELUDE, UNCOVER_PROC, describe,
-                            fresh_workers, host_cmdline, needs_x86_64, refused, run)
+                            fresh_workers, host_cmdline, indented, needs_x86_64, refused, run,
+                            syscall_candidate)
 from shared_utils.paths import REPO_ROOT, shared_data_dir
 from shared_utils.sandbox import check_many
 
@@ -80,9 +81,7 @@ result = sys_call('sethostname', ctypes.c_char_p(name), len(name))
 
 @pytest.mark.parametrize("attack", PRIVILEGED_CALLS.values(), ids=PRIVILEGED_CALLS.keys())
 def test_privileged_call_is_refused(attack):
-    body = "\n".join("    " + line for line in attack.strip().splitlines())
-    code = SYSCALL_PRELUDE + f"\ndef f():\n{body}\n    return verdict(*result)\n"
-    outcome = run(code, REFUSED)
+    outcome = run(syscall_candidate(attack), REFUSED)
     assert refused(outcome), describe(outcome)
 
 
@@ -187,9 +186,7 @@ result = sys_call('umount2', '.', 0)
 
 @pytest.mark.parametrize("attack", SECCOMP_PROBES.values(), ids=SECCOMP_PROBES.keys())
 def test_dangerous_system_call_is_refused(attack):
-    body = "\n".join("    " + line for line in attack.strip().splitlines())
-    code = SYSCALL_PRELUDE + f"\ndef f():\n{body}\n    return verdict(*result)\n"
-    outcome = run(code, REFUSED)
+    outcome = run(syscall_candidate(attack), REFUSED)
     assert refused(outcome), describe(outcome)
 
 
@@ -197,13 +194,12 @@ def test_dangerous_system_call_is_refused(attack):
 
 def _host_proc_probe(action: str) -> str:
     """A candidate that uncovers /proc, then does ``action`` to the verdict process (this one)."""
-    body = "\n".join("        " + line for line in action.strip().splitlines())
     return UNCOVER_PROC + f"""
 def f():
     uncover_host_proc()
     pid = {os.getpid()}
     try:
-{body}
+{indented(action, 8)}
     except OSError:
         return 'refused'
 """
@@ -232,6 +228,31 @@ def test_verdict_process_memory_cannot_be_opened():
     code = _host_proc_probe("""
 os.close(os.open(f'/proc/{pid}/mem', os.O_RDWR))
 return 'opened its memory read-write'
+""")
+    outcome = run(code, REFUSED)
+    assert refused(outcome), describe(outcome)
+
+
+def test_cannot_join_the_verdict_process_mount_namespace(tmp_path):
+    """From the host's mount namespace the whole host is writable: a plain file write escapes."""
+    target = tmp_path / "written-by-candidate"
+    code = _host_proc_probe(f"""
+result = sys_call('setns', os.open(f'/proc/{{pid}}/ns/mnt', os.O_RDONLY), {CLONE_NEWNS})
+if said_no(*result):
+    return 'refused'
+open({str(target)!r}, 'w').write('escaped')
+return 'joined the host mount namespace and wrote on the host'
+""")
+    outcome = run(code, REFUSED)
+    assert not target.exists(), "the candidate wrote a file on the host"
+    assert refused(outcome), describe(outcome)
+
+
+def test_host_kernel_settings_stay_closed():
+    """Opened for writing, never written: the host's core_pattern runs a program as root on the host."""
+    code = _host_proc_probe("""
+os.close(os.open('/proc/sys/kernel/core_pattern', os.O_WRONLY))
+return 'could rewrite the host core_pattern'
 """)
     outcome = run(code, REFUSED)
     assert refused(outcome), describe(outcome)
@@ -379,25 +400,26 @@ def f():
 
 def test_children_share_one_memory_limit():
     code = """
-import os
+import os, select, time
 def f():
     ready_r, ready_w = os.pipe()
-    children = []
     for _ in range(3):
-        pid = os.fork()
-        if pid == 0:
+        if os.fork() == 0:
             try:
                 block = b'x' * (300 << 20)
                 os.write(ready_w, b'1')
             except MemoryError:
                 os.write(ready_w, b'0')
-            os.read(os.open(os.devnull, os.O_RDONLY), 1)
-            import time
             time.sleep(30)
             os._exit(0)
-        children.append(pid)
-    held = sum(os.read(ready_r, 1) == b'1' for _ in children)
-    return f'{held * 300} MiB held at once'
+    os.close(ready_w)
+    answers, deadline = b'', time.monotonic() + 5
+    while len(answers) < 3 and select.select([ready_r], [], [], max(0, deadline - time.monotonic()))[0]:
+        answer = os.read(ready_r, 3)
+        if not answer:
+            break
+        answers += answer
+    return f"{answers.count(b'1') * 300} MiB held at once"
 """
     outcome = run(code, ["assert f() == '900 MiB held at once'"], memory_limit=512 << 20, timeout=15)
     assert not outcome.passed, "three children held 900 MiB under a 512 MiB limit"

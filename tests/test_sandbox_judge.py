@@ -169,18 +169,45 @@ def test_huge_wrong_integer_does_not_lose_the_batch():
     assert [describe(o) for o in outcomes if o is not outcomes[1] and not o.passed] == []
 
 
-def test_colliding_hash_set_is_decoded_in_bounded_time():
-    forged = """
+SLOW_TO_DECODE = {
+    # 25,000 integers whose hashes are all 0: building the set is quadratic
+    "colliding hash set": """
 import json, os
-items = [{'I': format(k * (2 ** 61 - 1), 'x')} for k in range(1, 25001)]  # every hash is 0
+items = [{'I': format(k * (2 ** 61 - 1), 'x')} for k in range(1, 25001)]
 os.write(3, b'{"ready":1}\\n' + json.dumps({'values': [{'s': items}]}).encode() + b'\\n')
 os._exit(0)
-"""
+""",
+    # a line well under the size cap, made of millions of empty lists (about 1 GiB once decoded)
+    "millions of small values": """
+import os
+os.write(3, b'{"ready":1}\\n{"values":[[' + b'[],' * (4 << 20) + b'[]]]}\\n')
+os._exit(0)
+""",
+}
+
+
+@pytest.mark.parametrize("forged", SLOW_TO_DECODE.values(), ids=SLOW_TO_DECODE.keys())
+def test_result_is_decoded_in_bounded_time(forged):
     started = time.monotonic()
-    outcomes = _batch_with((forged, ["assert f() == set()"]), timeout=1.0)
+    outcomes = _batch_with((forged, ["assert f() == 1"]), timeout=1.0)
     took = time.monotonic() - started
     assert not outcomes[1].passed
     assert took < 2.5, f"the trusted side spent {took:.1f} s decoding one result"
+
+
+def test_unprintable_error_is_reported_printably():
+    """A lone surrogate in an exception: the report must still print and save as UTF-8."""
+    code = "def f():\n    raise ValueError(chr(0xD800) + ' raised')"
+    outcome = run(code, ["assert f() == 1"])
+    assert outcome.status == "error", describe(outcome)
+    texts = [outcome.error, *(text for r in outcome.results for text in (r.exc_type, r.message) if text)]
+    unprintable = []
+    for text in texts:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            unprintable.append(text)
+    assert unprintable == [], "the outcome cannot be printed or written as UTF-8"
 
 
 # --- the expected side computed by the candidate ------------------------------------------
