@@ -83,8 +83,19 @@ def indented(body: str, spaces: int) -> str:
 
 
 def syscall_candidate(body: str) -> str:
-    """A candidate whose ``f()`` runs ``body`` (which sets ``result``) and reports its verdict."""
-    return SYSCALL_PRELUDE + f"\ndef f():\n{indented(body, 4)}\n    return verdict(*result)\n"
+    """A candidate whose ``f()`` runs ``body`` (which sets ``result``) and reports its verdict.
+
+    A preparatory call the sandbox refuses (``os.pidfd_open`` under a filter, say) counts as
+    the kernel's answer too.
+    """
+    return SYSCALL_PRELUDE + f"""
+def f():
+    try:
+{indented(body, 8)}
+    except OSError as exc:
+        result = (-1, exc.errno)
+    return verdict(*result)
+"""
 
 
 def run(code: str, tests: list[str], **options) -> Outcome:
