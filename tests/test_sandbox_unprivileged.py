@@ -24,7 +24,7 @@ import pytest
 from shared_utils.paths import REPO_ROOT, shared_data_dir
 
 USER, GROUP = "nobody", "nogroup"
-PROBE_FILES = ["test_sandbox_hostile.py", "test_sandbox_judge.py", "test_sandbox_legit.py"]
+PROBE_FILES = ["test_sandbox_hostile.py", "test_sandbox_hostile_verdicts.py", "test_sandbox_legit.py"]
 SETUP_FAILED = 77
 
 # Runs as root in a fresh process: private mount namespace, tmpfs over the locked ancestors,

@@ -31,6 +31,7 @@ from . import filesystem, kernel, seccomp
 FILE_SIZE_LIMIT = 16 << 20
 OPEN_FILES_LIMIT = 256
 PROCESS_LIMIT = 64
+WORKER_PROCESSES = 3  # outer process, supervisor, zygote
 
 
 def _attempt(action) -> bool:
@@ -109,7 +110,7 @@ def _probe(action) -> bool:
 def probe_candidate_walls(caps: dict) -> dict:
     """Which per-candidate walls this kernel grants, each tried in its own child."""
     def drop(with_seccomp: bool):
-        prepare_zygote(caps["candidate_uid"] is not None)
+        prepare_zygote(process_limit(caps))
         _drop_privileges(caps["candidate_uid"], with_seccomp)
 
     found = {
@@ -132,19 +133,32 @@ _LAST_CAP = kernel.last_capability()
 _SECCOMP_PROGRAM = seccomp.program() if seccomp.available() else b""
 
 
-def prepare_zygote(own_uid: bool) -> None:
+def process_limit(caps: dict) -> int | None:
+    """``RLIMIT_NPROC`` for the candidates, where it counts only the worker's own processes.
+
+    It counts a uid's processes: with a uid of our own (as root) that is the candidate's,
+    and inside the worker's user namespace (Linux 5.14 and later count per namespace) it
+    is the worker's three processes and the candidate's.
+    """
+    if caps["candidate_uid"] is not None:
+        return PROCESS_LIMIT
+    if caps["user_namespace"]:
+        return PROCESS_LIMIT + WORKER_PROCESSES
+    return None
+
+
+def prepare_zygote(nproc: int | None) -> None:
     """Once, in the zygote: what every candidate would otherwise set up alike.
 
     The bounding and ambient sets emptied and securebits locked (the zygote keeps its own
     capabilities, which only ``execve`` could have extended), the limits that do not depend
-    on the job, and oversize writes failing with EFBIG instead of killing.  ``RLIMIT_NPROC``
-    counts a uid's processes, so it is set only where candidates get a uid of their own
-    (root, which the zygote still is, is exempt from it).
+    on the job, and oversize writes failing with EFBIG instead of killing.  Root, which the
+    zygote still is on the own-uid path, is exempt from ``RLIMIT_NPROC``.
     """
     kernel.lock_capabilities(_LAST_CAP)
     limits = {resource.RLIMIT_FSIZE: FILE_SIZE_LIMIT, resource.RLIMIT_NOFILE: OPEN_FILES_LIMIT, resource.RLIMIT_CORE: 0}
-    if own_uid:
-        limits[resource.RLIMIT_NPROC] = PROCESS_LIMIT
+    if nproc is not None:
+        limits[resource.RLIMIT_NPROC] = nproc
     _set_limits(limits)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 

@@ -159,7 +159,8 @@ WALLS = {
     "whitelisted read-only filesystem (Python, system folders; own /tmp and /dev/shm)":
         lambda c: c["filesystem_whitelist"] and c["candidate_mounts"],
     "ipc/uts namespaces": lambda c: c["ipc_namespace"],
-    "process budget (cgroup pids or own uid's RLIMIT_NPROC)": lambda c: bool(c["cgroup"]) or c["candidate_uid"] is not None,
+    "process budget (cgroup pids, or RLIMIT_NPROC of the own uid or the worker's user namespace)":
+        lambda c: bool(c["cgroup"]) or c["candidate_uid"] is not None or c["user_namespace"],
     "memory budget for all processes together (cgroup or resident-size sum)": lambda c: bool(c["memory_accounting"]),
     "clean zygote per candidate, rlimits, scrubbed environment": lambda c: True,
 }

@@ -125,7 +125,7 @@ def _zygote(sock: socket.socket, caps: dict, budget: cgroups.Budget) -> None:
     os.close(null)
     pidns_fd = os.open("/proc/self/ns/pid", os.O_RDONLY) if caps["pid_namespace"] else None
     budget.join()  # candidates are born in it: no migration per candidate
-    isolation.prepare_zygote(caps["candidate_uid"] is not None)
+    isolation.prepare_zygote(isolation.process_limit(caps))
     gc.freeze()  # a collection in a candidate must not touch (and copy) our heap
     while True:
         message, fds, _, _ = socket.recv_fds(sock, 16, 3)
