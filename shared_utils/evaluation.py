@@ -36,7 +36,7 @@ def score_completions(completions: dict, problems: Iterable[dict], *, extract: s
     """One row per sample: extracted code, sandbox verdict, per-assert results, MI and components."""
     import pandas as pd
 
-    from shared_utils.sandbox import check_many
+    from shared_utils.sandbox import check_many, isolation_mode
 
     by_id = {problem["task_id"]: problem for problem in problems}
     unknown = [task_id for task_id in completions if task_id not in by_id]
@@ -51,7 +51,7 @@ def score_completions(completions: dict, problems: Iterable[dict], *, extract: s
         rows.append({
             "task_id": task_id, "sample": index, "code": code, "status": outcome.status,
             "passed": outcome.passed, "assert_results": [result.status for result in outcome.results],
-            "error": outcome.error or "", **score(code).as_dict(),
+            "error": outcome.error or "", "sandbox": isolation_mode(), **score(code).as_dict(),
         })
     return pd.DataFrame(rows)
 
@@ -78,7 +78,14 @@ def summarize(frame, ks: Iterable[int] = DEFAULT_KS) -> dict:
         "solved_tasks": int(solved.sum()),
         "pass_at_k": pass_k,
         "avg_mi": float(table.loc[solved, "mi_passing"].mean()) if solved.any() else math.nan,
+        "sandbox": sandbox_label(frame),
     }
+
+
+def sandbox_label(frame) -> str:
+    """How the verdicts were obtained: ``strict``, or a loud UNSAFE where any ran without the walls."""
+    modes = set(frame["sandbox"]) if "sandbox" in frame else {"strict"}
+    return "strict" if modes <= {"strict"} else "UNSAFE: isolation=none (candidates ran without every wall)"
 
 
 def paired_bootstrap(a, b, *, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> dict:

@@ -4,9 +4,10 @@
 isolated child per candidate forked from a clean zygote, and decide every verdict in the
 calling process; ``capabilities()`` says which walls this machine grants and what each
 costs.  Where a wall cannot be built the sandbox refuses (``SandboxUnavailable``) unless
-the caller passes ``isolation="none"``.
+the caller passes ``isolation="none"`` (or sets ``SANDBOX_ISOLATION=none``), which every
+report that scores code then names unsafe.
 """
 
-from .api import Outcome, SandboxUnavailable, TestResult, capabilities, check, check_many
+from .api import Outcome, SandboxUnavailable, TestResult, capabilities, check, check_many, isolation_mode
 
-__all__ = ["Outcome", "SandboxUnavailable", "TestResult", "capabilities", "check", "check_many"]
+__all__ = ["Outcome", "SandboxUnavailable", "TestResult", "capabilities", "check", "check_many", "isolation_mode"]

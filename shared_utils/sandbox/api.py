@@ -211,7 +211,7 @@ def usable_cores() -> int:
 
 def check_many(jobs: Iterable[Sequence], *, workers: int | None = None, timeout: float = 5.0,
                timeout_mode: str = "per_test", memory_limit: int = DEFAULT_MEMORY,
-               progress: bool = True, isolation: str = "strict") -> list[Outcome]:
+               progress: bool = True, isolation: str | None = None) -> list[Outcome]:
     """Check many ``(code, tests)`` or ``(code, tests, setup)`` jobs in parallel.
 
     Outcomes come back in input order.  ``workers`` defaults to every core; each worker
@@ -219,15 +219,15 @@ def check_many(jobs: Iterable[Sequence], *, workers: int | None = None, timeout:
     the others carry on.  ``timeout_mode``: ``per_test`` gives the setup+definitions and
     each assert ``timeout`` seconds (the paper's SIGALRM per assert); ``total`` gives the
     whole candidate ``timeout`` seconds.  ``memory_limit`` bounds all of a candidate's
-    processes together.  ``isolation="strict"`` (the default) refuses with
-    ``SandboxUnavailable`` where a wall cannot be built; ``"none"`` runs with whatever this
-    machine grants, and is unsafe for untrusted code.
+    processes together.  ``isolation="strict"`` refuses with ``SandboxUnavailable`` where a
+    wall cannot be built; ``"none"`` runs with whatever this machine grants, and is unsafe
+    for untrusted code.  The default is ``isolation_mode()``.
     """
     from tqdm.auto import tqdm
 
     if timeout_mode not in TIMEOUT_MODES:
         raise ValueError(f"timeout_mode must be one of {TIMEOUT_MODES}")
-    require(POOL.capabilities(), isolation)
+    require(POOL.capabilities(), isolation or isolation_mode())
     jobs = list(jobs)
     outcomes: list[Outcome | None] = [None] * len(jobs)
     options = {"timeout": float(timeout), "timeout_mode": timeout_mode, "memory_limit": int(memory_limit)}
@@ -253,13 +253,21 @@ def check_many(jobs: Iterable[Sequence], *, workers: int | None = None, timeout:
 
 
 def check(code: str, tests: Sequence[str], *, setup: str = "", timeout: float = 5.0,
-          timeout_mode: str = "per_test", memory_limit: int = DEFAULT_MEMORY, isolation: str = "strict") -> Outcome:
+          timeout_mode: str = "per_test", memory_limit: int = DEFAULT_MEMORY, isolation: str | None = None) -> Outcome:
     """Run one candidate: setup, then the candidate code, then each assert, in the sandbox."""
     return check_many([(code, tests, setup)], workers=1, timeout=timeout, timeout_mode=timeout_mode,
                       memory_limit=memory_limit, progress=False, isolation=isolation)[0]
 
 
 CALIBRATION_JOBS = 20
+ISOLATION_VARIABLE = "SANDBOX_ISOLATION"
+
+
+def isolation_mode() -> str:
+    """The isolation every check uses unless told otherwise: ``strict``, or ``none`` where the
+    ``SANDBOX_ISOLATION`` environment variable says so (for machines that cannot build the
+    walls; every report that scores code then names the run unsafe)."""
+    return os.environ.get(ISOLATION_VARIABLE, "strict")
 
 
 def capabilities() -> dict:

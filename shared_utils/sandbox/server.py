@@ -436,10 +436,10 @@ def _serve(scratch: str, caps: dict, budget: cgroups.Budget) -> None:
         job = json.loads(line)
         try:
             reply = supervisor.run(job)
-        except ZygoteDied:
-            os._exit(1)  # the trusted side replaces this worker
-        except OSError as exc:
-            reply = {"failure": f"{type(exc).__name__}: {exc}"}
+        except BaseException:
+            # A zygote gone or a clean-up that failed: this worker's state is no longer known
+            # to be clean, so it stops; the trusted side reports the job crashed and replaces it.
+            os._exit(1)
         os.write(1, plain.dumps(reply))
     os._exit(0)
 
