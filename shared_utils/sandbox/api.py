@@ -274,13 +274,13 @@ def capabilities() -> dict:
     """The walls this machine grants a candidate, and what each costs per candidate.
 
     Raw flags from a worker, plus ``walls`` (name -> active), ``missing`` (the walls that
-    make ``isolation="strict"`` refuse) and ``cost_us`` (mean microseconds per candidate of
-    each set-up step, measured on the candidates run so far, or on a few trivial ones).
+    make ``isolation="strict"`` refuse) and ``cost_us`` (mean CPU microseconds per candidate
+    of each set-up step, measured on a few empty candidates).
     """
     caps = POOL.capabilities()
     walls = summary(caps)
     missing = [name for name, active in walls.items() if not active]
     if not missing and not POOL.candidates:
-        check_many([("x = 1", [])] * CALIBRATION_JOBS, workers=1, progress=False)
+        POOL.calibrate(CALIBRATION_JOBS, DEFAULT_MEMORY)
     return {**caps, "walls": walls, "missing": missing, "cost_us": POOL.mean_costs_us()}
 

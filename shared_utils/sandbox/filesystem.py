@@ -126,11 +126,13 @@ def build_root(scratch: str) -> None:
                  | kernel.MS_NODEV)
 
 
-def enter_candidate_mounts(owner: int | None) -> None:
-    """Candidate side: own mount namespace, scratch ``/tmp``, private ``/dev/shm``, own ``/proc``."""
-    kernel.unshare(kernel.CLONE_NEWNS)
+def candidate_mounts(owner: int | None) -> tuple[kernel.Call, ...]:
+    """The candidate's own mount namespace, scratch ``/tmp``, private ``/dev/shm`` and ``/proc``."""
     flags = kernel.MS_NOSUID | kernel.MS_NODEV
     ids = "" if owner is None else f",uid={owner},gid={owner}"
-    kernel.mount("tmpfs", "/tmp", "tmpfs", flags, f"size={TMP_SIZE},mode=0700{ids}")
-    kernel.mount("tmpfs", "/dev/shm", "tmpfs", flags, f"size={SHM_SIZE},mode=1777")
-    kernel.mount("proc", "/proc", "proc", flags | kernel.MS_NOEXEC)
+    return (
+        kernel.prepared_unshare(kernel.CLONE_NEWNS),
+        kernel.prepared_mount("tmpfs", "/tmp", "tmpfs", flags, f"size={TMP_SIZE},mode=0700{ids}"),
+        kernel.prepared_mount("tmpfs", "/dev/shm", "tmpfs", flags, f"size={SHM_SIZE},mode=1777"),
+        kernel.prepared_mount("proc", "/proc", "proc", flags | kernel.MS_NOEXEC),
+    )

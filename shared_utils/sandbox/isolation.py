@@ -110,27 +110,18 @@ def _probe(action) -> bool:
 def probe_candidate_walls(caps: dict) -> dict:
     """Which per-candidate walls this kernel grants, each tried in its own child."""
     def drop(with_seccomp: bool):
-        prepare_zygote(process_limit(caps))
-        _drop_privileges(caps["candidate_uid"], with_seccomp)
+        walls = Walls({**caps, "candidate_mounts": False, "cgroup": None, "seccomp": with_seccomp}, home="/")
+        walls.enter(cpu_seconds=5, memory_bytes=1 << 30)
 
     found = {
         "candidate_mounts": caps["filesystem_whitelist"] and _probe(
-            lambda: filesystem.enter_candidate_mounts(caps["candidate_uid"])),
+            lambda: [call() for call in filesystem.candidate_mounts(caps["candidate_uid"])]),
         "capabilities_dropped": _probe(lambda: drop(with_seccomp=False)),
         "seccomp": seccomp.available() and _probe(lambda: drop(with_seccomp=True)),
     }
     if not found["capabilities_dropped"] and caps["candidate_uid"] is not None:
         found["candidate_uid"] = None
     return found
-
-
-def _set_limits(limits: dict) -> None:
-    for which, value in limits.items():
-        resource.setrlimit(which, (value, value))
-
-
-_LAST_CAP = kernel.last_capability()
-_SECCOMP_PROGRAM = seccomp.program() if seccomp.available() else b""
 
 
 def process_limit(caps: dict) -> int | None:
@@ -147,59 +138,61 @@ def process_limit(caps: dict) -> int | None:
     return None
 
 
-def prepare_zygote(nproc: int | None) -> None:
-    """Once, in the zygote: what every candidate would otherwise set up alike.
+class Walls:
+    """A candidate's walls, prepared once in the zygote, entered by each forked candidate.
 
-    The bounding and ambient sets emptied and securebits locked (the zygote keeps its own
-    capabilities, which only ``execve`` could have extended), the limits that do not depend
-    on the job, and oversize writes failing with EFBIG instead of killing.  Root, which the
-    zygote still is on the own-uid path, is exempt from ``RLIMIT_NPROC``.
+    Preparing in the zygote is what every candidate would otherwise do alike: the bounding
+    and ambient sets emptied and securebits locked (the zygote keeps its own capabilities,
+    which only ``execve`` could have extended), the limits that do not depend on the job,
+    oversize writes failing with EFBIG instead of killing, and every libc call's arguments
+    converted (``kernel.Call``).  Root, which the zygote still is on the own-uid path, is
+    exempt from ``RLIMIT_NPROC``.
     """
-    kernel.lock_capabilities(_LAST_CAP)
-    limits = {resource.RLIMIT_FSIZE: FILE_SIZE_LIMIT, resource.RLIMIT_NOFILE: OPEN_FILES_LIMIT, resource.RLIMIT_CORE: 0}
-    if nproc is not None:
-        limits[resource.RLIMIT_NPROC] = nproc
-    _set_limits(limits)
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+    def __init__(self, caps: dict, home: str):
+        self.uid, self.home = caps["candidate_uid"], home
+        self.oom_score = caps["cgroup"] is not None
+        self.mounts = filesystem.candidate_mounts(self.uid) if caps["candidate_mounts"] else ()
+        self.drop = (kernel.prepared_capability_clear(), kernel.prepared_prctl(kernel.PR_SET_NO_NEW_PRIVS, 1),
+                     kernel.prepared_prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL))
+        self.filter = (kernel.prepared_seccomp(seccomp.program()),) if caps["seccomp"] else ()
+        kernel.lock_capabilities(kernel.last_capability())
+        limits = {resource.RLIMIT_FSIZE: FILE_SIZE_LIMIT, resource.RLIMIT_NOFILE: OPEN_FILES_LIMIT,
+                  resource.RLIMIT_CORE: 0}
+        if process_limit(caps) is not None:
+            limits[resource.RLIMIT_NPROC] = process_limit(caps)
+        for which, value in limits.items():
+            resource.setrlimit(which, (value, value))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+    def enter(self, cpu_seconds: int, memory_bytes: int, measure: bool = False) -> dict:
+        """Candidate side, right after the fork: every wall; with ``measure``, the CPU nanoseconds of each."""
+        clock = time.thread_time_ns if measure else _no_clock
+        costs, last = {}, clock()
+        os.setsid()
+        for call in self.mounts:
+            call()
+        costs["own /tmp, /dev/shm and /proc"], last = clock() - last, clock()
+        if self.oom_score:
+            fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
+            os.write(fd, b"1000")  # in the cgroup's OOM, candidates go before the zygote
+            os.close(fd)
+        os.chdir(self.home)
+        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds))
+        costs["rlimits"], last = clock() - last, clock()
+        if self.uid is not None:
+            os.setgroups([])
+            os.setresgid(self.uid, self.uid, self.uid)
+            os.setresuid(self.uid, self.uid, self.uid)
+        for call in self.drop:
+            call()
+        costs["no privileges"], last = clock() - last, clock()
+        for call in self.filter:
+            call()
+        costs["seccomp"] = clock() - last
+        return costs if measure else {}
 
 
-def _drop_privileges(uid: int | None, with_seccomp: bool) -> None:
-    """No capability in any set, our own uid (as root), no_new_privs, seccomp."""
-    if uid is not None:
-        os.setgroups([])
-        os.setresgid(uid, uid, uid)
-        os.setresuid(uid, uid, uid)
-    kernel.clear_capability_sets()
-    kernel.prctl(kernel.PR_SET_NO_NEW_PRIVS, 1)
-    kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
-    if with_seccomp:
-        kernel.install_seccomp(_SECCOMP_PROGRAM)
-
-
-def enter_candidate(caps: dict, cpu_seconds: int, memory_bytes: int) -> dict:
-    """Child side, right after the zygote forked it: every wall, timed (nanoseconds each)."""
-    costs, last = {}, time.thread_time_ns()
-
-    def done(name: str) -> None:
-        nonlocal last
-        now = time.thread_time_ns()
-        costs[name], last = now - last, now
-
-    os.setsid()
-    if caps["candidate_mounts"]:
-        filesystem.enter_candidate_mounts(caps["candidate_uid"])
-        done("own /tmp, /dev/shm and /proc")
-    if caps["cgroup"]:
-        fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
-        os.write(fd, b"1000")  # in the cgroup's OOM, candidates go before the zygote
-        os.close(fd)
-        done("cgroup")
-    os.chdir(os.environ["HOME"])  # its scratch /tmp, or a fresh folder where there is no whitelisted root
-    _set_limits({resource.RLIMIT_AS: memory_bytes, resource.RLIMIT_CPU: cpu_seconds})
-    done("rlimits")
-    _drop_privileges(caps["candidate_uid"], with_seccomp=False)
-    done("no privileges")
-    if caps["seccomp"]:
-        kernel.install_seccomp(_SECCOMP_PROGRAM)
-        done("seccomp")
-    return costs
+def _no_clock() -> int:
+    return 0

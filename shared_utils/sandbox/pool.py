@@ -129,6 +129,17 @@ class Pool:
         finally:
             self.release(worker)
 
+    def calibrate(self, count: int, memory: int) -> None:
+        """Run ``count`` empty candidates that time each of their walls (see ``capabilities``)."""
+        worker = self.acquire()
+        try:
+            for _ in range(count):
+                worker.send({"code": "", "setup": "", "tests": [], "timeout": 5.0, "mode": "per_test",
+                             "memory": memory, "measure": True})
+                worker.receive()
+        finally:
+            self.release(worker)
+
     def record_costs(self, walls: dict) -> None:
         """Add one candidate's per-wall set-up times (nanoseconds) to the running totals."""
         with self.lock:

@@ -72,25 +72,27 @@ _ERROR = "\0compile-error"
 def _package(job: dict) -> bytes:
     """Supervisor side: compile here (the candidate's fork then skips the parser) and marshal."""
     cpu = int(job["timeout"] * (len(job["tests"]) + 1)) + 1
-    return marshal.dumps((_portable(child.prepare(job)), cpu, job["memory"]))
+    return marshal.dumps((_portable(child.prepare(job)), cpu, job["memory"], bool(job.get("measure"))))
 
 
-def _become_candidate(fds: list[int], caps: dict) -> None:
+_NO_MEASURE = plain.dumps({"walls": {}})
+
+
+def _become_candidate(fds: list[int], walls: isolation.Walls) -> None:
     """In the forked child: read the job, build the walls, run the candidate. Never returns."""
     try:
         job_r, result_w, output_w = fds
-        program, cpu, memory = marshal.loads(_read_all(job_r))
+        program, cpu, memory, measure = marshal.loads(_read_all(job_r))
         os.close(job_r)
         os.dup2(output_w, 1)
         os.dup2(output_w, 2)
         os.dup2(result_w, child.RESULT_FD)
-        costs = isolation.enter_candidate(caps, cpu, memory)
+        costs = walls.enter(cpu, memory, measure)
         os.closerange(child.RESULT_FD + 1, 1 << 20)
-        program = _restored(program)
-        os.write(child.RESULT_FD, plain.dumps({"walls": costs}))
+        os.write(child.RESULT_FD, plain.dumps({"walls": costs}) if measure else _NO_MEASURE)
     except BaseException:
         os._exit(SETUP_FAILED)
-    child.run(program)
+    child.run(_restored(program))
 
 
 def _sweep(pid: int) -> None:
@@ -125,7 +127,7 @@ def _zygote(sock: socket.socket, caps: dict, budget: cgroups.Budget) -> None:
     os.close(null)
     pidns_fd = os.open("/proc/self/ns/pid", os.O_RDONLY) if caps["pid_namespace"] else None
     budget.join()  # candidates are born in it: no migration per candidate
-    isolation.prepare_zygote(isolation.process_limit(caps))
+    walls = isolation.Walls(caps, home=os.environ["HOME"])
     gc.freeze()  # a collection in a candidate must not touch (and copy) our heap
     while True:
         message, fds, _, _ = socket.recv_fds(sock, 16, 3)
@@ -137,7 +139,7 @@ def _zygote(sock: socket.socket, caps: dict, budget: cgroups.Budget) -> None:
         pid = os.fork()
         if pid == 0:
             sock.close()
-            _become_candidate(fds, caps)
+            _become_candidate(fds, walls)
         for fd in fds:
             os.close(fd)
         pidfd = os.pidfd_open(pid)
