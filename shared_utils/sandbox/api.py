@@ -5,21 +5,25 @@ every verdict - passed, failed, error, timeout, crashed - is decided in this pro
 from what the worker relayed, and anything outside the protocol counts against the
 candidate.  So ``sys.exit(0)``, a printed "passed" or a killed worker can only make a
 candidate fail, and a forged result line can only claim values the candidate's own code
-could have returned - never the expected ones, which stay here.
+could have returned - never the expected ones, which are literals kept here or values
+from a *reference run*: the same sandbox with no candidate code, run once per distinct
+set-up and tests in a ``check_many`` call, before the candidates that need it.
+
+Judging never raises: whatever a line holds (malformed, deeply nested, huge, slow to
+hash, unprintable) makes that candidate ``crashed`` or ``failed``, never the batch.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import threading
 from collections import deque
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from . import plain
-from .asserts import Test, compile_test, relevant_bound
+from .asserts import Block, Plan, Site, compile_job, evaluate
 from .pool import POOL, SandboxUnavailable, Worker, WorkerDied, require, summary
 from .server import SETUP_FAILED
 
@@ -27,6 +31,7 @@ DEFAULT_MEMORY = 2 << 30
 TIMEOUT_MODES = ("per_test", "total")
 MESSAGE_CHARS = 300
 PIPELINE_DEPTH = 2
+MAX_REPORTS = 100_000  # asserts run per test; a loop of HumanEval's runs 100
 
 
 @dataclass(frozen=True)
@@ -60,43 +65,150 @@ class Outcome:
         return None if self.passed else f"{self.exc_type}: {self.message}"
 
 
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
 def _unfinished(reply: dict) -> TestResult:
     """Why the candidate stopped reporting: our deadline, its size, or its death."""
     if reply.get("failure"):
-        return TestResult("", "crashed", "SandboxFailure", reply["failure"])
-    if reply["timed_out"]:
+        return TestResult("", "crashed", "SandboxFailure", str(reply["failure"])[:MESSAGE_CHARS])
+    if reply.get("timed_out"):
         return TestResult("", "timeout", "Timeout", "time limit exceeded")
     if reply.get("memory_exceeded"):
         return TestResult("", "crashed", "MemoryLimit", "its processes together exceeded the memory limit")
-    if reply["oversize"]:
+    if reply.get("oversize"):
         return TestResult("", "crashed", "ResultTooLarge", "the values it produced are too large to check")
-    code = reply["exit"]
+    code = reply.get("exit")
     if code == SETUP_FAILED:
         return TestResult("", "crashed", "SandboxSetupFailed", "the isolation could not be set up in the child")
-    if code is not None and code < 0:
-        return TestResult("", "crashed", signal.Signals(-code).name, f"killed by {signal.Signals(-code).name}")
+    if isinstance(code, int) and code < 0:
+        return TestResult("", "crashed", _signal_name(-code), f"killed by {_signal_name(-code)}")
     how = "ended" if code is None else f"exited with status {code}"
     return TestResult("", "crashed", "Exited", f"{how} before reporting every result")
 
 
-def _judge(test: Test, line: str) -> TestResult:
+def _error_fields(value) -> tuple[str, str]:
+    """An ``[exception type, message]`` pair as the candidate's process sent it, bounded."""
+    if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value)):
+        raise plain.Unreadable("malformed error report")
+    return value[0][:100], value[1][:MESSAGE_CHARS]
+
+
+class _Raised(Exception):
+    """A hole (or an expected operand) whose evaluation raised in its process."""
+
+    def __init__(self, exc_type: str, message: str):
+        super().__init__(exc_type, message)
+        self.exc_type, self.text = exc_type, message
+
+
+class _Values:
+    """A site's operand values by index, decoded on first use; a failed one raises when used."""
+
+    def __init__(self, results, unavailable: str | None = None):
+        self.results, self.unavailable, self.seen = results, unavailable, []
+
+    def __getitem__(self, index: int):
+        if self.results is None:
+            raise _Raised("ExpectedValueError", f"the expected value could not be computed: {self.unavailable}")
+        result = self.results[index]
+        if isinstance(result, _Raised):
+            raise result
+        self.seen.append(result)
+        return result
+
+
+def _hole_results(results, count: int) -> list:
+    """The candidate's ``{"v": value}`` / ``{"e": [type, msg]}`` list for one site, decoded."""
+    if not isinstance(results, list) or len(results) != count:
+        raise plain.Unreadable("wrong number of values")
+    return [_hole_result(result) for result in results]
+
+
+def _hole_result(result):
+    if not isinstance(result, dict) or len(result) != 1:
+        raise plain.Unreadable("malformed value")
+    if "e" in result:
+        return _Raised(*_error_fields(result["e"]))
+    if "v" not in result:
+        raise plain.Unreadable("malformed value")
+    return plain.decode(result["v"])
+
+
+def _safe_str(exc: BaseException) -> str:
+    try:
+        return str(exc)[:MESSAGE_CHARS]
+    except Exception:
+        return "<unprintable>"
+
+
+def _decide(source: str, site: Site, holes: list, expected: _Values) -> TestResult | None:
+    """One report of one assert: None when it holds, else why not."""
+    values = _Values(holes)
+    try:
+        if evaluate(site, values, expected):
+            return None
+    except _Raised as exc:
+        return TestResult(source, "error", exc.exc_type, exc.text)
+    except Exception as exc:  # the comparison itself raised, as it would have in the paper's exec
+        return TestResult(source, "error", type(exc).__name__, _safe_str(exc))
+    got = ", ".join(plain.short_repr(value, MESSAGE_CHARS) for value in values.seen)
+    return TestResult(source, "failed", "AssertionError", f"got {got}"[:MESSAGE_CHARS])
+
+
+@dataclass(frozen=True)
+class _Expected:
+    """A test's expected operand values from the reference run, per site."""
+
+    values: dict  # site -> decoded results (a _Raised where it raised)
+    unavailable: str | None = None  # why the sites without values have none
+
+    def at(self, site: int) -> _Values:
+        if site in self.values:
+            return _Values(self.values[site])
+        return _Values(None, self.unavailable or "the reference run did not report it")
+
+
+NO_EXPECTED = _Expected({}, "no reference run")
+
+
+def _judge(block: Block, line: str, expected: _Expected) -> TestResult:
     """Decide one test from the candidate's line: parse as plain data, compare here."""
     try:
-        message = json.loads(line)
-        if "error" in message:
-            exc_type, text = message["error"]
-            return TestResult(test.source, "error", str(exc_type)[:100], str(text)[:MESSAGE_CHARS])
-        values = [plain.decode(v) for v in message["values"]]
-        if len(values) != len(test.holes):
-            raise ValueError("wrong number of values")
-    except (ValueError, TypeError, KeyError):
-        return TestResult(test.source, "crashed", "ProtocolViolation", "unreadable result line")
-    try:
-        if test.verdict(values):
-            return TestResult(test.source, "passed")
-    except Exception as exc:
-        return TestResult(test.source, "error", type(exc).__name__, str(exc)[:MESSAGE_CHARS])
-    return TestResult(test.source, "failed", "AssertionError", f"got {', '.join(map(repr, values))}"[:MESSAGE_CHARS])
+        return _judge_reports(block, plain.loads(line), expected)
+    except plain.Unreadable as exc:
+        return TestResult(block.source, "crashed", "ProtocolViolation", str(exc)[:MESSAGE_CHARS])
+    except Exception as exc:  # fail closed on anything we did not foresee
+        return TestResult(block.source, "crashed", "ProtocolViolation", f"unjudgeable result ({type(exc).__name__})")
+
+
+def _judge_reports(block: Block, message, expected: _Expected) -> TestResult:
+    if not isinstance(message, dict) or not isinstance(message.get("c"), list) or not set(message) <= {"c", "e"}:
+        raise plain.Unreadable("unreadable result line")
+    if len(message["c"]) > MAX_REPORTS:
+        raise plain.Unreadable(f"more than {MAX_REPORTS:,} asserts reported")
+    tops, reached = block.top_sites, 0
+    for report in message["c"]:
+        if not (isinstance(report, list) and len(report) == 2 and type(report[0]) is int
+                and 0 <= report[0] < len(block.sites)):
+            raise plain.Unreadable("malformed report")
+        site = block.sites[report[0]]
+        if site.top:
+            if reached >= len(tops) or tops[reached] != report[0]:
+                raise plain.Unreadable("asserts reported out of order")
+            reached += 1
+        verdict = _decide(block.source, site, _hole_results(report[1], site.holes), expected.at(report[0]))
+        if verdict is not None:
+            return verdict
+    if "e" in message:
+        return TestResult(block.source, "error", *_error_fields(message["e"]))
+    if reached != len(tops):
+        raise plain.Unreadable("an assert was not reported")
+    return TestResult(block.source, "passed")
 
 
 def _phase_zero(line: str | None, reply: dict) -> TestResult:
@@ -104,45 +216,85 @@ def _phase_zero(line: str | None, reply: dict) -> TestResult:
     if line is None:
         return _unfinished(reply)
     try:
-        message = json.loads(line)
+        message = plain.loads(line)
         if message == {"ready": 1}:
             return TestResult("<setup+candidate>", "passed")
-        exc_type, text = message["error"]
-        return TestResult("<setup+candidate>", "error", str(exc_type)[:100], str(text)[:MESSAGE_CHARS])
-    except (ValueError, TypeError, KeyError):
-        return TestResult("<setup+candidate>", "crashed", "ProtocolViolation", "unreadable result line")
+        if not isinstance(message, dict) or set(message) != {"error"}:
+            raise plain.Unreadable("unreadable result line")
+        return TestResult("<setup+candidate>", "error", *_error_fields(message["error"]))
+    except plain.Unreadable as exc:
+        return TestResult("<setup+candidate>", "crashed", "ProtocolViolation", str(exc)[:MESSAGE_CHARS])
 
 
-def _outcome(tests: list[Test], reply: dict) -> Outcome:
-    lines = reply.get("lines", [])
+def _outcome(plan: Plan, reply: dict, expected: list[_Expected] | None) -> Outcome:
+    """The verdict from a worker's reply; never raises (a judging failure is a crash)."""
+    try:
+        return _outcome_of(plan, reply, expected)
+    except Exception as exc:
+        problem = TestResult("", "crashed", "JudgeError", f"{type(exc).__name__} while judging")
+        return Outcome("crashed", tuple(TestResult(b.source, "not_run") for b in plan.blocks),
+                       problem.exc_type, problem.message, 0.0, "")
+
+
+def _outcome_of(plan: Plan, reply: dict, expected: list[_Expected] | None) -> Outcome:
+    lines = reply.get("lines") or []
     start = _phase_zero(lines[0] if lines else None, reply)
     results = []
-    for index, test in enumerate(tests):
+    for index, block in enumerate(plan.blocks):
         if start.status != "passed" or any(r.status in ("timeout", "crashed") for r in results[-1:]):
-            results.append(TestResult(test.source, "not_run"))
+            results.append(TestResult(block.source, "not_run"))
         elif index + 1 < len(lines):
-            results.append(_judge(test, lines[index + 1]))
+            results.append(_judge(block, lines[index + 1], expected[index] if expected else NO_EXPECTED))
         else:
             stop = _unfinished(reply)
-            results.append(TestResult(test.source, stop.status, stop.exc_type, stop.message))
+            results.append(TestResult(block.source, stop.status, stop.exc_type, stop.message))
     first = next((r for r in (start, *results) if r.status not in ("passed", "not_run")), None)
+    elapsed, output = reply.get("elapsed", 0.0), reply.get("output", "")
     return Outcome(
         status=first.status if first else "passed", results=tuple(results),
         exc_type=first and first.exc_type, message=first and first.message,
-        elapsed=reply.get("elapsed", 0.0), output=reply.get("output", ""),
+        elapsed=elapsed if isinstance(elapsed, float) else 0.0, output=output if isinstance(output, str) else "",
     )
 
 
-def _prepare(job: Sequence, timeout: float, timeout_mode: str, memory_limit: int) -> tuple[list[Test], dict]:
+def _reference_values(plan: Plan, reply: dict) -> list[_Expected]:
+    """Each test's expected values from the reference run's reply; never raises."""
+    try:
+        return _reference_values_of(plan, reply)
+    except Exception as exc:
+        return [_Expected({}, f"{type(exc).__name__} while reading it")] * len(plan.blocks)
+
+
+def _reference_values_of(plan: Plan, reply: dict) -> list[_Expected]:
+    lines = reply.get("lines") or []
+    start = _phase_zero(lines[0] if lines else None, reply)
+    tables, stopped = [], None if start.status == "passed" else f"{start.exc_type}: {start.message}"
+    for index, block in enumerate(plan.blocks):
+        if stopped is None and index + 1 >= len(lines):
+            stop = _unfinished(reply)
+            stopped = f"{stop.exc_type}: {stop.message}"
+        if stopped is not None:
+            tables.append(_Expected({}, f"the reference run failed: {stopped}"))
+            continue
+        try:
+            message = plain.loads(lines[index + 1])
+            values = {site: _hole_results(results, block.sites[site].expected) for site, results in message["c"]
+                      if block.sites[site].top and block.sites[site].expected}
+            raised = f"the test's statements raised {' '.join(_error_fields(message['e']))}" if "e" in message else None
+            tables.append(_Expected(values, raised))
+        except Exception as exc:
+            tables.append(_Expected({}, f"unreadable reference result ({type(exc).__name__})"))
+    return tables
+
+
+def _prepare(job: Sequence, timeout: float, timeout_mode: str, memory_limit: int) -> tuple[Plan, dict]:
     code, tests, setup = (*job, "") if len(job) == 2 else job
     if isinstance(tests, str):
-        raise TypeError("tests must be a sequence of assert strings, not one string")
-    tests = tuple(tests)
-    bound = relevant_bound(tests, setup, code)
-    compiled = [compile_test(t, bound) for t in tests]
-    wire = {"code": code, "setup": setup, "tests": [t.wire() for t in compiled],
+        raise TypeError("tests must be a sequence of test strings, not one string")
+    plan = compile_job(tuple(tests), setup, code)
+    wire = {"code": code, "setup": setup, "tests": [list(block.steps) for block in plan.blocks],
             "timeout": timeout, "mode": timeout_mode, "memory": memory_limit}
-    return compiled, wire
+    return plan, wire
 
 
 class _Lane:
@@ -152,24 +304,20 @@ class _Lane:
     that killed it: that one is reported crashed and the others go to a fresh worker.
     """
 
-    def __init__(self, outcomes: list, progress):
-        self.outcomes, self.progress = outcomes, progress
+    def __init__(self, settle: Callable[[int, dict], None]):
+        self.settle = settle
         self.worker: Worker = POOL.acquire()
-        self.pending: deque = deque()  # (index, compiled tests, wire job)
-
-    def _settle(self, index: int, compiled: list, reply: dict) -> None:
-        self.outcomes[index] = _outcome(compiled, reply)
-        self.progress.update()
+        self.pending: deque = deque()  # (index, wire job)
 
     def _recover(self, exc: WorkerDied) -> None:
-        index, compiled, _ = self.pending.popleft()
-        self._settle(index, compiled, {"failure": str(exc)})
+        index, _ = self.pending.popleft()
+        self.settle(index, {"failure": str(exc)})
         self.worker = POOL.replace(self.worker)
-        for _, _, wire in self.pending:
+        for _, wire in self.pending:
             self.worker.send(wire)
 
-    def submit(self, index: int, compiled: list, wire: dict) -> None:
-        self.pending.append((index, compiled, wire))
+    def submit(self, index: int, wire: dict) -> None:
+        self.pending.append((index, wire))
         try:
             self.worker.send(wire)
         except WorkerDied as exc:
@@ -183,8 +331,8 @@ class _Lane:
         except WorkerDied as exc:
             self._recover(exc)
             return
-        index, compiled, _ = self.pending.popleft()
-        self._settle(index, compiled, reply)
+        index, _ = self.pending.popleft()
+        self.settle(index, reply)
 
     def close(self) -> None:
         while self.pending:
@@ -192,16 +340,56 @@ class _Lane:
         POOL.release(self.worker)
 
 
-def _drive(jobs: list, outcomes: list, order, options: dict, progress) -> None:
-    """One thread per worker: take the next job index, run it, store its outcome."""
-    lane = _Lane(outcomes, progress)
+def _drive(wires: list[dict], order, settle: Callable[[int, dict], None]) -> None:
+    """One thread per worker: take the next job index, run it, settle its reply."""
+    lane = _Lane(settle)
     try:
         for index in order:
-            lane.submit(index, *_prepare(jobs[index], **options))
+            lane.submit(index, wires[index])
     except BaseException:
         POOL.discard(lane.worker)  # unread replies would reach its next user
         raise
     lane.close()
+
+
+def _run_all(wires: list[dict], settle: Callable[[int, dict], None], workers: int) -> None:
+    """Run every wire job on ``workers`` lanes; ``settle`` gets each reply as it comes."""
+    if not wires:
+        return
+    order = iter(range(len(wires)))  # shared: each next() hands out a distinct index
+    errors = []
+
+    def guarded():
+        try:
+            _drive(wires, order, settle)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guarded, daemon=True) for _ in range(max(1, min(workers, len(wires))))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
+def _references(plans: list[Plan], options: dict, workers: int) -> dict[str, list[_Expected]]:
+    """Run each distinct reference job once; its expected values per test, by reference key."""
+    unique = {}
+    for plan in plans:
+        if plan.reference is not None:
+            unique.setdefault(plan.reference_key, plan)
+    keys, owners = list(unique), list(unique.values())
+    tables: dict[str, list[_Expected]] = {}
+
+    def settle(index: int, reply: dict) -> None:
+        tables[keys[index]] = _reference_values(owners[index], reply)
+
+    wires = [{**plan.reference, "timeout": options["timeout"], "mode": options["timeout_mode"],
+              "memory": options["memory_limit"]} for plan in owners]
+    _run_all(wires, settle, workers)
+    return tables
 
 
 def usable_cores() -> int:
@@ -227,34 +415,27 @@ def check_many(jobs: Iterable[Sequence], *, workers: int | None = None, timeout:
 
     if timeout_mode not in TIMEOUT_MODES:
         raise ValueError(f"timeout_mode must be one of {TIMEOUT_MODES}")
-    require(POOL.capabilities(), isolation or isolation_mode())
     jobs = list(jobs)
-    outcomes: list[Outcome | None] = [None] * len(jobs)
+    if jobs:
+        require(POOL.capabilities(), isolation or isolation_mode())
     options = {"timeout": float(timeout), "timeout_mode": timeout_mode, "memory_limit": int(memory_limit)}
-    order = iter(range(len(jobs)))  # shared: each next() hands out a distinct index
-    errors = []
-
-    def guarded(bar):
-        try:
-            _drive(jobs, outcomes, order, options, bar)
-        except BaseException as exc:
-            errors.append(exc)
-
-    count = max(1, min(workers or usable_cores(), len(jobs)))
+    plans, wires = zip(*(_prepare(job, **options) for job in jobs)) if jobs else ((), ())
+    count = workers or usable_cores()
+    expected = _references(list(plans), options, count)
+    outcomes: list[Outcome | None] = [None] * len(jobs)
     with tqdm(total=len(jobs), disable=not progress, desc="sandbox", unit="cand") as bar:
-        threads = [threading.Thread(target=guarded, args=(bar,), daemon=True) for _ in range(count)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    if errors:
-        raise errors[0]
+        def settle(index: int, reply: dict) -> None:
+            plan = plans[index]
+            outcomes[index] = _outcome(plan, reply, expected.get(plan.reference_key))
+            bar.update()
+
+        _run_all(list(wires), settle, count)
     return outcomes
 
 
 def check(code: str, tests: Sequence[str], *, setup: str = "", timeout: float = 5.0,
           timeout_mode: str = "per_test", memory_limit: int = DEFAULT_MEMORY, isolation: str | None = None) -> Outcome:
-    """Run one candidate: setup, then the candidate code, then each assert, in the sandbox."""
+    """Run one candidate: setup, then the candidate code, then each test, in the sandbox."""
     return check_many([(code, tests, setup)], workers=1, timeout=timeout, timeout_mode=timeout_mode,
                       memory_limit=memory_limit, progress=False, isolation=isolation)[0]
 

@@ -1,11 +1,16 @@
 """What runs inside the candidate's process, after the walls are up.
 
 It runs the candidate, then the setup (MBPP's set-up code builds objects from the
-candidate's classes, as in MBPP's own harness: code + setup + asserts), then evaluates each test's *holes* (the parts of an
-assert that depend on candidate code) and writes their values as plain data, one line per
-test, to the result channel.  It never sees an expected value, so it has nothing to forge
-with: the trusted side compares.  Lines: ``{"ready":1}`` or ``{"error":[type,msg]}`` for
-the setup+candidate phase, then ``{"values":[...]}`` or ``{"error":[type,msg]}`` per test.
+candidate's classes, as in MBPP's own harness: code + setup + asserts), then each test's
+steps (see ``asserts``): statements, and asserts' *holes* (the parts that depend on
+candidate code), whose values it writes as plain data.  It never sees an expected value,
+so it has nothing to forge with: the trusted side compares.
+
+Lines on the result channel: ``{"ready":1}`` or ``{"error":[type,msg]}`` for the
+setup+candidate phase, then one line per test: ``{"c":[[site,[hole,...]],...]}`` with each
+hole ``{"v":value}`` or ``{"e":[type,msg]}``, in the order the asserts ran (a nested
+assert reports each time it runs), plus ``"e":[type,msg]`` when a statement raised (the
+test's remaining steps are skipped, as the statement would have ended it).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import sys
 from . import plain
 
 RESULT_FD = 3
+REPORT = "__sandbox_report__"  # the function a nested assert calls (see ``asserts``)
 MESSAGE_CHARS = 300
 
 
@@ -55,8 +61,9 @@ def prepare(job: dict) -> tuple:
     the parser's first use (about 2 ms per candidate on a VM); a compile error is kept
     and raised in the child, where it is reported like any other exception.
     """
-    tests = [(kind, [_compiled(src, "<test>", "exec" if kind == "exec" else "eval") for src in sources])
-             for kind, sources in job["tests"]]
+    tests = [[("x", _compiled(step[1], "<test>", "exec")) if step[0] == "x"
+              else ("a", step[1], [_compiled(hole, "<test>", "eval") for hole in step[2]]) for step in block]
+             for block in job["tests"]]
     return _compiled(job["code"], "<candidate>", "exec"), _compiled(job["setup"], "<setup>", "exec"), tests
 
 
@@ -66,13 +73,28 @@ def _execute(compiled, namespace: dict):
     return eval(compiled, namespace)
 
 
-def _run_test(kind: str, compiled: list, namespace: dict) -> dict:
-    values = [_execute(c, namespace) for c in compiled]
-    return {"values": [] if kind == "exec" else [plain.encode(v) for v in values]}
+def _hole(evaluate) -> dict:
+    try:
+        return {"v": plain.encode(evaluate())}
+    except BaseException as exc:
+        return {"e": _describe(exc)}
 
 
-def run(program: tuple) -> None:
-    """Run a prepared program and report; never returns (the process ends here)."""
+def _run_block(block: list, namespace: dict, records: list) -> dict:
+    message = {"c": records}
+    for step in block:
+        if step[0] == "x":
+            try:
+                _execute(step[1], namespace)
+            except BaseException as exc:
+                message["e"] = _describe(exc)
+                break
+        else:
+            records.append([step[1], [_hole(lambda c=c: _execute(c, namespace)) for c in step[2]]])
+    return message
+
+
+def _run(program: tuple) -> None:
     code, setup, tests = program
     namespace = {"__name__": "__main__", "__builtins__": builtins}
     try:
@@ -84,11 +106,19 @@ def run(program: tuple) -> None:
     _flush_output()
     _send(message)
     if "ready" in message:
-        for kind, compiled in tests:
-            try:
-                message = _run_test(kind, compiled, namespace)
-            except BaseException as exc:
-                message = {"error": _describe(exc)}
+        records: list = []
+        namespace[REPORT] = lambda site, holes: records.append([site, [_hole(h) for h in holes]])
+        for block in tests:
+            records = []
+            message = _run_block(block, namespace, records)
             _flush_output()
             _send(message)
+
+
+def run(program: tuple) -> None:
+    """Run a prepared program and report; never returns (the process ends here, whatever happens)."""
+    try:
+        _run(program)
+    except BaseException:
+        os._exit(1)
     os._exit(0)
