@@ -124,12 +124,15 @@ class Budget:
     def join(self) -> None:
         """Zygote, once: move in, let go of the control files.
 
-        Candidates raise their own ``oom_score_adj`` to the maximum, so that the kernel's
-        OOM killer takes them, never the zygote (lowering the zygote's would need
-        CAP_SYS_RESOURCE, which containers often withhold even from root).
+        The zygote raises its ``oom_score_adj`` to the maximum, and its candidates inherit
+        it: in the cgroup's OOM the largest process goes, normally the candidate; should the
+        zygote be chosen instead, the worker dies and is replaced, and only that candidate is
+        reported crashed.  (Shielding the zygote would need CAP_SYS_RESOURCE, which
+        containers often withhold even from root.)
         """
         if not self.procs:
             return
+        _write("/proc/self/oom_score_adj", "1000")
         for fd in self.procs:
             os.write(fd, b"0")
         for fd in (*self.procs, self.memory_fd, self.events_fd):

@@ -151,7 +151,6 @@ class Walls:
 
     def __init__(self, caps: dict, home: str):
         self.uid, self.home = caps["candidate_uid"], home
-        self.oom_score = caps["cgroup"] is not None
         self.mounts = filesystem.candidate_mounts(self.uid) if caps["candidate_mounts"] else ()
         self.drop = (kernel.prepared_capability_clear(), kernel.prepared_prctl(kernel.PR_SET_NO_NEW_PRIVS, 1),
                      kernel.prepared_prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL))
@@ -173,10 +172,6 @@ class Walls:
         for call in self.mounts:
             call()
         costs["own /tmp, /dev/shm and /proc"], last = clock() - last, clock()
-        if self.oom_score:
-            fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
-            os.write(fd, b"1000")  # in the cgroup's OOM, candidates go before the zygote
-            os.close(fd)
         os.chdir(self.home)
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
         resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds))
