@@ -86,6 +86,22 @@ def test_summarize_hand_computed():
     json.dumps(summary)  # plain types only
 
 
+def test_summary_names_runs_without_every_wall_unsafe():
+    frame = hand_frame()
+    assert evaluation.summarize(frame)["sandbox"] == "strict"
+    frame["sandbox"] = ["strict"] * (len(frame) - 1) + ["none"]
+    assert evaluation.summarize(frame)["sandbox"].startswith("UNSAFE")
+
+
+def test_isolation_mode_follows_the_environment(monkeypatch):
+    from shared_utils.sandbox import isolation_mode
+
+    monkeypatch.delenv("SANDBOX_ISOLATION", raising=False)
+    assert isolation_mode() == "strict"
+    monkeypatch.setenv("SANDBOX_ISOLATION", "none")
+    assert isolation_mode() == "none"
+
+
 def test_summarize_drops_k_above_the_samples_per_task():
     summary = evaluation.summarize(hand_frame())  # default ks 1, 5, 10; n = 5
     assert set(summary["pass_at_k"]) == {1, 5}
