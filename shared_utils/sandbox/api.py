@@ -24,8 +24,8 @@ from typing import Callable, Iterable, Sequence
 
 from . import plain
 from .asserts import Block, Plan, Site, compile_job, evaluate
-from .pool import POOL, SandboxUnavailable, Worker, WorkerDied, require, summary
-from .server import SETUP_FAILED
+from .pool import POOL, SandboxUnavailable, Worker, WorkerDied, require, summary  # noqa: F401 (re-exported)
+from .zygote import SETUP_FAILED
 
 DEFAULT_MEMORY = 2 << 30
 TIMEOUT_MODES = ("per_test", "total")
