@@ -25,17 +25,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_sandbox import _mutant  # the script's own folder is on sys.path
+
+from shared_utils import data
+from shared_utils.evaluation import evaluate_file
+from shared_utils.extraction import extract_code
+from shared_utils.sandbox import check_many
+from shared_utils.sandbox.api import usable_cores
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
-
-from bench_sandbox import _mutant  # noqa: E402
-
-from shared_utils import data  # noqa: E402
-from shared_utils.evaluation import evaluate_file  # noqa: E402
-from shared_utils.extraction import extract_code  # noqa: E402
-from shared_utils.sandbox import check_many  # noqa: E402
-from shared_utils.sandbox.api import usable_cores  # noqa: E402
 
 MBPP = Path(os.environ.get("MBPP_DIR", REPO.parent / "shared" / "data" / "mbpp"))
 RESULTS = REPO / "benchmarks" / "results" / "evaluate.md"

@@ -10,6 +10,8 @@ source = "mbpp"  # hub id, a folder of <split>.jsonl files, or "demo"
 output_dir = None  # default: this folder (MBPP) or demo/ (the demo set)
 
 # %%
+from pathlib import Path
+
 from shared_utils import data, paths
 
 out = Path(output_dir) if output_dir else paths.global_dir("demo" if source == data.DEMO_SOURCE else "mbpp")

@@ -19,6 +19,8 @@ max_new_tokens = 256  # local backend
 limit = None  # only the first N problems (smoke runs)
 
 # %%
+from pathlib import Path
+
 from shared_utils import data, generation, paths, preferences, prompts
 
 out = Path(output_dir) if output_dir else paths.global_dir(problem_set)

@@ -9,6 +9,8 @@ problem_set = "mbpp"  # mbpp | demo
 output_dir = None  # default: the problem set's folder in 1_Global_Dataset_Generation
 
 # %%
+from pathlib import Path
+
 from shared_utils import paths, plots, preferences
 
 out = Path(output_dir) if output_dir else paths.global_dir(problem_set)

@@ -14,6 +14,8 @@ global_dir = None  # Stage 1's folder; default: 1_Global_Dataset_Generation (or 
 output_dir = "."
 
 # %%
+from pathlib import Path
+
 from shared_utils import adapters, models, paths, pipeline, preferences, training
 
 spec = models.get_spec(model_name)
