@@ -66,19 +66,21 @@ def _verb_global_pairs(sub) -> None:
 
     def run(args) -> int:
         from shared_utils import data, generation, preferences
+        from shared_utils.layout import GlobalLayout
 
-        problems = data.load_problems(args.problems / data.TRAIN_NAME)
+        problems = data.load_problems(GlobalLayout(args.problems).train_problems)
+        out = GlobalLayout(args.out)
         if args.backend == "replay":
             if args.responses is None:
                 raise ValueError("--backend replay needs --responses FILE")
             answers = generation.replay_pairs(args.responses)
         else:
             answers = generation.request_pairs(problems, backend=args.backend, model=args.generator,
-                                               state_dir=args.out / "pair_requests")
+                                               state_dir=out.pair_requests)
         rows, counts = preferences.check_pair_responses(problems, answers, generator=args.generator)
-        saved = preferences.save_pairs(rows, args.out / preferences.GLOBAL_PAIRS_NAME, generator=args.generator,
-                                       backend=args.backend, counts=counts.__dict__)
-        preferences.write_counts(counts, args.out / "global_pairs_counts.json")
+        saved = preferences.save_pairs(rows, out.pairs, generator=args.generator, backend=args.backend,
+                                       counts=counts.__dict__)
+        preferences.write_counts(counts, out.pair_counts)
         print(json.dumps(counts.__dict__))
         print(f"{len(rows)} pairs -> {saved}")
         return 0
@@ -93,12 +95,13 @@ def _verb_label(sub) -> None:
 
     def run(args) -> int:
         from shared_utils import preferences
+        from shared_utils.layout import GlobalLayout
 
-        source = args.pairs / preferences.GLOBAL_PAIRS_NAME
+        source = GlobalLayout(args.pairs).pairs
         if not source.is_dir():
             source = args.pairs
         rows = preferences.label_global(preferences.load_rows(source))
-        saved = preferences.save_pairs(rows, args.out / preferences.GLOBAL_DPO_NAME, source=str(source),
+        saved = preferences.save_pairs(rows, GlobalLayout(args.out).dataset, source=str(source),
                                        key="radon mi_visit(code, multi=True)")
         print(preferences.summary_frame(rows).round(2).to_string())
         print(f"{len(rows)} labelled pairs -> {saved}")

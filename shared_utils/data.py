@@ -12,13 +12,12 @@ from pathlib import Path
 from typing import Iterable
 
 from shared_utils import io
+from shared_utils.layout import GlobalLayout
 from shared_utils.paths import GLOBAL_DIR
 
 FIELDS = ("task_id", "text", "code", "test_list", "test_setup_code", "challenge_test_list")
 REQUIRED = ("task_id", "text", "code", "test_list")
 SPLITS = ("train", "test", "validation", "prompt")
-TRAIN_NAME = "mbpp_preprocessed_dataset"
-TEST_NAME = "mbpp_test_with_signatures"
 SIGNATURE_TEMPLATE = "\nThe main function is defined by the function signature: {sig}\n"
 DEMO_PATH = Path(__file__).parent / "resources" / "demo_problems.jsonl"
 DEMO_SOURCE = "demo"
@@ -110,7 +109,7 @@ def prepare(source: str | Path, out_dir: str | Path = GLOBAL_DIR) -> dict[str, P
 
     ``source`` is a folder of MBPP JSONL splits, a hub id, or ``demo`` for the demo set.
     """
-    out_dir = Path(out_dir)
+    layout = GlobalLayout(Path(out_dir))
     if str(source) == DEMO_SOURCE:
         train = demo_problems("train", with_signatures=False)
         test = demo_problems("test", with_signatures=False)
@@ -121,8 +120,9 @@ def prepare(source: str | Path, out_dir: str | Path = GLOBAL_DIR) -> dict[str, P
     test_rows = preprocess(test, f"{source}[test]", drop_classes=False)
     common = dict(source=str(source), signature_template=SIGNATURE_TEMPLATE)
     return {
-        "train": save_dataset(train_rows, out_dir / TRAIN_NAME, split="train", rows_before_class_filter=len(train), **common),
-        "test": save_dataset(test_rows, out_dir / TEST_NAME, split="test", **common),
+        "train": save_dataset(train_rows, layout.train_problems, split="train", rows_before_class_filter=len(train),
+                              **common),
+        "test": save_dataset(test_rows, layout.test_problems, split="test", **common),
     }
 
 

@@ -105,13 +105,20 @@ def compare(frame_a, frame_b, *, k: int = 1, seed: int = 0) -> dict:
             "avg_mi": paired_bootstrap(a["mi_passing"], b["mi_passing"], seed=seed)}
 
 
-def save_scores(frame, summary: dict, stem: str | Path) -> dict[str, Path]:
-    """``<stem>.samples.parquet`` and ``<stem>.summary.json``, each written atomically."""
+def score_files(stem: str | Path, extract: str) -> dict[str, Path]:
+    """``<stem>.<extract>.samples.parquet`` (one row per sample) and ``<stem>.<extract>.summary.json``."""
     stem = Path(stem)
-    parquet = stem.with_name(stem.name + ".samples.parquet")
-    with io.atomic_path(parquet) as tmp:
+    return {part: stem.with_name(f"{stem.name}.{extract}.{part}.{suffix}")
+            for part, suffix in (("samples", "parquet"), ("summary", "json"))}
+
+
+def save_scores(frame, summary: dict, stem: str | Path, extract: str) -> dict[str, Path]:
+    """The per-sample table and the summary of one extraction mode, each written atomically."""
+    files = score_files(stem, extract)
+    with io.atomic_path(files["samples"]) as tmp:
         frame.to_parquet(tmp, index=False)
-    return {"samples": parquet, "summary": io.write_json(stem.with_name(stem.name + ".summary.json"), summary)}
+    io.write_json(files["summary"], summary)
+    return files
 
 
 def evaluate_file(completions_path: str | Path, problems_path: str | Path, *, extract: str = "paper",
@@ -126,5 +133,5 @@ def evaluate_file(completions_path: str | Path, problems_path: str | Path, *, ex
                               progress=progress)
     summary = {"completions": str(completions_path), "extract": extract, "timeout": timeout, **summarize(frame, ks)}
     if out is not None:
-        save_scores(frame, summary, Path(out) / Path(completions_path).stem)
+        save_scores(frame, summary, Path(out) / Path(completions_path).stem, extract)
     return summary

@@ -12,64 +12,49 @@ import dataclasses
 import json
 from pathlib import Path
 
-from shared_utils import data, evaluation, io, paths, pipeline, prompts
-from shared_utils.models import ModelSpec
+from shared_utils import data, evaluation, io, prompts
+from shared_utils.layout import BASE, BENCHMARKS, FURTHER, STAGE1, ArtifactLayout
 
-VARIANTS = ("base", "dpo", "dpo-further")
 EXTRACTIONS = ("paper", "fenced")
+VARIANTS = (BASE, STAGE1, FURTHER)  # always listed by ``describe``; later iterations once they exist
 
 
 @dataclasses.dataclass
 class EvalPlan:
-    spec: ModelSpec
+    """What to evaluate (the layout's variants) and how (runs, samples, token limit, problem subset)."""
+
+    layout: ArtifactLayout
     model: str
-    output_dir: Path
-    fine_tuning_dir: Path
-    epochs: int
-    further_epochs: int
     runs: int
     samples: int
     max_new_tokens: int
     limit: int | None = None
-    global_dir: Path | None = None
     seed: int = 0
 
-    @classmethod
-    def for_model(cls, spec: ModelSpec, *, model_path=None, output_dir=".", global_dir=None, fine_tuning_dir=None,
-                  epochs=None, further_epochs=None, runs=None, samples=None, max_new_tokens=None,
-                  limit=None) -> "EvalPlan":
-        epochs = epochs or spec.epochs
-        return cls(spec=spec, model=str(model_path or spec.name), output_dir=Path(output_dir),
-                   fine_tuning_dir=Path(fine_tuning_dir or paths.model_dir(spec.name)), epochs=epochs,
-                   further_epochs=further_epochs or epochs, runs=runs or spec.eval_runs,
-                   samples=samples or spec.eval_samples, max_new_tokens=max_new_tokens or spec.max_new_tokens,
-                   limit=limit, global_dir=Path(global_dir) if global_dir else None)
+    @property
+    def spec(self):
+        return self.layout.spec
 
     def adapter(self, variant: str) -> Path | None:
-        if variant == "base":
-            return None
-        if variant == "dpo":
-            return self.fine_tuning_dir / self.spec.adapter_name(self.epochs)
-        if variant == "dpo-further":
-            return self.fine_tuning_dir / self.spec.adapter_name(self.epochs, self.further_epochs)
-        raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
+        return self.layout.adapter(variant)
+
+    def variants(self) -> list[str]:
+        """The variants whose adapter exists (the base always does), every self-tuning iteration included."""
+        return self.layout.variants()
+
+    def further_variants(self) -> list[str]:
+        """Stage 2's variants: every self-tuning iteration's, or ``dpo-further`` alone (reported missing)."""
+        return [variant for variant in self.variants() if variant.startswith(FURTHER)] or [FURTHER]
 
     @property
     def ks(self) -> tuple[int, ...]:
         """pass@k for k = 1, 5, 10 where the samples allow, and always pass@samples (the paper's pass@10)."""
         return tuple(sorted({k for k in (*evaluation.DEFAULT_KS, self.samples) if k <= self.samples}))
 
-    def variants(self) -> list[str]:
-        """The variants whose adapter exists (the base always does)."""
-        return [v for v in VARIANTS if v == "base" or (self.adapter(v) / "adapter_config.json").is_file()]
-
     def problems(self, benchmark: str = "mbpp") -> list[dict]:
-        rows = data.humaneval_problems() if benchmark == "humaneval" else pipeline.test_problems(self.spec, self.global_dir)
+        rows = (data.humaneval_problems() if benchmark == "humaneval"
+                else data.load_problems(self.layout.global_.test_problems))
         return rows[: self.limit]
-
-    def stem(self, variant: str, run: int, benchmark: str = "mbpp") -> Path:
-        prefix = "" if benchmark == "mbpp" else f"{benchmark}_"
-        return self.output_dir / f"{prefix}{self.spec.slug}_{variant}_model_output_run_{run}"
 
     def sampling(self, run: int):
         from shared_utils.generation import SamplingConfig
@@ -80,9 +65,10 @@ class EvalPlan:
 
     def describe(self) -> None:
         print(f"model {self.model}; {self.runs} run(s) x {self.samples} samples; max_new_tokens {self.max_new_tokens}")
-        for variant in VARIANTS:
+        found = self.variants()
+        for variant in dict.fromkeys([*VARIANTS, *found]):
             adapter = self.adapter(variant)
-            state = "base weights" if adapter is None else (adapter if variant in self.variants() else "missing")
+            state = "base weights" if adapter is None else (adapter if variant in found else "missing")
             print(f"  {variant:12s} {state}")
 
 
@@ -101,8 +87,8 @@ def run_variant(plan: EvalPlan, variant: str, *, benchmark: str = "mbpp", progre
     loaded = None
     rows = []
     for run in range(plan.runs):
-        stem = plan.stem(variant, run, benchmark)
-        summary_files = {mode: stem.with_name(f"{stem.name}.{mode}.summary.json") for mode in EXTRACTIONS}
+        stem = plan.layout.run_stem(variant, run, benchmark)
+        summary_files = {mode: evaluation.score_files(stem, mode)["summary"] for mode in EXTRACTIONS}
         if not all(path.is_file() for path in summary_files.values()):
             loaded = loaded or load_model(plan.model, adapter=adapter)
             quirks = loaded[2].quirks if loaded[2] else plan.spec.quirks
@@ -120,7 +106,7 @@ def run_variant(plan: EvalPlan, variant: str, *, benchmark: str = "mbpp", progre
             for mode in EXTRACTIONS:
                 frame = evaluation.score_completions(texts, problems, extract=mode, progress=progress)
                 summary = {**metadata, "extract": mode, **evaluation.summarize(frame, plan.ks)}
-                evaluation.save_scores(frame, summary, stem.with_name(f"{stem.name}.{mode}"))
+                evaluation.save_scores(frame, summary, stem, mode)
         for mode, path in summary_files.items():
             rows.append(json.loads(path.read_text()))
     return pd.json_normalize(rows)
@@ -128,36 +114,51 @@ def run_variant(plan: EvalPlan, variant: str, *, benchmark: str = "mbpp", progre
 
 @dataclasses.dataclass
 class Report:
-    table: object  # mean ± std over runs per variant and metric
+    table: object  # MBPP: mean ± std over runs per variant and metric
     per_run: object
     paired: object
     samples: dict  # (variant, extract) -> pooled per-sample frame
+    humaneval: "Report | None" = None  # the same for HumanEval, when its runs were made
 
     def text(self) -> str:
-        return self.table.to_string()
+        if self.humaneval is None:
+            return self.table.to_string()
+        return f"MBPP\n{self.table.to_string()}\n\nHumanEval\n{self.humaneval.table.to_string()}"
 
 
-def _load_frames(plan: EvalPlan, benchmark: str = "mbpp") -> dict:
+def _load_frames(plan: EvalPlan, benchmark: str) -> dict:
     import pandas as pd
 
     frames = {}
     for variant in plan.variants():
         for mode in EXTRACTIONS:
-            parts = [pd.read_parquet(plan.stem(variant, run, benchmark).with_name(
-                f"{plan.stem(variant, run, benchmark).name}.{mode}.samples.parquet")).assign(run=run)
-                for run in range(plan.runs)
-                if plan.stem(variant, run, benchmark).with_name(
-                    f"{plan.stem(variant, run, benchmark).name}.{mode}.samples.parquet").is_file()]
+            files = [evaluation.score_files(plan.layout.run_stem(variant, run, benchmark), mode)["samples"]
+                     for run in range(plan.runs)]
+            parts = [pd.read_parquet(file).assign(run=run) for run, file in enumerate(files) if file.is_file()]
             if parts:
                 frames[(variant, mode)] = pd.concat(parts, ignore_index=True)
     return frames
 
 
-def comparison(plan: EvalPlan, benchmark: str = "mbpp") -> Report:
-    """Mean ± std over runs for every metric, the per-run rows, and paired bootstrap differences."""
+def comparison(plan: EvalPlan) -> Report | None:
+    """MBPP's comparison, with HumanEval's attached when its runs exist; each saved beside the runs.
+
+    Per benchmark: mean ± std over runs for every metric, the per-run rows, and paired bootstrap
+    differences between consecutive variants and between the base and the last one.
+    """
+    reports = {benchmark: _compare(plan, benchmark) for benchmark in BENCHMARKS}
+    report = reports["mbpp"]
+    if report is not None:
+        report.humaneval = reports["humaneval"]
+    return report
+
+
+def _compare(plan: EvalPlan, benchmark: str) -> Report | None:
     import pandas as pd
 
     frames = _load_frames(plan, benchmark)
+    if not frames:
+        return None
     per_run = []
     for (variant, mode), frame in frames.items():
         for run, part in frame.groupby("run"):
@@ -169,15 +170,12 @@ def comparison(plan: EvalPlan, benchmark: str = "mbpp") -> Report:
     metrics = [c for c in per_run.columns if c.startswith("pass@") or c == "avg_mi"]
     grouped = per_run.groupby(["variant", "extract"], sort=False)[metrics]
     table = grouped.mean().round(4).astype(str) + " ± " + grouped.std(ddof=1).fillna(0).round(4).astype(str)
-    paired = []
-    names = [v for v in VARIANTS if (v, "paper") in frames]
-    for a, b in zip(names, names[1:]) if len(names) > 1 else []:
-        for metric, result in evaluation.compare(frames[(a, "paper")], frames[(b, "paper")]).items():
-            paired.append({"from": a, "to": b, "metric": metric, **result})
-    if len(names) == 3:
-        for metric, result in evaluation.compare(frames[("base", "paper")], frames[("dpo-further", "paper")]).items():
-            paired.append({"from": "base", "to": "dpo-further", "metric": metric, **result})
+    names = [variant for variant in plan.variants() if (variant, "paper") in frames]
+    steps = list(zip(names, names[1:])) + ([(names[0], names[-1])] if len(names) > 2 else [])
+    paired = [{"from": a, "to": b, "metric": metric, **result}
+              for a, b in steps
+              for metric, result in evaluation.compare(frames[(a, "paper")], frames[(b, "paper")]).items()]
     report = Report(table=table, per_run=per_run, paired=pd.DataFrame(paired), samples=frames)
-    io.write_json(plan.output_dir / f"{plan.spec.slug}_comparison.json",
+    io.write_json(plan.layout.comparison(benchmark),
                   {"per_run": per_run.to_dict("records"), "paired": report.paired.to_dict("records")})
     return report

@@ -61,10 +61,6 @@ class ModelSpec:
         """The notebook spelling: gemma3_1b, qwen3_4b, smollm2_135m."""
         return self.name.replace("-", "_")
 
-    def adapter_name(self, epochs: int, further_epochs: int | None = None) -> str:
-        name = f"{self.adapter_prefix}-dpo-{epochs}-epochs"
-        return name if further_epochs is None else f"{name}-further-{further_epochs}-epochs"
-
 
 GEMMA = ChatQuirks(system_role=False, chat_template="gemma3.jinja")
 QWEN = ChatQuirks(template_kwargs={"enable_thinking": False}, chat_template="qwen3_instruct_2507.jinja")

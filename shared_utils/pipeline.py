@@ -5,12 +5,8 @@ Keeping this here (not in the notebooks) means five model folders cannot drift a
 
 from __future__ import annotations
 
-import dataclasses
-from pathlib import Path
-
-from shared_utils import data, paths
-from shared_utils.models import ModelSpec
-from shared_utils.preferences import GLOBAL_DPO_NAME
+from shared_utils import data
+from shared_utils.layout import ArtifactLayout
 
 
 def overrides(**values) -> dict:
@@ -18,26 +14,9 @@ def overrides(**values) -> dict:
     return {key: value for key, value in values.items() if value is not None and not (key == "max_steps" and value < 0)}
 
 
-def global_folder(spec: ModelSpec, override: str | Path | None = None) -> Path:
-    """Stage 1's folder for the model's problem set, unless a notebook parameter names another."""
-    return Path(override) if override else paths.global_dir(spec.problem_set)
-
-
-def global_dataset(spec: ModelSpec, override: str | Path | None = None) -> Path:
-    return global_folder(spec, override) / GLOBAL_DPO_NAME
-
-
-def train_problems(spec: ModelSpec, override: str | Path | None = None) -> list[dict]:
-    return data.load_problems(global_folder(spec, override) / data.TRAIN_NAME)
-
-
-def test_problems(spec: ModelSpec, override: str | Path | None = None) -> list[dict]:
-    return data.load_problems(global_folder(spec, override) / data.TEST_NAME)
-
-
-def probe_problems(spec: ModelSpec, override: str | Path | None = None, n: int = 3) -> list[dict]:
+def probe_problems(layout: ArtifactLayout, n: int = 3) -> list[dict]:
     """A few fixed held-out problems for side-by-side answers of base and adapted models."""
-    return test_problems(spec, override)[:n]
+    return data.load_problems(layout.global_.test_problems)[:n]
 
 
 def token_length_stats(model: str, dataset):
@@ -64,53 +43,6 @@ def show_images(files) -> None:
 
     for file in files:
         display(Image(filename=str(file)))
-
-
-@dataclasses.dataclass
-class Stage2Paths:
-    """Folders of one self-tuning iteration, in the paper's naming.
-
-    Iteration 1 starts from the Stage-1 adapter ``<prefix>-dpo-E-epochs``; iteration k > 1
-    starts from iteration k-1's further adapter, and each iteration gets its own folders.
-    """
-
-    spec: ModelSpec
-    output_dir: str | Path
-    epochs: int | None = None
-    iteration: int = 1
-    further_epochs: int | None = None
-
-    def __post_init__(self):
-        self.output_dir = Path(self.output_dir)
-        self.epochs = self.epochs or self.spec.epochs
-        self.further_epochs = self.further_epochs or self.epochs
-        if self.iteration < 1:
-            raise ValueError(f"iteration must be 1 or more, got {self.iteration}")
-
-    def _suffix(self, iteration: int) -> str:
-        return "" if iteration == 1 else f"-iteration-{iteration}"
-
-    def further_name(self, iteration: int) -> str:
-        return self.spec.adapter_name(self.epochs, self.further_epochs) + self._suffix(iteration)
-
-    @property
-    def start_adapter(self) -> Path:
-        if self.iteration == 1:
-            return self.output_dir / self.spec.adapter_name(self.epochs)
-        return self.output_dir / self.further_name(self.iteration - 1)
-
-    @property
-    def further_adapter(self) -> Path:
-        return self.output_dir / self.further_name(self.iteration)
-
-    @property
-    def dataset(self) -> Path:
-        return self.output_dir / (f"further_dpo_dataset_{self.spec.slug}_{self.epochs}_epochs"
-                                  + self._suffix(self.iteration).replace("-", "_"))
-
-    @property
-    def checkpoint(self) -> Path:
-        return self.dataset.with_name(self.dataset.name + ".generation.jsonl")
 
 
 def rounds_frame(result):

@@ -18,8 +18,6 @@ from shared_utils import data, io, prompts
 from shared_utils.extraction import extract_code, wrap_code
 from shared_utils.maintainability import mi_score, score
 
-GLOBAL_PAIRS_NAME = "mbpp_custom_dataset_with_correct_gemini_pairs"
-GLOBAL_DPO_NAME = "mbpp_custom_dataset_with_correct_gemini_pairs_dpo_ready_with_messages"
 COMPONENTS = ("mi", "halstead_volume", "cyclomatic_complexity", "sloc", "comment_lines")
 
 Key = Callable[[str], float]

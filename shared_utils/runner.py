@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from shared_utils import paths
+from shared_utils.layout import ArtifactLayout
 from shared_utils.models import get_spec
 from shared_utils.notebooks import targets
 
@@ -46,10 +47,10 @@ class RunOptions:
         return chosen
 
 
-def global_parameters(options: RunOptions, template: str, out: dict) -> dict:
-    spec = get_spec(options.model)
+def global_parameters(options: RunOptions, template: str, layout: ArtifactLayout) -> dict:
+    spec = layout.spec
     demo = spec.problem_set == "demo"
-    common = {"output_dir": out["global"]}
+    common = {"output_dir": str(layout.global_.folder)}
     if template == "global_1_dataset_preprocessing":
         return {**common, "source": "demo" if demo else options.mbpp_source}
     if template == "global_3_automated_global_dataset_labelling":
@@ -66,28 +67,29 @@ def global_parameters(options: RunOptions, template: str, out: dict) -> dict:
     return {**params, "backend": "gemini"}
 
 
-def model_parameters(options: RunOptions, out: dict) -> dict:
+def model_parameters(options: RunOptions, layout: ArtifactLayout) -> dict:
     params = {"model_name": options.model, "model_path": options.model_path, "smoke": options.smoke,
-              "global_dir": out["global"], "output_dir": out["model"]}
+              "global_dir": str(layout.global_.folder), "output_dir": str(layout.model_dir)}
     return {key: value for key, value in params.items() if value is not None}
 
 
-def stage_parameters(options: RunOptions, stage: str, template: str, out: dict) -> dict:
+def stage_parameters(options: RunOptions, stage: str, template: str, layout: ArtifactLayout) -> dict:
     if stage == "global":
-        return {k: v for k, v in global_parameters(options, template, out).items() if v is not None}
-    params = model_parameters(options, out)
+        return {k: v for k, v in global_parameters(options, template, layout).items() if v is not None}
+    params = model_parameters(options, layout)
     if stage == "eval":
-        params.update(output_dir=out["eval"], fine_tuning_dir=out["model"])
+        params.update(output_dir=str(layout.evaluation_dir), fine_tuning_dir=str(layout.model_dir))
     return params
 
 
-def output_dirs(options: RunOptions, runs_dir: Path) -> dict:
+def artifact_layout(options: RunOptions, runs_dir: Path) -> ArtifactLayout:
+    """The repository's folders; for smoke runs (or ``artifacts``) one folder per kind under a separate root."""
     spec = get_spec(options.model)
     if options.artifacts is None and not options.smoke:
-        return {"global": str(paths.global_dir(spec.problem_set)), "model": str(paths.model_dir(spec.name)),
-                "eval": str(paths.evaluation_dir(spec.name))}
+        return ArtifactLayout.for_model(spec, epochs=spec.epochs)
     root = Path(options.artifacts or runs_dir / "artifacts")
-    return {"global": str(root / "global"), "model": str(root / spec.name), "eval": str(root / "evaluation")}
+    return ArtifactLayout.for_model(spec, epochs=spec.epochs, global_dir=root / "global", model_dir=root / spec.name,
+                                    evaluation_dir=root / "evaluation")
 
 
 def run_pipeline(options: RunOptions) -> int:
@@ -98,13 +100,13 @@ def run_pipeline(options: RunOptions) -> int:
 
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     runs_dir = Path(options.runs_dir or paths.RUNS_DIR / options.model / stamp)
-    out = output_dirs(options, runs_dir)
+    layout = artifact_layout(options, runs_dir)
     by_template = {(t.template, t.model.name if t.model else None): t.path for t in targets()}
     for stage in options.stage_list():
         for template in STAGE_TEMPLATES[stage]:
             notebook = by_template[(template, None if stage == "global" else options.model)]
             executed = runs_dir / notebook.name
-            params = stage_parameters(options, stage, template, out)
+            params = stage_parameters(options, stage, template, layout)
             print(f"[{stage}] {notebook.relative_to(paths.REPO_ROOT)} {params}", flush=True)
             started = time.monotonic()
             try:
@@ -115,7 +117,8 @@ def run_pipeline(options: RunOptions) -> int:
                 return 1
             print(f"[{stage}] done in {time.monotonic() - started:.0f} s -> {executed}", flush=True)
             print(_indent(summary_output(executed)), flush=True)
-    print(f"executed notebooks: {runs_dir}\nartifacts: {out}")
+    print(f"executed notebooks: {runs_dir}\nartifacts: {layout.global_.folder}, {layout.model_dir}, "
+          f"{layout.evaluation_dir}")
     return 0
 
 

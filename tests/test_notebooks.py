@@ -9,7 +9,7 @@ import pytest
 
 from shared_utils import notebooks, paths
 from shared_utils.models import REGISTRY
-from shared_utils.runner import RunOptions, run_pipeline
+from shared_utils.runner import RunOptions, artifact_layout, run_pipeline
 
 
 def test_committed_notebooks_match_their_templates():
@@ -45,10 +45,9 @@ def test_demo_model_runs_every_notebook_in_smoke_mode(tmp_path, capsys):
         "3_automated_global_dataset_labelling.ipynb", "1_smollm2_135m_dpo.ipynb",
         "2_smollm2_135m_dpo_local_dataset_self_generation.ipynb", "3_smollm2_135m_dpo_further.ipynb",
         "evaluate_smollm2_135m.ipynb"])
-    spec = REGISTRY["smollm2-135m"]
-    adapter = tmp_path / "out" / "smollm2-135m" / spec.adapter_name(spec.epochs)
-    assert (adapter / "adapter_model.safetensors").is_file()
-    assert (tmp_path / "out" / "evaluation" / "smollm2_135m_comparison.json").is_file()
+    layout = artifact_layout(RunOptions(model="smollm2-135m", artifacts=tmp_path / "out"), runs)
+    assert (layout.stage1_adapter / "adapter_model.safetensors").is_file()
+    assert layout.comparison().is_file()
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +66,9 @@ def test_paper_model_first_notebook_runs_on_a_tiny_lookalike(model, mbpp_global,
     options = RunOptions(model=model, stages="stage1", smoke=True, model_path=str(tiny_model_factory(model)),
                          runs_dir=mbpp_global / model, artifacts=mbpp_global / "out")
     assert run_pipeline(options) == 0
-    spec = REGISTRY[model]
-    assert (mbpp_global / "out" / model / spec.adapter_name(spec.epochs) / "adapter_config.json").is_file()
-    assert "Traceback" not in _executed_outputs(mbpp_global / model / f"1_{spec.slug}_dpo.ipynb")
+    layout = artifact_layout(options, mbpp_global / model)
+    assert (layout.stage1_adapter / "adapter_config.json").is_file()
+    assert "Traceback" not in _executed_outputs(mbpp_global / model / f"1_{layout.spec.slug}_dpo.ipynb")
 
 
 def test_readme_opens_with_the_two_commands_and_links_every_notebook_in_colab():

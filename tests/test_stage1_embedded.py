@@ -1,4 +1,4 @@
-"""Issue 5's bar, end to end and offline: the global dataset rebuilt from the shared Gemini
+"""Stage 1 end to end and offline: the global dataset rebuilt from the shared Gemini
 responses with the headless verbs, a Stage-1 adapter trained on the embedded model, and proof
 that DPO did its job (the chosen-minus-rejected log-probability margin rises with the adapter)."""
 
@@ -11,7 +11,7 @@ import pytest
 
 from shared_utils import preferences
 from shared_utils.cli import main
-from shared_utils.data import TRAIN_NAME
+from shared_utils.layout import ArtifactLayout, GlobalLayout
 
 pytestmark = pytest.mark.slow
 PAIRS = 8
@@ -24,15 +24,15 @@ def global_dataset(mbpp_dir, gemini_pairs, tmp_path_factory):
     assert main(["global-pairs", "--backend", "replay", "--responses", str(gemini_pairs), "--problems", str(root),
                  "--out", str(root)]) == 0
     assert main(["label", "--pairs", str(root), "--out", str(root)]) == 0
-    assert (root / TRAIN_NAME).is_dir()
-    return root / preferences.GLOBAL_DPO_NAME
+    assert GlobalLayout(root).train_problems.is_dir()
+    return GlobalLayout(root).dataset
 
 
 def test_replayed_global_dataset_has_every_shared_pair(global_dataset):
     rows = preferences.load_rows(global_dataset)
     assert len(rows) == 238
     assert all(row["chosen_mi"] >= row["rejected_mi"] for row in rows)
-    counts = json.loads((global_dataset.parent / "global_pairs_counts.json").read_text())
+    counts = json.loads(GlobalLayout(global_dataset.parent).pair_counts.read_text())
     assert counts["both"] == 238
 
 
@@ -42,7 +42,7 @@ def stage1_adapter(global_dataset, tmp_path_factory):
     from shared_utils.training import DPOArgs, train_dpo
 
     spec = get_spec("smollm2-135m")
-    out = tmp_path_factory.mktemp("stage1") / spec.adapter_name(2)
+    out = ArtifactLayout.for_model(spec, epochs=2, model_dir=tmp_path_factory.mktemp("stage1")).stage1_adapter
     args = DPOArgs.for_model(spec, epochs=2, max_pairs=PAIRS)
     return train_dpo("smollm2-135m", global_dataset, out, args=args, progress=False)
 

@@ -23,13 +23,16 @@ fine_tuning_dir = None  # where the adapters are; default: 2_Fine_Tuning_Process
 output_dir = "."
 
 # %%
-from shared_utils import evaluation_runs, models, pipeline, plots
+from shared_utils import evaluation_runs, models, plots
+from shared_utils.layout import ArtifactLayout
 
 spec = models.get_spec(model_name)
-plan = evaluation_runs.EvalPlan.for_model(
-    spec, model_path=model_path, output_dir=output_dir, global_dir=global_dir, fine_tuning_dir=fine_tuning_dir,
-    epochs=epochs, further_epochs=further_epochs, runs=1 if smoke else runs, samples=2 if smoke else samples,
-    max_new_tokens=32 if smoke else max_new_tokens, limit=2 if smoke else limit)
+layout = ArtifactLayout.for_model(spec, epochs=epochs or spec.epochs, further_epochs=further_epochs,
+                                  global_dir=global_dir, model_dir=fine_tuning_dir, evaluation_dir=output_dir)
+plan = evaluation_runs.EvalPlan(
+    layout, model=str(model_path or model_name), runs=1 if smoke else runs or spec.eval_runs,
+    samples=2 if smoke else samples or spec.eval_samples,
+    max_new_tokens=32 if smoke else max_new_tokens or spec.max_new_tokens, limit=2 if smoke else limit)
 plan.describe()
 
 # %% [markdown]
@@ -45,10 +48,11 @@ evaluation_runs.run_variant(plan, "base")
 evaluation_runs.run_variant(plan, "dpo")
 
 # %% [markdown]
-# ## Stage 2 (`-dpo-further`)
+# ## Stage 2 (`-dpo-further`, and `-dpo-further-iteration-<k>` for every further self-tuning iteration)
 
 # %%
-evaluation_runs.run_variant(plan, "dpo-further")
+for variant in plan.further_variants():
+    evaluation_runs.run_variant(plan, variant)
 
 # %% [markdown]
 # ## HumanEval (out of distribution)

@@ -19,12 +19,11 @@ max_new_tokens = 256  # local backend
 limit = None  # only the first N problems (smoke runs)
 
 # %%
-from pathlib import Path
+from shared_utils import data, generation, preferences, prompts
+from shared_utils.layout import GlobalLayout
 
-from shared_utils import data, generation, paths, preferences, prompts
-
-out = Path(output_dir) if output_dir else paths.global_dir(problem_set)
-problems = data.load_problems(problems_dir or out / data.TRAIN_NAME)[:limit]
+out = GlobalLayout.for_problem_set(problem_set, output_dir)
+problems = data.load_problems(problems_dir or out.train_problems)[:limit]
 if backend == "replay":
     wanted = {p["task_id"] for p in problems}
     answers = {k: v for k, v in generation.replay_pairs(responses).items() if k in wanted}
@@ -33,20 +32,19 @@ elif backend == "local":
     sampling = generation.SamplingConfig(n=samples, max_new_tokens=max_new_tokens)
     requests = [generation.Request(p["task_id"], prompts.messages(p["text"])) for p in problems]
     completions = generation.generate(requests, backend="local", model=generator, sampling=sampling,
-                                      checkpoint=out / "global_generation.ckpt.jsonl")
+                                      checkpoint=out.generation_checkpoint)
     texts = {}
     for c in completions:
         texts.setdefault(c.task_id, []).append(c.text)
     rows, counts = preferences.pairs_from_samples(problems, texts, generator=generator)
 else:
-    answers = generation.request_pairs(problems, backend=backend, model=generator, state_dir=out / "pair_requests")
+    answers = generation.request_pairs(problems, backend=backend, model=generator, state_dir=out.pair_requests)
     rows, counts = preferences.check_pair_responses(problems, answers, generator=generator)
 counts
 
 # %%
-saved = preferences.save_pairs(rows, out / preferences.GLOBAL_PAIRS_NAME, generator=generator, backend=backend,
-                               counts=counts.__dict__)
-preferences.write_counts(counts, out / "global_pairs_counts.json")
+saved = preferences.save_pairs(rows, out.pairs, generator=generator, backend=backend, counts=counts.__dict__)
+preferences.write_counts(counts, out.pair_counts)
 
 # %% [markdown]
 # ## Summary

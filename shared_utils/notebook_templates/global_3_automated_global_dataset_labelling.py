@@ -9,14 +9,13 @@ problem_set = "mbpp"  # mbpp | demo
 output_dir = None  # default: the problem set's folder in 1_Global_Dataset_Generation
 
 # %%
-from pathlib import Path
+from shared_utils import plots, preferences
+from shared_utils.layout import GlobalLayout
 
-from shared_utils import paths, plots, preferences
-
-out = Path(output_dir) if output_dir else paths.global_dir(problem_set)
-pairs = preferences.load_rows(out / preferences.GLOBAL_PAIRS_NAME)
+out = GlobalLayout.for_problem_set(problem_set, output_dir)
+pairs = preferences.load_rows(out.pairs)
 rows = preferences.label_global(pairs)
-saved = preferences.save_pairs(rows, out / preferences.GLOBAL_DPO_NAME, key="radon mi_visit(code, multi=True)")
+saved = preferences.save_pairs(rows, out.dataset, key="radon mi_visit(code, multi=True)")
 preferences.summary_frame(rows)
 
 # %%

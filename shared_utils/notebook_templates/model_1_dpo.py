@@ -11,17 +11,17 @@ epochs = None  # None: the registry default (the paper: 250)
 max_steps = -1  # > 0 stops early (smoke runs)
 smoke = False  # a handful of pairs and one step
 global_dir = None  # Stage 1's folder; default: 1_Global_Dataset_Generation (or its demo/ for the demo model)
-output_dir = "."
+output_dir = "."  # where the adapter goes (this model's folder)
 
 # %%
-from pathlib import Path
-
-from shared_utils import adapters, models, paths, pipeline, preferences, training
+from shared_utils import adapters, models, pipeline, training
+from shared_utils.layout import ArtifactLayout
 
 spec = models.get_spec(model_name)
-dataset_dir = pipeline.global_dataset(spec, global_dir)
 args = training.DPOArgs.for_model(spec, **pipeline.overrides(epochs=epochs, max_steps=1 if smoke else max_steps,
                                                              max_pairs=4 if smoke else None))
+layout = ArtifactLayout.for_model(spec, epochs=args.epochs, global_dir=global_dir, model_dir=output_dir)
+dataset_dir = layout.global_.dataset
 dataset = training.load_pairs(dataset_dir, args.max_pairs)  # exactly the pairs train_dpo trains on
 print(f"{len(dataset)} pairs from {dataset_dir}; {args}")
 
@@ -29,8 +29,7 @@ print(f"{len(dataset)} pairs from {dataset_dir}; {args}")
 pipeline.token_length_stats(model_path or model_name, dataset)
 
 # %%
-adapter_dir = Path(output_dir) / spec.adapter_name(args.epochs)
-result = training.train_dpo(model_path or model_name, dataset_dir, adapter_dir, args=args)
+result = training.train_dpo(model_path or model_name, dataset_dir, layout.stage1_adapter, args=args)
 result.metrics
 
 # %%
@@ -44,7 +43,7 @@ report = adapters.inspect(result.adapter_dir)
 print(adapters.summary(report))
 
 # %%
-adapters.compare_answers(result.adapter_dir, pipeline.probe_problems(spec, global_dir),
+adapters.compare_answers(result.adapter_dir, pipeline.probe_problems(layout),
                          max_new_tokens=64 if smoke else None)
 
 # %% [markdown]

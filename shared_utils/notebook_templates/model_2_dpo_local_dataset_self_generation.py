@@ -26,21 +26,23 @@ global_dir = None  # Stage 1's folder (for the training prompts); default: the p
 output_dir = "."
 
 # %%
-from shared_utils import generation, models, pipeline, plots, preferences, self_generation
+from shared_utils import data, generation, models, pipeline, plots, preferences, self_generation
+from shared_utils.layout import ArtifactLayout
 
 spec = models.get_spec(model_name)
-stage = pipeline.Stage2Paths(spec, output_dir, epochs=epochs, iteration=iteration)
-problems = pipeline.train_problems(spec, global_dir)[: 2 if smoke else limit]
+layout = ArtifactLayout.for_model(spec, epochs=epochs or spec.epochs, global_dir=global_dir, model_dir=output_dir)
+start_adapter, dataset_dir = layout.start_adapter(iteration), layout.local_dataset(iteration)
+problems = data.load_problems(layout.global_.train_problems)[: 2 if smoke else limit]
 rounds = 1 if smoke else rounds or spec.rounds
 sampling = generation.SamplingConfig(n=samples or spec.samples, max_new_tokens=max_new_tokens or spec.max_new_tokens)
-loaded = models.load_model(model_path or model_name, adapter=stage.start_adapter)
-print(f"{len(problems)} prompts, {sampling.n} samples each, up to {rounds} rounds, from {stage.start_adapter}")
+loaded = models.load_model(model_path or model_name, adapter=start_adapter)
+print(f"{len(problems)} prompts, {sampling.n} samples each, up to {rounds} rounds, from {start_adapter}")
 
 # %%
 result = self_generation.self_generate(
-    problems, model=model_path or model_name, adapter=str(stage.start_adapter), loaded=loaded, sampling=sampling,
+    problems, model=model_path or model_name, adapter=str(start_adapter), loaded=loaded, sampling=sampling,
     config=self_generation.SelfGenConfig(rounds=rounds, feedback=feedback),
-    checkpoint=stage.checkpoint)
+    checkpoint=layout.generation_checkpoint(iteration))
 rounds_table = pipeline.rounds_frame(result)
 rounds_table
 
@@ -50,7 +52,7 @@ pipeline.report_local_pairs(rows, problems)
 
 # %%
 if rows:
-    saved = preferences.save_pairs(rows, stage.dataset, start_adapter=str(stage.start_adapter),
+    saved = preferences.save_pairs(rows, dataset_dir, start_adapter=str(start_adapter),
                                    sampling=sampling.__dict__, rounds=rounds_table.to_dict("records"))
     display(preferences.summary_frame(rows))
     plots.preference_overview(rows, title="Local pairs")
@@ -60,4 +62,4 @@ if rows:
 # ## Summary
 
 # %%
-print(f"{len(rows)} local pairs from {len(problems)} prompts -> {stage.dataset if rows else 'nothing saved'}")
+print(f"{len(rows)} local pairs from {len(problems)} prompts -> {dataset_dir if rows else 'nothing saved'}")

@@ -20,24 +20,27 @@ output_dir = "."
 
 # %%
 from shared_utils import adapters, models, pipeline, training
+from shared_utils.layout import ArtifactLayout
 
 spec = models.get_spec(model_name)
-stage = pipeline.Stage2Paths(spec, output_dir, epochs=epochs, iteration=iteration, further_epochs=further_epochs)
-args = training.DPOArgs.for_model(spec, **pipeline.overrides(epochs=stage.further_epochs, reference=reference,
+layout = ArtifactLayout.for_model(spec, epochs=epochs or spec.epochs, further_epochs=further_epochs,
+                                  global_dir=global_dir, model_dir=output_dir)
+start_adapter, dataset_dir = layout.start_adapter(iteration), layout.local_dataset(iteration)
+args = training.DPOArgs.for_model(spec, **pipeline.overrides(epochs=layout.further_epochs, reference=reference,
                                                              max_steps=1 if smoke else max_steps,
                                                              max_pairs=4 if smoke else None))
-if stage.dataset.exists():
-    dataset = training.load_pairs(stage.dataset, args.max_pairs)  # exactly the pairs train_dpo trains on
-    print(f"{len(dataset)} local pairs from {stage.dataset}; continuing {stage.start_adapter}")
+if dataset_dir.exists():
+    dataset = training.load_pairs(dataset_dir, args.max_pairs)  # exactly the pairs train_dpo trains on
+    print(f"{len(dataset)} local pairs from {dataset_dir}; continuing {start_adapter}")
 else:
     dataset = None
-    print(f"No local dataset at {stage.dataset}: Stage 2a found no task with two different passing samples, "
+    print(f"No local dataset at {dataset_dir}: Stage 2a found no task with two different passing samples, "
           "so there is nothing to train on. Stage 2c is skipped.")
 
 # %%
 if dataset is not None:
-    result = training.train_dpo(model_path or model_name, stage.dataset, stage.further_adapter,
-                                init_adapter=stage.start_adapter, args=args)
+    result = training.train_dpo(model_path or model_name, dataset_dir, layout.further_adapter(iteration),
+                                init_adapter=start_adapter, args=args)
     pipeline.show_images(result.plots)
     print(adapters.summary(adapters.inspect(result.adapter_dir)))
 
@@ -46,7 +49,7 @@ if dataset is not None:
 
 # %%
 if dataset is not None:
-    display(adapters.compare_answers(result.adapter_dir, pipeline.probe_problems(spec, global_dir),
+    display(adapters.compare_answers(result.adapter_dir, pipeline.probe_problems(layout),
                                      max_new_tokens=64 if smoke else None))
 
 # %% [markdown]
