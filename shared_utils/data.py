@@ -16,7 +16,9 @@ from shared_utils.layout import GlobalLayout
 from shared_utils.paths import GLOBAL_DIR
 
 FIELDS = ("task_id", "text", "code", "test_list", "test_setup_code", "challenge_test_list")
-REQUIRED = ("task_id", "text", "code", "test_list")
+PROMPT_FIELDS = ("task_id", "text")  # enough to generate
+TEST_FIELDS = ("task_id", "test_list")  # enough to score completions
+MBPP_FIELDS = ("task_id", "text", "code", "test_list")  # preprocessing (the signature comes from the code)
 SPLITS = ("train", "test", "validation", "prompt")
 SIGNATURE_TEMPLATE = "\nThe main function is defined by the function signature: {sig}\n"
 DEMO_PATH = Path(__file__).parent / "resources" / "demo_problems.jsonl"
@@ -36,15 +38,18 @@ def signature(code: str) -> str:
     return matches[-1].strip()
 
 
-def validate(rows: Iterable[dict], source: str) -> list[dict]:
-    """Check every record and fill optional fields; errors name the source and row."""
+def validate(rows: Iterable[dict], source: str, required: tuple[str, ...] = MBPP_FIELDS) -> list[dict]:
+    """Check that every record has the ``required`` fields and fill optional ones; errors name the source and row.
+
+    Callers ask only for what their step uses: generation needs a prompt, scoring needs tests.
+    """
     checked = []
     for index, row in enumerate(rows):
         where = f"{source}: row {index} (task_id={row.get('task_id', '?')})"
-        missing = [name for name in REQUIRED if name not in row]
+        missing = [name for name in required if name not in row]
         if missing:
             raise ProblemError(f"{where}: missing field(s) {', '.join(missing)}")
-        if not isinstance(row["test_list"], list) or not row["test_list"]:
+        if "test_list" in required and (not isinstance(row["test_list"], list) or not row["test_list"]):
             raise ProblemError(f"{where}: test_list is empty")
         checked.append({
             **row,
@@ -126,8 +131,12 @@ def prepare(source: str | Path, out_dir: str | Path = GLOBAL_DIR) -> dict[str, P
     }
 
 
-def load_problems(path: str | Path) -> list[dict]:
-    """Problems from a saved dataset folder, a JSONL file or a JSON list, validated."""
+def load_problems(path: str | Path, required: tuple[str, ...] = PROMPT_FIELDS + ("test_list",)) -> list[dict]:
+    """Problems from a saved dataset folder, a JSONL file or a JSON list, with the ``required`` fields.
+
+    The default suits the pipeline's stages, which prompt and then test; ``PROMPT_FIELDS`` or
+    ``TEST_FIELDS`` ask only for what generating or scoring needs.
+    """
     path = Path(path)
     if path.is_dir():
         from datasets import load_from_disk
@@ -139,7 +148,7 @@ def load_problems(path: str | Path) -> list[dict]:
         rows = json.loads(path.read_text(encoding="utf-8"))
     else:
         raise FileNotFoundError(f"{path}: not a saved dataset folder, .jsonl or .json file")
-    return validate(rows, str(path))
+    return validate(rows, str(path), required)
 
 
 def demo_problems(split: str = "all", *, with_signatures: bool = True) -> list[dict]:

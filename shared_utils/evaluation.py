@@ -125,11 +125,11 @@ def evaluate_file(completions_path: str | Path, problems_path: str | Path, *, ex
                   ks: Iterable[int] = DEFAULT_KS, timeout: float = 5.0, out: str | Path | None = None,
                   progress: bool = True) -> dict:
     """Score a completions file in the paper's format against a problem set (the ``evaluate`` verb)."""
-    from shared_utils.data import load_problems
+    from shared_utils.data import TEST_FIELDS, load_problems
     from shared_utils.generation import read_paper_format
 
     completions = read_paper_format(completions_path)
-    frame = score_completions(completions, load_problems(problems_path), extract=extract, timeout=timeout,
+    frame = score_completions(completions, load_problems(problems_path, TEST_FIELDS), extract=extract, timeout=timeout,
                               progress=progress)
     summary = {"completions": str(completions_path), "extract": extract, "timeout": timeout, **summarize(frame, ks)}
     if out is not None:

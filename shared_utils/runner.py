@@ -12,9 +12,9 @@ import datetime as _dt
 import time
 from pathlib import Path
 
-from shared_utils import paths
+from shared_utils import paths, recipes
 from shared_utils.layout import ArtifactLayout
-from shared_utils.models import get_spec
+from shared_utils.recipes import Recipe
 from shared_utils.notebooks import targets
 
 STAGES = ("global", "stage1", "stage2a", "stage2c", "eval")
@@ -32,7 +32,7 @@ STAGE_TEMPLATES = {
 class RunOptions:
     model: str = "smollm2-135m"
     stages: str = "all"
-    smoke: bool = False
+    smoke: bool = False  # lay resources/recipes/smoke.yaml over the model's recipe
     model_path: str | None = None
     mbpp_source: str = "mbpp"
     responses: str | None = None
@@ -47,35 +47,36 @@ class RunOptions:
         return chosen
 
 
-def global_parameters(options: RunOptions, template: str, layout: ArtifactLayout) -> dict:
-    spec = layout.spec
-    demo = spec.problem_set == "demo"
+def global_parameters(options: RunOptions, template: str, recipe: Recipe, layout: ArtifactLayout) -> dict:
     common = {"output_dir": str(layout.global_.folder)}
+    demo = recipe.problem_set == "demo"
     if template == "global_1_dataset_preprocessing":
         return {**common, "source": "demo" if demo else options.mbpp_source}
     if template == "global_3_automated_global_dataset_labelling":
-        return {**common, "problem_set": spec.problem_set}
-    params = {**common, "problem_set": spec.problem_set, "limit": 6 if options.smoke else None}
+        return {**common, "problem_set": recipe.problem_set}
+    params = {**common, "problem_set": recipe.problem_set, "overrides": smoke_overrides(options)}
     if options.responses:
         return {**params, "backend": "replay", "responses": str(options.responses)}
     if demo:  # offline: the embedded model is its own generator
-        # Smoke: 6 problems x 8 short samples still give a few pairs (easy problems often get the
-        # same solution twice, and only two *different* passing ones make a pair).
-        return {**params, "backend": "local", "generator": options.model_path or spec.name,
-                "samples": 8 if options.smoke else spec.samples,
-                "max_new_tokens": 160 if options.smoke else spec.max_new_tokens}
+        return {**params, "backend": "local", "generator": options.model_path or options.model,
+                "recipe": options.model}
     return {**params, "backend": "gemini"}
 
 
 def model_parameters(options: RunOptions, layout: ArtifactLayout) -> dict:
-    params = {"model_name": options.model, "model_path": options.model_path, "smoke": options.smoke,
+    params = {"model_path": options.model_path, "overrides": smoke_overrides(options),
               "global_dir": str(layout.global_.folder), "output_dir": str(layout.model_dir)}
     return {key: value for key, value in params.items() if value is not None}
 
 
-def stage_parameters(options: RunOptions, stage: str, template: str, layout: ArtifactLayout) -> dict:
+def smoke_overrides(options: RunOptions) -> dict:
+    """The smoke overlay (a handful of problems, one training step) or nothing."""
+    return recipes.read_yaml(recipes.SMOKE) if options.smoke else {}
+
+
+def stage_parameters(options: RunOptions, stage: str, template: str, recipe: Recipe, layout: ArtifactLayout) -> dict:
     if stage == "global":
-        return {k: v for k, v in global_parameters(options, template, layout).items() if v is not None}
+        return global_parameters(options, template, recipe, layout)
     params = model_parameters(options, layout)
     if stage == "eval":
         params.update(output_dir=str(layout.evaluation_dir), fine_tuning_dir=str(layout.model_dir))
@@ -84,12 +85,12 @@ def stage_parameters(options: RunOptions, stage: str, template: str, layout: Art
 
 def artifact_layout(options: RunOptions, runs_dir: Path) -> ArtifactLayout:
     """The repository's folders; for smoke runs (or ``artifacts``) one folder per kind under a separate root."""
-    spec = get_spec(options.model)
+    recipe = recipes.load(options.model)
     if options.artifacts is None and not options.smoke:
-        return ArtifactLayout.for_model(spec, epochs=spec.epochs)
+        return recipe.layout()
     root = Path(options.artifacts or runs_dir / "artifacts")
-    return ArtifactLayout.for_model(spec, epochs=spec.epochs, global_dir=root / "global", model_dir=root / spec.name,
-                                    evaluation_dir=root / "evaluation")
+    return recipe.layout(global_dir=root / "global", model_dir=root / options.model,
+                         evaluation_dir=root / "evaluation")
 
 
 def run_pipeline(options: RunOptions) -> int:
@@ -100,13 +101,14 @@ def run_pipeline(options: RunOptions) -> int:
 
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     runs_dir = Path(options.runs_dir or paths.RUNS_DIR / options.model / stamp)
+    recipe = recipes.load(options.model)
     layout = artifact_layout(options, runs_dir)
     by_template = {(t.template, t.model.name if t.model else None): t.path for t in targets()}
     for stage in options.stage_list():
         for template in STAGE_TEMPLATES[stage]:
             notebook = by_template[(template, None if stage == "global" else options.model)]
             executed = runs_dir / notebook.name
-            params = stage_parameters(options, stage, template, layout)
+            params = stage_parameters(options, stage, template, recipe, layout)
             print(f"[{stage}] {notebook.relative_to(paths.REPO_ROOT)} {params}", flush=True)
             started = time.monotonic()
             try:

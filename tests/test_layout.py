@@ -7,13 +7,14 @@ import json
 import pandas as pd
 import pytest
 
-from shared_utils import evaluation_runs, paths
+from shared_utils import evaluation_runs, paths, recipes
 from shared_utils.layout import ArtifactLayout, GlobalLayout
 from shared_utils.models import get_spec
 
 
 def _layout(tmp_path, epochs=250, further_epochs=None):
-    return ArtifactLayout.for_model(get_spec("gemma3-4b"), epochs=epochs, further_epochs=further_epochs,
+    return ArtifactLayout.for_model(get_spec("gemma3-4b"), problem_set="mbpp", epochs=epochs,
+                                    further_epochs=further_epochs,
                                     global_dir=tmp_path / "global", model_dir=tmp_path / "model",
                                     evaluation_dir=tmp_path / "eval")
 
@@ -37,8 +38,8 @@ def test_paper_names_for_stage1_and_every_iteration(tmp_path):
         layout.further_adapter(0)
 
 
-def test_further_epochs_default_to_stage1s_and_folders_to_the_repository():
-    layout = ArtifactLayout.for_model(get_spec("smollm2-135m"), epochs=2)
+def test_the_recipe_names_the_epochs_and_folders_default_to_the_repository():
+    layout = recipes.load("smollm2-135m").layout()
     assert layout.further_adapter(1).name == "smollm2-135m-dpo-2-epochs-further-2-epochs"
     assert layout.model_dir == paths.model_dir("smollm2-135m")
     assert layout.evaluation_dir == paths.evaluation_dir("smollm2-135m")

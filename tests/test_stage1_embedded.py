@@ -11,7 +11,7 @@ import pytest
 
 from shared_utils import preferences
 from shared_utils.cli import main
-from shared_utils.layout import ArtifactLayout, GlobalLayout
+from shared_utils.layout import GlobalLayout
 
 pytestmark = pytest.mark.slow
 PAIRS = 8
@@ -38,13 +38,12 @@ def test_replayed_global_dataset_has_every_shared_pair(global_dataset):
 
 @pytest.fixture(scope="module")
 def stage1_adapter(global_dataset, tmp_path_factory):
-    from shared_utils.models import get_spec
-    from shared_utils.training import DPOArgs, train_dpo
+    from shared_utils import recipes
+    from shared_utils.training import train_dpo
 
-    spec = get_spec("smollm2-135m")
-    out = ArtifactLayout.for_model(spec, epochs=2, model_dir=tmp_path_factory.mktemp("stage1")).stage1_adapter
-    args = DPOArgs.for_model(spec, epochs=2, max_pairs=PAIRS)
-    return train_dpo("smollm2-135m", global_dataset, out, args=args, progress=False)
+    recipe = recipes.load("smollm2-135m", {"stage1": {"training": {"num_train_epochs": 2}, "max_pairs": PAIRS}})
+    out = recipe.layout(model_dir=tmp_path_factory.mktemp("stage1")).stage1_adapter
+    return train_dpo("smollm2-135m", global_dataset, out, settings=recipe.training("stage1"), progress=False)
 
 
 def test_adapter_is_saved_with_card_and_plots(stage1_adapter, capsys):

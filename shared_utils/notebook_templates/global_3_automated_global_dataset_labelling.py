@@ -9,13 +9,11 @@ problem_set = "mbpp"  # mbpp | demo
 output_dir = None  # default: the problem set's folder in 1_Global_Dataset_Generation
 
 # %%
-from shared_utils import plots, preferences
+from shared_utils import plots, preferences, stages
 from shared_utils.layout import GlobalLayout
 
 out = GlobalLayout.for_problem_set(problem_set, output_dir)
-pairs = preferences.load_rows(out.pairs)
-rows = preferences.label_global(pairs)
-saved = preferences.save_pairs(rows, out.dataset, key="radon mi_visit(code, multi=True)")
+rows, saved = stages.label(out.pairs, out)
 preferences.summary_frame(rows)
 
 # %%

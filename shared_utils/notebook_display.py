@@ -1,4 +1,4 @@
-"""Small glue the notebooks share: where each stage reads and writes, and what they display.
+"""What the notebooks show besides a stage's result: token lengths, images, probe problems, plain reports.
 
 Keeping this here (not in the notebooks) means five model folders cannot drift apart.
 """
@@ -7,11 +7,6 @@ from __future__ import annotations
 
 from shared_utils import data
 from shared_utils.layout import ArtifactLayout
-
-
-def overrides(**values) -> dict:
-    """Notebook parameters left at None (or -1 for max_steps) mean 'the registry default'."""
-    return {key: value for key, value in values.items() if value is not None and not (key == "max_steps" and value < 0)}
 
 
 def probe_problems(layout: ArtifactLayout, n: int = 3) -> list[dict]:
@@ -43,15 +38,6 @@ def show_images(files) -> None:
 
     for file in files:
         display(Image(filename=str(file)))
-
-
-def rounds_frame(result):
-    import pandas as pd
-
-    frame = pd.DataFrame(result.rounds)
-    if len(frame):
-        frame["pass_rate"] = frame["samples_passed"] / frame["samples"].clip(lower=1)
-    return frame
 
 
 def report_local_pairs(rows: list[dict], problems: list[dict]) -> None:
