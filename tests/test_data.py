@@ -379,12 +379,24 @@ def test_humaneval_problems():
     assert [row["task_id"] for row in rows[:2]] == ["HumanEval/0", "HumanEval/1"]
     for row in rows:
         assert FIELDS <= set(row)
-        assert len(row["test_list"]) == 1 and row["test_list"][0].startswith("check(")
+        assert len(row["test_list"]) == 1 and row["test_list"][0].startswith("assert check(")
         assert "def check(" in row["test_setup_code"]
         assert row["code"].startswith(row["text"].removeprefix("Complete the following Python function.\n"))
     first = rows[0]
-    assert first["test_list"] == ["check(has_close_elements)"]
+    assert first["test_list"] == ["assert check(has_close_elements) is None"]
     assert first["signature"] == "def has_close_elements(numbers: List[float], threshold: float)"
+
+
+def test_humaneval_canonical_solutions_pass_in_the_sandbox_and_a_wrong_one_fails():
+    """The sandbox checks assert statements: HumanEval's ``check(f)`` has to be one to be scored at all."""
+    from shared_utils.sandbox import check_many
+
+    rows = data.humaneval_problems()[:20]
+    jobs = [(row["code"], row["test_list"], row["test_setup_code"]) for row in rows]
+    jobs.append((rows[2]["code"].replace("return number % 1.0", "return number"), rows[2]["test_list"],
+                 rows[2]["test_setup_code"]))
+    outcomes = check_many(jobs, progress=False)
+    assert [outcome.status for outcome in outcomes] == ["passed"] * 20 + ["error"]
 
 
 # --------------------------------------------------------------------------------------------
