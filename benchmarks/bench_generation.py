@@ -44,16 +44,17 @@ def problems(count: int) -> list[dict]:
     return data.demo_problems()[:count]
 
 
-def paper_loop(model, tokenizer, spec, rows, sampling) -> tuple[float, int, int]:
+def paper_loop(loaded, rows, sampling) -> tuple[float, int, int]:
     """The paper's loop: one generate call per prompt with num_return_sequences."""
     import torch
 
     from shared_utils import prompts
 
+    model, tokenizer = loaded.model, loaded.tokenizer
     torch.manual_seed(sampling.seed)
     start, samples, tokens = time.perf_counter(), 0, 0
     for row in rows:
-        text = prompts.render(tokenizer, prompts.messages(row["text"], quirks=spec.quirks), spec.quirks)
+        text = loaded.render(prompts.messages(row["text"]))
         encoded = prompts.encode(tokenizer, [text])
         with torch.inference_mode():
             out = model.generate(**encoded, do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p,
@@ -69,7 +70,7 @@ def ours(loaded, rows, sampling) -> tuple[float, int, int]:
     from shared_utils import prompts
     from shared_utils.generation import Request, generate
 
-    requests = [Request(row["task_id"], prompts.messages(row["text"], quirks=loaded[2].quirks)) for row in rows]
+    requests = [Request(row["task_id"], prompts.messages(row["text"])) for row in rows]
     start = time.perf_counter()
     out = generate(requests, backend="local", loaded=loaded, sampling=sampling, progress=False)
     return time.perf_counter() - start, len(out), sum(c.tokens for c in out)
@@ -94,7 +95,7 @@ def main() -> int:
     rows = problems(args.prompts)
     base = dict(n=args.n, temperature=0.6, top_p=0.9, max_new_tokens=args.max_new_tokens, seed=args.seed)
     results = []
-    paper = paper_loop(*loaded, rows, SamplingConfig(**base, stop_at_code_end=False))
+    paper = paper_loop(loaded, rows, SamplingConfig(**base, stop_at_code_end=False))
     results.append(("paper loop: `model.generate` per prompt, num_return_sequences", *paper))
     print(results[-1], flush=True)
     results.append(("ours, `local`, stop at code end (pipeline stages)",

@@ -98,28 +98,28 @@ def compare_answers(adapter_dir: str | Path, problems: list[dict], n: int = 3, *
     from shared_utils import models, prompts
 
     adapter_dir = Path(adapter_dir)
-    model, tokenizer, spec = models.load_model(_base_name(adapter_dir), adapter=adapter_dir)
-    quirks = spec.quirks if spec else None
+    loaded = models.load_model(_base_name(adapter_dir), adapter=adapter_dir)
     rows = []
     for problem in problems[:n]:
-        text = prompts.render(tokenizer, prompts.messages(problem["text"], quirks=quirks), quirks)
-        with model.disable_adapter():
-            base = _greedy(model, tokenizer, text, max_new_tokens)
-        adapted = _greedy(model, tokenizer, text, max_new_tokens)
+        text = loaded.render(prompts.messages(problem["text"]))
+        with loaded.model.disable_adapter():
+            base = _greedy(loaded, text, max_new_tokens)
+        adapted = _greedy(loaded, text, max_new_tokens)
         rows.append({"task_id": problem.get("task_id"), **_judge("base", base, problem),
                      **_judge("adapted", adapted, problem)})
     return pd.DataFrame(rows)
 
 
-def _greedy(model, tokenizer, text: str, max_new_tokens: int) -> str:
+def _greedy(loaded, text: str, max_new_tokens: int) -> str:
     import torch
 
     from shared_utils import prompts
 
-    batch = prompts.encode(tokenizer, [text]).to(model.device)
+    tokenizer = loaded.tokenizer
+    batch = prompts.encode(tokenizer, [text]).to(loaded.model.device)
     with torch.no_grad():
-        output = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
-                                pad_token_id=tokenizer.pad_token_id)
+        output = loaded.model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
+                                       pad_token_id=tokenizer.pad_token_id)
     return tokenizer.decode(output[0, batch["input_ids"].shape[1]:], skip_special_tokens=True)
 
 

@@ -30,6 +30,7 @@ class EvalPlan:
     max_new_tokens: int
     limit: int | None = None
     seed: int = 0
+    generation: dict = dataclasses.field(default_factory=dict)  # generate() options; empty: the local backend
 
     @property
     def spec(self):
@@ -90,13 +91,12 @@ def run_variant(plan: EvalPlan, variant: str, *, benchmark: str = "mbpp", progre
         stem = plan.layout.run_stem(variant, run, benchmark)
         summary_files = {mode: evaluation.score_files(stem, mode)["summary"] for mode in EXTRACTIONS}
         if not all(path.is_file() for path in summary_files.values()):
-            loaded = loaded or load_model(plan.model, adapter=adapter)
-            quirks = loaded[2].quirks if loaded[2] else plan.spec.quirks
-            requests = [Request(p["task_id"], prompts.messages(p["text"], quirks=quirks)) for p in problems]
+            if not plan.generation:
+                loaded = loaded or load_model(plan.model, adapter=adapter)
+            requests = [Request(p["task_id"], prompts.messages(p["text"])) for p in problems]
             sampling = plan.sampling(run)
-            completions = generate(requests, model=plan.model, adapter=str(adapter) if adapter else None,
-                                   sampling=sampling, checkpoint=stem.with_name(stem.name + ".ckpt.jsonl"),
-                                   loaded=loaded, progress=progress)
+            completions = generate(requests, **(plan.generation or {"loaded": loaded}), sampling=sampling,
+                                   checkpoint=stem.with_name(stem.name + ".ckpt.jsonl"), progress=progress)
             metadata = {"model": plan.model, "adapter": str(adapter) if adapter else None, "variant": variant,
                         "run": run, "benchmark": benchmark, "sampling": dataclasses.asdict(sampling)}
             write_paper_format(completions, stem.with_suffix(".json"), metadata=metadata)

@@ -180,6 +180,40 @@ def load_tokenizer(name_or_path: str, *, source: str | None = None):
     return tokenizer
 
 
+@dataclasses.dataclass
+class LoadedModel:
+    """Weights in memory with everything that belongs to them: tokenizer, registry entry, adapter, chat quirks.
+
+    ``render`` is the one place where chat quirks are applied: callers build plain system/user
+    messages (``prompts.messages``) and hand them over.
+    """
+
+    model: Any
+    tokenizer: Any
+    spec: ModelSpec | None  # None: a model outside the registry (a hub id or folder)
+    name: str  # what was loaded: registry name, hub id or folder
+    adapter: Path | None = None
+
+    @property
+    def quirks(self) -> ChatQuirks:
+        return self.spec.quirks if self.spec is not None else ChatQuirks()
+
+    def render(self, chat: list[dict]) -> str:
+        """The generation prompt for ``chat`` as this model's chat template writes it, quirks applied."""
+        from shared_utils import prompts
+
+        return prompts.render(self.tokenizer, chat, self.quirks)
+
+    def with_adapter(self, adapter: str | os.PathLike) -> "LoadedModel":
+        """The same base weights with a LoRA adapter on top (for inference)."""
+        from peft import PeftModel
+
+        if self.adapter is not None:
+            raise ValueError(f"{self.name} already carries the adapter {self.adapter}")
+        model = PeftModel.from_pretrained(self.model, str(adapter)).eval()
+        return dataclasses.replace(self, model=model, adapter=Path(adapter))
+
+
 def load_model(
     name_or_path: str,
     *,
@@ -188,8 +222,8 @@ def load_model(
     dtype: str | None = None,
     load_in_4bit: bool | None = None,
     source: str | None = None,
-) -> tuple[Any, Any, ModelSpec | None]:
-    """Load (model, tokenizer, spec): the base weights plus an optional LoRA adapter.
+) -> LoadedModel:
+    """The base weights plus an optional LoRA adapter, with their tokenizer and registry entry.
 
     ``trainable=True`` loads the adapter with its weights trainable (continued training);
     otherwise the model is put in eval mode.
@@ -215,7 +249,8 @@ def load_model(
         model = PeftModel.from_pretrained(model, str(adapter), is_trainable=trainable)
     if not trainable:
         model.eval()
-    return model, tokenizer, spec
+    return LoadedModel(model=model, tokenizer=tokenizer, spec=spec, name=str(name_or_path),
+                       adapter=Path(adapter) if adapter is not None else None)
 
 
 def base_model_of(adapter: str | os.PathLike) -> str:

@@ -104,7 +104,7 @@ def self_generate(recipe: Recipe, layout: ArtifactLayout, iteration: int = 1, *,
     problems = data.load_problems(layout.global_.train_problems)[: section["limit"]]
     sampling = generation.SamplingConfig(n=section["samples"], max_new_tokens=section["max_new_tokens"])
     result = self_generation.self_generate(
-        problems, model=model, adapter=str(start), loaded=load_model(model, adapter=start), sampling=sampling,
+        problems, load_model(model, adapter=start), sampling=sampling,
         config=self_generation.SelfGenConfig(rounds=section["rounds"], feedback=section["feedback"]),
         checkpoint=layout.generation_checkpoint(iteration), progress=progress)
     rounds = pd.DataFrame(result.rounds)

@@ -66,8 +66,8 @@ def test_dpo_raises_the_chosen_minus_rejected_margin(stage1_adapter):
 
     record = json.loads((stage1_adapter.adapter_dir / "provenance.json").read_text())
     pairs = load_pairs(record["dataset"], max_pairs=PAIRS)
-    model, tokenizer, _ = load_model("smollm2-135m", adapter=stage1_adapter.adapter_dir)
-    model.eval()
+    loaded = load_model("smollm2-135m", adapter=stage1_adapter.adapter_dir)
+    model, tokenizer = loaded.model, loaded.tokenizer
     with model.disable_adapter():
         before = statistics.mean(preference_margins(model, tokenizer, pairs))
     after = statistics.mean(preference_margins(model, tokenizer, pairs))

@@ -50,8 +50,8 @@ def test_stage1_writes_a_complete_adapter_and_reruns_for_free(tiny_model_factory
     card = (out / "README.md").read_text()
     for fact in (record["dataset_sha256"], "| learning_rate | 0.01 |", "| lora_alpha | 32 |", "adapter disabled", "trl"):
         assert fact in card
-    model, _, _ = load_model(str(tiny), adapter=out)
-    assert model.peft_config["default"].r == 16
+    loaded = load_model(str(tiny), adapter=out)
+    assert loaded.model.peft_config["default"].r == 16 and loaded.adapter == out
 
     monkeypatch.setattr(dpo_module, "build_trainer", lambda *a, **k: pytest.fail("retrained a complete adapter"))
     assert train_dpo(str(tiny), pairs, out, settings=toy_settings("base", num_train_epochs=2)).metrics == result.metrics

@@ -85,8 +85,8 @@ def build_trainer(model: str, pairs, work_dir: Path, *, init_adapter=None, setti
 
     if settings.reference == "stage1" and init_adapter is None:
         raise ValueError('reference="stage1" needs init_adapter (the Stage-1 adapter to continue)')
-    base, tokenizer, spec = models.load_model(model, trainable=True)
-    tokenizer = prompts.for_training(tokenizer)
+    loaded = models.load_model(model, trainable=True)
+    base, spec, tokenizer = loaded.model, loaded.spec, prompts.for_training(loaded.tokenizer)
     config = settings.dpo_config(str(work_dir), bf16=_use_bf16(spec), progress=progress)
     common = dict(args=config, train_dataset=pairs, processing_class=tokenizer)
     if init_adapter is None:

@@ -1,0 +1,63 @@
+"""Evaluation runs on replayed answers: every variant the layout finds, HumanEval beside MBPP, reruns for free."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from shared_utils import data, evaluation_runs, recipes
+from shared_utils.generation import read_paper_format
+
+WRONG = "```python\ndef wrong(*args):\n    return None\n```"
+
+
+def _fake_adapter(folder):
+    folder.mkdir(parents=True)
+    (folder / "adapter_config.json").write_text("{}")
+
+
+@pytest.fixture
+def plan(tmp_path):
+    """The demo model's layout under tmp_path with Stage 1 and two self-tuning iterations, answers replayed."""
+    layout = recipes.load("smollm2-135m").layout(global_dir=tmp_path / "global", model_dir=tmp_path / "model",
+                                                 evaluation_dir=tmp_path / "eval")
+    data.prepare("demo", layout.global_.folder)
+    for adapter in (layout.stage1_adapter, layout.further_adapter(1), layout.further_adapter(2)):
+        _fake_adapter(adapter)
+    mbpp = data.load_problems(layout.global_.test_problems)[:3]
+    humaneval = data.humaneval_problems()[:3]
+    answers = [(p["task_id"], f"```python\n{p['code']}\n```") for p in mbpp + humaneval]
+    source = tmp_path / "answers.jsonl"
+    source.write_text("".join(json.dumps({"task_id": task_id, "round": 0, "sample": sample, "text": text,
+                                          "tokens": 0}) + "\n"
+                              for task_id, right in answers for sample, text in enumerate([right, WRONG])))
+    return evaluation_runs.EvalPlan(layout, model="smollm2-135m", runs=2, samples=2, max_new_tokens=8, limit=3,
+                                    generation={"backend": "replay", "source": str(source)})
+
+
+def test_every_variant_and_benchmark_is_run_saved_and_compared(plan):
+    variants = ["base", "dpo", "dpo-further", "dpo-further-iteration-2"]
+    assert plan.variants() == variants and plan.further_variants() == variants[2:]
+    for benchmark in ("mbpp", "humaneval"):
+        for variant in variants:
+            table = evaluation_runs.run_variant(plan, variant, benchmark=benchmark, progress=False)
+            assert list(table["run"]) == [0, 0, 1, 1] and set(table["pass_at_k.1"]) == {0.5}
+    stem = plan.layout.run_stem("dpo-further-iteration-2", 1, "humaneval")
+    assert stem.name == "humaneval_smollm2_135m_dpo-further-iteration-2_model_output_run_1"
+    assert len(read_paper_format(stem.with_suffix(".json"))) == 3
+
+    report = evaluation_runs.comparison(plan)
+    assert list(dict.fromkeys(report.per_run["variant"])) == variants
+    assert report.humaneval is not None and set(report.humaneval.per_run["pass@2"]) == {1.0}
+    assert "HumanEval" in report.text() and plan.layout.comparison("humaneval").is_file()
+
+
+def test_a_finished_run_is_not_redone_and_a_missing_adapter_is_skipped(plan, capsys):
+    first = evaluation_runs.run_variant(plan, "dpo", progress=False)
+    source = plan.generation["source"]
+    open(source, "w").close()  # a second generation would find nothing to replay
+    again = evaluation_runs.run_variant(plan, "dpo", progress=False)
+    assert again.equals(first)
+    assert evaluation_runs.run_variant(plan, "dpo-further-iteration-3", progress=False) is None
+    assert "dpo-further-iteration-3: no adapter at" in capsys.readouterr().out
