@@ -28,7 +28,7 @@ from pathlib import Path
 from bench_sandbox import _mutant  # the script's own folder is on sys.path
 
 from shared_utils import data
-from shared_utils.evaluation import evaluate_file
+from shared_utils.scoring import evaluate_file
 from shared_utils.extraction import extract_code
 from shared_utils.sandbox import check_many
 from shared_utils.sandbox.api import usable_cores

@@ -11,6 +11,13 @@ import json
 import sys
 from pathlib import Path
 
+from shared_utils.extraction import MODES
+from shared_utils.generation import BACKENDS
+from shared_utils.models import DEFAULT_MODEL
+from shared_utils.recipes import TRAINING_STAGES
+from shared_utils.runner import STAGES
+from shared_utils.stages import PAIR_BACKENDS
+
 
 def _verb_prepare(sub) -> None:
     parser = sub.add_parser("prepare", help="preprocess MBPP as the paper (train: class filter + signature)")
@@ -58,7 +65,7 @@ def _verb_mi(sub) -> None:
 
 def _verb_global_pairs(sub) -> None:
     parser = sub.add_parser("global-pairs", help="Stage 1a+b: two implementations per problem; keep those where both pass")
-    parser.add_argument("--backend", choices=["replay", "local", "gemini", "openai"], default="replay")
+    parser.add_argument("--backend", choices=PAIR_BACKENDS, default="replay")
     parser.add_argument("--responses", type=Path, help="replay: JSON lines of {task_id, code_output_1, code_output_2}")
     parser.add_argument("--problems", type=Path, required=True, help="the output folder of `prepare`")
     parser.add_argument("--out", type=Path, required=True)
@@ -107,13 +114,13 @@ def _verb_evaluate(sub) -> None:
     parser.add_argument("--completions", type=Path, required=True)
     parser.add_argument("--problems", type=Path, required=True, help="JSONL, JSON list or saved dataset folder")
     parser.add_argument("--protocol", choices=["paper"], default="paper", help="5 s per assert, as published")
-    parser.add_argument("--extract", choices=["paper", "fenced"], default="paper")
+    parser.add_argument("--extract", choices=MODES, default="paper")
     parser.add_argument("--k", default="1,5,10", help="comma-separated k for pass@k")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--out", type=Path, help="also save the per-sample Parquet and summary JSON here")
 
     def run(args) -> int:
-        from shared_utils.evaluation import evaluate_file
+        from shared_utils.scoring import evaluate_file
 
         ks = [int(k) for k in args.k.split(",") if k.strip()]
         summary = evaluate_file(args.completions, args.problems, extract=args.extract, ks=ks, out=args.out,
@@ -147,8 +154,8 @@ def _verb_render_notebooks(sub) -> None:
 
 def _verb_run(sub) -> None:
     parser = sub.add_parser("run", help="execute a model's notebooks headless, stage by stage")
-    parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--stages", default="all", help="comma-separated: " + ",".join(("global", "stage1", "stage2a", "stage2c", "eval")))
+    parser.add_argument("--model", default=DEFAULT_MODEL)
+    parser.add_argument("--stages", default="all", help="comma-separated: " + ",".join(STAGES))
     parser.add_argument("--smoke", action="store_true", help="a handful of problems and one training step")
     parser.add_argument("--model-path", help="load these weights instead (e.g. a tiny look-alike)")
     parser.add_argument("--mbpp-source", default="mbpp", help="hub id or folder of MBPP JSONL splits")
@@ -182,7 +189,7 @@ def _verb_train(sub) -> None:
                       "a flag (e.g. --beta 0.05); multi-GPU: accelerate launch -m shared_utils train ...",
         epilog="Any other --flag is a TRL DPOConfig field laid over the recipe's training section.")
     _model_arguments(parser)
-    parser.add_argument("--stage", choices=("stage1", "stage2c"), default="stage1")
+    parser.add_argument("--stage", choices=TRAINING_STAGES, default="stage1")
     parser.add_argument("--dataset", type=Path, help="preference dataset (default: the layout's for the stage)")
     parser.add_argument("--out", type=Path, help="adapter folder (default: the layout's for the stage)")
     parser.add_argument("--init-adapter", type=Path, help="Stage 2c: the adapter to continue (default: the layout's)")
@@ -266,7 +273,7 @@ def _verb_generate(sub) -> None:
     parser = sub.add_parser("generate", help="sample completions for problems (resumable) into the paper's output format")
     parser.add_argument("--model", required=True, help="registry name, hub id or folder (openai: served model name)")
     parser.add_argument("--adapter", default=None, help="LoRA adapter folder")
-    parser.add_argument("--backend", default="auto", choices=["auto", "local", "vllm", "openai", "replay"],
+    parser.add_argument("--backend", default="auto", choices=[name for name in BACKENDS if name != "gemini"],
                         help="Gemini's pair batch jobs: the global-pairs verb")
     parser.add_argument("--problems", type=Path, required=True,
                         help="saved dataset folder, .jsonl or .json; each problem needs task_id and text")

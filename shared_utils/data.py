@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Iterable
 
-from shared_utils import io
+from shared_utils import files
 from shared_utils.layout import GlobalLayout
 from shared_utils.paths import GLOBAL_DIR
 
@@ -72,7 +72,7 @@ def load_mbpp(source: str | Path, split: str) -> list[dict]:
         file = path / f"{split}.jsonl"
         if not file.is_file():
             raise FileNotFoundError(f"{path}: no {split}.jsonl (expected the hub layout: {', '.join(SPLITS)})")
-        return validate(io.read_jsonl(file), str(file))
+        return validate(files.read_jsonl(file), str(file))
     if path.suffix == ".jsonl" or path.exists():
         raise FileNotFoundError(f"{source}: expected a folder with <split>.jsonl files or a hub dataset id")
     from datasets import load_dataset
@@ -103,9 +103,9 @@ def save_dataset(rows: list[dict], out: Path, **provenance) -> Path:
     """Save rows with ``datasets.save_to_disk`` atomically, with a provenance file inside."""
     from datasets import Dataset
 
-    with io.atomic_path(out) as tmp:
+    with files.atomic_path(out) as tmp:
         Dataset.from_list(rows).save_to_disk(str(tmp))
-        io.write_provenance(tmp, rows=len(rows), **provenance)
+        files.write_provenance(tmp, rows=len(rows), **provenance)
     return out
 
 
@@ -143,7 +143,7 @@ def load_problems(path: str | Path, required: tuple[str, ...] = PROMPT_FIELDS + 
 
         rows = list(load_from_disk(str(path)))
     elif path.suffix == ".jsonl":
-        rows = io.read_jsonl(path)
+        rows = files.read_jsonl(path)
     elif path.suffix == ".json":
         rows = json.loads(path.read_text(encoding="utf-8"))
     else:
@@ -157,7 +157,7 @@ def demo_problems(split: str = "all", *, with_signatures: bool = True) -> list[d
     Every fourth problem is held out as its ``test`` split so the demo's evaluation
     never scores problems the model was fine-tuned on.
     """
-    rows = validate(io.read_jsonl(DEMO_PATH), str(DEMO_PATH))
+    rows = validate(files.read_jsonl(DEMO_PATH), str(DEMO_PATH))
     if split != "all":
         if split not in ("train", "test"):
             raise ValueError(f"unknown demo split {split!r}; expected train, test or all")

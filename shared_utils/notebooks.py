@@ -12,7 +12,7 @@ import dataclasses
 import string
 from pathlib import Path
 
-from shared_utils import io, paths
+from shared_utils import files, paths
 from shared_utils.models import REGISTRY, ModelSpec
 
 TEMPLATES = Path(__file__).parent / "notebook_templates"
@@ -81,7 +81,7 @@ def render_all(*, check: bool = False) -> list[Path]:
         if not target.path.is_file() or target.path.read_text() != text:
             stale.append(target.path)
             if not check:
-                io.write_text(target.path, text)
+                files.write_text(target.path, text)
     return stale
 
 

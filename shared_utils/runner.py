@@ -14,8 +14,9 @@ from pathlib import Path
 
 from shared_utils import paths, recipes
 from shared_utils.layout import ArtifactLayout
-from shared_utils.recipes import Recipe
+from shared_utils.models import DEFAULT_MODEL
 from shared_utils.notebooks import targets
+from shared_utils.recipes import Recipe
 
 STAGES = ("global", "stage1", "stage2a", "stage2c", "eval")
 STAGE_TEMPLATES = {
@@ -30,7 +31,7 @@ STAGE_TEMPLATES = {
 
 @dataclasses.dataclass
 class RunOptions:
-    model: str = "smollm2-135m"
+    model: str = DEFAULT_MODEL
     stages: str = "all"
     smoke: bool = False  # lay resources/recipes/smoke.yaml over the model's recipe
     model_path: str | None = None

@@ -133,7 +133,7 @@ def train_stage2(recipe: Recipe, layout: ArtifactLayout, iteration: int = 1, *, 
 
 
 def evaluation_plan(recipe: Recipe, layout: ArtifactLayout, *, model: str | None = None):
-    from shared_utils.evaluation_runs import EvalPlan
+    from shared_utils.evaluation import EvalPlan
 
     section = recipe.section("evaluation")
     return EvalPlan(layout, model=str(model or recipe.model), runs=section["runs"], samples=section["samples"],
@@ -142,11 +142,11 @@ def evaluation_plan(recipe: Recipe, layout: ArtifactLayout, *, model: str | None
 
 def evaluate(recipe: Recipe, layout: ArtifactLayout, *, model: str | None = None, progress: bool = True):
     """Evaluation: every variant's runs (HumanEval too when the recipe asks), then the comparison."""
-    from shared_utils import evaluation_runs
+    from shared_utils import evaluation
 
     plan = evaluation_plan(recipe, layout, model=model)
     benchmarks = ["mbpp"] + (["humaneval"] if recipe.section("evaluation")["humaneval"] else [])
     for benchmark in benchmarks:
         for variant in plan.variants():
-            evaluation_runs.run_variant(plan, variant, benchmark=benchmark, progress=progress)
-    return evaluation_runs.comparison(plan)
+            evaluation.run_variant(plan, variant, benchmark=benchmark, progress=progress)
+    return evaluation.comparison(plan)

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from shared_utils import evaluation_runs, paths, recipes
+from shared_utils import evaluation, paths, recipes
 from shared_utils.layout import ArtifactLayout, GlobalLayout
 from shared_utils.models import get_spec
 
@@ -73,13 +73,13 @@ def test_run_files_are_named_per_benchmark(tmp_path):
 
 def _scores(layout, variant, benchmark, passed_per_run):
     """Per-sample score tables as ``run_variant`` saves them: one row per (task, sample)."""
-    from shared_utils import evaluation
+    from shared_utils import scoring
 
     for run, passed in enumerate(passed_per_run):
         frame = pd.DataFrame({"task_id": [1, 1, 2, 2], "sample": [0, 1, 0, 1], "passed": passed,
                               "mi": [70.0, 80.0, 60.0, 90.0]})
-        for mode in evaluation_runs.EXTRACTIONS:
-            file = evaluation.score_files(layout.run_stem(variant, run, benchmark), mode)["samples"]
+        for mode in evaluation.EXTRACTIONS:
+            file = scoring.score_files(layout.run_stem(variant, run, benchmark), mode)["samples"]
             file.parent.mkdir(parents=True, exist_ok=True)
             frame.to_parquet(file)
 
@@ -88,13 +88,13 @@ def test_comparison_covers_every_iteration_and_humaneval_when_computed(tmp_path)
     layout = _layout(tmp_path)
     for adapter in (layout.stage1_adapter, layout.further_adapter(1), layout.further_adapter(2)):
         _fake_adapter(adapter)
-    plan = evaluation_runs.EvalPlan(layout, model="gemma3-4b", runs=2, samples=2, max_new_tokens=8)
+    plan = evaluation.EvalPlan(layout, model="gemma3-4b", runs=2, samples=2, max_new_tokens=8)
     runs = {"base": [[False, False, False, True]] * 2, "dpo": [[True, False, False, True]] * 2,
             "dpo-further": [[True, True, False, True]] * 2, "dpo-further-iteration-2": [[True, True, True, True]] * 2}
     for variant, passed in runs.items():
         _scores(layout, variant, "mbpp", passed)
 
-    report = evaluation_runs.comparison(plan)
+    report = evaluation.comparison(plan)
     assert report.humaneval is None and "HumanEval" not in report.text()
     assert list(dict.fromkeys(report.per_run["variant"])) == list(runs)
     assert report.table.loc[("dpo-further-iteration-2", "paper"), "pass@1"] == "1.0 ± 0.0"
@@ -104,7 +104,7 @@ def test_comparison_covers_every_iteration_and_humaneval_when_computed(tmp_path)
     assert json.loads(layout.comparison().read_text())["per_run"]
 
     _scores(layout, "base", "humaneval", [[True, False, True, False]] * 2)
-    report = evaluation_runs.comparison(plan)
+    report = evaluation.comparison(plan)
     assert report.humaneval is not None and "HumanEval" in report.text()
     assert report.humaneval.table.loc[("base", "paper"), "pass@2"] == "1.0 ± 0.0"
     assert layout.comparison("humaneval").is_file()

@@ -62,7 +62,7 @@ def test_adapter_is_saved_with_card_and_plots(stage1_adapter, capsys):
 def test_dpo_raises_the_chosen_minus_rejected_margin(stage1_adapter):
     from shared_utils.models import load_model
     from shared_utils.training import load_pairs
-    from shared_utils.training.metrics import preference_margins
+    from preference_margins import preference_margins
 
     record = json.loads((stage1_adapter.adapter_dir / "provenance.json").read_text())
     pairs = load_pairs(record["dataset"], max_pairs=PAIRS)

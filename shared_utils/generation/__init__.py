@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Callable
 
 from shared_utils.generation.checkpoint import Checkpoint, CheckpointMismatch, read_checkpoint
-from shared_utils.generation.core import (Completion, Request, SamplingConfig, code_end, derive_seed, plan_batches,
+from shared_utils.generation.core import (Completion, Request, SamplingConfig, code_end, plan_batches,
                                           truncate_at_code_end)
-from shared_utils.generation.gemini import request_pairs
+from shared_utils.generation.pairs import request_pairs
 from shared_utils.generation.paper_format import read_paper_format, write_paper_format
 from shared_utils.generation.replay import PairResponse, replay_pairs
 

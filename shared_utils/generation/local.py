@@ -9,7 +9,6 @@ transformers' warpers: temperature, then top-k, then top-p (nucleus, at least on
 
 from __future__ import annotations
 
-import time
 from typing import Callable
 
 from shared_utils import prompts

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from shared_utils import io
-from shared_utils.training import plots
+from shared_utils import files
+from shared_utils.training import curves
 
 LOG_NAME = "training_log.csv"
 KL_COLUMN = "kl_estimate"
@@ -40,14 +40,14 @@ def write_artifacts(folder: Path, trainer, *, name: str, identity: dict, dataset
     """training_log.csv, the plots, README.md and provenance.json next to the saved adapter."""
     frame = training_log(trainer.state.log_history, trainer.args.beta)
     frame.to_csv(folder / LOG_NAME, index=False)
-    written = plots.plot_training(frame, folder)
+    written = curves.plot_training(frame, folder)
     metrics = final_metrics(frame, trainer.state.log_history)
     fields = dict(kind="dpo-lora-adapter", base_model=base_model, dataset=_describe(dataset), pairs=pairs,
                   global_step=trainer.state.global_step, seed=trainer.args.seed, metrics=metrics,
                   plots=[path.name for path in written], kl_estimate=KL_NOTE, **identity)
-    record = io.provenance(**fields)
-    io.write_json(folder / "provenance.json", record)
-    io.write_text(folder / "README.md", model_card(name, record))
+    record = files.provenance(**fields)
+    files.write_json(folder / "provenance.json", record)
+    files.write_text(folder / "README.md", model_card(name, record))
 
 
 def _describe(dataset) -> str:

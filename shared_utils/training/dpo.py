@@ -26,7 +26,7 @@ import os
 import shutil
 from pathlib import Path
 
-from shared_utils import io, models, prompts
+from shared_utils import files, models, prompts
 from shared_utils.training.config import TrainingSettings
 
 TRAINED_ADAPTER = "default"
@@ -135,7 +135,7 @@ def _prepare_work_dir(work_dir: Path, identity: dict) -> bool:
     if not same:
         shutil.rmtree(work_dir, ignore_errors=True)
         work_dir.mkdir(parents=True)
-        io.write_json(stamp, identity)
+        files.write_json(stamp, identity)
     return same and get_last_checkpoint(str(work_dir)) is not None
 
 
@@ -175,7 +175,7 @@ def train_dpo(model: str, dataset, out_dir: str | os.PathLike, *, settings: Trai
         _keep_only_trained_adapter(final, trainer)
         card.write_artifacts(final, trainer, name=out_dir.name, identity=identity, dataset=dataset, pairs=len(pairs),
                              base_model=models.resolve(model) if spec is None else spec.hub_id)
-        with io.atomic_path(out_dir) as tmp:
+        with files.atomic_path(out_dir) as tmp:
             os.replace(final, tmp)
         shutil.rmtree(work_dir, ignore_errors=True)
     state.wait_for_everyone()
