@@ -11,26 +11,14 @@ parameters and number of samples. Writes ``benchmarks/results/generation.md``.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
-import platform
-import subprocess
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from _common import RESULTS, machine  # the script's own folder is on sys.path
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
-def cpu_model() -> str:
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-            if line.startswith("Model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def problems(count: int) -> list[dict]:
@@ -83,7 +71,7 @@ def main() -> int:
     parser.add_argument("--max-new-tokens", type=int, default=512)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-paper-protocol", action="store_true", help="skip our run without the code-end stop")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "generation.md")
+    parser.add_argument("--out", type=Path, default=RESULTS / "generation.md")
     args = parser.parse_args()
 
     import torch
@@ -110,10 +98,8 @@ def main() -> int:
     lines = [
         "# Generation benchmark: `local` backend vs the paper's loop",
         "",
-        f"- date: {dt.date.today().isoformat()}",
-        f"- machine: {os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {cpu_model()}, "
-        f"torch {torch.__version__} ({torch.get_num_threads()} threads), no GPU" if not torch.cuda.is_available()
-        else f"- machine: {torch.cuda.get_device_name(0)}",
+        f"- machine: {machine()}; torch {torch.__version__} ({torch.get_num_threads()} threads), "
+        + (torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"),
         f"- model: smollm2-135m (embedded, float32); {len(rows)} MBPP train prompts x {args.n} samples; "
         f"temperature 0.6, top_p 0.9, max_new_tokens {args.max_new_tokens}, seed {args.seed}",
         f"- command: `python benchmarks/bench_generation.py --prompts {args.prompts} --n {args.n} "

@@ -12,8 +12,19 @@ from shared_utils.models import REGISTRY
 from shared_utils.runner import RunOptions, artifact_layout, run_pipeline
 
 
-def test_committed_notebooks_match_their_templates():
+def test_committed_notebooks_and_readme_table_match_their_sources():
     assert notebooks.render_all(check=True) == [], "run `make notebooks` and commit the result"
+
+
+def test_readme_model_table_comes_from_the_registry_and_recipes():
+    readme = notebooks.README.read_text()
+    table = notebooks.model_table()
+    assert table in readme
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    assert [row.split("`")[1] for row in rows] == list(REGISTRY)
+    demo = next(row for row in rows if row.startswith("| `smollm2-135m`"))
+    assert "CPU (embedded weights)" in demo and "[2 epochs, lr 0.0001, batch 4 x 1](2_Fine_Tuning_Process/smollm2-135m/recipe.yaml)" in demo
+    assert "4-bit under 40 GB" in next(row for row in rows if row.startswith("| `gemma3-12b`"))
 
 
 def test_every_notebook_is_output_free_with_a_parameters_cell_and_a_summary():

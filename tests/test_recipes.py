@@ -20,7 +20,7 @@ def test_the_package_defaults_are_the_papers_settings():
     config = stage1.dpo_config("unused", progress=False)
     assert (config.beta, config.learning_rate, config.max_length, config.num_train_epochs) == (0.1, 5e-7, 1024, 250)
     assert (config.per_device_train_batch_size, config.gradient_accumulation_steps) == (1, 16)
-    assert config.gradient_checkpointing and config.loss_type == ["sigmoid"] and config.report_to == []
+    assert config.activation_checkpointing and config.loss_type == ["sigmoid"] and config.report_to == []
     assert stage1.reference == "base" and stage1.max_pairs is None
     stage2a, evaluation = recipes.load().section("stage2a"), recipes.load().section("evaluation")
     assert (stage2a["samples"], stage2a["rounds"], evaluation["samples"], evaluation["runs"]) == (10, 5, 10, 5)
@@ -37,7 +37,7 @@ def test_a_models_recipe_overrides_only_what_it_names():
     assert recipes.load("gemma3-12b").settings == recipes.load().settings
     demo = recipes.load("smollm2-135m")
     assert demo.problem_set == "demo" and demo.training("stage1").epochs == 2
-    assert demo.training("stage1").max_pairs == 32 and not demo.training("stage1").dpo["gradient_checkpointing"]
+    assert demo.training("stage1").max_pairs == 32 and not demo.training("stage1").dpo["activation_checkpointing"]
     assert demo.layers == ("shared_utils/resources/recipes/paper.yaml", "2_Fine_Tuning_Process/smollm2-135m/recipe.yaml")
 
 
@@ -78,8 +78,8 @@ def test_misspelt_keys_name_their_layer_and_key(tmp_path):
 
 
 def test_train_flags_are_trls_own_fields():
-    assert dpo_flags(["--beta", "0.05", "--learning_rate", "1e-6", "--no_gradient_checkpointing"]) == {
-        "beta": 0.05, "learning_rate": 1e-6, "gradient_checkpointing": False}
+    assert dpo_flags(["--beta", "0.05", "--learning_rate", "1e-6", "--activation_checkpointing", "false"]) == {
+        "beta": 0.05, "learning_rate": 1e-6, "activation_checkpointing": False}
     with pytest.raises(ValueError, match="--betta 1: neither this verb's nor a TRL DPOConfig field"):
         dpo_flags(["--betta", "1"])
     assert main(["train", "--model", "gemma3-4b", "--epochs", "3"]) == 2  # the old flag is not DPOConfig's

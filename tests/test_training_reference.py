@@ -34,7 +34,7 @@ def toy_settings(reference: str, **dpo) -> TrainingSettings:
     """The paper's settings with toy sizes: one epoch of 4 pairs, a learning rate that moves a tiny model."""
     paper = recipes.load().training("stage1")
     toy = paper.replace(**{**dict(num_train_epochs=1, per_device_train_batch_size=4, gradient_accumulation_steps=1,
-                                  learning_rate=1e-2, max_length=128, gradient_checkpointing=False, beta=BETA), **dpo})
+                                  learning_rate=1e-2, max_length=128, activation_checkpointing=False, beta=BETA), **dpo})
     return dataclasses.replace(toy, reference=reference)
 
 
