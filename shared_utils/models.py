@@ -66,18 +66,40 @@ REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in (
 DEFAULT_MODEL = "smollm2-135m"
 
 
+def model_names() -> list[str]:
+    """Every model with a folder: the registry's, then the folders added with a recipe naming a ``base``."""
+    from shared_utils import paths, recipes
+
+    added = sorted(file.parent.name for file in paths.FINE_TUNING_DIR.glob(f"*/{recipes.FILE_NAME}")
+                   if file.parent.name not in REGISTRY)
+    return list(REGISTRY) + added
+
+
+def added_spec(name: str) -> ModelSpec | None:
+    """A model added as a folder: its recipe's ``base`` is the registered model whose identity it shares."""
+    from shared_utils import recipes
+
+    if name in REGISTRY or "/" in name or not recipes.recipe_file(name).is_file():
+        return None
+    base = recipes.base_of(recipes.recipe_file(name))
+    if base is None:
+        raise ValueError(f"{recipes.recipe_file(name)}: a model outside the registry needs `base: <registered model>`")
+    return dataclasses.replace(REGISTRY[base], name=name)
+
+
 def get_spec(name: str) -> ModelSpec:
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown model {name!r}; registered: {', '.join(REGISTRY)}") from None
+    spec = REGISTRY.get(name) or added_spec(name)
+    if spec is None:
+        raise KeyError(f"unknown model {name!r}; known: {', '.join(model_names())}")
+    return spec
 
 
 def find_spec(name_or_path: str) -> ModelSpec | None:
-    """The registry entry for a registry name or hub id, else None (a local folder or other hub id)."""
+    """The entry for a model name (registered or added as a folder) or hub id, else None (a local folder)."""
     if name_or_path in REGISTRY:
         return REGISTRY[name_or_path]
-    return next((spec for spec in REGISTRY.values() if spec.hub_id == name_or_path), None)
+    return added_spec(name_or_path) or next((spec for spec in REGISTRY.values() if spec.hub_id == name_or_path),
+                                           None)
 
 
 def embedded_gguf() -> Path:

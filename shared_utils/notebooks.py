@@ -13,7 +13,7 @@ import string
 from pathlib import Path
 
 from shared_utils import files, paths
-from shared_utils.models import REGISTRY, ModelSpec
+from shared_utils.models import ModelSpec, get_spec, model_names
 
 TEMPLATES = Path(__file__).parent / "notebook_templates"
 KERNEL = {"display_name": "Python 3", "language": "python", "name": "python3"}
@@ -38,7 +38,7 @@ def targets() -> list[Target]:
     """Every notebook in the repository and the template it is rendered from."""
     found = [Target(t.stem, paths.GLOBAL_DIR / f"{t.stem.removeprefix('global_')}.ipynb")
              for t in sorted(TEMPLATES.glob("global_*.py"))]
-    for spec in REGISTRY.values():
+    for spec in map(get_spec, model_names()):
         for template in sorted(TEMPLATES.glob("model_*.py")):
             found.append(Target(template.stem, paths.model_dir(spec.name) / _model_name(spec, template.stem), spec))
         found.append(Target("evaluate", paths.evaluation_dir(spec.name) / f"evaluate_{spec.slug}.ipynb", spec))
@@ -93,7 +93,7 @@ def model_table() -> str:
              "Global dataset (run first): " + " → ".join(notebook_link(t.path) for t in by_model.pop("")), "",
              "| model | hub id | runs on | Stage 1 (from its `recipe.yaml`) | notebooks |", "|---|---|---|---|---|"]
     for name, found in by_model.items():
-        spec = REGISTRY[name]
+        spec = get_spec(name)
         stage1 = recipes.load(name).training("stage1")
         needs = "GPU" if spec.needs_gpu else "CPU (embedded weights)"
         needs += ", gated: accept the licence and log in" if spec.gated else ""

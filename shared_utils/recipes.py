@@ -116,13 +116,17 @@ class Recipe:
 def load(model: str | None = None, *overlays: dict | str | Path, recipe: str | Path | None = None) -> Recipe:
     """The paper's settings, then the model's recipe (or ``recipe``), then each overlay in order.
 
+    A model added as a folder names a registered ``base``: its recipe comes between the paper's
+    settings and the folder's own.
+
     ``model=None`` (an unregistered model) keeps the paper's settings. An overlay is a mapping
     (a notebook's ``overrides``) or a YAML file (the smoke overlay).
     """
     settings = read_yaml(PAPER)
     layers = [_relative(PAPER)]
     source = _find(recipe) if recipe else (recipe_file(model) if model else None)
-    for layer in ([source] if source else []) + list(overlays):
+    base = base_of(source) if source else None
+    for layer in ([recipe_file(base)] if base else []) + ([source] if source else []) + list(overlays):
         values = read_yaml(layer) if isinstance(layer, (str, Path)) else dict(layer)
         where = _relative(Path(layer)) if isinstance(layer, (str, Path)) else "overrides"
         check_keys(values, where)
@@ -130,6 +134,17 @@ def load(model: str | None = None, *overlays: dict | str | Path, recipe: str | P
         if values or where != "overrides":
             layers.append(where)
     return Recipe(model=model, settings=settings, layers=tuple(layers))
+
+
+def base_of(source: Path) -> str | None:
+    """The registered model a recipe starts from (its ``base``), checked; None when it names none."""
+    from shared_utils.models import REGISTRY
+
+    base = read_yaml(source).get("base")
+    if base is not None and base not in REGISTRY:
+        raise ValueError(f"{_relative(source)}: `base` must name a registered model ({', '.join(REGISTRY)}), "
+                         f"got {base!r}")
+    return base
 
 
 def _find(recipe: str | Path) -> Path:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import nbformat
 import pytest
 
 from shared_utils import notebooks, paths
-from shared_utils.models import REGISTRY
+from shared_utils.models import REGISTRY, get_spec, model_names
 from shared_utils.runner import RunOptions, artifact_layout, run_pipeline
 
 
@@ -29,7 +30,7 @@ def test_readme_model_table_comes_from_the_registry_and_recipes():
 
 def test_every_notebook_is_output_free_with_a_parameters_cell_and_a_summary():
     found = notebooks.targets()
-    assert len(found) == 3 + 4 * len(REGISTRY)
+    assert len(found) == 3 + 4 * len(model_names())
     for target in found:
         notebook = nbformat.read(target.path, as_version=4)
         code = [cell for cell in notebook.cells if cell.cell_type == "code"]
@@ -59,6 +60,32 @@ def test_demo_model_runs_every_notebook_in_smoke_mode(tmp_path, capsys):
     layout = artifact_layout(RunOptions(model="smollm2-135m", artifacts=tmp_path / "out"), runs)
     assert (layout.stage1_adapter / "adapter_model.safetensors").is_file()
     assert layout.comparison().is_file()
+
+
+@pytest.mark.slow
+def test_a_model_added_as_a_folder_with_a_recipe_renders_and_runs(tmp_path):
+    """A variant of the demo model with another Stage-1 beta: one folder, one recipe, its rendered notebooks."""
+    name = "smollm2-135m-beta-0.3"
+    folder = paths.model_dir(name)
+    assert not folder.exists()
+    try:
+        folder.mkdir()
+        (folder / "recipe.yaml").write_text("base: smollm2-135m\nstage1:\n  training:\n    beta: 0.3\n")
+        assert name in model_names() and get_spec(name).hub_id == REGISTRY["smollm2-135m"].hub_id
+        added = [target for target in notebooks.targets() if target.model and target.model.name == name]
+        assert len(added) == 4 and notebooks.README in notebooks.render_all(check=True)  # the table lacks it
+        for target in added:
+            if target.path.parent == folder:
+                target.path.write_text(notebooks.render(target))
+        options = RunOptions(model=name, stages="global,stage1", smoke=True, runs_dir=tmp_path / "runs",
+                             artifacts=tmp_path / "out")
+        assert run_pipeline(options) == 0
+        layout = artifact_layout(options, tmp_path / "runs")
+        card = json.loads((layout.stage1_adapter / "provenance.json").read_text())
+        assert card["dpo"]["beta"] == 0.3 and card["dpo"]["learning_rate"] == 1e-4  # its own, then its base's
+        assert layout.stage1_adapter.parent == tmp_path / "out" / name
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
