@@ -72,6 +72,9 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
 
 
+_MEMORY_EXCEEDED = TestResult("", "crashed", "MemoryLimit", "its processes together exceeded the memory limit")
+
+
 def _unfinished(reply: dict) -> TestResult:
     """Why the candidate stopped reporting: our deadline, its size, or its death."""
     if reply.get("failure"):
@@ -79,7 +82,7 @@ def _unfinished(reply: dict) -> TestResult:
     if reply.get("timed_out"):
         return TestResult("", "timeout", "Timeout", "time limit exceeded")
     if reply.get("memory_exceeded"):
-        return TestResult("", "crashed", "MemoryLimit", "its processes together exceeded the memory limit")
+        return _MEMORY_EXCEEDED
     if reply.get("oversize"):
         return TestResult("", "crashed", "ResultTooLarge", "the values it produced are too large to check")
     code = reply.get("exit")
@@ -249,6 +252,8 @@ def _outcome_of(plan: Plan, reply: dict, expected: list[_Expected] | None) -> Ou
             stop = _unfinished(reply)
             results.append(TestResult(block.source, stop.status, stop.exc_type, stop.message))
     first = next((r for r in (start, *results) if r.status not in ("passed", "not_run")), None)
+    if reply.get("memory_exceeded"):  # the kernel killed one of its processes: over budget, whatever it reported
+        first = _MEMORY_EXCEEDED
     elapsed, output = reply.get("elapsed", 0.0), reply.get("output", "")
     return Outcome(
         status=first.status if first else "passed", results=tuple(results),
