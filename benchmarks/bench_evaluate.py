@@ -14,31 +14,26 @@ Run: ``.venv/bin/python benchmarks/bench_evaluate.py`` from the repository root.
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
-import platform
 import random
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
+from _common import REPO, RESULTS, machine, timed  # the script's own folder is on sys.path
+from bench_sandbox import _mutant
 
-from bench_sandbox import _mutant  # noqa: E402
+from shared_utils import data
+from shared_utils.scoring import evaluate_file
+from shared_utils.extraction import extract_code
+from shared_utils.sandbox import check_many
+from shared_utils.sandbox.api import usable_cores
 
-from shared_utils import data  # noqa: E402
-from shared_utils.evaluation import evaluate_file  # noqa: E402
-from shared_utils.extraction import extract_code  # noqa: E402
-from shared_utils.sandbox import check_many  # noqa: E402
-from shared_utils.sandbox.api import usable_cores  # noqa: E402
 
 MBPP = Path(os.environ.get("MBPP_DIR", REPO.parent / "shared" / "data" / "mbpp"))
-RESULTS = REPO / "benchmarks" / "results" / "evaluate.md"
+OUT = RESULTS / "evaluate.md"
 SAMPLES = 10
 TIMEOUT = 5.0
 
@@ -53,12 +48,6 @@ def completions(problems: list[dict], rng: random.Random) -> list[dict]:
             answers.append(f"```python\n{code}\n```")
         rows.append({"task_id": problem["task_id"], "generated_sequences": answers})
     return rows
-
-
-def timed(function):
-    start = time.perf_counter()
-    result = function()
-    return time.perf_counter() - start, result
 
 
 def main() -> None:
@@ -86,9 +75,7 @@ def main() -> None:
     lines = [
         "# Scoring one evaluation run: `evaluate` on 5,000 candidates",
         "",
-        f"Machine: {os.cpu_count()} cores ({platform.processor() or platform.machine()}), Python "
-        f"{platform.python_version()}, {datetime.date.today()}; load average at end "
-        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}.",
+        f"Machine: {machine()}.",
         f"{summary['candidates']:,} candidates on {summary['tasks']} MBPP test problems, "
         f"{summary['passed_candidates']:,} pass; pass@10 {summary['pass_at_k'][10]:.3f}, average MI "
         f"{summary['avg_mi']:.2f}.",
@@ -106,7 +93,7 @@ def main() -> None:
         "of the sandbox time: scoring is bounded by the protocol's timeouts, then by the sandbox.",
         "",
     ]
-    RESULTS.write_text("\n".join(lines), encoding="utf-8")
+    OUT.write_text("\n".join(lines), encoding="utf-8")
     print("\n".join(lines))
 
 

@@ -11,28 +11,14 @@ parameters and number of samples. Writes ``benchmarks/results/generation.md``.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
-import platform
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _common import RESULTS, machine  # the script's own folder is on sys.path
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
-def cpu_model() -> str:
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-            if line.startswith("Model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def problems(count: int) -> list[dict]:
@@ -46,16 +32,17 @@ def problems(count: int) -> list[dict]:
     return data.demo_problems()[:count]
 
 
-def paper_loop(model, tokenizer, spec, rows, sampling) -> tuple[float, int, int]:
+def paper_loop(loaded, rows, sampling) -> tuple[float, int, int]:
     """The paper's loop: one generate call per prompt with num_return_sequences."""
     import torch
 
     from shared_utils import prompts
 
+    model, tokenizer = loaded.model, loaded.tokenizer
     torch.manual_seed(sampling.seed)
     start, samples, tokens = time.perf_counter(), 0, 0
     for row in rows:
-        text = prompts.render(tokenizer, prompts.messages(row["text"], quirks=spec.quirks), spec.quirks)
+        text = loaded.render(prompts.messages(row["text"]))
         encoded = prompts.encode(tokenizer, [text])
         with torch.inference_mode():
             out = model.generate(**encoded, do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p,
@@ -71,7 +58,7 @@ def ours(loaded, rows, sampling) -> tuple[float, int, int]:
     from shared_utils import prompts
     from shared_utils.generation import Request, generate
 
-    requests = [Request(row["task_id"], prompts.messages(row["text"], quirks=loaded[2].quirks)) for row in rows]
+    requests = [Request(row["task_id"], prompts.messages(row["text"])) for row in rows]
     start = time.perf_counter()
     out = generate(requests, backend="local", loaded=loaded, sampling=sampling, progress=False)
     return time.perf_counter() - start, len(out), sum(c.tokens for c in out)
@@ -84,7 +71,7 @@ def main() -> int:
     parser.add_argument("--max-new-tokens", type=int, default=512)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-paper-protocol", action="store_true", help="skip our run without the code-end stop")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "generation.md")
+    parser.add_argument("--out", type=Path, default=RESULTS / "generation.md")
     args = parser.parse_args()
 
     import torch
@@ -96,7 +83,7 @@ def main() -> int:
     rows = problems(args.prompts)
     base = dict(n=args.n, temperature=0.6, top_p=0.9, max_new_tokens=args.max_new_tokens, seed=args.seed)
     results = []
-    paper = paper_loop(*loaded, rows, SamplingConfig(**base, stop_at_code_end=False))
+    paper = paper_loop(loaded, rows, SamplingConfig(**base, stop_at_code_end=False))
     results.append(("paper loop: `model.generate` per prompt, num_return_sequences", *paper))
     print(results[-1], flush=True)
     results.append(("ours, `local`, stop at code end (pipeline stages)",
@@ -111,10 +98,8 @@ def main() -> int:
     lines = [
         "# Generation benchmark: `local` backend vs the paper's loop",
         "",
-        f"- date: {dt.date.today().isoformat()}",
-        f"- machine: {os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {cpu_model()}, "
-        f"torch {torch.__version__} ({torch.get_num_threads()} threads), no GPU" if not torch.cuda.is_available()
-        else f"- machine: {torch.cuda.get_device_name(0)}",
+        f"- machine: {machine()}; torch {torch.__version__} ({torch.get_num_threads()} threads), "
+        + (torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"),
         f"- model: smollm2-135m (embedded, float32); {len(rows)} MBPP train prompts x {args.n} samples; "
         f"temperature 0.6, top_p 0.9, max_new_tokens {args.max_new_tokens}, seed {args.seed}",
         f"- command: `python benchmarks/bench_generation.py --prompts {args.prompts} --n {args.n} "

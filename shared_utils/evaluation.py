@@ -1,130 +1,182 @@
-"""Scoring completions: pass@k and average MI of passing code, as the paper reports them.
+"""Evaluation runs of base, ``-dpo`` and ``-dpo-further``: generate, score, save, compare.
 
-The published protocol: extract with the ``paper`` mode, run every sample against the
-problem's asserts (5 s per assert), pass@10 = share of problems with at least one passing
-sample out of 10, average MI = mean over solved problems of the mean MI of their passing
-samples. Beyond the paper: the unbiased pass@k estimator for any k <= n, paired bootstrap
-intervals between variants, and the ``fenced`` extraction reported beside the paper's.
+Every run writes, next to the evaluation notebook: the raw completions in the paper's JSON
+format (``<model>_<variant>_model_output_run_<i>.json``), a per-sample Parquet table and a
+summary JSON per extraction mode. A run whose summary exists is not redone, and generation
+itself resumes from its checkpoint, so rerunning a cell after an interruption is cheap.
 """
 
 from __future__ import annotations
 
-import math
+import dataclasses
+import json
 from pathlib import Path
-from typing import Iterable
 
-import numpy as np
+from shared_utils import data, files, prompts, scoring
+from shared_utils.extraction import MODES
+from shared_utils.layout import BASE, BENCHMARKS, FURTHER, STAGE1, ArtifactLayout
 
-from shared_utils import io
-from shared_utils.extraction import extract_code
-from shared_utils.maintainability import score
-
-DEFAULT_KS = (1, 5, 10)
+EXTRACTIONS = MODES  # every run is scored with both extractions
+VARIANTS = (BASE, STAGE1, FURTHER)  # always listed by ``describe``; later iterations once they exist
 
 
-def pass_at_k(n: int, c: int, k: int) -> float:
-    """Chen et al. (2021): 1 - C(n-c, k) / C(n, k), the chance that k of n samples hold a pass."""
-    if k > n:
-        raise ValueError(f"pass@{k} needs at least {k} samples per problem, got {n}")
-    if n - c < k:
-        return 1.0
-    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
+@dataclasses.dataclass
+class EvalPlan:
+    """What to evaluate (the layout's variants) and how (runs, samples, token limit, problem subset)."""
+
+    layout: ArtifactLayout
+    model: str
+    runs: int
+    samples: int
+    max_new_tokens: int
+    limit: int | None = None
+    seed: int = 0
+    generation: dict = dataclasses.field(default_factory=dict)  # generate() options; empty: the local backend
+
+    @property
+    def spec(self):
+        return self.layout.spec
+
+    def adapter(self, variant: str) -> Path | None:
+        return self.layout.adapter(variant)
+
+    def variants(self) -> list[str]:
+        """The variants whose adapter exists (the base always does), every self-tuning iteration included."""
+        return self.layout.variants()
+
+    def further_variants(self) -> list[str]:
+        """Stage 2's variants: every self-tuning iteration's, or ``dpo-further`` alone (reported missing)."""
+        return [variant for variant in self.variants() if variant.startswith(FURTHER)] or [FURTHER]
+
+    @property
+    def ks(self) -> tuple[int, ...]:
+        """pass@k for k = 1, 5, 10 where the samples allow, and always pass@samples (the paper's pass@10)."""
+        return tuple(sorted({k for k in (*scoring.DEFAULT_KS, self.samples) if k <= self.samples}))
+
+    def problems(self, benchmark: str = "mbpp") -> list[dict]:
+        rows = (data.humaneval_problems() if benchmark == "humaneval"
+                else data.load_problems(self.layout.global_.test_problems))
+        return rows[: self.limit]
+
+    def sampling(self, run: int):
+        from shared_utils.generation import SamplingConfig
+
+        # The paper's generation, unchanged: no stop string, so extraction sees what the paper saw.
+        return SamplingConfig(n=self.samples, max_new_tokens=self.max_new_tokens, seed=self.seed + run,
+                              stop_at_code_end=False)
+
+    def describe(self) -> None:
+        print(f"model {self.model}; {self.runs} run(s) x {self.samples} samples; max_new_tokens {self.max_new_tokens}")
+        found = self.variants()
+        for variant in dict.fromkeys([*VARIANTS, *found]):
+            adapter = self.adapter(variant)
+            state = "base weights" if adapter is None else (adapter if variant in found else "missing")
+            print(f"  {variant:12s} {state}")
 
 
-def score_completions(completions: dict, problems: Iterable[dict], *, extract: str = "paper",
-                      timeout: float = 5.0, workers: int | None = None, progress: bool = True):
-    """One row per sample: extracted code, sandbox verdict, per-assert results, MI and components."""
+def run_variant(plan: EvalPlan, variant: str, *, benchmark: str = "mbpp", progress: bool = True):
+    """All runs of one variant; returns the per-run summary table (None if its adapter is missing)."""
     import pandas as pd
 
-    from shared_utils.sandbox import check_many
+    from shared_utils.generation import Request, generate, write_paper_format
+    from shared_utils.models import load_model
 
-    by_id = {problem["task_id"]: problem for problem in problems}
-    unknown = [task_id for task_id in completions if task_id not in by_id]
-    if unknown:
-        raise ValueError(f"completions for task_id(s) not in the problem set: {unknown[:10]}")
-    samples = [(task_id, index, extract_code(text, extract))
-               for task_id, texts in completions.items() for index, text in enumerate(texts)]
-    jobs = [(code, by_id[task_id]["test_list"], by_id[task_id]["test_setup_code"]) for task_id, _, code in samples]
-    outcomes = check_many(jobs, timeout=timeout, workers=workers, progress=progress)
+    if variant not in plan.variants():
+        print(f"{variant}: no adapter at {plan.adapter(variant)}; skipped")
+        return None
+    adapter = plan.adapter(variant)
+    problems = plan.problems(benchmark)
+    loaded = None
     rows = []
-    for (task_id, index, code), outcome in zip(samples, outcomes):
-        rows.append({
-            "task_id": task_id, "sample": index, "code": code, "status": outcome.status,
-            "passed": outcome.passed, "assert_results": [result.status for result in outcome.results],
-            "error": outcome.error or "", **score(code).as_dict(),
-        })
-    return pd.DataFrame(rows)
+    for run in range(plan.runs):
+        stem = plan.layout.run_stem(variant, run, benchmark)
+        summary_files = {mode: scoring.score_files(stem, mode)["summary"] for mode in EXTRACTIONS}
+        if not all(path.is_file() for path in summary_files.values()):
+            if not plan.generation:
+                loaded = loaded or load_model(plan.model, adapter=adapter)
+            requests = [Request(p["task_id"], prompts.messages(p["text"])) for p in problems]
+            sampling = plan.sampling(run)
+            completions = generate(requests, **(plan.generation or {"loaded": loaded}), sampling=sampling,
+                                   checkpoint=stem.with_name(stem.name + ".ckpt.jsonl"), progress=progress)
+            metadata = {"model": plan.model, "adapter": str(adapter) if adapter else None, "variant": variant,
+                        "run": run, "benchmark": benchmark, "sampling": dataclasses.asdict(sampling)}
+            write_paper_format(completions, stem.with_suffix(".json"), metadata=metadata)
+            texts = {}
+            for completion in completions:
+                texts.setdefault(completion.task_id, []).append(completion.text)
+            for mode in EXTRACTIONS:
+                frame = scoring.score_completions(texts, problems, extract=mode, progress=progress)
+                summary = {**metadata, "extract": mode, **scoring.summarize(frame, plan.ks)}
+                scoring.save_scores(frame, summary, stem, mode)
+        for mode, path in summary_files.items():
+            rows.append(json.loads(path.read_text()))
+    return pd.json_normalize(rows)
 
 
-def per_task(frame) -> "pd.DataFrame":
-    """Per problem: samples n, passing c, and the mean MI of its passing samples (NaN if none)."""
-    grouped = frame.groupby("task_id", sort=False)
-    table = grouped.agg(n=("passed", "size"), c=("passed", "sum"))
-    table["mi_passing"] = frame[frame["passed"]].groupby("task_id")["mi"].mean()
-    return table
+@dataclasses.dataclass
+class Report:
+    table: object  # MBPP: mean ± std over runs per variant and metric
+    per_run: object
+    paired: object
+    samples: dict  # (variant, extract) -> pooled per-sample frame
+    humaneval: "Report | None" = None  # the same for HumanEval, when its runs were made
+
+    def text(self) -> str:
+        if self.humaneval is None:
+            return self.table.to_string()
+        return f"MBPP\n{self.table.to_string()}\n\nHumanEval\n{self.humaneval.table.to_string()}"
 
 
-def summarize(frame, ks: Iterable[int] = DEFAULT_KS) -> dict:
-    """The metrics the CLI prints and the notebooks tabulate, for one run."""
-    table = per_task(frame)
-    n_min = int(table["n"].min()) if len(table) else 0
-    pass_k = {int(k): float(np.mean([pass_at_k(int(n), int(c), int(k)) for n, c in zip(table["n"], table["c"])]))
-              for k in ks if k <= n_min}
-    solved = table["c"] > 0
-    return {
-        "tasks": int(len(table)),
-        "candidates": int(len(frame)),
-        "passed_candidates": int(frame["passed"].sum()),
-        "solved_tasks": int(solved.sum()),
-        "pass_at_k": pass_k,
-        "avg_mi": float(table.loc[solved, "mi_passing"].mean()) if solved.any() else math.nan,
-    }
+def _load_frames(plan: EvalPlan, benchmark: str) -> dict:
+    import pandas as pd
+
+    frames = {}
+    for variant in plan.variants():
+        for mode in EXTRACTIONS:
+            tables = [scoring.score_files(plan.layout.run_stem(variant, run, benchmark), mode)["samples"]
+                      for run in range(plan.runs)]
+            parts = [pd.read_parquet(table).assign(run=run) for run, table in enumerate(tables) if table.is_file()]
+            if parts:
+                frames[(variant, mode)] = pd.concat(parts, ignore_index=True)
+    return frames
 
 
-def paired_bootstrap(a, b, *, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
-    """Mean of b - a over problems present in both (aligned Series) with a percentile interval."""
-    joined = np.asarray(b - a, dtype=float)
-    joined = joined[~np.isnan(joined)]
-    if joined.size == 0:
-        return {"mean": math.nan, "low": math.nan, "high": math.nan, "problems": 0}
-    rng = np.random.default_rng(seed)
-    means = rng.choice(joined, size=(n_boot, joined.size), replace=True).mean(axis=1)
-    tail = (1 - level) / 2 * 100
-    return {"mean": float(joined.mean()), "low": float(np.percentile(means, tail)),
-            "high": float(np.percentile(means, 100 - tail)), "problems": int(joined.size)}
+def comparison(plan: EvalPlan) -> Report | None:
+    """MBPP's comparison, with HumanEval's attached when its runs exist; each saved beside the runs.
+
+    Per benchmark: mean ± std over runs for every metric, the per-run rows, and paired bootstrap
+    differences between consecutive variants and between the base and the last one.
+    """
+    reports = {benchmark: _compare(plan, benchmark) for benchmark in BENCHMARKS}
+    report = reports["mbpp"]
+    if report is not None:
+        report.humaneval = reports["humaneval"]
+    return report
 
 
-def compare(frame_a, frame_b, *, k: int = 1, seed: int = 0) -> dict:
-    """Paired differences (b - a) in per-problem pass@k and in per-problem MI of passing code."""
-    a, b = per_task(frame_a), per_task(frame_b)
-    common = a.index.intersection(b.index)
-    a, b = a.loc[common], b.loc[common]
-    pass_a = a.apply(lambda row: pass_at_k(int(row.n), int(row.c), k), axis=1)
-    pass_b = b.apply(lambda row: pass_at_k(int(row.n), int(row.c), k), axis=1)
-    return {f"pass_at_{k}": paired_bootstrap(pass_a, pass_b, seed=seed),
-            "avg_mi": paired_bootstrap(a["mi_passing"], b["mi_passing"], seed=seed)}
+def _compare(plan: EvalPlan, benchmark: str) -> Report | None:
+    import pandas as pd
 
-
-def save_scores(frame, summary: dict, stem: str | Path) -> dict[str, Path]:
-    """``<stem>.samples.parquet`` and ``<stem>.summary.json``, each written atomically."""
-    stem = Path(stem)
-    parquet = stem.with_name(stem.name + ".samples.parquet")
-    with io.atomic_path(parquet) as tmp:
-        frame.to_parquet(tmp, index=False)
-    return {"samples": parquet, "summary": io.write_json(stem.with_name(stem.name + ".summary.json"), summary)}
-
-
-def evaluate_file(completions_path: str | Path, problems_path: str | Path, *, extract: str = "paper",
-                  ks: Iterable[int] = DEFAULT_KS, timeout: float = 5.0, out: str | Path | None = None,
-                  progress: bool = True) -> dict:
-    """Score a completions file in the paper's format against a problem set (the ``evaluate`` verb)."""
-    from shared_utils.data import load_problems
-    from shared_utils.generation import read_paper_format
-
-    completions = read_paper_format(completions_path)
-    frame = score_completions(completions, load_problems(problems_path), extract=extract, timeout=timeout,
-                              progress=progress)
-    summary = {"completions": str(completions_path), "extract": extract, "timeout": timeout, **summarize(frame, ks)}
-    if out is not None:
-        save_scores(frame, summary, Path(out) / Path(completions_path).stem)
-    return summary
+    frames = _load_frames(plan, benchmark)
+    if not frames:
+        return None
+    per_run = []
+    for (variant, mode), frame in frames.items():
+        for run, part in frame.groupby("run"):
+            summary = scoring.summarize(part, plan.ks)
+            per_run.append({"variant": variant, "extract": mode, "run": run, "solved_tasks": summary["solved_tasks"],
+                            "avg_mi": summary["avg_mi"],
+                            **{f"pass@{k}": v for k, v in summary["pass_at_k"].items()}})
+    per_run = pd.DataFrame(per_run)
+    metrics = [c for c in per_run.columns if c.startswith("pass@") or c == "avg_mi"]
+    grouped = per_run.groupby(["variant", "extract"], sort=False)[metrics]
+    table = grouped.mean().round(4).astype(str) + " ± " + grouped.std(ddof=1).fillna(0).round(4).astype(str)
+    names = [variant for variant in plan.variants() if (variant, "paper") in frames]
+    steps = list(zip(names, names[1:])) + ([(names[0], names[-1])] if len(names) > 2 else [])
+    paired = [{"from": a, "to": b, "metric": metric, **result}
+              for a, b in steps
+              for metric, result in scoring.compare(frames[(a, "paper")], frames[(b, "paper")]).items()]
+    report = Report(table=table, per_run=per_run, paired=pd.DataFrame(paired), samples=frames)
+    files.write_json(plan.layout.comparison(benchmark),
+                  {"per_run": per_run.to_dict("records"), "paired": report.paired.to_dict("records")})
+    return report

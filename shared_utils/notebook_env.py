@@ -56,7 +56,7 @@ def prepare(model: str | None = None) -> None:
     if in_colab():
         install_missing(embedded=bool(spec and spec.embedded), gpu=torch.cuda.is_available())
 
-    from shared_utils.io import library_versions
+    from shared_utils.files import library_versions
 
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
     print(f"device: {device}")

@@ -42,7 +42,7 @@ def rounds(table):
 
 def evaluation_overview(report):
     """pass@k per variant, MI of passing samples per variant, per-problem MI change, MI components."""
-    from shared_utils.evaluation import per_task
+    from shared_utils.scoring import per_task
 
     per_run = report.per_run[report.per_run["extract"] == "paper"]
     pass_cols = [c for c in per_run.columns if c.startswith("pass@")]

@@ -14,12 +14,10 @@ import math
 from pathlib import Path
 from typing import Callable, Iterable
 
-from shared_utils import data, io, prompts
+from shared_utils import data, files, prompts
 from shared_utils.extraction import extract_code, wrap_code
 from shared_utils.maintainability import mi_score, score
 
-GLOBAL_PAIRS_NAME = "mbpp_custom_dataset_with_correct_gemini_pairs"
-GLOBAL_DPO_NAME = "mbpp_custom_dataset_with_correct_gemini_pairs_dpo_ready_with_messages"
 COMPONENTS = ("mi", "halstead_volume", "cyclomatic_complexity", "sloc", "comment_lines")
 
 Key = Callable[[str], float]
@@ -192,4 +190,4 @@ def summary_frame(rows: list[dict]):
 
 
 def write_counts(counts: PairCounts, path: str | Path) -> Path:
-    return io.write_json(path, dataclasses.asdict(counts))
+    return files.write_json(path, dataclasses.asdict(counts))

@@ -24,11 +24,19 @@ GLOBAL_PAIR_INSTRUCTION = (
 )
 
 
-def messages(user: str, *, system: str = SYSTEM_PROMPT, quirks: "ChatQuirks | None" = None) -> list[dict]:
-    """Chat messages for one prompt; without a system role the system text leads the user turn."""
-    if quirks is not None and not quirks.system_role:
-        return [{"role": "user", "content": f"{system}\n\n{user}"}]
+def messages(user: str, *, system: str = SYSTEM_PROMPT) -> list[dict]:
+    """Chat messages for one prompt: the paper's system prompt, then the task. Quirks come at ``render``."""
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def fold_system(chat: list[dict]) -> list[dict]:
+    """For templates without a system role: the system text leads the first user turn."""
+    if not chat or chat[0]["role"] != "system":
+        return chat
+    system, rest = chat[0]["content"], list(chat[1:])
+    if rest and rest[0]["role"] == "user":
+        return [{"role": "user", "content": f"{system}\n\n{rest[0]['content']}"}, *rest[1:]]
+    return [{"role": "user", "content": system}, *rest]
 
 
 def retry_prompt(text: str, failed_solution: str) -> str:
@@ -41,7 +49,12 @@ def global_pair_prompt(text: str) -> str:
 
 
 def render(tokenizer, chat: list[dict], quirks: "ChatQuirks | None" = None) -> str:
-    """The generation prompt as text, rendered by the model's own chat template."""
+    """The generation prompt as text, rendered by the model's own chat template with its quirks applied.
+
+    The one place quirks act on a prompt (``models.LoadedModel.render`` and the vLLM backend call it).
+    """
+    if quirks is not None and not quirks.system_role:
+        chat = fold_system(chat)
     kwargs = dict(quirks.template_kwargs) if quirks is not None else {}
     return tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True, **kwargs)
 

@@ -12,9 +12,11 @@ import datetime as _dt
 import time
 from pathlib import Path
 
-from shared_utils import paths
-from shared_utils.models import get_spec
+from shared_utils import paths, recipes
+from shared_utils.layout import ArtifactLayout
+from shared_utils.models import DEFAULT_MODEL
 from shared_utils.notebooks import targets
+from shared_utils.recipes import Recipe
 
 STAGES = ("global", "stage1", "stage2a", "stage2c", "eval")
 STAGE_TEMPLATES = {
@@ -29,9 +31,9 @@ STAGE_TEMPLATES = {
 
 @dataclasses.dataclass
 class RunOptions:
-    model: str = "smollm2-135m"
+    model: str = DEFAULT_MODEL
     stages: str = "all"
-    smoke: bool = False
+    smoke: bool = False  # lay resources/recipes/smoke.yaml over the model's recipe
     model_path: str | None = None
     mbpp_source: str = "mbpp"
     responses: str | None = None
@@ -46,48 +48,50 @@ class RunOptions:
         return chosen
 
 
-def global_parameters(options: RunOptions, template: str, out: dict) -> dict:
-    spec = get_spec(options.model)
-    demo = spec.problem_set == "demo"
-    common = {"output_dir": out["global"]}
+def global_parameters(options: RunOptions, template: str, recipe: Recipe, layout: ArtifactLayout) -> dict:
+    common = {"output_dir": str(layout.global_.folder)}
+    demo = recipe.problem_set == "demo"
     if template == "global_1_dataset_preprocessing":
         return {**common, "source": "demo" if demo else options.mbpp_source}
     if template == "global_3_automated_global_dataset_labelling":
-        return {**common, "problem_set": spec.problem_set}
-    params = {**common, "problem_set": spec.problem_set, "limit": 6 if options.smoke else None}
+        return {**common, "problem_set": recipe.problem_set}
+    params = {**common, "problem_set": recipe.problem_set, "overrides": smoke_overrides(options)}
     if options.responses:
         return {**params, "backend": "replay", "responses": str(options.responses)}
     if demo:  # offline: the embedded model is its own generator
-        # Smoke: 6 problems x 8 short samples still give a few pairs (easy problems often get the
-        # same solution twice, and only two *different* passing ones make a pair).
-        return {**params, "backend": "local", "generator": options.model_path or spec.name,
-                "samples": 8 if options.smoke else spec.samples,
-                "max_new_tokens": 160 if options.smoke else spec.max_new_tokens}
+        return {**params, "backend": "local", "generator": options.model_path or options.model,
+                "recipe": options.model}
     return {**params, "backend": "gemini"}
 
 
-def model_parameters(options: RunOptions, out: dict) -> dict:
-    params = {"model_name": options.model, "model_path": options.model_path, "smoke": options.smoke,
-              "global_dir": out["global"], "output_dir": out["model"]}
+def model_parameters(options: RunOptions, layout: ArtifactLayout) -> dict:
+    params = {"model_path": options.model_path, "overrides": smoke_overrides(options),
+              "global_dir": str(layout.global_.folder), "output_dir": str(layout.model_dir)}
     return {key: value for key, value in params.items() if value is not None}
 
 
-def stage_parameters(options: RunOptions, stage: str, template: str, out: dict) -> dict:
+def smoke_overrides(options: RunOptions) -> dict:
+    """The smoke overlay (a handful of problems, one training step) or nothing."""
+    return recipes.read_yaml(recipes.SMOKE) if options.smoke else {}
+
+
+def stage_parameters(options: RunOptions, stage: str, template: str, recipe: Recipe, layout: ArtifactLayout) -> dict:
     if stage == "global":
-        return {k: v for k, v in global_parameters(options, template, out).items() if v is not None}
-    params = model_parameters(options, out)
+        return global_parameters(options, template, recipe, layout)
+    params = model_parameters(options, layout)
     if stage == "eval":
-        params.update(output_dir=out["eval"], fine_tuning_dir=out["model"])
+        params.update(output_dir=str(layout.evaluation_dir), fine_tuning_dir=str(layout.model_dir))
     return params
 
 
-def output_dirs(options: RunOptions, runs_dir: Path) -> dict:
-    spec = get_spec(options.model)
+def artifact_layout(options: RunOptions, runs_dir: Path) -> ArtifactLayout:
+    """The repository's folders; for smoke runs (or ``artifacts``) one folder per kind under a separate root."""
+    recipe = recipes.load(options.model)
     if options.artifacts is None and not options.smoke:
-        return {"global": str(paths.global_dir(spec.problem_set)), "model": str(paths.model_dir(spec.name)),
-                "eval": str(paths.evaluation_dir(spec.name))}
+        return recipe.layout()
     root = Path(options.artifacts or runs_dir / "artifacts")
-    return {"global": str(root / "global"), "model": str(root / spec.name), "eval": str(root / "evaluation")}
+    return recipe.layout(global_dir=root / "global", model_dir=root / options.model,
+                         evaluation_dir=root / "evaluation")
 
 
 def run_pipeline(options: RunOptions) -> int:
@@ -98,13 +102,14 @@ def run_pipeline(options: RunOptions) -> int:
 
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     runs_dir = Path(options.runs_dir or paths.RUNS_DIR / options.model / stamp)
-    out = output_dirs(options, runs_dir)
+    recipe = recipes.load(options.model)
+    layout = artifact_layout(options, runs_dir)
     by_template = {(t.template, t.model.name if t.model else None): t.path for t in targets()}
     for stage in options.stage_list():
         for template in STAGE_TEMPLATES[stage]:
             notebook = by_template[(template, None if stage == "global" else options.model)]
             executed = runs_dir / notebook.name
-            params = stage_parameters(options, stage, template, out)
+            params = stage_parameters(options, stage, template, recipe, layout)
             print(f"[{stage}] {notebook.relative_to(paths.REPO_ROOT)} {params}", flush=True)
             started = time.monotonic()
             try:
@@ -115,7 +120,8 @@ def run_pipeline(options: RunOptions) -> int:
                 return 1
             print(f"[{stage}] done in {time.monotonic() - started:.0f} s -> {executed}", flush=True)
             print(_indent(summary_output(executed)), flush=True)
-    print(f"executed notebooks: {runs_dir}\nartifacts: {out}")
+    print(f"executed notebooks: {runs_dir}\nartifacts: {layout.global_.folder}, {layout.model_dir}, "
+          f"{layout.evaluation_dir}")
     return 0
 
 

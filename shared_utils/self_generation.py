@@ -37,13 +37,16 @@ def round_prompt(problem: dict, failed: list[str], round_index: int, feedback: b
     return prompts.retry_prompt(problem["text"], failed[0])
 
 
-def self_generate(problems: list[dict], *, model: str, adapter: str | None = None, loaded: tuple | None = None,
-                  sampling=None, config: SelfGenConfig = SelfGenConfig(), checkpoint: str | Path,
-                  backend: str = "local", progress: bool = True) -> SelfGenResult:
+def self_generate(problems: list[dict], loaded=None, *, sampling=None, config: SelfGenConfig = SelfGenConfig(),
+                  checkpoint: str | Path, progress: bool = True, **generation_options) -> SelfGenResult:
+    """Rounds of sampling by ``loaded`` (a ``models.LoadedModel``: the Stage-1 model with its adapter).
+
+    ``generation_options`` name another source of samples instead (``backend="replay", source=FILE``
+    replays a checkpoint of earlier rounds).
+    """
     from shared_utils.generation import Request, SamplingConfig, generate
 
     sampling = sampling or SamplingConfig()
-    quirks = loaded[2].quirks if loaded and loaded[2] else None
     by_id = {problem["task_id"]: problem for problem in problems}
     passing = {task_id: [] for task_id in by_id}
     failed = {task_id: [] for task_id in by_id}
@@ -53,10 +56,10 @@ def self_generate(problems: list[dict], *, model: str, adapter: str | None = Non
         if not pending:
             break
         requests = [Request(task_id, prompts.messages(round_prompt(by_id[task_id], failed[task_id], round_index,
-                                                                   config.feedback), quirks=quirks),
+                                                                   config.feedback)),
                             round=round_index) for task_id in pending]
-        completions = generate(requests, backend=backend, model=model, adapter=adapter, sampling=sampling,
-                               checkpoint=checkpoint, loaded=loaded, progress=progress)
+        completions = generate(requests, **{"backend": "local", **generation_options}, loaded=loaded,
+                               sampling=sampling, checkpoint=checkpoint, progress=progress)
         candidates = [(c.task_id, extract_code(c.text, config.extract)) for c in completions if c.round == round_index]
         verdicts = run_checks(by_id, candidates, timeout=config.timeout, progress=progress)
         for (task_id, code), ok in zip(candidates, verdicts):

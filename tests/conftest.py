@@ -36,7 +36,7 @@ def gemini_pairs(shared_data) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_factory(tmp_path_factory):
     """Build (once per session) a tiny random look-alike of a registry model; returns its folder."""
-    from shared_utils.models import build_tiny_model
+    from tiny_models import build_tiny_model
 
     built: dict[str, Path] = {}
 

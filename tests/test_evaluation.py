@@ -1,276 +1,63 @@
-"""Evaluation (``shared_utils.evaluation``): the unbiased pass@k estimator, the per-run summary the paper
-reports (pass@k and average MI of passing code), scoring real MBPP test problems through the sandbox,
-and the paired bootstrap between variants."""
+"""Evaluation runs on replayed answers: every variant the layout finds, HumanEval beside MBPP, reruns for free."""
 
 from __future__ import annotations
 
 import json
-import math
-from math import comb
 
-import pandas as pd
 import pytest
 
-from shared_utils import data, evaluation
-from shared_utils.maintainability import mi_score
+from shared_utils import data, evaluation, recipes
+from shared_utils.generation import read_paper_format
 
-# --------------------------------------------------------------------------------------------
-# pass@k
-
-
-@pytest.mark.parametrize("k", [1, 5, 10])
-@pytest.mark.parametrize("c", range(11))
-def test_pass_at_k_matches_the_closed_form(c, k):
-    n = 10
-    expected = 1 - comb(n - c, k) / comb(n, k)
-    assert evaluation.pass_at_k(n, c, k) == pytest.approx(expected, abs=1e-12)
+WRONG = "```python\ndef wrong(*args):\n    return None\n```"
 
 
-def test_pass_at_k_known_values():
-    assert evaluation.pass_at_k(10, 0, 1) == 0.0
-    assert evaluation.pass_at_k(10, 1, 1) == pytest.approx(0.1)
-    assert evaluation.pass_at_k(10, 3, 1) == pytest.approx(0.3)
-    assert evaluation.pass_at_k(10, 1, 10) == 1.0
-    assert evaluation.pass_at_k(10, 2, 5) == pytest.approx(1 - 56 / 252)  # C(8,5)/C(10,5)
-    assert evaluation.pass_at_k(10, 10, 1) == 1.0
+def _fake_adapter(folder):
+    folder.mkdir(parents=True)
+    (folder / "adapter_config.json").write_text("{}")
 
 
-def test_pass_at_k_is_monotone_in_c_and_k():
-    values = [[evaluation.pass_at_k(10, c, k) for c in range(11)] for k in (1, 5, 10)]
-    for row in values:
-        assert row == sorted(row)
-    for c in range(11):
-        assert values[0][c] <= values[1][c] <= values[2][c]
+@pytest.fixture
+def plan(tmp_path):
+    """The demo model's layout under tmp_path with Stage 1 and two self-tuning iterations, answers replayed."""
+    layout = recipes.load("smollm2-135m").layout(global_dir=tmp_path / "global", model_dir=tmp_path / "model",
+                                                 evaluation_dir=tmp_path / "eval")
+    data.prepare("demo", layout.global_.folder)
+    for adapter in (layout.stage1_adapter, layout.further_adapter(1), layout.further_adapter(2)):
+        _fake_adapter(adapter)
+    mbpp = data.load_problems(layout.global_.test_problems)[:3]
+    humaneval = data.humaneval_problems()[:3]
+    answers = [(p["task_id"], f"```python\n{p['code']}\n```") for p in mbpp + humaneval]
+    source = tmp_path / "answers.jsonl"
+    source.write_text("".join(json.dumps({"task_id": task_id, "round": 0, "sample": sample, "text": text,
+                                          "tokens": 0}) + "\n"
+                              for task_id, right in answers for sample, text in enumerate([right, WRONG])))
+    return evaluation.EvalPlan(layout, model="smollm2-135m", runs=2, samples=2, max_new_tokens=8, limit=3,
+                                    generation={"backend": "replay", "source": str(source)})
 
 
-@pytest.mark.parametrize("n, k", [(10, 11), (1, 5), (5, 10)])
-def test_pass_at_k_with_k_above_n_raises(n, k):
-    with pytest.raises(ValueError, match=f"pass@{k}"):
-        evaluation.pass_at_k(n, 0, k)
+def test_every_variant_and_benchmark_is_run_saved_and_compared(plan):
+    variants = ["base", "dpo", "dpo-further", "dpo-further-iteration-2"]
+    assert plan.variants() == variants and plan.further_variants() == variants[2:]
+    for benchmark in ("mbpp", "humaneval"):
+        for variant in variants:
+            table = evaluation.run_variant(plan, variant, benchmark=benchmark, progress=False)
+            assert list(table["run"]) == [0, 0, 1, 1] and set(table["pass_at_k.1"]) == {0.5}
+    stem = plan.layout.run_stem("dpo-further-iteration-2", 1, "humaneval")
+    assert stem.name == "humaneval_smollm2_135m_dpo-further-iteration-2_model_output_run_1"
+    assert len(read_paper_format(stem.with_suffix(".json"))) == 3
+
+    report = evaluation.comparison(plan)
+    assert list(dict.fromkeys(report.per_run["variant"])) == variants
+    assert report.humaneval is not None and set(report.humaneval.per_run["pass@2"]) == {1.0}
+    assert "HumanEval" in report.text() and plan.layout.comparison("humaneval").is_file()
 
 
-# --------------------------------------------------------------------------------------------
-# summarize on a hand-built frame
-
-
-def hand_frame() -> pd.DataFrame:
-    """Three tasks, five samples each.
-
-    task 1: samples 0 and 3 pass (MI 80, 90); failing samples have other MI values (one unscorable).
-    task 2: all five pass (MI 60, 70, 60, 70, 65).
-    task 3: nothing passes.
-    """
-    rows = []
-    spec = {
-        1: [(True, 80.0), (False, 10.0), (False, math.nan), (True, 90.0), (False, 20.0)],
-        2: [(True, 60.0), (True, 70.0), (True, 60.0), (True, 70.0), (True, 65.0)],
-        3: [(False, 99.0), (False, 95.0), (False, math.nan), (False, 50.0), (False, 40.0)],
-    }
-    for task_id, samples in spec.items():
-        for index, (passed, mi) in enumerate(samples):
-            rows.append({"task_id": task_id, "sample": index, "passed": passed, "mi": mi})
-    return pd.DataFrame(rows)
-
-
-def test_summarize_hand_computed():
-    summary = evaluation.summarize(hand_frame(), ks=(1, 5))
-    assert summary["tasks"] == 3
-    assert summary["candidates"] == 15
-    assert summary["passed_candidates"] == 7
-    assert summary["solved_tasks"] == 2
-    # pass@1: (2/5 + 5/5 + 0) / 3; pass@5 with n = 5: (1 + 1 + 0) / 3.
-    assert summary["pass_at_k"] == pytest.approx({1: (0.4 + 1.0 + 0.0) / 3, 5: 2 / 3})
-    # avg MI: mean over solved tasks of the mean MI of passing samples = mean(85, 65) = 75,
-    # not the mean over all passing samples (495 / 7) nor over all samples.
-    assert summary["avg_mi"] == pytest.approx(75.0)
-    json.dumps(summary)  # plain types only
-
-
-def test_summarize_drops_k_above_the_samples_per_task():
-    summary = evaluation.summarize(hand_frame())  # default ks 1, 5, 10; n = 5
-    assert set(summary["pass_at_k"]) == {1, 5}
-
-
-def test_summarize_uneven_samples_uses_the_smallest_n():
-    frame = hand_frame()
-    frame = frame[~((frame.task_id == 2) & (frame["sample"] >= 3))]  # task 2 keeps 3 samples
-    summary = evaluation.summarize(frame, ks=(1, 3, 5))
-    assert set(summary["pass_at_k"]) == {1, 3}
-    assert summary["pass_at_k"][3] == pytest.approx((evaluation.pass_at_k(5, 2, 3) + 1.0 + 0.0) / 3)
-    assert summary["candidates"] == 13 and summary["passed_candidates"] == 5
-
-
-def test_summarize_nothing_solved():
-    frame = hand_frame()
-    frame["passed"] = False
-    summary = evaluation.summarize(frame, ks=(1,))
-    assert summary["solved_tasks"] == 0 and summary["passed_candidates"] == 0
-    assert summary["pass_at_k"] == {1: 0.0}
-    assert math.isnan(summary["avg_mi"])
-
-
-def test_per_task_table():
-    table = evaluation.per_task(hand_frame())
-    assert table["n"].tolist() == [5, 5, 5]
-    assert table["c"].tolist() == [2, 5, 0]
-    assert table.loc[1, "mi_passing"] == pytest.approx(85.0)
-    assert table.loc[2, "mi_passing"] == pytest.approx(65.0)
-    assert math.isnan(table.loc[3, "mi_passing"])
-
-
-# --------------------------------------------------------------------------------------------
-# score_completions on real MBPP test problems (through the sandbox)
-
-
-@pytest.fixture(scope="module")
-def problems(mbpp_dir):
-    by_id = {row["task_id"]: row for row in data.load_mbpp(mbpp_dir, "test")}
-    return [by_id[17], by_id[18], by_id[20]]
-
-
-def fence(code: str) -> str:
-    return f"```python\n{code}\n```"
-
-
-@pytest.fixture(scope="module")
-def completions(problems):
-    p17, p18, p20 = problems
-    return {
-        17: [
-            fence(p17["code"]),
-            fence("def square_perimeter(a):\n    return 4 + a"),  # wrong answer
-            fence("def square_perimeter(a)\n    return 4 * a"),  # syntax error
-        ],
-        18: [
-            fence(p18["code"]),
-            "Here is the solution:\n" + fence(p18["code"]) + "\nIt removes the characters of the second string.",
-        ],
-        20: [
-            "```python\ndef is_woodall(x):\n    return False\n```",  # fails is_woodall(383) == True
-            fence(p20["code"]),
-        ],
-    }
-
-
-@pytest.fixture(scope="module")
-def scored(completions, problems):
-    return evaluation.score_completions(completions, problems, extract="paper", progress=False)
-
-
-def test_score_completions_paper_flags(scored):
-    assert scored[["task_id", "sample"]].values.tolist() == [[17, 0], [17, 1], [17, 2], [18, 0], [18, 1], [20, 0], [20, 1]]
-    assert scored["passed"].tolist() == [True, False, False, True, False, False, True]
-
-
-def test_score_completions_statuses_and_asserts(scored):
-    rows = {(row.task_id, row.sample): row for row in scored.itertuples()}
-    assert rows[17, 0].status == "passed" and list(rows[17, 0].assert_results) == ["passed"] * 3
-    assert rows[17, 1].status == "failed" and "failed" in list(rows[17, 1].assert_results)
-    assert rows[17, 2].status == "error" and "SyntaxError" in rows[17, 2].error
-    # The paper's extraction keeps the prose, which is a syntax error.
-    assert rows[18, 1].status == "error"
-    # is_woodall always False: the first assert fails, the two others (False expected) pass.
-    assert list(rows[20, 0].assert_results) == ["failed", "passed", "passed"]
-
-
-def test_score_completions_mi_columns(scored, problems):
-    rows = {(row.task_id, row.sample): row for row in scored.itertuples()}
-    assert rows[17, 0].code == problems[0]["code"].strip()
-    assert rows[17, 0].mi == pytest.approx(mi_score(problems[0]["code"].strip()))
-    assert rows[17, 0].scorable
-    assert math.isnan(rows[17, 2].mi) and not rows[17, 2].scorable
-    for name in ("halstead_volume", "cyclomatic_complexity", "sloc", "comment_lines"):
-        assert name in scored.columns
-
-
-def test_score_completions_fenced_extraction_rescues_prose(completions, problems):
-    frame = evaluation.score_completions(completions, problems, extract="fenced", progress=False)
-    assert frame["passed"].tolist() == [True, False, False, True, True, False, True]
-
-
-def test_score_then_summarize(scored, problems):
-    summary = evaluation.summarize(scored, ks=(1, 2))
-    assert summary["tasks"] == 3 and summary["candidates"] == 7
-    assert summary["passed_candidates"] == 3 and summary["solved_tasks"] == 3
-    assert summary["pass_at_k"][1] == pytest.approx((1 / 3 + 1 / 2 + 1 / 2) / 3)
-    assert summary["pass_at_k"][2] == pytest.approx((evaluation.pass_at_k(3, 1, 2) + 1.0 + 1.0) / 3)
-    expected_mi = sum(mi_score(p["code"].strip()) for p in problems) / 3
-    assert summary["avg_mi"] == pytest.approx(expected_mi)
-
-
-def test_score_completions_unknown_task(problems):
-    with pytest.raises(ValueError, match="999"):
-        evaluation.score_completions({999: ["x = 1"]}, problems, progress=False)
-
-
-def test_evaluate_file_paper_format(tmp_path, completions, problems):
-    completions_path = tmp_path / "smollm2-135m_base_model_output_run_1.json"
-    completions_path.write_text(json.dumps(
-        [{"task_id": task_id, "generated_sequences": texts} for task_id, texts in completions.items()]))
-    problems_path = tmp_path / "problems.jsonl"
-    problems_path.write_text("".join(json.dumps(p) + "\n" for p in problems))
-    out = tmp_path / "scores"
-    summary = evaluation.evaluate_file(completions_path, problems_path, ks=(1,), out=out, progress=False)
-    assert (summary["tasks"], summary["candidates"], summary["passed_candidates"], summary["solved_tasks"]) == (3, 7, 3, 3)
-    assert summary["pass_at_k"][1] == pytest.approx((1 / 3 + 1 / 2 + 1 / 2) / 3)
-    samples = pd.read_parquet(out / "smollm2-135m_base_model_output_run_1.samples.parquet")
-    assert samples["passed"].tolist() == [True, False, False, True, False, False, True]
-    saved = json.loads((out / "smollm2-135m_base_model_output_run_1.summary.json").read_text())
-    assert saved["passed_candidates"] == 3 and saved["extract"] == "paper"
-
-
-# --------------------------------------------------------------------------------------------
-# Paired comparison
-
-
-def test_paired_bootstrap_constant_difference_is_a_point():
-    a = pd.Series([0.1, 0.5, 0.9, 0.3], index=[11, 12, 13, 14])
-    b = a + 0.25
-    result = evaluation.paired_bootstrap(a, b)
-    assert result["problems"] == 4
-    for name in ("mean", "low", "high"):
-        assert result[name] == pytest.approx(0.25)
-
-
-def test_paired_bootstrap_skips_missing_and_brackets_the_mean():
-    a = pd.Series([0.0, 0.0, 0.0, 0.0, math.nan])
-    b = pd.Series([0.0, 1.0, 0.0, 1.0, 1.0])
-    result = evaluation.paired_bootstrap(a, b, n_boot=500, seed=1)
-    assert result["problems"] == 4
-    assert result["mean"] == pytest.approx(0.5)
-    assert 0.0 <= result["low"] < 0.5 < result["high"] <= 1.0
-    assert evaluation.paired_bootstrap(a, b, n_boot=500, seed=1) == result  # seeded
-
-
-def test_paired_bootstrap_no_overlap():
-    result = evaluation.paired_bootstrap(pd.Series([math.nan]), pd.Series([1.0]))
-    assert result["problems"] == 0 and math.isnan(result["mean"])
-
-
-def frame_of(spec: dict) -> pd.DataFrame:
-    return pd.DataFrame([{"task_id": task_id, "sample": index, "passed": passed, "mi": mi}
-                         for task_id, samples in spec.items() for index, (passed, mi) in enumerate(samples)])
-
-
-def test_compare_returns_paired_differences():
-    base = frame_of({1: [(True, 70.0), (False, 10.0)], 2: [(False, 50.0), (False, 60.0)], 3: [(True, 40.0), (True, 50.0)]})
-    tuned = frame_of({1: [(True, 80.0), (True, 90.0)], 2: [(True, 75.0), (False, 0.0)], 3: [(True, 55.0), (True, 55.0)],
-                      4: [(True, 99.0), (True, 99.0)]})  # task 4 only in one variant: ignored
-    result = evaluation.compare(base, tuned)
-    assert set(result) == {"pass_at_1", "avg_mi"}
-    # pass@1 per task: base (0.5, 0, 1), tuned (1, 0.5, 1): differences 0.5, 0.5, 0.
-    assert result["pass_at_1"]["mean"] == pytest.approx(1 / 3)
-    assert result["pass_at_1"]["problems"] == 3
-    # MI of passing code, tasks solved by both (1 and 3): 85 - 70 = 15 and 55 - 45 = 10.
-    assert result["avg_mi"]["mean"] == pytest.approx(12.5)
-    assert result["avg_mi"]["problems"] == 2
-    assert 10.0 <= result["avg_mi"]["low"] <= result["avg_mi"]["high"] <= 15.0
-
-
-def test_compare_with_itself_is_zero():
-    frame = hand_frame()
-    result = evaluation.compare(frame, frame, k=5)
-    assert set(result) == {"pass_at_5", "avg_mi"}
-    for name in ("mean", "low", "high"):
-        assert result["pass_at_5"][name] == 0.0
-        assert result["avg_mi"][name] == 0.0
+def test_a_finished_run_is_not_redone_and_a_missing_adapter_is_skipped(plan, capsys):
+    first = evaluation.run_variant(plan, "dpo", progress=False)
+    source = plan.generation["source"]
+    open(source, "w").close()  # a second generation would find nothing to replay
+    again = evaluation.run_variant(plan, "dpo", progress=False)
+    assert again.equals(first)
+    assert evaluation.run_variant(plan, "dpo-further-iteration-3", progress=False) is None
+    assert "dpo-further-iteration-3: no adapter at" in capsys.readouterr().out

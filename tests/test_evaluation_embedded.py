@@ -1,4 +1,4 @@
-"""Issue 7's bar: `evaluate` on a completions file that the generation layer wrote for the
+"""`evaluate` on a completions file that the generation layer wrote for the
 embedded model gives the numbers of an independent hand computation (one `sandbox.check`
 per sample, radon directly, the closed-form pass@k)."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -60,7 +61,7 @@ def test_local_greedy_matches_transformers_generate(tiny):
     """Our cache/position handling gives what model.generate gives (greedy, left padding, row drop)."""
     import torch
 
-    model, tokenizer, spec = tiny
+    model, tokenizer = tiny.model, tiny.tokenizer
     reqs = requests_for(2)
     reqs = [reqs[0], Request(7, prompts.messages("A much longer prompt " * 5))]
     sampling = SamplingConfig(n=2, temperature=0, max_new_tokens=8, stop_at_code_end=False)
@@ -93,15 +94,15 @@ class Scripted:
 
 
 def test_stop_at_code_end_stops_after_the_closing_fence(tiny):
-    model, tokenizer, spec = tiny
+    tokenizer = tiny.tokenizer
     text = "Sure:\n```python\ndef f():\n    return 1\n```\nThis function returns one and then I go on talking a lot."
     script = tokenizer(text, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
     reqs = [Request(1, prompts.messages("f"), n=1)]
-    stopped = generate(reqs, loaded=(Scripted(model, script), tokenizer, spec), progress=False,
+    stopped = generate(reqs, loaded=dataclasses.replace(tiny, model=Scripted(tiny.model, script)), progress=False,
                        sampling=SamplingConfig(n=1, max_new_tokens=len(script) + 5))
     assert stopped[0].text == "Sure:\n```python\ndef f():\n    return 1\n```"
     assert stopped[0].tokens < len(script) - 10
-    full = generate(reqs, loaded=(Scripted(model, script), tokenizer, spec), progress=False,
+    full = generate(reqs, loaded=dataclasses.replace(tiny, model=Scripted(tiny.model, script)), progress=False,
                     sampling=SamplingConfig(n=1, max_new_tokens=len(script) + 5, stop_at_code_end=False))
     assert full[0].text == text and full[0].tokens == len(script) - 1  # EOS ends it and is not counted
 
@@ -209,7 +210,7 @@ def test_local_embedded_model_two_prompts():
 
     loaded = load_model("smollm2-135m")
     rows = data.demo_problems()[:2]
-    reqs = [Request(r["task_id"], prompts.messages(r["text"], quirks=loaded[2].quirks)) for r in rows]
+    reqs = [Request(r["task_id"], prompts.messages(r["text"])) for r in rows]
     out = generate(reqs, loaded=loaded, sampling=SamplingConfig(n=2, max_new_tokens=48, seed=0), progress=False)
     assert len(out) == 4 and all(c.tokens > 0 for c in out)
     assert any("def " in c.text for c in out)

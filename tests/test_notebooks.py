@@ -3,22 +3,34 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import nbformat
 import pytest
 
 from shared_utils import notebooks, paths
-from shared_utils.models import REGISTRY
-from shared_utils.runner import RunOptions, run_pipeline
+from shared_utils.models import REGISTRY, get_spec, model_names
+from shared_utils.runner import RunOptions, artifact_layout, run_pipeline
 
 
-def test_committed_notebooks_match_their_templates():
+def test_committed_notebooks_and_readme_table_match_their_sources():
     assert notebooks.render_all(check=True) == [], "run `make notebooks` and commit the result"
+
+
+def test_readme_model_table_comes_from_the_registry_and_recipes():
+    readme = notebooks.README.read_text()
+    table = notebooks.model_table()
+    assert table in readme
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    assert [row.split("`")[1] for row in rows] == list(REGISTRY)
+    demo = next(row for row in rows if row.startswith("| `smollm2-135m`"))
+    assert "CPU (embedded weights)" in demo and "[2 epochs, lr 0.0001, batch 4 x 1](2_Fine_Tuning_Process/smollm2-135m/recipe.yaml)" in demo
+    assert "4-bit under 40 GB" in next(row for row in rows if row.startswith("| `gemma3-12b`"))
 
 
 def test_every_notebook_is_output_free_with_a_parameters_cell_and_a_summary():
     found = notebooks.targets()
-    assert len(found) == 3 + 4 * len(REGISTRY)
+    assert len(found) == 3 + 4 * len(model_names())
     for target in found:
         notebook = nbformat.read(target.path, as_version=4)
         code = [cell for cell in notebook.cells if cell.cell_type == "code"]
@@ -45,10 +57,35 @@ def test_demo_model_runs_every_notebook_in_smoke_mode(tmp_path, capsys):
         "3_automated_global_dataset_labelling.ipynb", "1_smollm2_135m_dpo.ipynb",
         "2_smollm2_135m_dpo_local_dataset_self_generation.ipynb", "3_smollm2_135m_dpo_further.ipynb",
         "evaluate_smollm2_135m.ipynb"])
-    spec = REGISTRY["smollm2-135m"]
-    adapter = tmp_path / "out" / "smollm2-135m" / spec.adapter_name(spec.epochs)
-    assert (adapter / "adapter_model.safetensors").is_file()
-    assert (tmp_path / "out" / "evaluation" / "smollm2_135m_comparison.json").is_file()
+    layout = artifact_layout(RunOptions(model="smollm2-135m", artifacts=tmp_path / "out"), runs)
+    assert (layout.stage1_adapter / "adapter_model.safetensors").is_file()
+    assert layout.comparison().is_file()
+
+
+@pytest.mark.slow
+def test_a_model_added_as_a_folder_with_a_recipe_renders_and_runs(tmp_path):
+    """A variant of the demo model with another Stage-1 beta: one folder, one recipe, its rendered notebooks."""
+    name = "smollm2-135m-beta-0.3"
+    folder = paths.model_dir(name)
+    assert not folder.exists()
+    try:
+        folder.mkdir()
+        (folder / "recipe.yaml").write_text("base: smollm2-135m\nstage1:\n  training:\n    beta: 0.3\n")
+        assert name in model_names() and get_spec(name).hub_id == REGISTRY["smollm2-135m"].hub_id
+        added = [target for target in notebooks.targets() if target.model and target.model.name == name]
+        assert len(added) == 4 and notebooks.README in notebooks.render_all(check=True)  # the table lacks it
+        for target in added:
+            if target.path.parent == folder:
+                target.path.write_text(notebooks.render(target))
+        options = RunOptions(model=name, stages="global,stage1", smoke=True, runs_dir=tmp_path / "runs",
+                             artifacts=tmp_path / "out")
+        assert run_pipeline(options) == 0
+        layout = artifact_layout(options, tmp_path / "runs")
+        card = json.loads((layout.stage1_adapter / "provenance.json").read_text())
+        assert card["dpo"]["beta"] == 0.3 and card["dpo"]["learning_rate"] == 1e-4  # its own, then its base's
+        assert layout.stage1_adapter.parent == tmp_path / "out" / name
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +104,9 @@ def test_paper_model_first_notebook_runs_on_a_tiny_lookalike(model, mbpp_global,
     options = RunOptions(model=model, stages="stage1", smoke=True, model_path=str(tiny_model_factory(model)),
                          runs_dir=mbpp_global / model, artifacts=mbpp_global / "out")
     assert run_pipeline(options) == 0
-    spec = REGISTRY[model]
-    assert (mbpp_global / "out" / model / spec.adapter_name(spec.epochs) / "adapter_config.json").is_file()
-    assert "Traceback" not in _executed_outputs(mbpp_global / model / f"1_{spec.slug}_dpo.ipynb")
+    layout = artifact_layout(options, mbpp_global / model)
+    assert (layout.stage1_adapter / "adapter_config.json").is_file()
+    assert "Traceback" not in _executed_outputs(mbpp_global / model / f"1_{layout.spec.slug}_dpo.ipynb")
 
 
 def test_readme_opens_with_the_two_commands_and_links_every_notebook_in_colab():

@@ -112,17 +112,22 @@ def test_templates_are_the_recorded_verbatim_copies(name):
     assert name in (TEMPLATES / "SOURCES.md").read_text(encoding="utf-8")
 
 
-def test_messages_folds_system_into_user_only_without_a_system_role(gemma_quirks, smollm_quirks):
+def test_messages_are_plain_and_rendering_folds_the_system_turn_only_without_a_system_role(tok, gemma_quirks,
+                                                                                           smollm_quirks):
     assert prompts.messages("task") == [
         {"role": "system", "content": PAPER_SYSTEM},
         {"role": "user", "content": "task"},
     ]
-    assert prompts.messages("task", quirks=smollm_quirks) == prompts.messages("task")
-    assert prompts.messages("task", system="S", quirks=gemma_quirks) == [{"role": "user", "content": "S\n\ntask"}]
+    assert prompts.fold_system(prompts.messages("task", system="S")) == [{"role": "user", "content": "S\n\ntask"}]
+    retry = [{"role": "system", "content": "S"}, {"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]
+    assert prompts.fold_system(retry)[0] == {"role": "user", "content": "S\n\na"} and len(prompts.fold_system(retry)) == 2
+    chat = prompts.messages("task", system="S")  # rendered by SmolLM2's ChatML template, which has a system role
+    assert "<|im_start|>user\nS\n\ntask<|im_end|>" in prompts.render(tok, chat, gemma_quirks)
+    assert "<|im_start|>system\nS<|im_end|>" in prompts.render(tok, chat, smollm_quirks)
 
 
 def test_gemma_prompt_matches_gemmas_own_system_folding(gemma_tok, gemma_quirks):
-    ours = prompts.render(gemma_tok, prompts.messages(TASK, quirks=gemma_quirks), gemma_quirks)
+    ours = prompts.render(gemma_tok, prompts.messages(TASK), gemma_quirks)
     # Gemma's template itself turns a leading system message into a prefix of the first user turn.
     native = gemma_tok.apply_chat_template(
         [{"role": "system", "content": PAPER_SYSTEM}, {"role": "user", "content": TASK}],
@@ -137,7 +142,7 @@ def test_gemma_prompt_matches_gemmas_own_system_folding(gemma_tok, gemma_quirks)
 
 
 def test_gemma_prompt_encodes_with_a_single_bos(gemma_tok, gemma_quirks):
-    text = prompts.render(gemma_tok, prompts.messages(TASK, quirks=gemma_quirks), gemma_quirks)
+    text = prompts.render(gemma_tok, prompts.messages(TASK), gemma_quirks)
     bos_id = gemma_tok.bos_token_id
     # The stand-in really behaves like Gemma's tokenizer: plain tokenising would double the BOS.
     assert gemma_tok(text).input_ids[:2] == [bos_id, bos_id]
@@ -148,7 +153,7 @@ def test_gemma_prompt_encodes_with_a_single_bos(gemma_tok, gemma_quirks):
 
 def test_qwen3_2507_prompt_has_a_system_turn_and_no_thinking(tok, qwen_quirks):
     tok.chat_template = _template("qwen3_instruct_2507.jinja")
-    text = prompts.render(tok, prompts.messages(TASK, quirks=qwen_quirks), qwen_quirks)
+    text = prompts.render(tok, prompts.messages(TASK), qwen_quirks)
     assert text.startswith(f"<|im_start|>system\n{PAPER_SYSTEM}<|im_end|>\n")
     assert f"<|im_start|>user\n{TASK}<|im_end|>\n" in text
     assert text.endswith("<|im_start|>assistant\n")
@@ -162,7 +167,7 @@ def test_qwen3_2507_prompt_has_a_system_turn_and_no_thinking(tok, qwen_quirks):
 
 def test_training_renders_qwen_answers_without_an_empty_think_block(tok, qwen_quirks):
     tok.chat_template = _template("qwen3_instruct_2507.jinja")
-    chat = prompts.messages(TASK, quirks=qwen_quirks)
+    chat = prompts.messages(TASK)
     answer = [{"role": "assistant", "content": "```python\ndef f():\n    return 1\n```"}]
     prompt_before = prompts.render(tok, chat, qwen_quirks)
     assert "<think>\n\n</think>" in tok.apply_chat_template(chat + answer, tokenize=False)  # the quirk itself
@@ -180,7 +185,7 @@ def test_training_template_leaves_other_templates_alone(tok):
 
 
 def test_smollm2_keeps_the_papers_system_prompt(tok, smollm_quirks):
-    text = prompts.render(tok, prompts.messages(TASK, quirks=smollm_quirks), smollm_quirks)
+    text = prompts.render(tok, prompts.messages(TASK), smollm_quirks)
     assert text.startswith(f"<|im_start|>system\n{PAPER_SYSTEM}<|im_end|>\n")
     assert "SmolLM" not in text  # not the template's default "You are a helpful AI assistant named SmolLM"
     assert text.count("<|im_start|>system") == 1
@@ -189,8 +194,8 @@ def test_smollm2_keeps_the_papers_system_prompt(tok, smollm_quirks):
 
 def test_encode_pads_on_the_left(tok, smollm_quirks):
     tok.padding_side = "right"  # encode must set it, not rely on the tokenizer's default
-    short = prompts.render(tok, prompts.messages("Add two numbers.", quirks=smollm_quirks), smollm_quirks)
-    long = prompts.render(tok, prompts.messages(TASK * 5, quirks=smollm_quirks), smollm_quirks)
+    short = prompts.render(tok, prompts.messages("Add two numbers."), smollm_quirks)
+    long = prompts.render(tok, prompts.messages(TASK * 5), smollm_quirks)
     batch = prompts.encode(tok, [short, long])
     mask, ids = batch["attention_mask"], batch["input_ids"]
     alone = tok(short, add_special_tokens=False).input_ids

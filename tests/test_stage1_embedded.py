@@ -1,4 +1,4 @@
-"""Issue 5's bar, end to end and offline: the global dataset rebuilt from the shared Gemini
+"""Stage 1 end to end and offline: the global dataset rebuilt from the shared Gemini
 responses with the headless verbs, a Stage-1 adapter trained on the embedded model, and proof
 that DPO did its job (the chosen-minus-rejected log-probability margin rises with the adapter)."""
 
@@ -11,7 +11,7 @@ import pytest
 
 from shared_utils import preferences
 from shared_utils.cli import main
-from shared_utils.data import TRAIN_NAME
+from shared_utils.layout import GlobalLayout
 
 pytestmark = pytest.mark.slow
 PAIRS = 8
@@ -24,27 +24,26 @@ def global_dataset(mbpp_dir, gemini_pairs, tmp_path_factory):
     assert main(["global-pairs", "--backend", "replay", "--responses", str(gemini_pairs), "--problems", str(root),
                  "--out", str(root)]) == 0
     assert main(["label", "--pairs", str(root), "--out", str(root)]) == 0
-    assert (root / TRAIN_NAME).is_dir()
-    return root / preferences.GLOBAL_DPO_NAME
+    assert GlobalLayout(root).train_problems.is_dir()
+    return GlobalLayout(root).dataset
 
 
 def test_replayed_global_dataset_has_every_shared_pair(global_dataset):
     rows = preferences.load_rows(global_dataset)
     assert len(rows) == 238
     assert all(row["chosen_mi"] >= row["rejected_mi"] for row in rows)
-    counts = json.loads((global_dataset.parent / "global_pairs_counts.json").read_text())
+    counts = json.loads(GlobalLayout(global_dataset.parent).pair_counts.read_text())
     assert counts["both"] == 238
 
 
 @pytest.fixture(scope="module")
 def stage1_adapter(global_dataset, tmp_path_factory):
-    from shared_utils.models import get_spec
-    from shared_utils.training import DPOArgs, train_dpo
+    from shared_utils import recipes
+    from shared_utils.training import train_dpo
 
-    spec = get_spec("smollm2-135m")
-    out = tmp_path_factory.mktemp("stage1") / spec.adapter_name(2)
-    args = DPOArgs.for_model(spec, epochs=2, max_pairs=PAIRS)
-    return train_dpo("smollm2-135m", global_dataset, out, args=args, progress=False)
+    recipe = recipes.load("smollm2-135m", {"stage1": {"training": {"num_train_epochs": 2}, "max_pairs": PAIRS}})
+    out = recipe.layout(model_dir=tmp_path_factory.mktemp("stage1")).stage1_adapter
+    return train_dpo("smollm2-135m", global_dataset, out, settings=recipe.training("stage1"), progress=False)
 
 
 def test_adapter_is_saved_with_card_and_plots(stage1_adapter, capsys):
@@ -63,12 +62,12 @@ def test_adapter_is_saved_with_card_and_plots(stage1_adapter, capsys):
 def test_dpo_raises_the_chosen_minus_rejected_margin(stage1_adapter):
     from shared_utils.models import load_model
     from shared_utils.training import load_pairs
-    from shared_utils.training.metrics import preference_margins
+    from preference_margins import preference_margins
 
     record = json.loads((stage1_adapter.adapter_dir / "provenance.json").read_text())
     pairs = load_pairs(record["dataset"], max_pairs=PAIRS)
-    model, tokenizer, _ = load_model("smollm2-135m", adapter=stage1_adapter.adapter_dir)
-    model.eval()
+    loaded = load_model("smollm2-135m", adapter=stage1_adapter.adapter_dir)
+    model, tokenizer = loaded.model, loaded.tokenizer
     with model.disable_adapter():
         before = statistics.mean(preference_margins(model, tokenizer, pairs))
     after = statistics.mean(preference_margins(model, tokenizer, pairs))

@@ -8,32 +8,9 @@ import pandas as pd
 import pytest
 from datasets import Dataset
 
-from shared_utils.training import DPOArgs, LoraArgs, load_pairs, train_dpo
+from shared_utils.training import load_pairs, train_dpo
 from shared_utils.training import dpo as dpo_module
-from shared_utils.training.config import dpo_config
-from test_training_reference import toy_args, toy_rows
-
-
-def test_lora_and_dpo_defaults_are_the_papers():
-    lora = LoraArgs().peft_config()
-    assert (lora.r, lora.lora_alpha, lora.lora_dropout, lora.bias, str(lora.task_type)) == (16, 32, 0.1, "none", "CAUSAL_LM")
-    assert set(lora.target_modules) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
-    config = dpo_config(DPOArgs(), "unused", bf16=False, progress=False)
-    assert (config.beta, config.learning_rate, config.max_length, config.num_train_epochs) == (0.1, 5e-7, 1024, 250)
-    assert config.gradient_checkpointing and config.loss_type == ["sigmoid"] and config.report_to == []
-
-
-def test_for_model_uses_the_registry():
-    gemma = DPOArgs.for_model("gemma3-1b")
-    assert (gemma.batch_size, gemma.grad_accum, gemma.epochs, gemma.learning_rate) == (2, 16, 250, 5e-7)
-    assert gemma.gradient_checkpointing and gemma.max_pairs is None
-    assert DPOArgs.for_model("gemma3-12b").batch_size == 1
-    demo = DPOArgs.for_model("smollm2-135m", epochs=None, max_steps=2)
-    assert demo.learning_rate > 5e-7 and demo.max_pairs and not demo.gradient_checkpointing
-    assert demo.max_steps == 2 and demo.epochs == DPOArgs.for_model("smollm2-135m").epochs
-    assert DPOArgs.for_model(None, epochs=3).epochs == 3
-    with pytest.raises(ValueError, match="reference"):
-        DPOArgs(reference="policy")
+from test_training_reference import toy_rows, toy_settings
 
 
 def test_load_pairs_reads_a_saved_folder_without_touching_it(tmp_path):
@@ -57,7 +34,7 @@ def test_stage1_writes_a_complete_adapter_and_reruns_for_free(tiny_model_factory
     tiny = tiny_model_factory("smollm2-135m")
     pairs = Dataset.from_list(toy_rows(8))
     out = tmp_path / "smollm2-135m-dpo-2-epochs"
-    result = train_dpo(str(tiny), pairs, out, args=toy_args("base", epochs=2), progress=False)
+    result = train_dpo(str(tiny), pairs, out, settings=toy_settings("base", num_train_epochs=2), progress=False)
     assert result.adapter_dir == out and not out.with_name(out.name + ".work").exists()
     for name in ("adapter_config.json", "adapter_model.safetensors", "training_log.csv", "README.md",
                  "provenance.json", "loss.png", "rewards_margins.png", "rewards_accuracies.png", "kl_estimate.png"):
@@ -71,13 +48,13 @@ def test_stage1_writes_a_complete_adapter_and_reruns_for_free(tiny_model_factory
     assert record["dataset_sha256"] == dpo_module.dataset_hash(load_pairs(pairs)) and record["lora"]["r"] == 16
     assert record["versions"]["trl"] and record["global_step"] == 4
     card = (out / "README.md").read_text()
-    for fact in (record["dataset_sha256"], "| learning_rate | 0.01 |", "| alpha | 32 |", "adapter disabled", "trl"):
+    for fact in (record["dataset_sha256"], "| learning_rate | 0.01 |", "| lora_alpha | 32 |", "adapter disabled", "trl"):
         assert fact in card
-    model, _, _ = load_model(str(tiny), adapter=out)
-    assert model.peft_config["default"].r == 16
+    loaded = load_model(str(tiny), adapter=out)
+    assert loaded.model.peft_config["default"].r == 16 and loaded.adapter == out
 
     monkeypatch.setattr(dpo_module, "build_trainer", lambda *a, **k: pytest.fail("retrained a complete adapter"))
-    assert train_dpo(str(tiny), pairs, out, args=toy_args("base", epochs=2)).metrics == result.metrics
+    assert train_dpo(str(tiny), pairs, out, settings=toy_settings("base", num_train_epochs=2)).metrics == result.metrics
 
 
 @pytest.mark.slow
@@ -86,7 +63,7 @@ def test_interrupted_training_resumes_from_its_last_checkpoint(tiny_model_factor
 
     tiny = tiny_model_factory("smollm2-135m")
     pairs, out = Dataset.from_list(toy_rows(4)), tmp_path / "adapter"
-    args = toy_args("base", batch_size=2, max_steps=3, save_steps=1)
+    settings = toy_settings("base", per_device_train_batch_size=2, max_steps=3, save_strategy="steps", save_steps=1)
     build, calls = dpo_module.build_trainer, []
 
     class Interrupt(TrainerCallback):
@@ -101,7 +78,7 @@ def test_interrupted_training_resumes_from_its_last_checkpoint(tiny_model_factor
 
     monkeypatch.setattr(dpo_module, "build_trainer", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        train_dpo(str(tiny), pairs, out, args=args, progress=False)
+        train_dpo(str(tiny), pairs, out, settings=settings, progress=False)
     work = out.with_name(out.name + ".work")
     assert (work / "checkpoint-1").is_dir() and not out.exists()
 
@@ -112,7 +89,7 @@ def test_interrupted_training_resumes_from_its_last_checkpoint(tiny_model_factor
         return trainer
 
     monkeypatch.setattr(dpo_module, "build_trainer", spied)
-    result = train_dpo(str(tiny), pairs, out, args=args, progress=False)
+    result = train_dpo(str(tiny), pairs, out, settings=settings, progress=False)
     assert calls == [{"resume_from_checkpoint": True}]
     assert list(pd.read_csv(result.log_csv)["step"]) == [1, 2, 3] and not work.exists()
 
@@ -123,7 +100,6 @@ def test_accelerate_launch_trains_on_two_cpu_processes(tiny_model_factory, tmp_p
     import os
     import subprocess
     import sys
-    from pathlib import Path
 
     tiny = tiny_model_factory("smollm2-135m")
     Dataset.from_list(toy_rows(8)).save_to_disk(str(tmp_path / "pairs"))
@@ -133,10 +109,9 @@ def test_accelerate_launch_trains_on_two_cpu_processes(tiny_model_factory, tmp_p
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                "--main_process_port", str(_free_port()),
                "-m", "shared_utils", "train", "--model", str(tiny), "--dataset", str(tmp_path / "pairs"),
-               "--out", str(out), "--epochs", "1", "--batch-size", "2", "--grad-accum", "1", "--max-length", "128",
-               "--learning-rate", "1e-2"]
-    repo = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+               "--out", str(out), "--num_train_epochs", "1", "--per_device_train_batch_size", "2",
+               "--gradient_accumulation_steps", "1", "--max_length", "128", "--learning_rate", "1e-2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     record = json.loads((out / "provenance.json").read_text())
@@ -158,7 +133,7 @@ def test_qwen_answers_are_tokenised_as_generated_without_a_think_block(tiny_mode
     from shared_utils.training import build_trainer
 
     trainer = build_trainer(str(tiny_model_factory("qwen3-4b")), load_pairs(Dataset.from_list(toy_rows(2))),
-                            tmp_path / "work", args=toy_args("base"), progress=False)
+                            tmp_path / "work", settings=toy_settings("base"), progress=False)
     tokenizer = trainer.processing_class
     for row in trainer.train_dataset:
         for side in ("chosen_ids", "rejected_ids"):

@@ -7,6 +7,7 @@ loaded models.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pandas as pd
@@ -14,7 +15,8 @@ import pytest
 import torch
 from datasets import Dataset
 
-from shared_utils.training import DPOArgs, LoraArgs, build_trainer, load_pairs, train_dpo
+from shared_utils import recipes
+from shared_utils.training import TrainingSettings, build_trainer, load_pairs, train_dpo
 
 pytestmark = pytest.mark.slow
 BETA = 0.1
@@ -28,9 +30,12 @@ def toy_rows(n: int = 4) -> list[dict]:
              "task_id": i} for i in range(n)]
 
 
-def toy_args(reference: str, **overrides) -> DPOArgs:
-    return DPOArgs(**{**dict(epochs=1, batch_size=4, grad_accum=1, learning_rate=1e-2, max_length=128,
-                             gradient_checkpointing=False, reference=reference, beta=BETA), **overrides})
+def toy_settings(reference: str, **dpo) -> TrainingSettings:
+    """The paper's settings with toy sizes: one epoch of 4 pairs, a learning rate that moves a tiny model."""
+    paper = recipes.load().training("stage1")
+    toy = paper.replace(**{**dict(num_train_epochs=1, per_device_train_batch_size=4, gradient_accumulation_steps=1,
+                                  learning_rate=1e-2, max_length=128, activation_checkpointing=False, beta=BETA), **dpo})
+    return dataclasses.replace(toy, reference=reference)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +49,7 @@ def stage1(tiny, tmp_path_factory):
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM
 
-    config = LoraArgs().peft_config()
+    config = recipes.load().training("stage1").peft_config()
     config.init_lora_weights = False  # random A and B
     torch.manual_seed(0)
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny), config)
@@ -82,7 +87,7 @@ def first_batch(trainer):
 def test_trainer_reference_is_the_requested_model(tiny, stage1, references, tmp_path, reference):
     """Both TRL paths agree with the hand computation: precomputed log-probs and the on-the-fly forward."""
     trainer = build_trainer(str(tiny), load_pairs(Dataset.from_list(toy_rows())), tmp_path / "work",
-                            init_adapter=stage1, progress=False, args=toy_args(reference, precompute_ref_log_probs=True))
+                            init_adapter=stage1, progress=False, settings=toy_settings(reference, precompute_ref_log_probs=True))
     batch = first_batch(trainer)
     precomputed = batch["ref_chosen_logps"], batch["ref_rejected_logps"]
     on_the_fly = trainer.compute_ref_log_probs(trainer.model, batch)
@@ -109,9 +114,9 @@ def test_training_uses_the_reference_and_saves_only_the_trained_adapter(tiny, st
 
     pairs = Dataset.from_list(toy_rows())
     result = train_dpo(str(tiny), pairs, tmp_path / "stage2c", init_adapter=stage1, progress=False,
-                       args=toy_args(reference, max_steps=2))
+                       settings=toy_settings(reference, max_steps=2))
     trainer = build_trainer(str(tiny), load_pairs(pairs), tmp_path / "probe", init_adapter=stage1, progress=False,
-                            args=toy_args(reference))
+                            settings=toy_settings(reference))
     batch = first_batch(trainer)
     policy_chosen, _ = references["stage1"](batch)
     ref_chosen, _ = references[reference](batch)
@@ -124,7 +129,7 @@ def test_training_uses_the_reference_and_saves_only_the_trained_adapter(tiny, st
         keys = list(handle.keys())
     assert keys and all(".ref." not in key for key in keys)
     record = json.loads((folder / "provenance.json").read_text())
-    assert record["dpo"]["reference"] == reference and record["init_adapter"] == str(stage1)
+    assert record["reference"] == reference and record["init_adapter"] == str(stage1)
     assert ("Stage-1 policy" if reference == "stage1" else "adapter disabled") in (folder / "README.md").read_text()
     trained = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny), str(folder)).eval()
     moved = (sequence_logps(trained, batch)[0] - policy_chosen).abs().max()
@@ -133,4 +138,4 @@ def test_training_uses_the_reference_and_saves_only_the_trained_adapter(tiny, st
 
 def test_stage1_reference_needs_an_initial_adapter(tiny, tmp_path):
     with pytest.raises(ValueError, match="init_adapter"):
-        train_dpo(str(tiny), Dataset.from_list(toy_rows()), tmp_path / "out", args=toy_args("stage1"), progress=False)
+        train_dpo(str(tiny), Dataset.from_list(toy_rows()), tmp_path / "out", settings=toy_settings("stage1"), progress=False)

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Callable
 
 from shared_utils.generation.checkpoint import Checkpoint, CheckpointMismatch, read_checkpoint
-from shared_utils.generation.core import (Completion, Request, SamplingConfig, code_end, derive_seed, plan_batches,
+from shared_utils.generation.core import (Completion, Request, SamplingConfig, code_end, plan_batches,
                                           truncate_at_code_end)
-from shared_utils.generation.gemini import request_pairs
+from shared_utils.generation.pairs import request_pairs
 from shared_utils.generation.paper_format import read_paper_format, write_paper_format
 from shared_utils.generation.replay import PairResponse, replay_pairs
 
@@ -37,7 +37,7 @@ __all__ = [
 BACKENDS = ("auto", "local", "vllm", "openai", "gemini", "replay")
 
 
-def resolve_backend(backend: str, loaded: tuple | None = None) -> str:
+def resolve_backend(backend: str, loaded=None) -> str:
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
     if backend == "auto":
@@ -68,16 +68,6 @@ def make_backend(name: str, *, model, adapter, loaded, **options):
 
         return ReplayBackend(model, adapter, **options)
     raise ValueError(f"unknown backend {name!r}")
-
-
-def _model_name(model, loaded) -> str | None:
-    if model is not None:
-        return str(model)
-    if loaded is not None:
-        base = getattr(loaded[0], "get_base_model", lambda: loaded[0])()
-        spec = loaded[2] if len(loaded) > 2 else None
-        return spec.name if spec is not None else getattr(base.config, "_name_or_path", None)
-    return None
 
 
 class _Progress:
@@ -112,10 +102,12 @@ class _Progress:
 
 def generate(requests: list[Request], *, backend: str = "auto", model: str | None = None,
              adapter: str | os.PathLike | None = None, sampling: SamplingConfig = SamplingConfig(),
-             checkpoint: str | Path | None = None, loaded: tuple | None = None, progress: bool = True,
+             checkpoint: str | Path | None = None, loaded=None, progress: bool = True,
              on_batch: Callable[[int, list[Completion]], None] | None = None, **backend_options) -> list[Completion]:
     """Sample ``n`` completions per request; returns them in request then sample order.
 
+    The model is named either by ``model`` (+ ``adapter``), which the backend loads, or by
+    ``loaded`` (a ``models.LoadedModel``, local backend only), which carries its own adapter.
     ``on_batch(index, completions)`` is called after each batch is checkpointed (a hook for
     callers and for the interruption test). ``backend_options`` go to the backend
     (local: dtype, load_in_4bit, compact_every; openai: base_url, api_key, concurrency, per_sample;
@@ -126,15 +118,20 @@ def generate(requests: list[Request], *, backend: str = "auto", model: str | Non
     requests = list(requests)
     check_unique(requests)
     name = resolve_backend(backend, loaded)
-    if name != "local" and loaded is not None:
-        raise ValueError(f"loaded= is only for the local backend, not {name!r}")
+    if loaded is not None:
+        if name != "local":
+            raise ValueError(f"loaded= is only for the local backend, not {name!r}")
+        if model is not None or adapter is not None:
+            raise ValueError("give either loaded= or model=/adapter=, not both: a loaded model knows its adapter")
+        model, adapter = loaded.name, loaded.adapter
     engine = make_backend(name, model=model, adapter=adapter, loaded=loaded, **backend_options)
     batch_size = sampling.batch_size or engine.default_batch_size(requests, sampling)
     if hasattr(engine, "plan"):
         batches = engine.plan(requests, sampling, batch_size)
     else:
         batches = plan_batches(requests, sampling, batch_size)
-    identity = {"model": _model_name(model, loaded), "adapter": str(adapter) if adapter is not None else None,
+    identity = {"model": str(model) if model is not None else None,
+                "adapter": str(adapter) if adapter is not None else None,
                 "backend": name, "sampling": sampling.identity(), "seed": sampling.seed}
     store = Checkpoint(checkpoint, identity) if checkpoint is not None else None
     done = dict(store.done) if store is not None else {}

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from shared_utils import io
+from shared_utils import files
 from shared_utils.generation.core import Completion, Key
 
 COMPARED = ("model", "adapter", "backend", "sampling")
@@ -32,12 +32,12 @@ class Checkpoint:
         self._check_meta()
         self._load()
         self.meta = {**self._old_meta, **identity, "path": str(self.path)}
-        self.meta.setdefault("started", io.now())
+        self.meta.setdefault("started", files.now())
         self.meta["resumed"] = self._old_meta.get("resumed", 0) + (1 if self._old_meta else 0)
-        self.meta.update(io.provenance())
+        self.meta.update(files.provenance())
         self.meta.pop("created", None)
         self.meta.pop("finished", None)
-        io.write_json(meta_path(self.path), self.meta)
+        files.write_json(meta_path(self.path), self.meta)
 
     def _check_meta(self) -> None:
         self._old_meta = {}
@@ -88,8 +88,8 @@ class Checkpoint:
             os.fsync(handle.fileno())
 
     def finish(self, **extra) -> None:
-        self.meta.update(extra, finished=io.now(), completions=len(self.done))
-        io.write_json(meta_path(self.path), self.meta)
+        self.meta.update(extra, finished=files.now(), completions=len(self.done))
+        files.write_json(meta_path(self.path), self.meta)
 
 
 def read_checkpoint(path: str | os.PathLike) -> list[Completion]:

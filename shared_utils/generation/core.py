@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
-from typing import Iterable, Iterator
+from typing import Iterable
 
 Key = tuple  # (task_id, round, sample)
 
@@ -86,10 +86,6 @@ def unit_key(requests: list[Request], unit: Unit) -> Key:
     return (request.task_id, request.round, unit.sample)
 
 
-def key_str(key: Key) -> str:
-    return f"{key[0]!r}/{key[1]}/{key[2]}"
-
-
 def derive_seed(seed: int, *parts) -> int:
     """A 63-bit seed from the user's seed and anything identifying a batch, stable across runs and machines."""
     digest = hashlib.sha256(repr((seed, *parts)).encode()).digest()
@@ -143,11 +139,6 @@ def code_end(text: str) -> int | None:
 def truncate_at_code_end(text: str) -> str:
     end = code_end(text)
     return text if end is None else text[:end]
-
-
-def chunks(items: list, size: int) -> Iterator[list]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
 
 
 def ordered(completions: Iterable[Completion], requests: list[Request] | None = None) -> list[Completion]:

@@ -9,7 +9,6 @@ transformers' warpers: temperature, then top-k, then top-p (nucleus, at least on
 
 from __future__ import annotations
 
-import time
 from typing import Callable
 
 from shared_utils import prompts
@@ -22,7 +21,7 @@ GPU_MAX_BATCH = 256
 class LocalBackend:
     name = "local"
 
-    def __init__(self, model=None, adapter=None, *, loaded: tuple | None = None, dtype: str | None = None,
+    def __init__(self, model=None, adapter=None, *, loaded=None, dtype: str | None = None,
                  load_in_4bit: bool | None = None, compact_every: int = 1, **_ignored):
         if loaded is None:
             if model is None:
@@ -30,11 +29,8 @@ class LocalBackend:
             from shared_utils.models import load_model
 
             loaded = load_model(str(model), adapter=adapter, dtype=dtype, load_in_4bit=load_in_4bit)
-        elif adapter is not None and not _has_adapter(loaded[0]):
-            from peft import PeftModel
-
-            loaded = (PeftModel.from_pretrained(loaded[0], str(adapter)).eval(), *loaded[1:])
-        self.model, self.tokenizer, self.spec = loaded
+        self.loaded = loaded  # a models.LoadedModel
+        self.model, self.tokenizer = loaded.model, loaded.tokenizer
         self.compact_every = compact_every
         self.device = _device_of(self.model)
         if self.tokenizer.pad_token_id is None:
@@ -58,7 +54,7 @@ class LocalBackend:
         return int(max(1, min(GPU_MAX_BATCH, 0.5 * free // need)))
 
     def render(self, request: Request) -> str:
-        return prompts.render(self.tokenizer, request.messages, self.spec.quirks if self.spec else None)
+        return self.loaded.render(request.messages)
 
     def effective_top_k(self, sampling: SamplingConfig) -> int:
         if sampling.top_k is not None:
@@ -100,10 +96,6 @@ class LocalBackend:
                     mask[index] = True
             self._tick_mask = mask
         return self._tick_mask
-
-
-def _has_adapter(model) -> bool:
-    return hasattr(model, "peft_config")
 
 
 def _device_of(model):

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from shared_utils import io
+from shared_utils import files
 from shared_utils.generation.core import Completion, ordered
 
 
@@ -23,8 +23,8 @@ def write_paper_format(completions: Iterable[Completion], path: str | os.PathLik
         groups.setdefault(completion.task_id, []).append(completion)
     rows = [{"task_id": task_id, "generated_sequences": [c.text for c in sorted(items, key=lambda c: (c.round, c.sample))]}
             for task_id, items in groups.items()]
-    io.write_json(path, rows)
-    io.write_json(Path(f"{path}.meta.json"), io.provenance(**metadata, file=path.name, tasks=len(rows),
+    files.write_json(path, rows)
+    files.write_json(Path(f"{path}.meta.json"), files.provenance(**metadata, file=path.name, tasks=len(rows),
                                                           samples=sum(len(r["generated_sequences"]) for r in rows)))
     return path
 

@@ -5,64 +5,26 @@
 # markdown fences, every sample runs against the problem's asserts (5 s per assert), and each run
 # reports pass@10 and the average MI of passing code. Beyond the paper: unbiased pass@k for
 # k = 1, 5, 10, paired bootstrap intervals between variants, the `fenced` extraction beside the
-# paper's, and HumanEval as an out-of-distribution check.
+# paper's, every further self-tuning iteration's adapter, and HumanEval as an out-of-distribution
+# check (`evaluation.humaneval` in the recipe). Runs and samples are the recipe's `evaluation` section.
 
 # %% tags=["parameters"]
-model_name = "$model"
+recipe = "2_Fine_Tuning_Process/$model/recipe.yaml"  # relative to the repository root
+overrides = {}  # e.g. {"evaluation": {"humaneval": True}}
 model_path = None
-epochs = None
-further_epochs = None
-runs = None  # None: the registry default (the paper: 5)
-samples = None  # per problem; None: the registry default (the paper: 10)
-max_new_tokens = None
-limit = None  # only the first N test problems
-humaneval = False
-smoke = False
 global_dir = None  # Stage 1's folder (for the test problems); default: the problem set's
 fine_tuning_dir = None  # where the adapters are; default: 2_Fine_Tuning_Process/$model
 output_dir = "."
 
 # %%
-from shared_utils import evaluation_runs, models, pipeline, plots
+from shared_utils import plots, recipes, stages
 
-spec = models.get_spec(model_name)
-plan = evaluation_runs.EvalPlan.for_model(
-    spec, model_path=model_path, output_dir=output_dir, global_dir=global_dir, fine_tuning_dir=fine_tuning_dir,
-    epochs=epochs, further_epochs=further_epochs, runs=1 if smoke else runs, samples=2 if smoke else samples,
-    max_new_tokens=32 if smoke else max_new_tokens, limit=2 if smoke else limit)
-plan.describe()
-
-# %% [markdown]
-# ## Base model
+settings = recipes.load("$model", overrides, recipe=recipe)
+layout = settings.layout(global_dir=global_dir, model_dir=fine_tuning_dir, evaluation_dir=output_dir)
+stages.evaluation_plan(settings, layout, model=model_path).describe()
 
 # %%
-evaluation_runs.run_variant(plan, "base")
-
-# %% [markdown]
-# ## Stage 1 (`-dpo`)
-
-# %%
-evaluation_runs.run_variant(plan, "dpo")
-
-# %% [markdown]
-# ## Stage 2 (`-dpo-further`)
-
-# %%
-evaluation_runs.run_variant(plan, "dpo-further")
-
-# %% [markdown]
-# ## HumanEval (out of distribution)
-
-# %%
-if humaneval:
-    for variant in plan.variants():
-        evaluation_runs.run_variant(plan, variant, benchmark="humaneval")
-
-# %% [markdown]
-# ## Comparison
-
-# %%
-report = evaluation_runs.comparison(plan)
+report = stages.evaluate(settings, layout, model=model_path)
 report.table
 
 # %%
@@ -70,6 +32,9 @@ report.per_run
 
 # %%
 report.paired
+
+# %%
+report.humaneval.table if report.humaneval is not None else "HumanEval not run (evaluation.humaneval: false)"
 
 # %%
 plots.evaluation_overview(report);

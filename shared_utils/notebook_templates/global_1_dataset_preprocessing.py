@@ -10,10 +10,11 @@ source = "mbpp"  # hub id, a folder of <split>.jsonl files, or "demo"
 output_dir = None  # default: this folder (MBPP) or demo/ (the demo set)
 
 # %%
-from shared_utils import data, paths
+from shared_utils import data
+from shared_utils.layout import GlobalLayout
 
-out = Path(output_dir) if output_dir else paths.global_dir("demo" if source == data.DEMO_SOURCE else "mbpp")
-written = data.prepare(source, out)
+out = GlobalLayout.for_problem_set("demo" if source == data.DEMO_SOURCE else "mbpp", output_dir)
+written = data.prepare(source, out.folder)
 train, test = (data.load_problems(path) for path in (written["train"], written["test"]))
 print(f"train: {len(train)} problems, test: {len(test)} problems")
 print(train[0]["text"])

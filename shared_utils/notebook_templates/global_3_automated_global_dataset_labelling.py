@@ -9,12 +9,11 @@ problem_set = "mbpp"  # mbpp | demo
 output_dir = None  # default: the problem set's folder in 1_Global_Dataset_Generation
 
 # %%
-from shared_utils import paths, plots, preferences
+from shared_utils import plots, preferences, stages
+from shared_utils.layout import GlobalLayout
 
-out = Path(output_dir) if output_dir else paths.global_dir(problem_set)
-pairs = preferences.load_rows(out / preferences.GLOBAL_PAIRS_NAME)
-rows = preferences.label_global(pairs)
-saved = preferences.save_pairs(rows, out / preferences.GLOBAL_DPO_NAME, key="radon mi_visit(code, multi=True)")
+out = GlobalLayout.for_problem_set(problem_set, output_dir)
+rows, saved = stages.label(out.pairs, out)
 preferences.summary_frame(rows)
 
 # %%

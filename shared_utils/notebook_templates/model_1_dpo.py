@@ -1,38 +1,37 @@
 # %% [markdown]
 # # $model · Stage 1: DPO on the global preference dataset
-# LoRA (r=16, alpha=32, dropout 0.1, all attention and MLP projections) trained with TRL's
-# `DPOTrainer` (beta 0.1) on the global pairs; the reference model is the base with the adapter
-# disabled. The adapter is written next to this notebook as `$adapter_prefix-dpo-<epochs>-epochs`.
+# LoRA (the paper: r=16, alpha=32, dropout 0.1, all attention and MLP projections) trained with
+# TRL's `DPOTrainer` (beta 0.1) on the global pairs; the reference model is the base with the
+# adapter disabled. Every setting comes from the recipe beside this notebook (`recipe.yaml`, over
+# the paper's defaults); `overrides` changes any of them for this run. The adapter is written next
+# to this notebook as `$adapter_prefix-dpo-<epochs>-epochs`.
 
 # %% tags=["parameters"]
-model_name = "$model"
+recipe = "2_Fine_Tuning_Process/$model/recipe.yaml"  # relative to the repository root
+overrides = {}  # e.g. {"stage1": {"training": {"beta": 0.05}}}
 model_path = None  # a local folder to load instead of the registry weights (e.g. a tiny look-alike)
-epochs = None  # None: the registry default (the paper: 250)
-max_steps = -1  # > 0 stops early (smoke runs)
-smoke = False  # a handful of pairs and one step
 global_dir = None  # Stage 1's folder; default: 1_Global_Dataset_Generation (or its demo/ for the demo model)
-output_dir = "."
+output_dir = "."  # where the adapter goes (this model's folder)
 
 # %%
-from shared_utils import adapters, models, paths, pipeline, preferences, training
+from shared_utils import adapters, notebook_display, recipes, stages, training
 
-spec = models.get_spec(model_name)
-dataset_dir = pipeline.global_dataset(spec, global_dir)
-args = training.DPOArgs.for_model(spec, **pipeline.overrides(epochs=epochs, max_steps=1 if smoke else max_steps,
-                                                             max_pairs=4 if smoke else None))
-dataset = training.load_pairs(dataset_dir, args.max_pairs)  # exactly the pairs train_dpo trains on
-print(f"{len(dataset)} pairs from {dataset_dir}; {args}")
-
-# %%
-pipeline.token_length_stats(model_path or model_name, dataset)
+settings = recipes.load("$model", overrides, recipe=recipe)
+layout = settings.layout(global_dir=global_dir, model_dir=output_dir)
+stage1 = settings.training("stage1")
+dataset = training.load_pairs(layout.global_.dataset, stage1.max_pairs)  # exactly the pairs training uses
+print(f"{len(dataset)} pairs from {layout.global_.dataset}; recipe: {settings.describe()}")
+stage1.as_dict()
 
 # %%
-adapter_dir = Path(output_dir) / spec.adapter_name(args.epochs)
-result = training.train_dpo(model_path or model_name, dataset_dir, adapter_dir, args=args)
+notebook_display.token_length_stats(model_path or settings.model, dataset)
+
+# %%
+result = stages.train_stage1(settings, layout, model=model_path)
 result.metrics
 
 # %%
-pipeline.show_images(result.plots)
+notebook_display.show_images(result.plots)
 
 # %% [markdown]
 # ## Inspect the adapter
@@ -42,8 +41,8 @@ report = adapters.inspect(result.adapter_dir)
 print(adapters.summary(report))
 
 # %%
-adapters.compare_answers(result.adapter_dir, pipeline.probe_problems(spec, global_dir),
-                         max_new_tokens=64 if smoke else None)
+adapters.compare_answers(result.adapter_dir, notebook_display.probe_problems(layout),
+                         max_new_tokens=settings.section("stage1")["probe_max_new_tokens"])
 
 # %% [markdown]
 # ## Summary

@@ -4,60 +4,43 @@
 # (temperature 0.6, top_p 0.9); every sample runs in the sandbox; tasks with fewer than two
 # passing samples are asked again (up to `rounds` times) with the paper's feedback prompt and one
 # failed solution. For tasks with two or more passing samples, the highest-MI one is *chosen*
-# and the lowest-MI one *rejected*.
+# and the lowest-MI one *rejected*. Samples, rounds and limits are the recipe's `stage2a` section.
 #
 # Two corrections to the paper's notebook, both deliberate: MI is computed on the extracted code
 # (the paper stripped the wrong fence marker before scoring), and samples that differ only in
 # whitespace count as identical (the paper compared raw strings).
 
 # %% tags=["parameters"]
-model_name = "$model"
-model_path = None
-epochs = None  # of the Stage-1 adapter to start from
+recipe = "2_Fine_Tuning_Process/$model/recipe.yaml"  # relative to the repository root
+overrides = {}  # e.g. {"stage2a": {"rounds": 3}}
 iteration = 1  # k-th self-tuning round: 1 starts from Stage 1, k > 1 from the (k-1)-th further adapter
-samples = None  # per prompt and round; None: the registry default (the paper: 10)
-rounds = None  # None: the registry default (the paper: 5)
-feedback = True
-max_new_tokens = None
-min_gap = 0.0  # minimum MI gap between chosen and rejected
-smoke = False
-limit = None  # only the first N training problems
+model_path = None
 global_dir = None  # Stage 1's folder (for the training prompts); default: the problem set's
 output_dir = "."
 
 # %%
-from shared_utils import generation, models, pipeline, plots, preferences, self_generation
+from shared_utils import notebook_display, plots, preferences, recipes, stages
 
-spec = models.get_spec(model_name)
-stage = pipeline.Stage2Paths(spec, output_dir, epochs=epochs, iteration=iteration)
-problems = pipeline.train_problems(spec, global_dir)[: 2 if smoke else limit]
-rounds = 1 if smoke else rounds or spec.rounds
-sampling = generation.SamplingConfig(n=samples or spec.samples, max_new_tokens=max_new_tokens or spec.max_new_tokens)
-loaded = models.load_model(model_path or model_name, adapter=stage.start_adapter)
-print(f"{len(problems)} prompts, {sampling.n} samples each, up to {rounds} rounds, from {stage.start_adapter}")
+settings = recipes.load("$model", overrides, recipe=recipe)
+layout = settings.layout(global_dir=global_dir, model_dir=output_dir)
+print(f"from {layout.start_adapter(iteration)}; recipe: {settings.describe()}")
+settings.section("stage2a")
 
 # %%
-result = self_generation.self_generate(
-    problems, model=model_path or model_name, adapter=str(stage.start_adapter), loaded=loaded, sampling=sampling,
-    config=self_generation.SelfGenConfig(rounds=rounds, feedback=feedback),
-    checkpoint=stage.checkpoint)
-rounds_table = pipeline.rounds_frame(result)
-rounds_table
+local = stages.self_generate(settings, layout, iteration, model=model_path)
+local.rounds
 
 # %%
-rows = preferences.label_local(problems, result.passing, min_gap=min_gap)
-pipeline.report_local_pairs(rows, problems)
+notebook_display.report_local_pairs(local.rows, local.problems)
 
 # %%
-if rows:
-    saved = preferences.save_pairs(rows, stage.dataset, start_adapter=str(stage.start_adapter),
-                                   sampling=sampling.__dict__, rounds=rounds_table.to_dict("records"))
-    display(preferences.summary_frame(rows))
-    plots.preference_overview(rows, title="Local pairs")
-    plots.rounds(rounds_table)
+if local.rows:
+    display(preferences.summary_frame(local.rows))
+    plots.preference_overview(local.rows, title="Local pairs")
+    plots.rounds(local.rounds)
 
 # %% [markdown]
 # ## Summary
 
 # %%
-print(f"{len(rows)} local pairs from {len(problems)} prompts -> {stage.dataset if rows else 'nothing saved'}")
+print(f"{len(local.rows)} local pairs from {len(local.problems)} prompts -> {local.dataset or 'nothing saved'}")

@@ -1,58 +1,50 @@
 # %% [markdown]
 # # $model · Stage 2c: DPO again, on the model's own pairs
 # Continues training the Stage-1 adapter on the local dataset with the same LoRA and DPO
-# settings. The reference model is explicit:
-# - `reference="base"` (default, the paper's behaviour: its TRL disabled the adapter, so the
-#   reference was the original base model);
-# - `reference="stage1"`: the Stage-1 policy is the reference, the usual choice for iterative DPO.
+# settings (the recipe's `stage2c` section changes any of them for this stage alone). The
+# reference model is explicit (`stage2c.reference`):
+# - `base` (default, the paper's behaviour: its TRL disabled the adapter, so the reference was
+#   the original base model);
+# - `stage1`: the Stage-1 policy is the reference, the usual choice for iterative DPO.
 
 # %% tags=["parameters"]
-model_name = "$model"
-model_path = None
-epochs = None  # of the Stage-1 adapter
-further_epochs = None  # None: the same as Stage 1
+recipe = "2_Fine_Tuning_Process/$model/recipe.yaml"  # relative to the repository root
+overrides = {}  # e.g. {"stage2c": {"reference": "stage1"}}
 iteration = 1
-reference = "base"  # base | stage1
-max_steps = -1
-smoke = False
+model_path = None
 global_dir = None  # Stage 1's folder (for the held-out probe problems); default: the problem set's
 output_dir = "."
 
 # %%
-from shared_utils import adapters, models, pipeline, training
+from shared_utils import adapters, notebook_display, recipes, stages
 
-spec = models.get_spec(model_name)
-stage = pipeline.Stage2Paths(spec, output_dir, epochs=epochs, iteration=iteration, further_epochs=further_epochs)
-args = training.DPOArgs.for_model(spec, **pipeline.overrides(epochs=stage.further_epochs, reference=reference,
-                                                             max_steps=1 if smoke else max_steps,
-                                                             max_pairs=4 if smoke else None))
-if stage.dataset.exists():
-    dataset = training.load_pairs(stage.dataset, args.max_pairs)  # exactly the pairs train_dpo trains on
-    print(f"{len(dataset)} local pairs from {stage.dataset}; continuing {stage.start_adapter}")
-else:
-    dataset = None
-    print(f"No local dataset at {stage.dataset}: Stage 2a found no task with two different passing samples, "
-          "so there is nothing to train on. Stage 2c is skipped.")
+settings = recipes.load("$model", overrides, recipe=recipe)
+layout = settings.layout(global_dir=global_dir, model_dir=output_dir)
+print(f"continuing {layout.start_adapter(iteration)} on {layout.local_dataset(iteration)}; "
+      f"recipe: {settings.describe()}")
+settings.training("stage2c").as_dict()
 
 # %%
-if dataset is not None:
-    result = training.train_dpo(model_path or model_name, stage.dataset, stage.further_adapter,
-                                init_adapter=stage.start_adapter, args=args)
-    pipeline.show_images(result.plots)
+result = stages.train_stage2(settings, layout, iteration, model=model_path)
+if result is None:
+    print(f"No local dataset at {layout.local_dataset(iteration)}: Stage 2a found no task with two different "
+          "passing samples, so there is nothing to train on. Stage 2c is skipped.")
+else:
+    notebook_display.show_images(result.plots)
     print(adapters.summary(adapters.inspect(result.adapter_dir)))
 
 # %% [markdown]
 # ## Base vs adapted answers (greedy) on a few held-out problems, with MI and test verdicts
 
 # %%
-if dataset is not None:
-    display(adapters.compare_answers(result.adapter_dir, pipeline.probe_problems(spec, global_dir),
-                                     max_new_tokens=64 if smoke else None))
+if result is not None:
+    display(adapters.compare_answers(result.adapter_dir, notebook_display.probe_problems(layout),
+                                     max_new_tokens=settings.section("stage2c")["probe_max_new_tokens"]))
 
 # %% [markdown]
 # ## Summary
 
 # %%
-if dataset is not None:
-    print(f"adapter: {result.adapter_dir} (reference: {reference})")
+if result is not None:
+    print(f"adapter: {result.adapter_dir} (reference: {settings.training('stage2c').reference})")
     print({k: v for k, v in result.metrics.items() if "loss" in k or "margin" in k})

@@ -24,8 +24,8 @@ from typing import Callable, Iterable, Sequence
 
 from . import plain
 from .asserts import Block, Plan, Site, compile_job, evaluate
-from .pool import POOL, Worker, WorkerDied
-from .server import SETUP_FAILED
+from .pool import POOL, SandboxUnavailable, Worker, WorkerDied, require, summary  # noqa: F401 (re-exported)
+from .zygote import SETUP_FAILED
 
 DEFAULT_MEMORY = 2 << 30
 TIMEOUT_MODES = ("per_test", "total")
@@ -76,12 +76,17 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
 
 
+_MEMORY_EXCEEDED = TestResult("", "crashed", "MemoryLimit", "its processes together exceeded the memory limit")
+
+
 def _unfinished(reply: dict) -> TestResult:
     """Why the candidate stopped reporting: our deadline, its size, or its death."""
     if reply.get("failure"):
         return TestResult("", "crashed", "SandboxFailure", str(reply["failure"])[:MESSAGE_CHARS])
     if reply.get("timed_out"):
         return TestResult("", "timeout", "Timeout", "time limit exceeded")
+    if reply.get("memory_exceeded"):
+        return _MEMORY_EXCEEDED
     if reply.get("oversize"):
         return TestResult("", "crashed", "ResultTooLarge", "the values it produced are too large to check")
     code = reply.get("exit")
@@ -251,6 +256,8 @@ def _outcome_of(plan: Plan, reply: dict, expected: list[_Expected] | None) -> Ou
             stop = _unfinished(reply)
             results.append(TestResult(block.source, stop.status, stop.exc_type, stop.message))
     first = next((r for r in (start, *results) if r.status not in ("passed", "not_run")), None)
+    if reply.get("memory_exceeded"):  # the kernel killed one of its processes: over budget, whatever it reported
+        first = _MEMORY_EXCEEDED
     elapsed, output = reply.get("elapsed", 0.0), reply.get("output", "")
     return Outcome(
         status=first.status if first else "passed", results=tuple(results),
@@ -411,20 +418,25 @@ def usable_cores() -> int:
 
 def check_many(jobs: Iterable[Sequence], *, workers: int | None = None, timeout: float = 5.0,
                timeout_mode: str = "per_test", memory_limit: int = DEFAULT_MEMORY,
-               progress: bool = True) -> list[Outcome]:
+               progress: bool = True, isolation: str | None = None) -> list[Outcome]:
     """Check many ``(code, tests)`` or ``(code, tests, setup)`` jobs in parallel.
 
     Outcomes come back in input order.  ``workers`` defaults to every core; each worker
     runs one candidate at a time, so a hung candidate costs its worker ``timeout`` while
     the others carry on.  ``timeout_mode``: ``per_test`` gives the setup+definitions and
     each assert ``timeout`` seconds (the paper's SIGALRM per assert); ``total`` gives the
-    whole candidate ``timeout`` seconds.
+    whole candidate ``timeout`` seconds.  ``memory_limit`` bounds all of a candidate's
+    processes together.  ``isolation="strict"`` refuses with ``SandboxUnavailable`` where a
+    wall cannot be built; ``"none"`` runs with whatever this machine grants, and is unsafe
+    for untrusted code.  The default is ``isolation_mode()``.
     """
     from tqdm.auto import tqdm
 
     if timeout_mode not in TIMEOUT_MODES:
         raise ValueError(f"timeout_mode must be one of {TIMEOUT_MODES}")
     jobs = list(jobs)
+    if jobs:
+        require(POOL.capabilities(), isolation or isolation_mode())
     options = {"timeout": float(timeout), "timeout_mode": timeout_mode, "memory_limit": int(memory_limit)}
     plans, wires = zip(*(_prepare(job, **options) for job in jobs)) if jobs else ((), ())
     count = workers or usable_cores()
@@ -441,12 +453,34 @@ def check_many(jobs: Iterable[Sequence], *, workers: int | None = None, timeout:
 
 
 def check(code: str, tests: Sequence[str], *, setup: str = "", timeout: float = 5.0,
-          timeout_mode: str = "per_test", memory_limit: int = DEFAULT_MEMORY) -> Outcome:
+          timeout_mode: str = "per_test", memory_limit: int = DEFAULT_MEMORY, isolation: str | None = None) -> Outcome:
     """Run one candidate: setup, then the candidate code, then each test, in the sandbox."""
     return check_many([(code, tests, setup)], workers=1, timeout=timeout, timeout_mode=timeout_mode,
-                      memory_limit=memory_limit, progress=False)[0]
+                      memory_limit=memory_limit, progress=False, isolation=isolation)[0]
+
+
+CALIBRATION_JOBS = 20
+ISOLATION_VARIABLE = "SANDBOX_ISOLATION"
+
+
+def isolation_mode() -> str:
+    """The isolation every check uses unless told otherwise: ``strict``, or ``none`` where the
+    ``SANDBOX_ISOLATION`` environment variable says so (for machines that cannot build the
+    walls; every report that scores code then names the run unsafe)."""
+    return os.environ.get(ISOLATION_VARIABLE, "strict")
 
 
 def capabilities() -> dict:
-    """The protections this machine grants a candidate (raw flags from a worker)."""
-    return POOL.capabilities()
+    """The walls this machine grants a candidate, and what each costs per candidate.
+
+    Raw flags from a worker, plus ``walls`` (name -> active), ``missing`` (the walls that
+    make ``isolation="strict"`` refuse) and ``cost_us`` (mean CPU microseconds per candidate
+    of each set-up step, measured on a few empty candidates).
+    """
+    caps = POOL.capabilities()
+    walls = summary(caps)
+    missing = [name for name, active in walls.items() if not active]
+    if not missing and not POOL.candidates:
+        POOL.calibrate(CALIBRATION_JOBS, DEFAULT_MEMORY)
+    return {**caps, "walls": walls, "missing": missing, "cost_us": POOL.mean_costs_us()}
+

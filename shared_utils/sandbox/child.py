@@ -18,6 +18,7 @@ from __future__ import annotations
 import builtins
 import os
 import sys
+import types
 
 from . import plain
 
@@ -94,9 +95,18 @@ def _run_block(block: list, namespace: dict, records: list) -> dict:
     return message
 
 
+def _main_namespace() -> dict:
+    """A real ``__main__`` module for the candidate, so that ``pickle`` (and with it
+    ``multiprocessing.Pool``) finds the candidate's functions by their names."""
+    module = types.ModuleType("__main__")
+    module.__builtins__ = builtins
+    sys.modules["__main__"] = module
+    return module.__dict__
+
+
 def _run(program: tuple) -> None:
     code, setup, tests = program
-    namespace = {"__name__": "__main__", "__builtins__": builtins}
+    namespace = _main_namespace()
     try:
         _execute(code, namespace)
         _execute(setup, namespace)

@@ -1,40 +1,35 @@
 """Setting up the walls: once per worker, then once per candidate.
 
-A worker (one fork server) gets its own PID, mount and network namespaces where the
-kernel allows: the filesystem is remounted read-only except a private tmpfs holding the
-candidates' work directories, ``/proc`` is covered so host processes are invisible, and
-the network namespace has no interface up (loopback included).  Each candidate then gets
-a fresh PID namespace of its own (so killing its init kills everything it started), its
-own IPC/UTS namespaces, a new session, resource limits, and - when we run as root - a
-dedicated unprivileged uid; as non-root the worker lives in a user namespace and the
-candidate loses every capability in it.  What could not be set up is recorded in the
-capabilities dict instead of failing, so the sandbox still runs (with process isolation
-and limits only) in containers that forbid namespaces.
+A worker is three processes.  The outer one stays in the host's namespaces (it creates
+and later removes the worker's cgroup).  The supervisor is PID 1 of a new PID namespace
+with its own network namespace (no interface up, loopback included) and mount namespace,
+pivoted into the whitelisted root of ``filesystem``.  The zygote, forked by the supervisor
+before any job arrives, forks every candidate; so no candidate's memory ever held another
+job's data.  Each candidate gets a fresh PID namespace (killing its PID 1 kills everything
+it started), its own mount, IPC and UTS namespaces, a scratch ``/tmp``, resource limits,
+a cgroup with a memory and process budget where the machine grants one, and then loses
+every privilege: as root it switches to a uid of its own, otherwise it runs in the
+worker's user namespace; either way the bounding, ambient and other capability sets are
+emptied, securebits are locked, ``no_new_privs`` is set and a seccomp filter refuses the
+calls that reach into the kernel or other processes (``seccomp``).
+
+What could not be set up is recorded in the capabilities dict; the trusted side refuses
+to run candidates unless every wall is up, or the caller asked for ``isolation="none"``.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import resource
 import signal
-import stat
-import sysconfig
+import time
 
-from . import kernel
+from . import filesystem, kernel, seccomp
 
-_STATVFS_TO_MS = {
-    os.ST_NOSUID: kernel.MS_NOSUID,
-    os.ST_NODEV: kernel.MS_NODEV,
-    os.ST_NOEXEC: kernel.MS_NOEXEC,
-    os.ST_NOATIME: kernel.MS_NOATIME,
-    os.ST_NODIRATIME: kernel.MS_NODIRATIME,
-    os.ST_RELATIME: kernel.MS_RELATIME,
-}
-SCRATCH_TMPFS_SIZE = "256m"
 FILE_SIZE_LIMIT = 16 << 20
-OPEN_FILES_LIMIT = 64
+OPEN_FILES_LIMIT = 256
 PROCESS_LIMIT = 64
+WORKER_PROCESSES = 3  # outer process, supervisor, zygote
 
 
 def _attempt(action) -> bool:
@@ -55,125 +50,124 @@ def _enter_user_namespace() -> None:
 
 
 def enter_worker_namespaces() -> dict:
-    """Outer worker process: user namespace if unprivileged, then a PID namespace.
-
-    The worker's loop then runs as PID 1 of that namespace (the caller forks), which
-    lets it create a nested PID namespace per candidate and guarantees that if the
-    worker dies, every candidate process dies with it.
-    """
+    """Outer process: a user namespace when unprivileged, then a PID namespace for the supervisor."""
     caps = {"user_namespace": False, "pid_namespace": False}
     if os.geteuid() != 0:
         caps["user_namespace"] = _attempt(_enter_user_namespace)
     caps["pid_namespace"] = _attempt(lambda: kernel.unshare(kernel.CLONE_NEWPID))
+    caps["candidate_uid"] = 0x7FFF0000 + (os.getpid() & 0xFFFF) if os.geteuid() == 0 else None
     return caps
 
 
-def _mount_points() -> list[str]:
-    with open("/proc/self/mountinfo") as handle:
-        fields = [line.split() for line in handle]
-    return [re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), f[4]) for f in fields]
+def wall_off_worker(scratch: str, host: dict) -> dict:
+    """Supervisor: no network, own IPC and UTS namespaces, a private mount namespace, the whitelisted root.
 
-
-def _remount_read_only(path: str) -> None:
-    locked = os.statvfs(path).f_flag
-    flags = kernel.MS_REMOUNT | kernel.MS_BIND | kernel.MS_RDONLY
-    flags |= sum(ms for st, ms in _STATVFS_TO_MS.items() if locked & st)
-    kernel.mount(None, path, None, flags)
-
-
-def _read_only_everything() -> bool:
-    return all([_attempt(lambda p=p: _remount_read_only(p)) for p in _mount_points()])
-
-
-def wall_off_filesystem(scratch: str, hide_proc: bool) -> dict:
-    """Inner worker: private mount namespace, read-only host, tmpfs scratch.
-
-    ``/proc`` is covered when candidates get PID namespaces (it would show the host's
-    processes); without them the worker needs it to find orphans to kill.
+    The IPC namespace is shared by the worker's candidates, one after the other: the
+    seccomp filter refuses System V IPC and message queues, so nothing can pass through it.
     """
-    caps = {"mount_namespace": False, "read_only_filesystem": False, "network_namespace": False}
-    caps["network_namespace"] = _attempt(lambda: kernel.unshare(kernel.CLONE_NEWNET))
-    if not _attempt(lambda: kernel.unshare(kernel.CLONE_NEWNS)):
-        return caps
-    caps["mount_namespace"] = _attempt(lambda: kernel.mount(None, "/", None, kernel.MS_REC | kernel.MS_PRIVATE))
+    caps = {"network_namespace": _attempt(lambda: kernel.unshare(kernel.CLONE_NEWNET)),
+            "ipc_namespace": _attempt(lambda: kernel.unshare(kernel.CLONE_NEWIPC | kernel.CLONE_NEWUTS)),
+            "mount_namespace": _attempt(lambda: kernel.unshare(kernel.CLONE_NEWNS)),
+            "filesystem_whitelist": False}
     if caps["mount_namespace"]:
-        caps["read_only_filesystem"] = _read_only_everything()
-        kernel.mount("tmpfs", scratch, "tmpfs", kernel.MS_NOSUID | kernel.MS_NODEV,
-                     f"size={SCRATCH_TMPFS_SIZE},mode=0755")
-        if hide_proc:
-            kernel.mount("tmpfs", "/proc", "tmpfs", kernel.MS_RDONLY | kernel.MS_NOSUID | kernel.MS_NODEV, "size=4k")
+        caps["filesystem_whitelist"] = _attempt(
+            lambda: filesystem.build_root(scratch, host["python_paths"], host["masked_files"]))
     return caps
 
 
-def _readable_by_anyone(path: str) -> bool:
-    """Can an account with no rights here read ``path``: every folder above it searchable by others?"""
-    resolved = os.path.realpath(path)
-    folders = [resolved]
-    while os.path.dirname(folders[-1]) != folders[-1]:
-        folders.append(os.path.dirname(folders[-1]))
-    try:
-        return all(os.stat(folder).st_mode & stat.S_IXOTH for folder in folders) and bool(
-            os.stat(resolved).st_mode & stat.S_IROTH)
-    except OSError:
-        return False
-
-
-def candidate_uid() -> int | None:
-    """A uid no real account uses, distinct per live worker, when we may switch uids.
-
-    Only where that uid can still read the interpreter's libraries: Python installed under a
-    private home (pyenv in /root, say) would otherwise fail every import not made in advance.
-    """
-    if os.geteuid() != 0:
-        return None
-    libraries = {sysconfig.get_paths()[name] for name in ("stdlib", "platstdlib", "purelib", "platlib")}
-    if not all(_readable_by_anyone(path) for path in libraries if os.path.exists(path)):
-        return None
-    return 0x7FFF0000 + (os.getpid() & 0xFFFF)
-
-
-def probe_ipc_namespace() -> bool:
-    """Can a candidate get its own IPC/UTS namespaces?  Tried in a throwaway child."""
+def _probe(action) -> bool:
+    """Try a candidate-side step in a throwaway child (it may change the process for good)."""
     pid = os.fork()
     if pid == 0:
-        os._exit(0 if _attempt(lambda: kernel.unshare(kernel.CLONE_NEWIPC | kernel.CLONE_NEWUTS)) else 1)
+        try:
+            action()
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
     return os.waitpid(pid, 0)[1] == 0
 
 
-def _set_limits(cpu_seconds: int, memory_bytes: int, own_uid: bool) -> None:
-    limits = {
-        resource.RLIMIT_AS: memory_bytes,
-        resource.RLIMIT_CPU: cpu_seconds,
-        resource.RLIMIT_FSIZE: FILE_SIZE_LIMIT,
-        resource.RLIMIT_NOFILE: OPEN_FILES_LIMIT,
-        resource.RLIMIT_CORE: 0,
+def probe_candidate_walls(caps: dict) -> dict:
+    """Which per-candidate walls this kernel grants, each tried in its own child."""
+    def drop(with_seccomp: bool):
+        walls = Walls({**caps, "candidate_mounts": False, "cgroup": None, "seccomp": with_seccomp}, home="/")
+        walls.enter(cpu_seconds=5, memory_bytes=1 << 30)
+
+    found = {
+        "candidate_mounts": caps["filesystem_whitelist"] and _probe(
+            lambda: [call() for call in filesystem.candidate_mounts(caps["candidate_uid"])]),
+        "capabilities_dropped": _probe(lambda: drop(with_seccomp=False)),
+        "seccomp": seccomp.available() and _probe(lambda: drop(with_seccomp=True)),
     }
-    if own_uid:  # RLIMIT_NPROC counts per uid: only meaningful with a uid of our own
-        limits[resource.RLIMIT_NPROC] = PROCESS_LIMIT
-    for which, value in limits.items():
-        resource.setrlimit(which, (value, value))
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # oversize writes fail with EFBIG instead of killing
+    if not found["capabilities_dropped"] and caps["candidate_uid"] is not None:
+        found["candidate_uid"] = None
+    return found
 
 
-def _drop_privileges(caps: dict) -> None:
-    uid = caps["candidate_uid"]
-    if uid is not None:
-        os.setgroups([])
-        os.setresgid(uid, uid, uid)
-        os.setresuid(uid, uid, uid)
-    elif caps["user_namespace"]:
-        kernel.drop_all_capabilities()
-    kernel.prctl(kernel.PR_SET_NO_NEW_PRIVS, 1)
-    kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
+def process_limit(caps: dict) -> int | None:
+    """``RLIMIT_NPROC`` for the candidates, where it counts only the worker's own processes.
 
-
-def enter_candidate(caps: dict, workdir: str, cpu_seconds: int, memory_bytes: int) -> None:
-    """Child side, right after fork: new session, namespaces, limits, no privileges."""
-    os.setsid()
-    if caps["ipc_namespace"]:
-        kernel.unshare(kernel.CLONE_NEWIPC | kernel.CLONE_NEWUTS)
+    It counts a uid's processes: with a uid of our own (as root) that is the candidate's,
+    and inside the worker's user namespace (Linux 5.14 and later count per namespace) it
+    is the worker's three processes and the candidate's.
+    """
     if caps["candidate_uid"] is not None:
-        os.chown(workdir, caps["candidate_uid"], caps["candidate_uid"])
-    os.chdir(workdir)
-    _set_limits(cpu_seconds, memory_bytes, caps["candidate_uid"] is not None)
-    _drop_privileges(caps)
+        return PROCESS_LIMIT
+    if caps["user_namespace"]:
+        return PROCESS_LIMIT + WORKER_PROCESSES
+    return None
+
+
+class Walls:
+    """A candidate's walls, prepared once in the zygote, entered by each forked candidate.
+
+    Preparing in the zygote is what every candidate would otherwise do alike: the bounding
+    and ambient sets emptied and securebits locked (the zygote keeps its own capabilities,
+    which only ``execve`` could have extended), the limits that do not depend on the job,
+    oversize writes failing with EFBIG instead of killing, and every libc call's arguments
+    converted (``kernel.Call``).  Root, which the zygote still is on the own-uid path, is
+    exempt from ``RLIMIT_NPROC``.
+    """
+
+    def __init__(self, caps: dict, home: str):
+        self.uid, self.home = caps["candidate_uid"], home
+        self.mounts = filesystem.candidate_mounts(self.uid) if caps["candidate_mounts"] else ()
+        self.drop = (kernel.prepared_capability_clear(), kernel.prepared_prctl(kernel.PR_SET_NO_NEW_PRIVS, 1),
+                     kernel.prepared_prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL))
+        self.filter = (kernel.prepared_seccomp(seccomp.program()),) if caps["seccomp"] else ()
+        kernel.lock_capabilities(kernel.last_capability())
+        limits = {resource.RLIMIT_FSIZE: FILE_SIZE_LIMIT, resource.RLIMIT_NOFILE: OPEN_FILES_LIMIT,
+                  resource.RLIMIT_CORE: 0}
+        if process_limit(caps) is not None:
+            limits[resource.RLIMIT_NPROC] = process_limit(caps)
+        for which, value in limits.items():
+            resource.setrlimit(which, (value, value))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+    def enter(self, cpu_seconds: int, memory_bytes: int, measure: bool = False) -> dict:
+        """Candidate side, right after the fork: every wall; with ``measure``, the CPU nanoseconds of each."""
+        clock = time.thread_time_ns if measure else _no_clock
+        costs, last = {}, clock()
+        os.setsid()
+        for call in self.mounts:
+            call()
+        costs["own /tmp, /dev/shm and /proc"], last = clock() - last, clock()
+        os.chdir(self.home)
+        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds))
+        costs["rlimits"], last = clock() - last, clock()
+        if self.uid is not None:
+            os.setgroups([])
+            os.setresgid(self.uid, self.uid, self.uid)
+            os.setresuid(self.uid, self.uid, self.uid)
+        for call in self.drop:
+            call()
+        costs["no privileges"], last = clock() - last, clock()
+        for call in self.filter:
+            call()
+        costs["seccomp"] = clock() - last
+        return costs if measure else {}
+
+
+def _no_clock() -> int:
+    return 0

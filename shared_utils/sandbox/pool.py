@@ -10,6 +10,7 @@ reported as crashed and a fresh worker takes its place.
 from __future__ import annotations
 
 import atexit
+import functools
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ import tempfile
 import threading
 from pathlib import Path
 
+from . import hostfacts
 from .server import CANDIDATE_ENV
 
 log = logging.getLogger(__name__)
@@ -33,8 +35,13 @@ for name in ("shared_utils", "shared_utils.sandbox"):
     module.__path__ = [os.path.join(root, *name.split("."))]
     sys.modules[name] = module
 from shared_utils.sandbox.server import main
-main(sys.argv[2])
+main(sys.argv[2], sys.argv[3])
 """
+
+
+@functools.lru_cache(maxsize=1)
+def _host_facts() -> str:
+    return json.dumps(hostfacts.collect())
 
 
 class WorkerDied(RuntimeError):
@@ -46,7 +53,7 @@ class Worker:
 
     def __init__(self):
         self.process = subprocess.Popen(
-            [sys.executable, "-I", "-c", _BOOT, str(PACKAGE_ROOT), tempfile.gettempdir()],
+            [sys.executable, "-I", "-c", _BOOT, str(PACKAGE_ROOT), tempfile.gettempdir(), _host_facts()],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=CANDIDATE_ENV, close_fds=True)
         self.capabilities = self._receive()["capabilities"]
 
@@ -65,7 +72,10 @@ class Worker:
 
     def receive(self) -> dict:
         """The reply to the oldest job sent and not yet answered."""
-        return self._receive()
+        reply = self._receive()
+        if isinstance(reply.get("walls"), dict) and reply["walls"]:
+            POOL.record_costs(reply["walls"])
+        return reply
 
     def close(self) -> None:
         for stream in (self.process.stdin, self.process.stdout):
@@ -88,6 +98,8 @@ class Pool:
         self.all: list[Worker] = []
         self.lock = threading.Lock()
         self.announced = False
+        self.costs: dict[str, int] = {}
+        self.candidates = 0
 
     def _spawn(self) -> Worker:
         worker = Worker()
@@ -124,6 +136,29 @@ class Pool:
         finally:
             self.release(worker)
 
+    def calibrate(self, count: int, memory: int) -> None:
+        """Run ``count`` empty candidates that time each of their walls (see ``capabilities``)."""
+        worker = self.acquire()
+        try:
+            for _ in range(count):
+                worker.send({"code": "", "setup": "", "tests": [], "timeout": 5.0, "mode": "per_test",
+                             "memory": memory, "measure": True})
+                worker.receive()
+        finally:
+            self.release(worker)
+
+    def record_costs(self, walls: dict) -> None:
+        """Add one candidate's per-wall set-up times (nanoseconds) to the running totals."""
+        with self.lock:
+            self.candidates += 1
+            for name, nanoseconds in walls.items():
+                if isinstance(nanoseconds, int):
+                    self.costs[str(name)] = self.costs.get(str(name), 0) + nanoseconds
+
+    def mean_costs_us(self) -> dict[str, float]:
+        with self.lock:
+            return {name: total / self.candidates / 1000 for name, total in self.costs.items()}
+
     def close(self) -> None:
         with self.lock:
             workers, self.all = self.all, []
@@ -132,24 +167,57 @@ class Pool:
         self.idle = queue.SimpleQueue()
 
 
+WALLS = {
+    "no privileges (own uid or user namespace; every capability, bounding set included, dropped; "
+    "securebits locked; no_new_privs)": lambda c: (c["candidate_uid"] is not None or c["user_namespace"])
+    and c["capabilities_dropped"],
+    "seccomp filter (mount, unshare, setns, ptrace, bpf, keyctl, ... refused)": lambda c: c["seccomp"],
+    "pid namespace per candidate (own /proc)": lambda c: c["pid_namespace"],
+    "network namespace (no network)": lambda c: c["network_namespace"],
+    "whitelisted read-only filesystem (Python, system folders; own /tmp and /dev/shm)":
+        lambda c: c["filesystem_whitelist"] and c["candidate_mounts"],
+    "ipc/uts namespaces": lambda c: c["ipc_namespace"],
+    "process budget (cgroup pids, or RLIMIT_NPROC of the own uid or the worker's user namespace)":
+        lambda c: bool(c["cgroup"]) or c["candidate_uid"] is not None or c["user_namespace"],
+    "memory budget for all processes together (cgroup or resident-size sum)": lambda c: bool(c["memory_accounting"]),
+    "clean zygote per candidate, rlimits, scrubbed environment": lambda c: True,
+}
+ISOLATION_MODES = ("strict", "none")
+
+
+class SandboxUnavailable(RuntimeError):
+    """The machine cannot build a wall the sandbox needs, and the caller did not waive it."""
+
+
 def summary(caps: dict) -> dict[str, bool]:
-    """The protections in words, each True where active on this machine."""
-    return {
-        "pid namespace": caps["pid_namespace"],
-        "network namespace (no network)": caps["network_namespace"],
-        "mount namespace": caps["mount_namespace"],
-        "read-only filesystem": caps["read_only_filesystem"],
-        "ipc/uts namespaces": caps["ipc_namespace"],
-        "no privileges (own uid or user namespace)": caps["candidate_uid"] is not None or caps["user_namespace"],
-        "process group, rlimits, scrubbed env": True,
-    }
+    """The walls in words, each True where active on this machine."""
+    return {name: bool(active(caps)) for name, active in WALLS.items()}
+
+
+def missing_walls(caps: dict) -> list[str]:
+    return [name for name, active in summary(caps).items() if not active]
+
+
+def require(caps: dict, isolation: str) -> None:
+    """Fail closed: refuse to run candidates without every wall, unless told ``isolation="none"``."""
+    if isolation not in ISOLATION_MODES:
+        raise ValueError(f"isolation must be one of {ISOLATION_MODES}, got {isolation!r}")
+    missing = missing_walls(caps)
+    if missing and isolation == "strict":
+        raise SandboxUnavailable(
+            "the sandbox cannot build these walls on this machine: " + "; ".join(missing)
+            + ". Model-written code would run with them missing. Run where user namespaces (or root), "
+            "mount namespaces and seccomp are available, or pass isolation=\"none\" to accept the risk "
+            "(reports then name the run UNSAFE).")
+    if missing:
+        log.warning("sandbox running UNSAFE (isolation='none'): missing %s", "; ".join(missing))
 
 
 def _announce(caps: dict) -> None:
-    """Say once per process which protections are active."""
+    """Say once per process which walls are active."""
     protections = summary(caps)
-    missing = [name for name, active in protections.items() if not active]
-    log.log(logging.WARNING if missing else logging.INFO, "sandbox protections active: %s%s",
+    missing = missing_walls(caps)
+    log.log(logging.WARNING if missing else logging.INFO, "sandbox walls active: %s%s",
             ", ".join(name for name, active in protections.items() if active),
             f"; NOT available here: {', '.join(missing)}" if missing else "")
 

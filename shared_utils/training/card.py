@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from shared_utils import io
-from shared_utils.training import plots
+from shared_utils import files
+from shared_utils.training import curves
 
 LOG_NAME = "training_log.csv"
 KL_COLUMN = "kl_estimate"
@@ -38,17 +38,16 @@ def final_metrics(frame, log_history: list[dict]) -> dict:
 
 def write_artifacts(folder: Path, trainer, *, name: str, identity: dict, dataset, pairs: int, base_model: str) -> None:
     """training_log.csv, the plots, README.md and provenance.json next to the saved adapter."""
-    beta = identity["dpo"]["beta"]
-    frame = training_log(trainer.state.log_history, beta)
+    frame = training_log(trainer.state.log_history, trainer.args.beta)
     frame.to_csv(folder / LOG_NAME, index=False)
-    written = plots.plot_training(frame, folder)
+    written = curves.plot_training(frame, folder)
     metrics = final_metrics(frame, trainer.state.log_history)
     fields = dict(kind="dpo-lora-adapter", base_model=base_model, dataset=_describe(dataset), pairs=pairs,
-                  global_step=trainer.state.global_step, metrics=metrics, plots=[path.name for path in written],
-                  kl_estimate=KL_NOTE, **identity)
-    record = io.provenance(**fields)
-    io.write_json(folder / "provenance.json", record)
-    io.write_text(folder / "README.md", model_card(name, record))
+                  global_step=trainer.state.global_step, seed=trainer.args.seed, metrics=metrics,
+                  plots=[path.name for path in written], kl_estimate=KL_NOTE, **identity)
+    record = files.provenance(**fields)
+    files.write_json(folder / "provenance.json", record)
+    files.write_text(folder / "README.md", model_card(name, record))
 
 
 def _describe(dataset) -> str:
@@ -58,7 +57,7 @@ def _describe(dataset) -> str:
 def model_card(name: str, record: dict) -> str:
     """A human-readable card: base model, data and hash, every hyperparameter, versions, final metrics."""
     dpo, lora = record["dpo"], record["lora"]
-    reference = ("the base model with the adapter disabled (the paper's behaviour)" if dpo["reference"] == "base"
+    reference = ("the base model with the adapter disabled (the paper's behaviour)" if record["reference"] == "base"
                  else "the Stage-1 policy (a frozen copy of the initial adapter)")
     lines = [
         f"# {name}",
@@ -70,9 +69,12 @@ def model_card(name: str, record: dict) -> str:
         f"- Continued from: `{record['init_adapter']}`" if record["init_adapter"] else "- Initial adapter: none (fresh LoRA)",
         f"- Reference model: {reference}",
         f"- Data: `{record['dataset']}`, {record['pairs']} pairs, sha256 `{record['dataset_sha256']}`",
-        f"- Steps: {record['global_step']}, seed {dpo['seed']}",
+        f"- Steps: {record['global_step']}, seed {record['seed']}"
+        + (f", the {record['max_pairs']} shortest pairs" if record["max_pairs"] else ""),
         "",
         "## Hyperparameters",
+        "",
+        "The recipe's TRL `DPOConfig` and PEFT `LoraConfig` fields:",
         "",
         "| DPO | value |", "|---|---|",
         *[f"| {key} | {value} |" for key, value in dpo.items()],

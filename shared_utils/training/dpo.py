@@ -26,8 +26,8 @@ import os
 import shutil
 from pathlib import Path
 
-from shared_utils import io, models, prompts
-from shared_utils.training.config import DPOArgs, LoraArgs, dpo_config
+from shared_utils import files, models, prompts
+from shared_utils.training.config import TrainingSettings
 
 TRAINED_ADAPTER = "default"
 REQUIRED_FILES = ("adapter_config.json", "adapter_model.safetensors", "README.md", "provenance.json")
@@ -77,21 +77,21 @@ def _use_bf16(spec) -> bool:
     return models.device() == "cuda" and spec is not None and spec.dtype == "bfloat16"
 
 
-def build_trainer(model: str, pairs, work_dir: Path, *, init_adapter=None, args: DPOArgs,
-                  lora: LoraArgs = LoraArgs(), progress: bool = True):
-    """A ``DPOTrainer`` whose reference is the one ``args.reference`` names (module docstring)."""
+def build_trainer(model: str, pairs, work_dir: Path, *, init_adapter=None, settings: TrainingSettings,
+                  progress: bool = True):
+    """A ``DPOTrainer`` whose reference is the one ``settings.reference`` names (module docstring)."""
     from peft import PeftConfig, PeftModel
     from trl import DPOTrainer
 
-    if args.reference == "stage1" and init_adapter is None:
+    if settings.reference == "stage1" and init_adapter is None:
         raise ValueError('reference="stage1" needs init_adapter (the Stage-1 adapter to continue)')
-    base, tokenizer, spec = models.load_model(model, trainable=True)
-    tokenizer = prompts.for_training(tokenizer)
-    config = dpo_config(args, str(work_dir), bf16=_use_bf16(spec), progress=progress)
+    loaded = models.load_model(model, trainable=True)
+    base, spec, tokenizer = loaded.model, loaded.spec, prompts.for_training(loaded.tokenizer)
+    config = settings.dpo_config(str(work_dir), bf16=_use_bf16(spec), progress=progress)
     common = dict(args=config, train_dataset=pairs, processing_class=tokenizer)
     if init_adapter is None:
-        return DPOTrainer(model=base, peft_config=lora.peft_config(), **common)
-    if args.reference == "stage1":
+        return DPOTrainer(model=base, peft_config=settings.peft_config(), **common)
+    if settings.reference == "stage1":
         policy = PeftModel.from_pretrained(base, str(init_adapter), is_trainable=True)
         trainer = DPOTrainer(model=policy, **common)
         if "ref" not in trainer.model.peft_config:
@@ -120,10 +120,10 @@ def is_complete(out_dir: Path) -> bool:
     return all((out_dir / name).is_file() for name in REQUIRED_FILES)
 
 
-def _identity(model, pairs_hash, init_adapter, args: DPOArgs, lora: LoraArgs) -> dict:
+def _identity(model, pairs_hash, init_adapter, settings: TrainingSettings) -> dict:
     """What must match for a checkpoint in the work folder to be resumed."""
     return dict(model=str(model), dataset_sha256=pairs_hash, init_adapter=str(init_adapter) if init_adapter else None,
-                dpo=args.as_dict(), lora=dataclasses.asdict(lora))
+                **settings.as_dict())
 
 
 def _prepare_work_dir(work_dir: Path, identity: dict) -> bool:
@@ -135,12 +135,12 @@ def _prepare_work_dir(work_dir: Path, identity: dict) -> bool:
     if not same:
         shutil.rmtree(work_dir, ignore_errors=True)
         work_dir.mkdir(parents=True)
-        io.write_json(stamp, identity)
+        files.write_json(stamp, identity)
     return same and get_last_checkpoint(str(work_dir)) is not None
 
 
-def train_dpo(model: str, dataset, out_dir: str | os.PathLike, *, init_adapter: str | os.PathLike | None = None,
-              args: DPOArgs | None = None, lora: LoraArgs = LoraArgs(), progress: bool = True,
+def train_dpo(model: str, dataset, out_dir: str | os.PathLike, *, settings: TrainingSettings,
+              init_adapter: str | os.PathLike | None = None, progress: bool = True,
               overwrite: bool = False) -> TrainResult:
     """Train (or continue, with ``init_adapter``) a LoRA adapter with DPO and save it to ``out_dir``.
 
@@ -156,9 +156,8 @@ def train_dpo(model: str, dataset, out_dir: str | os.PathLike, *, init_adapter: 
     if is_complete(out_dir) and not overwrite:
         return card.read_result(out_dir)
     spec = models.find_spec(model)
-    args = args or DPOArgs.for_model(spec)
-    pairs = load_pairs(dataset, args.max_pairs)
-    identity = _identity(model, dataset_hash(pairs), init_adapter, args, lora)
+    pairs = load_pairs(dataset, settings.max_pairs)
+    identity = _identity(model, dataset_hash(pairs), init_adapter, settings)
     work_dir = out_dir.with_name(out_dir.name + ".work")
     # cpu=True lets processes started by torchrun/accelerate on a machine without GPUs form a gloo group.
     state = PartialState(cpu=models.device() == "cpu")
@@ -168,8 +167,7 @@ def train_dpo(model: str, dataset, out_dir: str | os.PathLike, *, init_adapter: 
     resume = _broadcast(resume)
     state.wait_for_everyone()
 
-    trainer = build_trainer(model, pairs, work_dir, init_adapter=init_adapter, args=args, lora=lora,
-                            progress=progress)
+    trainer = build_trainer(model, pairs, work_dir, init_adapter=init_adapter, settings=settings, progress=progress)
     trainer.train(resume_from_checkpoint=True if resume else None)
     final = work_dir / "final"
     trainer.save_model(str(final))
@@ -177,7 +175,7 @@ def train_dpo(model: str, dataset, out_dir: str | os.PathLike, *, init_adapter: 
         _keep_only_trained_adapter(final, trainer)
         card.write_artifacts(final, trainer, name=out_dir.name, identity=identity, dataset=dataset, pairs=len(pairs),
                              base_model=models.resolve(model) if spec is None else spec.hub_id)
-        with io.atomic_path(out_dir) as tmp:
+        with files.atomic_path(out_dir) as tmp:
             os.replace(final, tmp)
         shutil.rmtree(work_dir, ignore_errors=True)
     state.wait_for_everyone()

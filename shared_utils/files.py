@@ -84,8 +84,11 @@ def now() -> str:
 
 
 def provenance(**fields: Any) -> dict[str, Any]:
-    """What to record next to an artifact: the caller's fields plus time and library versions."""
-    return {**fields, "created": now(), "versions": library_versions()}
+    """What to record next to an artifact: the caller's fields plus time, library versions and
+    the sandbox's isolation (``none`` marks verdicts obtained without every wall)."""
+    from shared_utils.sandbox.api import isolation_mode
+
+    return {**fields, "created": now(), "versions": library_versions(), "sandbox_isolation": isolation_mode()}
 
 
 def write_provenance(folder: str | os.PathLike, **fields: Any) -> Path:

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
-from shared_utils import io, prompts
+from shared_utils import files, prompts
 from shared_utils.generation.replay import PairResponse, parse_pair
 from shared_utils.generation.retry import with_backoff
 
@@ -70,8 +70,8 @@ def _save_pairs(path: Path, pairs: dict[int, PairResponse]) -> None:
     good = [json.dumps({"task_id": p.task_id, "code_output_1": p.code_output_1, "code_output_2": p.code_output_2},
                        ensure_ascii=False) for p in pairs.values() if p.ok]
     bad = [json.dumps(p.as_dict(), ensure_ascii=False) for p in pairs.values() if not p.ok]
-    io.write_text(path, "".join(line + "\n" for line in good))
-    io.write_text(path.with_suffix(".errors.jsonl"), "".join(line + "\n" for line in bad))
+    files.write_text(path, "".join(line + "\n" for line in good))
+    files.write_text(path.with_suffix(".errors.jsonl"), "".join(line + "\n" for line in bad))
 
 
 def _load_saved(path: Path) -> dict[int, PairResponse]:
@@ -80,7 +80,7 @@ def _load_saved(path: Path) -> dict[int, PairResponse]:
     pairs = replay_pairs(path)
     errors = path.with_suffix(".errors.jsonl")
     if errors.is_file():
-        for row in io.read_jsonl(errors):
+        for row in files.read_jsonl(errors):
             pairs[int(row["task_id"])] = PairResponse(**row)
     return pairs
 
@@ -121,8 +121,8 @@ def gemini_pairs(problems: list[dict], *, model: str, state_dir: Path, api_key: 
         inlined = [types.InlinedRequest(contents=prompt_fn(p), config=config, metadata={"task_id": str(p["task_id"])})
                    for p in problems]
         job = client.batches.create(model=model, src=inlined, config=types.CreateBatchJobConfig(display_name=display_name))
-        state = {"job": job.name, "model": model, "task_ids": task_ids, "created": io.now(), "status": "submitted"}
-        io.write_json(state_file, state)  # before any polling: a restart resumes this job
+        state = {"job": job.name, "model": model, "task_ids": task_ids, "created": files.now(), "status": "submitted"}
+        files.write_json(state_file, state)  # before any polling: a restart resumes this job
     started = time.monotonic()
     while True:
         job = client.batches.get(name=state["job"])
@@ -133,13 +133,13 @@ def gemini_pairs(problems: list[dict], *, model: str, state_dir: Path, api_key: 
             raise TimeoutError(f"batch job {state['job']} still {name} after {timeout:.0f} s; call again to resume")
         sleep(poll_interval)
     if name != "JOB_STATE_SUCCEEDED":
-        io.write_json(state_file, {**state, "status": name, "error": str(getattr(job, "error", ""))})
+        files.write_json(state_file, {**state, "status": name, "error": str(getattr(job, "error", ""))})
         raise RuntimeError(f"batch job {state['job']} ended {name}: {getattr(job, 'error', '')}; "
                            f"delete {state_file} to submit a new job")
     responses = list(getattr(job.dest, "inlined_responses", None) or [])
     pairs = _parse_inlined(responses, task_ids)
     _save_pairs(saved, pairs)
-    io.write_json(state_file, {**state, "status": "done", "finished": io.now(),
+    files.write_json(state_file, {**state, "status": "done", "finished": files.now(),
                                "valid": sum(p.ok for p in pairs.values()), "failed": sum(not p.ok for p in pairs.values())})
     return pairs
 
@@ -184,7 +184,7 @@ def openai_pairs(problems: list[dict], *, model: str, state_dir: Path, base_url:
     log = state_dir / "openai_responses.jsonl"
     pairs: dict[int, PairResponse] = {}
     if log.is_file():
-        for row in io.read_jsonl(log):
+        for row in files.read_jsonl(log):
             pairs[int(row["task_id"])] = PairResponse(**row)
     lock = threading.Lock()
     response_format = {"type": "json_schema", "json_schema": {"name": "DPOPair", "schema": JSON_SCHEMA, "strict": True}}

@@ -1,0 +1,188 @@
+"""Where every artifact lives: one object per model that every stage, the evaluation and the runner ask.
+
+The paper's names, defined here and nowhere else:
+
+- Stage 1 (``GlobalLayout``, shared by the models of one problem set): the preprocessed splits,
+  the global pairs and their labelled, DPO-ready form;
+- Stage 1 adapter: ``<prefix>-dpo-<E>-epochs``;
+- self-tuning iteration k (Stage 2a + 2c): the local dataset
+  ``further_dpo_dataset_<slug>_<E>_epochs`` and the adapter
+  ``<prefix>-dpo-<E>-epochs-further-<E2>-epochs``, both with an ``-iteration-<k>`` suffix
+  (``_iteration_<k>`` for the dataset) from the second iteration on. Iteration 1 starts from the
+  Stage-1 adapter, iteration k > 1 from iteration k-1's;
+- evaluation: one variant per adapter (``base``, ``dpo``, ``dpo-further``,
+  ``dpo-further-iteration-<k>``), raw completions and scores per run and benchmark, one
+  comparison file per benchmark.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from shared_utils import paths
+from shared_utils.models import ModelSpec
+
+GLOBAL_PAIRS_NAME = "mbpp_custom_dataset_with_correct_gemini_pairs"
+GLOBAL_DPO_NAME = "mbpp_custom_dataset_with_correct_gemini_pairs_dpo_ready_with_messages"
+TRAIN_NAME = "mbpp_preprocessed_dataset"
+TEST_NAME = "mbpp_test_with_signatures"
+BASE, STAGE1, FURTHER = "base", "dpo", "dpo-further"
+BENCHMARKS = ("mbpp", "humaneval")
+
+
+@dataclasses.dataclass(frozen=True)
+class GlobalLayout:
+    """Stage 1's folder for one problem set: what the three global notebooks read and write."""
+
+    folder: Path
+
+    @classmethod
+    def for_problem_set(cls, problem_set: str, folder: str | Path | None = None) -> "GlobalLayout":
+        return cls(Path(folder) if folder else paths.global_dir(problem_set))
+
+    @property
+    def train_problems(self) -> Path:
+        return self.folder / TRAIN_NAME
+
+    @property
+    def test_problems(self) -> Path:
+        return self.folder / TEST_NAME
+
+    @property
+    def pairs(self) -> Path:
+        return self.folder / GLOBAL_PAIRS_NAME
+
+    @property
+    def pair_counts(self) -> Path:
+        return self.folder / "global_pairs_counts.json"
+
+    @property
+    def dataset(self) -> Path:
+        """The labelled, DPO-ready global pairs Stage 1 trains on."""
+        return self.folder / GLOBAL_DPO_NAME
+
+    @property
+    def pair_requests(self) -> Path:
+        """State of the remote pair requests (batch job name, answers), so a restart resumes them."""
+        return self.folder / "pair_requests"
+
+    @property
+    def generation_checkpoint(self) -> Path:
+        """Samples of the ``local`` pair generator, so a restart resumes them."""
+        return self.folder / "global_generation.ckpt.jsonl"
+
+
+@dataclasses.dataclass(frozen=True)
+class ArtifactLayout:
+    """Every path of one model: its Stage-1 data, its adapters and datasets per iteration, its evaluation."""
+
+    spec: ModelSpec
+    global_: GlobalLayout
+    model_dir: Path
+    evaluation_dir: Path
+    epochs: int
+    further_epochs: int
+
+    @classmethod
+    def for_model(cls, spec: ModelSpec, *, problem_set: str, epochs: int, further_epochs: int | None = None,
+                  global_dir: str | Path | None = None, model_dir: str | Path | None = None,
+                  evaluation_dir: str | Path | None = None) -> "ArtifactLayout":
+        """The repository's folders unless overridden (headless runs put artifacts elsewhere).
+
+        ``recipes.Recipe.layout`` fills in the problem set and the epochs from a model's recipe.
+        """
+        return cls(spec=spec, global_=GlobalLayout.for_problem_set(problem_set, global_dir),
+                   model_dir=Path(model_dir or paths.model_dir(spec.name)),
+                   evaluation_dir=Path(evaluation_dir or paths.evaluation_dir(spec.name)),
+                   epochs=int(epochs), further_epochs=int(further_epochs or epochs))
+
+    # ---------------------------------------------------------------- Stage 1
+    @property
+    def stage1_adapter(self) -> Path:
+        return self.model_dir / f"{self.spec.adapter_prefix}-dpo-{self.epochs}-epochs"
+
+    # ---------------------------------------------------------------- self-tuning iterations
+    def start_adapter(self, iteration: int = 1) -> Path:
+        """The adapter iteration k continues: Stage 1's for k = 1, else iteration k-1's."""
+        _check_iteration(iteration)
+        return self.stage1_adapter if iteration == 1 else self.further_adapter(iteration - 1)
+
+    def further_adapter(self, iteration: int = 1) -> Path:
+        _check_iteration(iteration)
+        return self.stage1_adapter.with_name(
+            f"{self.stage1_adapter.name}-further-{self.further_epochs}-epochs{_suffix(iteration, '-')}")
+
+    def local_dataset(self, iteration: int = 1) -> Path:
+        _check_iteration(iteration)
+        return self.model_dir / f"further_dpo_dataset_{self.spec.slug}_{self.epochs}_epochs{_suffix(iteration, '_')}"
+
+    def generation_checkpoint(self, iteration: int = 1) -> Path:
+        """Stage 2a's samples of iteration k, so an interrupted run resumes."""
+        dataset = self.local_dataset(iteration)
+        return dataset.with_name(dataset.name + ".generation.jsonl")
+
+    def iterations(self) -> list[int]:
+        """The self-tuning iterations whose adapter is complete, in order (1, 2, ...)."""
+        found, iteration = [], 1
+        while _is_adapter(self.further_adapter(iteration)):
+            found.append(iteration)
+            iteration += 1
+        return found
+
+    # ---------------------------------------------------------------- evaluation
+    def variants(self) -> list[str]:
+        """The variants that can be evaluated now: the base always, each adapter once it exists."""
+        found = [BASE] + ([STAGE1] if _is_adapter(self.stage1_adapter) else [])
+        return found + [further_variant(iteration) for iteration in self.iterations()]
+
+    def adapter(self, variant: str) -> Path | None:
+        """The adapter a variant loads (None for the base weights)."""
+        if variant == BASE:
+            return None
+        if variant == STAGE1:
+            return self.stage1_adapter
+        return self.further_adapter(_variant_iteration(variant))
+
+    def run_stem(self, variant: str, run: int, benchmark: str = "mbpp") -> Path:
+        """``<slug>_<variant>_model_output_run_<i>`` (HumanEval's prefixed): completions, scores, summaries."""
+        _check_benchmark(benchmark)
+        prefix = "" if benchmark == "mbpp" else f"{benchmark}_"
+        return self.evaluation_dir / f"{prefix}{self.spec.slug}_{variant}_model_output_run_{run}"
+
+    def comparison(self, benchmark: str = "mbpp") -> Path:
+        _check_benchmark(benchmark)
+        prefix = "" if benchmark == "mbpp" else f"{benchmark}_"
+        return self.evaluation_dir / f"{prefix}{self.spec.slug}_comparison.json"
+
+
+def further_variant(iteration: int) -> str:
+    """The evaluation variant of a self-tuning iteration's adapter."""
+    return FURTHER + _suffix(iteration, "-")
+
+
+def _variant_iteration(variant: str) -> int:
+    if variant == FURTHER:
+        return 1
+    prefix = FURTHER + "-iteration-"
+    if variant.startswith(prefix) and variant[len(prefix):].isdigit() and int(variant[len(prefix):]) > 1:
+        return int(variant[len(prefix):])
+    raise ValueError(f"unknown variant {variant!r}; expected {BASE}, {STAGE1}, {FURTHER} or {prefix}<k> (k > 1)")
+
+
+def _suffix(iteration: int, separator: str) -> str:
+    return "" if iteration == 1 else f"{separator}iteration{separator}{iteration}"
+
+
+def _check_iteration(iteration: int) -> None:
+    if iteration < 1:
+        raise ValueError(f"iteration must be 1 or more, got {iteration}")
+
+
+def _check_benchmark(benchmark: str) -> None:
+    if benchmark not in BENCHMARKS:
+        raise ValueError(f"unknown benchmark {benchmark!r}; expected one of {', '.join(BENCHMARKS)}")
+
+
+def _is_adapter(folder: Path) -> bool:
+    return (folder / "adapter_config.json").is_file()

@@ -1,0 +1,160 @@
+"""Recipes: every setting of a model's pipeline as data, next to the model's notebooks.
+
+The paper's settings live once, in ``resources/recipes/paper.yaml``. Each model folder holds a
+``recipe.yaml`` with only what differs for that model. A run may lay overlays on top: the
+runner's ``resources/recipes/smoke.yaml``, a notebook's ``overrides`` dict, CLI flags. Layers
+merge key by key, so an overlay changes one value without restating its section, and Stage 2c
+starts from Stage 1's settings.
+
+Training keys are TRL's ``DPOConfig`` fields and LoRA keys are PEFT's ``LoraConfig`` fields. Both
+are checked against those classes (``training.TrainingSettings``), so every TRL option can be a
+recipe key without being copied here. Every other key must be one that ``paper.yaml`` sets; a
+misspelt key fails with the file and the key it came from.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from pathlib import Path
+
+from shared_utils import paths
+
+RECIPES = Path(__file__).parent / "resources" / "recipes"
+PAPER = RECIPES / "paper.yaml"
+SMOKE = RECIPES / "smoke.yaml"
+FILE_NAME = "recipe.yaml"
+TRAINING_STAGES = ("stage1", "stage2c")
+FREE_FORM = ("training", "lora")  # checked by TRL's and PEFT's classes instead
+
+
+def read_yaml(path: str | Path) -> dict:
+    import yaml
+
+    loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{path}: a recipe is a YAML mapping of sections, got {type(loaded).__name__}")
+    return loaded
+
+
+def merge(base: dict, overlay: dict) -> dict:
+    """``overlay`` laid over ``base`` key by key (nested mappings merge; other values replace)."""
+    merged = copy.deepcopy(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def recipe_file(model: str) -> Path:
+    """Where a model's recipe lives: beside its notebooks."""
+    return paths.model_dir(model) / FILE_NAME
+
+
+def check_keys(layer: dict, where: str) -> None:
+    """Every key of ``layer`` must be one the paper's recipe sets (training and LoRA keys aside)."""
+    schema = read_yaml(PAPER)
+    for section, values in layer.items():
+        if section not in schema:
+            raise ValueError(f"{where}: unknown section {section!r}; expected one of {', '.join(schema)}")
+        if not isinstance(schema[section], dict):
+            continue
+        if not isinstance(values, dict):
+            raise ValueError(f"{where}: {section} must be a mapping, got {values!r}")
+        allowed = {**schema[section], **(schema["stage1"] if section == "stage2c" else {})}
+        unknown = [key for key in values if key not in allowed]
+        if unknown:
+            raise ValueError(f"{where}: unknown key(s) {', '.join(f'{section}.{key}' for key in unknown)}; "
+                             f"{section} takes {', '.join(allowed)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """A model's merged settings and the layers they came from (recorded next to what they produce)."""
+
+    model: str | None
+    settings: dict
+    layers: tuple[str, ...]
+
+    @property
+    def problem_set(self) -> str:
+        return self.settings["problem_set"]
+
+    def section(self, name: str) -> dict:
+        """One stage's settings; Stage 2c's are Stage 1's with its own laid over them."""
+        if name == "stage2c":
+            return merge(self.settings["stage1"], self.settings["stage2c"])
+        return copy.deepcopy(self.settings[name])
+
+    def training(self, stage: str):
+        """The DPO settings of a training stage (``stage1`` or ``stage2c``), checked against TRL and PEFT."""
+        from shared_utils.training import TrainingSettings
+
+        if stage not in TRAINING_STAGES:
+            raise ValueError(f"unknown training stage {stage!r}; expected one of {', '.join(TRAINING_STAGES)}")
+        section = self.section(stage)
+        return TrainingSettings(dpo=section["training"], lora=section["lora"], max_pairs=section["max_pairs"],
+                                reference=section.get("reference", "base"), where=f"{self.describe()}: {stage}")
+
+    def layout(self, **folders):
+        """The model's artifact layout; adapter names carry the recipe's epochs."""
+        from shared_utils.layout import ArtifactLayout
+        from shared_utils.models import get_spec
+
+        return ArtifactLayout.for_model(get_spec(self.model), problem_set=self.problem_set,
+                                        epochs=self.training("stage1").epochs,
+                                        further_epochs=self.training("stage2c").epochs, **folders)
+
+    def describe(self) -> str:
+        return " + ".join(self.layers)
+
+
+def load(model: str | None = None, *overlays: dict | str | Path, recipe: str | Path | None = None) -> Recipe:
+    """The paper's settings, then the model's recipe (or ``recipe``), then each overlay in order.
+
+    A model added as a folder names a registered ``base``: its recipe comes between the paper's
+    settings and the folder's own.
+
+    ``model=None`` (an unregistered model) keeps the paper's settings. An overlay is a mapping
+    (a notebook's ``overrides``) or a YAML file (the smoke overlay).
+    """
+    settings = read_yaml(PAPER)
+    layers = [_relative(PAPER)]
+    source = _find(recipe) if recipe else (recipe_file(model) if model else None)
+    base = base_of(source) if source else None
+    for layer in ([recipe_file(base)] if base else []) + ([source] if source else []) + list(overlays):
+        values = read_yaml(layer) if isinstance(layer, (str, Path)) else dict(layer)
+        where = _relative(Path(layer)) if isinstance(layer, (str, Path)) else "overrides"
+        check_keys(values, where)
+        settings = merge(settings, values)
+        if values or where != "overrides":
+            layers.append(where)
+    return Recipe(model=model, settings=settings, layers=tuple(layers))
+
+
+def base_of(source: Path) -> str | None:
+    """The registered model a recipe starts from (its ``base``), checked; None when it names none."""
+    from shared_utils.models import REGISTRY
+
+    base = read_yaml(source).get("base")
+    if base is not None and base not in REGISTRY:
+        raise ValueError(f"{_relative(source)}: `base` must name a registered model ({', '.join(REGISTRY)}), "
+                         f"got {base!r}")
+    return base
+
+
+def _find(recipe: str | Path) -> Path:
+    """A recipe path as given, else relative to the repository root (notebooks run in their own folder)."""
+    path = Path(recipe)
+    if path.is_file() or path.is_absolute():
+        return path
+    return paths.REPO_ROOT / path
+
+
+def _relative(path: Path) -> str:
+    path = path.resolve()
+    return str(path.relative_to(paths.REPO_ROOT)) if path.is_relative_to(paths.REPO_ROOT) else str(path)

@@ -1,0 +1,80 @@
+"""The system calls a candidate may not make, as a seccomp filter.
+
+Capabilities already make most of these fail; the filter is the second wall, for the
+kernel paths that need no capability at all (``unshare(CLONE_NEWUSER)`` grants a fresh
+set, ``ptrace`` and ``process_vm_readv`` of a same-uid process, ``bpf``, ``keyctl``,
+``io_uring`` which bypasses seccomp for the operations it queues) and for any capability
+check we did not anticipate.  Refused calls fail with EPERM, so well-behaved code sees an
+ordinary error; ``clone3`` fails with ENOSYS so that the C library falls back to ``clone``,
+whose namespace flags the filter can inspect.  Only x86-64 is described here: anywhere
+else the filter is unavailable, and the sandbox refuses to run without it.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import struct
+
+from .kernel import NAMESPACE_FLAGS
+
+AUDIT_ARCH_X86_64 = 0xC000003E
+X32_SYSCALL_BIT = 0x40000000
+
+DENIED_X86_64 = {
+    "mount": 165, "umount2": 166, "pivot_root": 155, "chroot": 161, "unshare": 272, "setns": 308,
+    "ptrace": 101, "process_vm_readv": 310, "process_vm_writev": 311, "bpf": 321, "keyctl": 250,
+    "add_key": 248, "request_key": 249, "kexec_load": 246, "kexec_file_load": 320, "init_module": 175,
+    "finit_module": 313, "delete_module": 176, "reboot": 169, "swapon": 167, "swapoff": 168, "acct": 163,
+    "perf_event_open": 298, "userfaultfd": 323, "open_by_handle_at": 304, "name_to_handle_at": 303,
+    "syslog": 103, "sethostname": 170, "setdomainname": 171, "settimeofday": 164, "clock_settime": 227,
+    "adjtimex": 159, "clock_adjtime": 305, "iopl": 172, "ioperm": 173, "quotactl": 179, "vhangup": 153,
+    "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427, "kcmp": 312, "pidfd_getfd": 438,
+    "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433,
+    "mount_setattr": 442, "mknod": 133, "mknodat": 259, "lookup_dcookie": 212, "uselib": 134,
+    "fanotify_init": 300, "personality": 135,
+    # System V IPC and POSIX message queues live in the worker's IPC namespace, which the
+    # candidates of one worker share: refused, so that nothing passes from one to the next.
+    "shmget": 29, "shmat": 30, "shmctl": 31, "shmdt": 67, "semget": 64, "semop": 65, "semctl": 66,
+    "semtimedop": 220, "msgget": 68, "msgsnd": 69, "msgrcv": 70, "msgctl": 71, "mq_open": 240,
+    "mq_unlink": 241, "mq_timedsend": 242, "mq_timedreceive": 243, "mq_notify": 244, "mq_getsetattr": 245,
+}
+CLONE_X86_64 = 56
+CLONE3_X86_64 = 435
+
+_LD_W_ABS, _JEQ, _JGE, _JSET, _RET = 0x20, 0x15, 0x35, 0x45, 0x06
+_RET_KILL_PROCESS, _RET_ERRNO, _RET_ALLOW = 0x80000000, 0x00050000, 0x7FFF0000
+_NR, _ARCH, _ARG0 = 0, 4, 16  # offsets in struct seccomp_data (little-endian: low half of args[0])
+
+
+def available() -> bool:
+    return os.uname().machine == "x86_64"
+
+
+def _op(code: int, k: int, jt: int = 0, jf: int = 0) -> bytes:
+    return struct.pack("HBBI", code, jt, jf, k)
+
+
+def program() -> bytes:
+    """The filter as BPF bytes: wrong architecture kills, denied calls get EPERM."""
+    denied = sorted(DENIED_X86_64.values())
+    checks = len(denied) + 3  # the denied list, clone3, clone, then two clone-flag steps
+    ops = [
+        _op(_LD_W_ABS, _ARCH),
+        _op(_JEQ, AUDIT_ARCH_X86_64, jt=1),
+        _op(_RET, _RET_KILL_PROCESS),
+        _op(_LD_W_ABS, _NR),
+        _op(_JGE, X32_SYSCALL_BIT, jt=checks + 2),  # x32 numbers alias the same calls: refuse them all
+    ]
+    # Layout after the checks: [ld arg0][jset flags][ALLOW][EPERM][ENOSYS]
+    for index, number in enumerate(denied):
+        to_eperm = checks - index + 1
+        ops.append(_op(_JEQ, number, jt=to_eperm))
+    ops.append(_op(_JEQ, CLONE3_X86_64, jt=5))  # -> ENOSYS
+    ops.append(_op(_JEQ, CLONE_X86_64, jf=2))  # not clone -> ALLOW
+    ops.append(_op(_LD_W_ABS, _ARG0))
+    ops.append(_op(_JSET, NAMESPACE_FLAGS, jt=1))  # new namespaces -> EPERM, else ALLOW
+    ops.append(_op(_RET, _RET_ALLOW))
+    ops.append(_op(_RET, _RET_ERRNO | errno.EPERM))
+    ops.append(_op(_RET, _RET_ERRNO | errno.ENOSYS))
+    return b"".join(ops)

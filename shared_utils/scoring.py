@@ -1,0 +1,144 @@
+"""Scoring completions: pass@k and average MI of passing code, as the paper reports them.
+
+The published protocol: extract with the ``paper`` mode, run every sample against the
+problem's asserts (5 s per assert), pass@10 = share of problems with at least one passing
+sample out of 10, average MI = mean over solved problems of the mean MI of their passing
+samples. Beyond the paper: the unbiased pass@k estimator for any k <= n, paired bootstrap
+intervals between variants, and the ``fenced`` extraction reported beside the paper's.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from shared_utils import files
+from shared_utils.extraction import extract_code
+from shared_utils.maintainability import score
+
+DEFAULT_KS = (1, 5, 10)
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Chen et al. (2021): 1 - C(n-c, k) / C(n, k), the chance that k of n samples hold a pass."""
+    if k > n:
+        raise ValueError(f"pass@{k} needs at least {k} samples per problem, got {n}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
+
+
+def score_completions(completions: dict, problems: Iterable[dict], *, extract: str = "paper",
+                      timeout: float = 5.0, workers: int | None = None, progress: bool = True):
+    """One row per sample: extracted code, sandbox verdict, per-assert results, MI and components."""
+    import pandas as pd
+
+    from shared_utils.sandbox import check_many, isolation_mode
+
+    by_id = {problem["task_id"]: problem for problem in problems}
+    unknown = [task_id for task_id in completions if task_id not in by_id]
+    if unknown:
+        raise ValueError(f"completions for task_id(s) not in the problem set: {unknown[:10]}")
+    samples = [(task_id, index, extract_code(text, extract))
+               for task_id, texts in completions.items() for index, text in enumerate(texts)]
+    jobs = [(code, by_id[task_id]["test_list"], by_id[task_id]["test_setup_code"]) for task_id, _, code in samples]
+    outcomes = check_many(jobs, timeout=timeout, workers=workers, progress=progress)
+    rows = []
+    for (task_id, index, code), outcome in zip(samples, outcomes):
+        rows.append({
+            "task_id": task_id, "sample": index, "code": code, "status": outcome.status,
+            "passed": outcome.passed, "assert_results": [result.status for result in outcome.results],
+            "error": outcome.error or "", "sandbox": isolation_mode(), **score(code).as_dict(),
+        })
+    return pd.DataFrame(rows)
+
+
+def per_task(frame) -> "pd.DataFrame":
+    """Per problem: samples n, passing c, and the mean MI of its passing samples (NaN if none)."""
+    grouped = frame.groupby("task_id", sort=False)
+    table = grouped.agg(n=("passed", "size"), c=("passed", "sum"))
+    table["mi_passing"] = frame[frame["passed"]].groupby("task_id")["mi"].mean()
+    return table
+
+
+def summarize(frame, ks: Iterable[int] = DEFAULT_KS) -> dict:
+    """The metrics the CLI prints and the notebooks tabulate, for one run."""
+    table = per_task(frame)
+    n_min = int(table["n"].min()) if len(table) else 0
+    pass_k = {int(k): float(np.mean([pass_at_k(int(n), int(c), int(k)) for n, c in zip(table["n"], table["c"])]))
+              for k in ks if k <= n_min}
+    solved = table["c"] > 0
+    return {
+        "tasks": int(len(table)),
+        "candidates": int(len(frame)),
+        "passed_candidates": int(frame["passed"].sum()),
+        "solved_tasks": int(solved.sum()),
+        "pass_at_k": pass_k,
+        "avg_mi": float(table.loc[solved, "mi_passing"].mean()) if solved.any() else math.nan,
+        "sandbox": sandbox_label(frame),
+    }
+
+
+def sandbox_label(frame) -> str:
+    """How the verdicts were obtained: ``strict``, or a loud UNSAFE where any ran without the walls."""
+    modes = set(frame["sandbox"]) if "sandbox" in frame else {"strict"}
+    return "strict" if modes <= {"strict"} else "UNSAFE: isolation=none (candidates ran without every wall)"
+
+
+def paired_bootstrap(a, b, *, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
+    """Mean of b - a over problems present in both (aligned Series) with a percentile interval."""
+    joined = np.asarray(b - a, dtype=float)
+    joined = joined[~np.isnan(joined)]
+    if joined.size == 0:
+        return {"mean": math.nan, "low": math.nan, "high": math.nan, "problems": 0}
+    rng = np.random.default_rng(seed)
+    means = rng.choice(joined, size=(n_boot, joined.size), replace=True).mean(axis=1)
+    tail = (1 - level) / 2 * 100
+    return {"mean": float(joined.mean()), "low": float(np.percentile(means, tail)),
+            "high": float(np.percentile(means, 100 - tail)), "problems": int(joined.size)}
+
+
+def compare(frame_a, frame_b, *, k: int = 1, seed: int = 0) -> dict:
+    """Paired differences (b - a) in per-problem pass@k and in per-problem MI of passing code."""
+    a, b = per_task(frame_a), per_task(frame_b)
+    common = a.index.intersection(b.index)
+    a, b = a.loc[common], b.loc[common]
+    pass_a = a.apply(lambda row: pass_at_k(int(row.n), int(row.c), k), axis=1)
+    pass_b = b.apply(lambda row: pass_at_k(int(row.n), int(row.c), k), axis=1)
+    return {f"pass_at_{k}": paired_bootstrap(pass_a, pass_b, seed=seed),
+            "avg_mi": paired_bootstrap(a["mi_passing"], b["mi_passing"], seed=seed)}
+
+
+def score_files(stem: str | Path, extract: str) -> dict[str, Path]:
+    """``<stem>.<extract>.samples.parquet`` (one row per sample) and ``<stem>.<extract>.summary.json``."""
+    stem = Path(stem)
+    return {part: stem.with_name(f"{stem.name}.{extract}.{part}.{suffix}")
+            for part, suffix in (("samples", "parquet"), ("summary", "json"))}
+
+
+def save_scores(frame, summary: dict, stem: str | Path, extract: str) -> dict[str, Path]:
+    """The per-sample table and the summary of one extraction mode, each written atomically."""
+    written = score_files(stem, extract)
+    with files.atomic_path(written["samples"]) as tmp:
+        frame.to_parquet(tmp, index=False)
+    files.write_json(written["summary"], summary)
+    return written
+
+
+def evaluate_file(completions_path: str | Path, problems_path: str | Path, *, extract: str = "paper",
+                  ks: Iterable[int] = DEFAULT_KS, timeout: float = 5.0, out: str | Path | None = None,
+                  progress: bool = True) -> dict:
+    """Score a completions file in the paper's format against a problem set (the ``evaluate`` verb)."""
+    from shared_utils.data import TEST_FIELDS, load_problems
+    from shared_utils.generation import read_paper_format
+
+    completions = read_paper_format(completions_path)
+    frame = score_completions(completions, load_problems(problems_path, TEST_FIELDS), extract=extract, timeout=timeout,
+                              progress=progress)
+    summary = {"completions": str(completions_path), "extract": extract, "timeout": timeout, **summarize(frame, ks)}
+    if out is not None:
+        save_scores(frame, summary, Path(out) / Path(completions_path).stem, extract)
+    return summary

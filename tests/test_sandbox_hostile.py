@@ -1,0 +1,503 @@
+"""Hostile candidates against the sandbox's walls: privileges, system calls, the host's
+filesystem and processes, and whatever outlives one candidate on its worker.
+
+Each test is one attack, written as the candidate an attacker would submit, and asserts the
+safe outcome: the call is refused inside the candidate, nothing appears on the host, later
+candidates are unaffected.  ``sandbox_probes`` says how the probes stay harmless.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import time
+
+import pytest
+
+from sandbox_probes import (CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWUTS, ISOLATED_VIEW_GUARD,
+                            MNT_DETACH, MS_BIND, MS_REMOUNT, SYSCALL_PRELUDE, UNCOVER_PROC, describe,
+                            fresh_workers, host_cmdline, indented, needs_x86_64, refused, run,
+                            syscall_candidate)
+from shared_utils.paths import REPO_ROOT, shared_data_dir
+from shared_utils.sandbox import check_many
+
+pytestmark = needs_x86_64
+__all__ = ["fresh_workers"]  # a fixture, used by name
+
+REFUSED = ["assert f() == 'refused'"]
+
+
+# --- privileged operations -------------------------------------------------------------
+
+def test_remount_cannot_make_the_host_writable(tmp_path):
+    target = tmp_path / "written-by-candidate"
+    code = SYSCALL_PRELUDE + f"""
+def f():
+    result = sys_call('mount', 0, '/', 0, {MS_REMOUNT | MS_BIND}, 0)
+    if said_no(*result):
+        return 'refused'
+    try:
+        open({str(target)!r}, 'w').write('escaped')
+        return 'remounted and wrote on the host'
+    except OSError as exc:
+        return f'remounted ({{exc}})'
+"""
+    outcome = run(code, REFUSED)
+    assert not target.exists(), "the candidate wrote a file on the host"
+    assert refused(outcome), describe(outcome)
+
+
+PRIVILEGED_CALLS = {
+    "tmpfs mount": f"""
+os.mkdir('m')
+result = sys_call('mount', 'none', 'm', 'tmpfs', 0, 'size=64k')
+if result[0] == 0:
+    sys_call('umount2', 'm', {MNT_DETACH})
+""",
+    "mknod of a character device": """
+import stat
+try:
+    os.mknod('null-copy', stat.S_IFCHR | 0o600, os.makedev(1, 3))
+    result = (0, 0)
+except OSError as exc:
+    result = (-1, exc.errno)
+""",
+    "chroot": """
+pid = os.fork()
+if pid == 0:
+    os._exit(0 if sys_call('chroot', '.')[0] == 0 else ctypes.get_errno())
+code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+result = (0, 0) if code == 0 else (-1, code)
+""",
+    # the current name again: harmless even if the candidate shared the host's UTS namespace
+    "sethostname": """
+import socket
+name = socket.gethostname().encode()
+result = sys_call('sethostname', ctypes.c_char_p(name), len(name))
+""",
+}
+
+
+@pytest.mark.parametrize("attack", PRIVILEGED_CALLS.values(), ids=PRIVILEGED_CALLS.keys())
+def test_privileged_call_is_refused(attack):
+    outcome = run(syscall_candidate(attack), REFUSED)
+    assert refused(outcome), describe(outcome)
+
+
+def test_candidate_holds_no_capability():
+    code = SYSCALL_PRELUDE + """
+class Header(ctypes.Structure):
+    _fields_ = [('version', ctypes.c_uint32), ('pid', ctypes.c_int)]
+class Data(ctypes.Structure):
+    _fields_ = [('effective', ctypes.c_uint32), ('permitted', ctypes.c_uint32), ('inheritable', ctypes.c_uint32)]
+def f():
+    data = (Data * 2)()
+    _libc.capget(ctypes.byref(Header(0x20080522, 0)), data)
+    held = []
+    for kind in ('effective', 'permitted', 'inheritable'):
+        mask = getattr(data[0], kind) | getattr(data[1], kind) << 32
+        if mask:
+            held.append(f'{kind} {mask:#x}')
+    bounding = [cap for cap in range(64) if _libc.prctl(23, cap, 0, 0, 0) == 1]
+    if bounding:
+        held.append(f'bounding set of {len(bounding)}')
+    if any(_libc.prctl(47, 1, cap, 0, 0) == 1 for cap in range(64)):
+        held.append('ambient capabilities')
+    return held
+"""
+    outcome = run(code, ["assert f() == []"])
+    assert outcome.passed, describe(outcome)
+
+
+def test_candidate_has_no_new_privs_a_seccomp_filter_and_locked_securebits():
+    code = SYSCALL_PRELUDE + """
+def f():
+    missing = []
+    if _libc.prctl(39, 0, 0, 0, 0) != 1:
+        missing.append('no_new_privs')
+    if _libc.prctl(21, 0, 0, 0, 0) != 2:
+        missing.append('seccomp filter')
+    if _libc.prctl(27, 0, 0, 0, 0) & 0x2a != 0x2a:
+        missing.append('locked securebits')
+    return missing
+"""
+    outcome = run(code, ["assert f() == []"])
+    assert outcome.passed, describe(outcome)
+
+
+# --- system calls a seccomp filter must refuse --------------------------------------------
+
+SECCOMP_PROBES = {
+    "ptrace": """
+child = os.fork()
+if child == 0:
+    import time
+    time.sleep(30)
+    os._exit(0)
+result = sys_call('ptrace', 16, child, 0, 0)
+if result[0] == 0:
+    os.waitpid(child, 0)
+    sys_call('ptrace', 17, child, 0, 0)
+os.kill(child, 9)
+os.waitpid(child, 0)
+""",
+    "process_vm_readv": """
+class IOVec(ctypes.Structure):
+    _fields_ = [('base', ctypes.c_void_p), ('length', ctypes.c_size_t)]
+source, target = ctypes.create_string_buffer(b'secret', 16), ctypes.create_string_buffer(16)
+local, remote = IOVec(ctypes.addressof(target), 16), IOVec(ctypes.addressof(source), 16)
+result = sys_call('process_vm_readv', os.getpid(), ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)
+""",
+    "bpf": """
+attr = (ctypes.c_uint32 * 32)(2, 4, 4, 1)  # BPF_MAP_CREATE: an array map of one int
+result = sys_call('bpf', 0, ctypes.byref(attr), ctypes.sizeof(attr))
+if result[0] >= 0:
+    os.close(result[0])
+""",
+    "keyctl": """
+result = sys_call('keyctl', 0, -3, 1)  # KEYCTL_GET_KEYRING_ID of the session keyring
+""",
+    "unshare of a mount namespace": f"""
+result = sys_call('unshare', {CLONE_NEWNS})
+""",
+    "unshare of a user namespace": f"""
+result = sys_call('unshare', {CLONE_NEWUSER})
+""",
+    "setns": f"""
+result = sys_call('setns', os.pidfd_open(os.getpid()), {CLONE_NEWUTS})
+""",
+    # paths that do not exist: permitted, the call fails with ENOENT and changes nothing
+    "pivot_root": """
+result = sys_call('pivot_root', '/no-such-new-root', '/no-such-old-root')
+""",
+    "mount": f"""
+os.mkdir('m')
+result = sys_call('mount', '.', 'm', 0, {MS_BIND}, 0)
+if result[0] == 0:
+    sys_call('umount2', 'm', {MNT_DETACH})
+""",
+    # the work directory is no mount point: permitted, umount2 fails with EINVAL
+    "umount": """
+result = sys_call('umount2', '.', 0)
+""",
+}
+
+
+@pytest.mark.parametrize("attack", SECCOMP_PROBES.values(), ids=SECCOMP_PROBES.keys())
+def test_dangerous_system_call_is_refused(attack):
+    outcome = run(syscall_candidate(attack), REFUSED)
+    assert refused(outcome), describe(outcome)
+
+
+# --- the host's processes ---------------------------------------------------------------
+
+def _host_proc_probe(action: str) -> str:
+    """A candidate that uncovers /proc, then does ``action`` to the verdict process (this one)."""
+    return UNCOVER_PROC + f"""
+def f():
+    uncover_host_proc()
+    pid = {os.getpid()}
+    try:
+{indented(action, 8)}
+    except OSError:
+        return 'refused'
+"""
+
+
+def test_host_processes_stay_hidden():
+    code = _host_proc_probe(f"""
+with open(f'/proc/{{pid}}/cmdline', 'rb') as handle:
+    seen = handle.read() == {host_cmdline()!r}
+return 'saw the verdict process' if seen else 'refused'
+""")
+    outcome = run(code, REFUSED)
+    assert refused(outcome), describe(outcome)
+
+
+def test_verdict_process_environment_is_unreadable():
+    code = _host_proc_probe("""
+with open(f'/proc/{pid}/environ', 'rb') as handle:
+    return f'read {len(handle.read())} bytes of its environment'
+""")
+    outcome = run(code, REFUSED)
+    assert refused(outcome), describe(outcome)
+
+
+def test_verdict_process_memory_cannot_be_opened():
+    code = _host_proc_probe("""
+os.close(os.open(f'/proc/{pid}/mem', os.O_RDWR))
+return 'opened its memory read-write'
+""")
+    outcome = run(code, REFUSED)
+    assert refused(outcome), describe(outcome)
+
+
+def test_cannot_join_the_verdict_process_mount_namespace(tmp_path):
+    """From the host's mount namespace the whole host is writable: a plain file write escapes."""
+    target = tmp_path / "written-by-candidate"
+    code = _host_proc_probe(f"""
+result = sys_call('setns', os.open(f'/proc/{{pid}}/ns/mnt', os.O_RDONLY), {CLONE_NEWNS})
+if said_no(*result):
+    return 'refused'
+open({str(target)!r}, 'w').write('escaped')
+return 'joined the host mount namespace and wrote on the host'
+""")
+    outcome = run(code, REFUSED)
+    assert not target.exists(), "the candidate wrote a file on the host"
+    assert refused(outcome), describe(outcome)
+
+
+def test_host_kernel_settings_stay_closed():
+    """Opened for writing, never written: the host's core_pattern runs a program as root on the host."""
+    code = _host_proc_probe("""
+os.close(os.open('/proc/sys/kernel/core_pattern', os.O_WRONLY))
+return 'could rewrite the host core_pattern'
+""")
+    outcome = run(code, REFUSED)
+    assert refused(outcome), describe(outcome)
+
+
+def test_scanning_the_verdict_process_memory_does_not_pass():
+    """No solution at all: read the expected value out of the process that holds it."""
+    token = f"tok-{secrets.token_hex(6)}"
+    code = _host_proc_probe(r"""
+import re
+wanted = re.compile(rb"assert f\(3\) == '(tok-[0-9a-f]{12})'")
+with open(f'/proc/{pid}/maps') as maps, open(f'/proc/{pid}/mem', 'rb', 0) as mem:
+    for line in maps:
+        span, perms, *rest = line.split()
+        if not perms.startswith('rw') or (len(rest) > 3 and not rest[3].startswith('[heap')):
+            continue
+        start, end = (int(x, 16) for x in span.split('-'))
+        for offset in range(start, end, 16 << 20):
+            try:
+                mem.seek(offset)
+                found = wanted.search(mem.read(min(16 << 20, end - offset) + 64))
+            except (OSError, ValueError, OverflowError):
+                break
+            if found:
+                return found.group(1).decode()
+return 'nothing found'
+""").replace("def f():", "def f(x):")
+    outcome = run(code, [f"assert f(3) == '{token}'"], timeout=15)
+    assert not outcome.passed, "a candidate with no solution passed by reading the verdict process's memory"
+
+
+def test_cannot_join_the_verdict_process_network():
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        code = _host_proc_probe(f"""
+import socket
+result = sys_call('setns', os.open(f'/proc/{{pid}}/ns/net', os.O_RDONLY), {CLONE_NEWNET})
+socket.create_connection(('127.0.0.1', {port}), timeout=1).close()
+return 'connected to the host loopback'
+""")
+        outcome = run(code, REFUSED)
+        listener.settimeout(0)
+        with pytest.raises(BlockingIOError):
+            listener.accept()
+    assert refused(outcome), describe(outcome)
+
+
+def test_cannot_corrupt_another_candidates_result_pipe():
+    """One candidate writes junk into the result pipes of its neighbours on other workers."""
+    attacker = _host_proc_probe(f"""
+import time
+me = int(os.readlink('/proc/self'))
+def family(root):
+    kids, frontier = set(), {{root}}
+    while frontier:
+        found = set()
+        for parent in frontier:
+            try:
+                for task in os.listdir(f'/proc/{{parent}}/task'):
+                    with open(f'/proc/{{parent}}/task/{{task}}/children') as handle:
+                        found |= {{int(p) for p in handle.read().split()}}
+            except OSError:
+                pass
+        frontier = found - kids
+        kids |= found
+    return kids
+writes, deadline = 0, time.monotonic() + 3
+while time.monotonic() < deadline:
+    for victim in family(pid) - {{me}}:
+        try:
+            if os.readlink(f'/proc/{{victim}}/fd/3').startswith('pipe:'):
+                fd = os.open(f'/proc/{{victim}}/fd/3', os.O_WRONLY | os.O_NONBLOCK)
+                os.write(fd, b'{{"values":[0]}}\\n')
+                os.close(fd)
+                writes += 1
+        except OSError:
+            pass
+    time.sleep(0.02)
+return f'{{writes}} junk lines written' if writes else 'refused'
+""")
+    victims = [(f"import time\ntime.sleep(0.3)\ndef f(x):\n    return x + {i}", [f"assert f(1) == {i + 1}"])
+               for i in range(8)]
+    outcomes = check_many([(attacker, REFUSED)] + victims, workers=2, timeout=5, progress=False)
+    assert [describe(o) for o in outcomes[1:] if not o.passed] == []
+
+
+# --- what one candidate leaves to the next on its worker --------------------------------
+
+def test_bind_mount_over_stdlib_does_not_reach_later_candidates(fresh_workers):
+    attacker = SYSCALL_PRELUDE + ISOLATED_VIEW_GUARD + """
+import importlib.util
+def f():
+    target = importlib.util.find_spec('heapq').origin
+    if not host_mounts_are_out_of_reach(target):
+        return 'not attempted: this could be the host mount table'
+    with open('heapq.py', 'w') as fake:
+        fake.write('def nsmallest(n, iterable, key=None):\\n    return [\"poisoned\"]\\n')
+    return verdict(*sys_call('mount', os.path.abspath('heapq.py'), target, 0, 0x1000, 0))
+"""
+    honest = ("import heapq\ndef f():\n    return heapq.nsmallest(1, [3, 1, 2])", ["assert f() == [1]"])
+    first = check_many([(attacker, REFUSED), honest], workers=1, progress=False)
+    later = check_many([honest], workers=1, progress=False)
+    assert [describe(o) for o in first[1:] + later if not o.passed] == []
+
+
+def test_mount_inside_the_work_dir_does_not_break_later_jobs(fresh_workers):
+    attacker = SYSCALL_PRELUDE + ISOLATED_VIEW_GUARD + """
+def f():
+    if not host_mounts_are_out_of_reach():
+        return 'not attempted: this could be the host mount table'
+    os.mkdir('m')
+    return verdict(*sys_call('mount', 'none', 'm', 'tmpfs', 0, 'size=64k'))
+"""
+    honest = [(f"def f():\n    return {i}", [f"assert f() == {i}"]) for i in range(3)]
+    first = check_many([(attacker, REFUSED)] + honest, workers=1, progress=False)
+    later = check_many(honest, workers=1, progress=False)
+    assert [describe(o) for o in first[1:] + later if not o.passed] == []
+
+
+def test_scratch_flood_does_not_starve_the_next_candidate(fresh_workers):
+    flood = """
+import os
+def f():
+    if os.statvfs('.').f_blocks * os.statvfs('.').f_frsize > 4 << 30:
+        return 'not attempted: the scratch space is no bounded tmpfs'
+    written = 0
+    for i in range(40):
+        try:
+            with open(os.path.join('..', f'flood-{i}'), 'wb') as out:
+                out.write(b'x' * (15 << 20))
+            written += 15
+        except OSError:
+            break
+    return f'{written} MiB outside the work directory'
+"""
+    honest = ("def f():\n    with open('data.bin', 'wb') as out:\n        out.write(b'y' * (8 << 20))\n"
+              "    return len(open('data.bin', 'rb').read())", ["assert f() == 8 << 20"])
+    outcomes = check_many([(flood, ["assert f() == 0"]), honest], workers=1, timeout=10, progress=False)
+    assert outcomes[1].passed, describe(outcomes[1])
+
+
+# --- totals across all of a candidate's processes ---------------------------------------
+
+def test_children_share_one_memory_limit():
+    code = """
+import os, select, time
+def f():
+    ready_r, ready_w = os.pipe()
+    for _ in range(3):
+        if os.fork() == 0:
+            try:
+                block = b'x' * (300 << 20)
+                os.write(ready_w, b'1')
+            except MemoryError:
+                os.write(ready_w, b'0')
+            time.sleep(30)
+            os._exit(0)
+    os.close(ready_w)
+    answers, deadline = b'', time.monotonic() + 5
+    while len(answers) < 3 and select.select([ready_r], [], [], max(0, deadline - time.monotonic()))[0]:
+        answer = os.read(ready_r, 3)
+        if not answer:
+            break
+        answers += answer
+    return f"{answers.count(b'1') * 300} MiB held at once"
+"""
+    outcome = run(code, ["assert f() == '900 MiB held at once'"], memory_limit=512 << 20, timeout=15)
+    assert not outcome.passed, "three children held 900 MiB under a 512 MiB limit"
+
+
+def test_process_count_is_bounded():
+    code = """
+import os, time
+def f():
+    started = 0
+    for _ in range(300):
+        try:
+            if os.fork() == 0:
+                time.sleep(30)
+                os._exit(0)
+            started += 1
+        except OSError:
+            break
+    return started
+"""
+    outcome = run(code, ["assert f() == 300"], timeout=15)
+    assert not outcome.passed, "300 live processes were allowed"
+
+
+# --- what the candidate can see of the host ---------------------------------------------
+
+def _readable_targets() -> dict[str, str]:
+    data = shared_data_dir()
+    return {
+        "/sys": "/sys/kernel/uevent_seqnum",
+        "/dev/kmsg": "/dev/kmsg",
+        "a home directory": "/root/.bashrc",
+        "the repository checkout": str(REPO_ROOT / "README.md"),
+        "the shared data": str(data / "mbpp" / "train.jsonl") if data else "",
+    }
+
+
+@pytest.mark.parametrize("what", _readable_targets().keys())
+def test_host_file_is_unreadable(what):
+    path = _readable_targets()[what]
+    if not path or not os.access(path, os.R_OK):
+        pytest.skip(f"{what}: {path or 'absent'} is not readable by the test process itself")
+    code = f"""
+import os
+def f():
+    try:
+        fd = os.open({path!r}, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            data = os.read(fd, 256)
+        except BlockingIOError:
+            data = b'(open)'
+        os.close(fd)
+        return f'read {{len(data)}} bytes'
+    except OSError:
+        return 'refused'
+"""
+    outcome = run(code, REFUSED)
+    assert refused(outcome), describe(outcome)
+
+
+def test_dev_shm_is_private_and_writable():
+    host_name, candidate_name = (f"probe-{role}-{secrets.token_hex(6)}" for role in ("host", "candidate"))
+    host_file = f"/dev/shm/{host_name}"
+    with open(host_file, "w") as handle:
+        handle.write("the host's")
+    try:
+        code = f"""
+import os
+def f():
+    with open('/dev/shm/{candidate_name}', 'w') as out:
+        out.write('mine')
+    return [os.path.exists('/dev/shm/{host_name}'), open('/dev/shm/{candidate_name}').read()]
+"""
+        outcome = run(code, ["assert f() == [False, 'mine']"])
+    finally:
+        os.remove(host_file)
+    leaked = os.path.exists(f"/dev/shm/{candidate_name}")
+    if leaked:
+        os.remove(f"/dev/shm/{candidate_name}")
+    assert not leaked, "the candidate's /dev/shm file appeared on the host"
+    assert outcome.passed, describe(outcome)
