@@ -51,6 +51,13 @@ def test_short_repr_of_an_honest_huge_integer_is_bounded_and_does_not_raise():
     assert text == "<int of about 5736 digits>"
     assert len(plain.short_repr([value] * 1000 + ["x" * 10 ** 6])) <= 300
     assert plain.short_repr({(1, "a"): [1.5, None]}) == "{(1, 'a'): [1.5, None]}"
+    assert plain.short_repr(plain.Opaque("\ud800")).encode("utf-8") == b"<opaque \\ud800>"
+
+
+def test_an_exception_message_with_a_lone_surrogate_still_prints():
+    outcome = _run("def f():\n    raise ValueError(chr(0xD800) + ' raised')", ["assert f() == 1"])
+    assert (outcome.status, outcome.message) == ("error", "\\ud800 raised")
+    outcome.error.encode("utf-8")
 
 
 def test_decoding_refuses_colliding_hashes_in_linear_time():
@@ -88,6 +95,7 @@ MALFORMED_LINES = [
     '{"values":[true]}',                                  # the old protocol
     "\udcff\x00 not json",
     '{"c":[[0,[{"v":1}]],[0,[{"v":1}]]]}',                 # the same top-level assert twice
+    '{"c":[[0,[{"v":[' + "[]," * (4 << 20) + "[]]}]]]}",     # millions of values: 1 GiB once decoded
 ]
 
 
@@ -284,11 +292,14 @@ def test_asserts_inside_loops_report_every_time():
     assert _run(patched, loop).status == "failed"
 
 
-def test_humaneval_style_check_function_as_one_test():
+def test_asserts_in_a_check_function_of_the_setup_are_split_like_tests():
     setup = "def check(candidate):\n    assert candidate(2) == 4\n    assert candidate(3) == 9\n"
     assert _run("def square(x):\n    return x * x", ["check(square)"], setup).passed
     wrong = _run("def square(x):\n    return x + x", ["check(square)"], setup)
-    assert (wrong.status, wrong.exc_type) == ("error", "AssertionError")
+    assert (wrong.status, wrong.message) == ("failed", "got 6")
+    assert _run(ALWAYS_EQUAL.replace("def f(", "def square("), ["check(square)"], setup).status == "failed"
+    plan = compile_job(("check(square)",), setup, "def square(x):\n    return x * x")
+    assert "assert" not in plan.setup and "9" not in plan.setup  # the expected values stay here
 
 
 def test_every_mbpp_reference_solution_passes(mbpp):

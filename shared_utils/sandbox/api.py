@@ -102,7 +102,7 @@ def _error_fields(value) -> tuple[str, str]:
     """An ``[exception type, message]`` pair as the candidate's process sent it, bounded."""
     if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value)):
         raise plain.Unreadable("malformed error report")
-    return value[0][:100], value[1][:MESSAGE_CHARS]
+    return plain.printable(value[0][:100]), plain.printable(value[1][:MESSAGE_CHARS])
 
 
 class _Raised(Exception):
@@ -148,7 +148,7 @@ def _hole_result(result):
 
 def _safe_str(exc: BaseException) -> str:
     try:
-        return str(exc)[:MESSAGE_CHARS]
+        return plain.printable(str(exc)[:MESSAGE_CHARS])
     except Exception:
         return "<unprintable>"
 
@@ -301,7 +301,7 @@ def _prepare(job: Sequence, timeout: float, timeout_mode: str, memory_limit: int
     if isinstance(tests, str):
         raise TypeError("tests must be a sequence of test strings, not one string")
     plan = compile_job(tuple(tests), setup, code)
-    wire = {"code": code, "setup": setup, "tests": [list(block.steps) for block in plan.blocks],
+    wire = {"code": code, "setup": plan.setup, "tests": [list(block.steps) for block in plan.blocks],
             "timeout": timeout, "mode": timeout_mode, "memory": memory_limit}
     return plan, wire
 

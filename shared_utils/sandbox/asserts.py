@@ -113,6 +113,7 @@ class Block:
 @dataclass(frozen=True)
 class Plan:
     blocks: tuple[Block, ...]
+    setup: str  # the set-up the candidate's process runs: its functions' asserts made reports
     reference: dict | None  # a job (code, setup, tests) with no candidate code, when needed
 
     @functools.cached_property
@@ -405,10 +406,10 @@ class _Nested(ast.NodeTransformer):
 
 class _BlockCompiler:
     def __init__(self, candidate: set[str], shadowing: frozenset[str], rebound: frozenset[str],
-                 data_names: set[str]):
+                 data_names: set[str], sites: tuple[Site, ...] = ()):
         self.candidate, self.shadowing, self.rebound = candidate, shadowing, rebound
         self.data_names = data_names
-        self.sites: list[Site] = []
+        self.sites: list[Site] = list(sites)  # the set-up's come first: any test may call them
         self.steps: list = []
         self.reference_steps: list = []
 
@@ -431,6 +432,19 @@ class _BlockCompiler:
             self.candidate -= bound
             self.data_names |= bound
             self.reference_steps.append(["x", source])
+
+
+def _setup_functions(tree: ast.Module, compiler: _BlockCompiler) -> tuple[Site, ...]:
+    """Asserts in the set-up's functions (HumanEval's ``check(candidate)``) become reports.
+
+    Their expected sides then stay here like any test's, instead of running, and lying in
+    plain sight, in the candidate's process.
+    """
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            _Nested(compiler).visit(node)
+    ast.fix_missing_locations(tree)
+    return tuple(compiler.sites)
 
 
 def _setup_statements(tree: ast.Module, candidate: set[str], data_names: set[str]) -> list[str]:
@@ -466,11 +480,13 @@ def _compile(tests: tuple[str, ...], setup: str, redefined: frozenset[str]) -> P
     rebound = frozenset(_bound(setup_tree).union(*(_bound(t) for t in trees if t is not None)))
     used = set().union(*(_loaded(t) for t in (setup_tree, *trees) if t is not None))
     candidate, data_names = used - _trusted_names(tests, setup), set()
-    clean_setup = _setup_statements(setup_tree, candidate, data_names)
     shadowing = redefined - rebound
+    setup_sites = _setup_functions(setup_tree, _BlockCompiler(candidate, shadowing, rebound, data_names))
+    sent_setup = ast.unparse(setup_tree) if setup_sites else setup
+    clean_setup = _setup_statements(setup_tree, candidate, data_names)
     blocks = []
     for source, tree in zip(tests, trees):
-        compiler = _BlockCompiler(candidate, shadowing, rebound, data_names)
+        compiler = _BlockCompiler(candidate, shadowing, rebound, data_names, setup_sites)
         if tree is None:
             compiler.steps.append(["x", source])  # compiling it in the child raises the SyntaxError there
         for node in tree.body if tree is not None else ():
@@ -482,4 +498,4 @@ def _compile(tests: tuple[str, ...], setup: str, redefined: frozenset[str]) -> P
         imports = _reference_imports(blocks, data_names | _bindings(setup_tree)[0])
         reference = {"code": "\n".join(imports), "setup": "\n".join(clean_setup),
                      "tests": [list(block.reference_steps) for block in blocks]}
-    return Plan(tuple(blocks), reference)
+    return Plan(tuple(blocks), sent_setup, reference)
