@@ -33,8 +33,8 @@ Which side a subexpression is on (an *operand*: a leaf below those operators):
   changed, and ``sys`` is imported for it even where the candidate forgot to.  Those
   statements run in both processes, so they must be deterministic (a seeded ``random``).
 
-Asserts nested in other statements (loops, functions a test defines) report each time
-they run; their operands are literals or holes, since no reference run can follow a loop
+Asserts nested in other statements (loops, functions a test or the set-up defines, such
+as HumanEval's ``check(candidate)``) report each time they run; their operands are literals or holes, since no reference run can follow a loop
 the candidate drives, and arithmetic on the loop's variables (``x + y``, ``str(x)``) is
 done here on the values the candidate's process reports.  That keeps always-equal objects
 and patched builtins out, but that process reports those variables, computes any other
