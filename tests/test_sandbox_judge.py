@@ -302,6 +302,24 @@ def test_asserts_in_a_check_function_of_the_setup_are_split_like_tests():
     assert "assert" not in plan.setup and "9" not in plan.setup  # the expected values stay here
 
 
+SILENCER = ("def silence():\n    import sys\n    frame = sys._getframe(1)\n    while frame:\n"
+            "        if '__sandbox_report__' in frame.f_globals:\n"
+            "            frame.f_globals['__sandbox_report__'] = lambda *args: None\n"
+            "        frame = frame.f_back\n")
+
+
+def test_a_check_function_or_loop_that_reports_nothing_does_not_pass():
+    setup = "def check(candidate):\n    assert candidate(2) == 4\n    assert candidate(3) == 9\n"
+    quiet = SILENCER + "def square(x):\n    silence()\n    return 0"
+    assert not _run(quiet, ["square(0)", "check(square)"], setup).passed
+    loop = ["def check_rest(candidate):\n    for x in range(5):\n        assert candidate(x) == x * x\n"
+            "check_rest(square)"]
+    once = SILENCER + "calls = []\ndef square(x):\n    calls.append(x)\n    if len(calls) > 1:\n        silence()\n"
+    outcome = _run(once + "    return x * x", loop)  # right twice, then silent: three reports missing
+    assert (outcome.status, outcome.message) == ("crashed", "an assert was not reported")
+    assert _run("def square(x):\n    return x * x", loop).passed
+
+
 def test_every_mbpp_reference_solution_passes(mbpp):
     rows = list(mbpp.values())
     assert len(rows) == 974

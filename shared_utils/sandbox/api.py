@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
@@ -198,12 +198,13 @@ def _judge_reports(block: Block, message, expected: _Expected) -> TestResult:
         raise plain.Unreadable("unreadable result line")
     if len(message["c"]) > MAX_REPORTS:
         raise plain.Unreadable(f"more than {MAX_REPORTS:,} asserts reported")
-    tops, reached = block.top_sites, 0
+    tops, reached, seen = block.top_sites, 0, Counter()
     for report in message["c"]:
         if not (isinstance(report, list) and len(report) == 2 and type(report[0]) is int
                 and 0 <= report[0] < len(block.sites)):
             raise plain.Unreadable("malformed report")
         site = block.sites[report[0]]
+        seen[report[0]] += 1
         if site.top:
             if reached >= len(tops) or tops[reached] != report[0]:
                 raise plain.Unreadable("asserts reported out of order")
@@ -213,7 +214,7 @@ def _judge_reports(block: Block, message, expected: _Expected) -> TestResult:
             return verdict
     if "e" in message:
         return TestResult(block.source, "error", *_error_fields(message["e"]))
-    if reached != len(tops):
+    if reached != len(tops) or Counter(block.required) - seen:
         raise plain.Unreadable("an assert was not reported")
     return TestResult(block.source, "passed")
 

@@ -80,6 +80,7 @@ _OPERATORS = {
 }
 MAX_RESULT_BITS = 1 << 22  # arithmetic on the candidate's numbers: about 1.3 million digits at most
 HOLE, LITERAL, REFERENCE = "hole", "literal", "reference"
+MAX_REQUIRED = 10_000  # reports a test must produce, at most (the trusted side checks each)
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,7 @@ class Block:
     steps: tuple  # wire: ["x", statement] or ["a", site, [hole, ...]]
     reference_steps: tuple
     sites: tuple[Site, ...]
+    required: tuple[int, ...] = ()  # nested sites that must report (as often as listed) unless it raised
 
     @property
     def top_sites(self) -> tuple[int, ...]:
@@ -404,12 +406,64 @@ class _Nested(ast.NodeTransformer):
         return ast.copy_location(ast.Expr(call), node)
 
 
+def _report_site(node: ast.stmt) -> int | None:
+    """The site of a statement that is a rewritten assert, else None."""
+    if (isinstance(node, ast.Expr) and isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Name)
+            and node.value.func.id == REPORT):
+        return node.value.args[0].value
+    return None
+
+
+def _may_leave_early(node: ast.stmt) -> bool:
+    """Could this statement skip what follows it without raising (return, break, yield...)?"""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, (ast.Return, ast.Break, ast.Continue, ast.Yield, ast.YieldFrom, ast.Await)):
+            return True
+        stack.extend(child for child in ast.iter_child_nodes(current) if not isinstance(child, _SCOPES))
+    return False
+
+
+def _iterations(node: ast.stmt) -> int:
+    """How often a statement runs its body for sure: ``for`` over ``range(<constants>)``, ``with``."""
+    if isinstance(node, ast.With):
+        return 1
+    if not (isinstance(node, ast.For) and isinstance(node.iter, ast.Call) and isinstance(node.iter.func, ast.Name)
+            and node.iter.func.id == "range" and not node.iter.keywords and not node.orelse):
+        return 0
+    try:
+        return min(len(range(*(ast.literal_eval(arg) for arg in node.iter.args))), MAX_REQUIRED)
+    except (ValueError, TypeError, SyntaxError):
+        return 0
+
+
+def _always_reported(body: list[ast.stmt]) -> list[int]:
+    """The sites a block of statements reports whenever it runs to its end, once per report.
+
+    A candidate's process that swallowed reports (by rebinding the report function) would
+    otherwise pass a check function, or a loop, by saying nothing.
+    """
+    required = []
+    for node in body:
+        site = _report_site(node)
+        if site is not None:
+            required.append(site)
+            continue
+        if _may_leave_early(node):
+            break
+        required += _always_reported(getattr(node, "body", [])) * _iterations(node)
+    return required[:MAX_REQUIRED]
+
+
 class _BlockCompiler:
     def __init__(self, candidate: set[str], shadowing: frozenset[str], rebound: frozenset[str],
-                 data_names: set[str], sites: tuple[Site, ...] = ()):
+                 data_names: set[str], sites: tuple[Site, ...] = (), functions: dict | None = None):
         self.candidate, self.shadowing, self.rebound = candidate, shadowing, rebound
         self.data_names = data_names
         self.sites: list[Site] = list(sites)  # the set-up's come first: any test may call them
+        self.functions: dict[str, list[int]] = dict(functions or {})  # name -> sites a call must report
+        self.required: list[int] = []
         self.steps: list = []
         self.reference_steps: list = []
 
@@ -426,6 +480,10 @@ class _BlockCompiler:
         bound, loaded = _bindings(node)[0], _free(node)
         source = ast.unparse(ast.fix_missing_locations(_Nested(self).visit(node)))
         self.steps.append(["x", source])
+        self.note_function(node)
+        if (isinstance(node, ast.Expr) and isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Name)
+                and node.value.func.id in self.functions):
+            self.required += self.functions[node.value.func.id]
         if loaded & self.candidate:
             self.candidate |= bound | (loaded & self.data_names)
         else:
@@ -434,7 +492,13 @@ class _BlockCompiler:
             self.reference_steps.append(["x", source])
 
 
-def _setup_functions(tree: ast.Module, compiler: _BlockCompiler) -> tuple[Site, ...]:
+    def note_function(self, node: ast.stmt) -> None:
+        """A function defined here: which reports a call of it must produce."""
+        if isinstance(node, ast.FunctionDef):
+            self.functions[node.name] = _always_reported(node.body)
+
+
+def _setup_functions(tree: ast.Module, compiler: _BlockCompiler) -> _BlockCompiler:
     """Asserts in the set-up's functions (HumanEval's ``check(candidate)``) become reports.
 
     Their expected sides then stay here like any test's, instead of running, and lying in
@@ -443,8 +507,9 @@ def _setup_functions(tree: ast.Module, compiler: _BlockCompiler) -> tuple[Site, 
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             _Nested(compiler).visit(node)
+            compiler.note_function(node)
     ast.fix_missing_locations(tree)
-    return tuple(compiler.sites)
+    return compiler
 
 
 def _setup_statements(tree: ast.Module, candidate: set[str], data_names: set[str]) -> list[str]:
@@ -481,18 +546,19 @@ def _compile(tests: tuple[str, ...], setup: str, redefined: frozenset[str]) -> P
     used = set().union(*(_loaded(t) for t in (setup_tree, *trees) if t is not None))
     candidate, data_names = used - _trusted_names(tests, setup), set()
     shadowing = redefined - rebound
-    setup_sites = _setup_functions(setup_tree, _BlockCompiler(candidate, shadowing, rebound, data_names))
-    sent_setup = ast.unparse(setup_tree) if setup_sites else setup
+    in_setup = _setup_functions(setup_tree, _BlockCompiler(candidate, shadowing, rebound, data_names))
+    sent_setup = ast.unparse(setup_tree) if in_setup.sites else setup
     clean_setup = _setup_statements(setup_tree, candidate, data_names)
     blocks = []
     for source, tree in zip(tests, trees):
-        compiler = _BlockCompiler(candidate, shadowing, rebound, data_names, setup_sites)
+        compiler = _BlockCompiler(candidate, shadowing, rebound, data_names, tuple(in_setup.sites), in_setup.functions)
         if tree is None:
             compiler.steps.append(["x", source])  # compiling it in the child raises the SyntaxError there
         for node in tree.body if tree is not None else ():
             compiler.assertion(node) if isinstance(node, ast.Assert) else compiler.statement(node)
         candidate = compiler.candidate
-        blocks.append(Block(source, tuple(compiler.steps), tuple(compiler.reference_steps), tuple(compiler.sites)))
+        blocks.append(Block(source, tuple(compiler.steps), tuple(compiler.reference_steps), tuple(compiler.sites),
+                            tuple(compiler.required)))
     reference = None
     if any(block.needs_reference for block in blocks):
         imports = _reference_imports(blocks, data_names | _bindings(setup_tree)[0])
