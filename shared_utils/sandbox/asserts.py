@@ -34,11 +34,14 @@ Which side a subexpression is on (an *operand*: a leaf below those operators):
   statements run in both processes, so they must be deterministic (a seeded ``random``).
 
 Asserts nested in other statements (loops, functions a test or the set-up defines, such
-as HumanEval's ``check(candidate)``) report each time they run; their operands are literals or holes, since no reference run can follow a loop
-the candidate drives, and arithmetic on the loop's variables (``x + y``, ``str(x)``) is
-done here on the values the candidate's process reports.  That keeps always-equal objects
-and patched builtins out, but that process reports those variables, computes any other
-expected side and could omit a report: a documented weakness (5 HumanEval problems).
+as HumanEval's ``check(candidate)``) report each time they run.  Their operands are
+literals or holes, since no reference run can follow a loop the candidate drives, and
+arithmetic on the loop's variables (``x + y``, ``str(x)``) is done here on the values the
+candidate's process reports.  A test that calls such a function must bring every report
+that always runs (its straight-line asserts, those in a loop over a fixed ``range``), as
+often as they run.  That keeps always-equal objects, patched builtins and silence out; the
+candidate's process still reports the loop's variables and computes any other expected
+side there: a documented weakness (5 HumanEval problems loop).
 """
 
 from __future__ import annotations
