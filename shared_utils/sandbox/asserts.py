@@ -33,10 +33,15 @@ Which side a subexpression is on (an *operand*: a leaf below those operators):
   changed, and ``sys`` is imported for it even where the candidate forgot to.  Those
   statements run in both processes, so they must be deterministic (a seeded ``random``).
 
-Asserts nested in other statements (loops, functions a test defines) report each time
-they run; their operands are literals or holes, since no reference run can follow a loop
-the candidate drives.  That keeps always-equal objects out, but the candidate's process
-computes the non-literal expected side and could omit a report: a documented weakness.
+Asserts nested in other statements (loops, functions a test or the set-up defines, such
+as HumanEval's ``check(candidate)``) report each time they run.  Their operands are
+literals or holes, since no reference run can follow a loop the candidate drives, and
+arithmetic on the loop's variables (``x + y``, ``str(x)``) is done here on the values the
+candidate's process reports.  A test that calls such a function must bring every report
+that always runs (its straight-line asserts, those in a loop over a fixed ``range``), as
+often as they run.  That keeps always-equal objects, patched builtins and silence out; the
+candidate's process still reports the loop's variables and computes any other expected
+side there: a documented weakness (5 HumanEval problems loop).
 """
 
 from __future__ import annotations
@@ -44,10 +49,11 @@ from __future__ import annotations
 import ast
 import builtins
 import functools
-import importlib.util
+import importlib.machinery
 import json
 import math
 import operator
+import sys
 from dataclasses import dataclass
 from types import CodeType
 
@@ -56,7 +62,7 @@ from .child import REPORT
 TRUSTED_BUILTINS = {
     name: getattr(builtins, name)
     for name in ("abs", "all", "any", "bool", "bytearray", "bytes", "chr", "complex", "dict", "divmod",
-                 "enumerate", "float", "frozenset", "hex", "int", "len", "list", "max", "min", "oct",
+                 "enumerate", "float", "frozenset", "hex", "int", "isinstance", "len", "list", "max", "min", "oct",
                  "ord", "pow", "range", "reversed", "round", "set", "sorted", "str", "sum", "tuple", "zip")
 }
 TRUSTED_MODULES = {"math": math}
@@ -65,8 +71,10 @@ _LITERAL_NODES = (ast.Constant, ast.Tuple, ast.List, ast.Set, ast.Dict, ast.Name
                   ast.keyword, ast.UnaryOp, ast.BinOp, ast.Compare, ast.Subscript, ast.Slice, ast.Starred,
                   ast.expr_context, ast.unaryop, ast.operator, ast.cmpop)
 HOLES, EXPECTED, OPERATE = "__h", "__r", "__op"
-# Builtins whose arguments the trusted side may compute from their parts: abs(f(x) - 1.5).
-_SPLIT_CALLS = frozenset({"abs", "round", "min", "max", "int", "float", "bool", "len", "sum"})
+# Builtins the trusted side may apply to the candidate's values (abs(f(x) - 1.5)): each costs
+# time in proportion to its arguments' size, which plain decoding bounds.
+_SPLIT_CALLS = frozenset({"abs", "round", "min", "max", "int", "float", "complex", "bool", "len", "sum",
+                          "str", "chr", "ord", "hex", "oct", "isinstance"})
 _OPERATORS = {
     "Add": operator.add, "Sub": operator.sub, "Mult": operator.mul, "Div": operator.truediv,
     "FloorDiv": operator.floordiv, "Mod": operator.mod, "Pow": operator.pow, "LShift": operator.lshift,
@@ -75,6 +83,7 @@ _OPERATORS = {
 }
 MAX_RESULT_BITS = 1 << 22  # arithmetic on the candidate's numbers: about 1.3 million digits at most
 HOLE, LITERAL, REFERENCE = "hole", "literal", "reference"
+MAX_REQUIRED = 10_000  # reports a test must produce, at most (the trusted side checks each)
 
 
 @dataclass(frozen=True)
@@ -95,6 +104,7 @@ class Block:
     steps: tuple  # wire: ["x", statement] or ["a", site, [hole, ...]]
     reference_steps: tuple
     sites: tuple[Site, ...]
+    required: tuple[int, ...] = ()  # nested sites that must report (as often as listed) unless it raised
 
     @property
     def top_sites(self) -> tuple[int, ...]:
@@ -108,6 +118,7 @@ class Block:
 @dataclass(frozen=True)
 class Plan:
     blocks: tuple[Block, ...]
+    setup: str  # the set-up the candidate's process runs: its functions' asserts made reports
     reference: dict | None  # a job (code, setup, tests) with no candidate code, when needed
 
     @functools.cached_property
@@ -194,9 +205,17 @@ def _free(node: ast.AST) -> set[str]:
 
 @functools.lru_cache(maxsize=4096)
 def importable(name: str) -> bool:
-    """A top-level module the reference run can import (looked up, never imported here)."""
+    """A top-level module of the standard library or an installed package (never imported here).
+
+    Not a file beside the caller: the sandbox runs an isolated interpreter that cannot
+    import those, and a folder that happens to share a function's name must not make
+    that name a module.
+    """
+    if name in sys.stdlib_module_names or name in sys.builtin_module_names:
+        return True
+    packages = [entry for entry in sys.path if "site-packages" in entry or "dist-packages" in entry]
     try:
-        return importlib.util.find_spec(name) is not None
+        return importlib.machinery.PathFinder.find_spec(name, packages) is not None
     except (ImportError, ValueError):
         return False
 
@@ -287,9 +306,12 @@ class _Splitter:
         """Does this operand combine the candidate's values with an expected one (``f(x) - 1.5``)?
 
         Then it is split further, or the candidate's own ``__sub__`` would decide the result.
+        In a nested assert a variable counts as such a value: ``candidate(x, y) == x + y``
+        in a loop becomes ``__h[0] == __h[1] + __h[2]``, the sum computed here.
         """
         parts = self._parts(node)
-        return parts is not None and any(not (_free(part) & self.candidate) or self._mixed(part) for part in parts)
+        return parts is not None and any(not (_free(part) & self.candidate) or self._mixed(part)
+                                         or (self.nested and isinstance(part, ast.Name)) for part in parts)
 
     def _rebuild(self, node: ast.expr, truth: bool) -> ast.expr:
         if isinstance(node, (ast.BinOp, ast.UnaryOp)):
@@ -387,12 +409,64 @@ class _Nested(ast.NodeTransformer):
         return ast.copy_location(ast.Expr(call), node)
 
 
+def _report_site(node: ast.stmt) -> int | None:
+    """The site of a statement that is a rewritten assert, else None."""
+    if (isinstance(node, ast.Expr) and isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Name)
+            and node.value.func.id == REPORT):
+        return node.value.args[0].value
+    return None
+
+
+def _may_leave_early(node: ast.stmt) -> bool:
+    """Could this statement skip what follows it without raising (return, break, yield...)?"""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, (ast.Return, ast.Break, ast.Continue, ast.Yield, ast.YieldFrom, ast.Await)):
+            return True
+        stack.extend(child for child in ast.iter_child_nodes(current) if not isinstance(child, _SCOPES))
+    return False
+
+
+def _iterations(node: ast.stmt) -> int:
+    """How often a statement runs its body for sure: ``for`` over ``range(<constants>)``, ``with``."""
+    if isinstance(node, ast.With):
+        return 1
+    if not (isinstance(node, ast.For) and isinstance(node.iter, ast.Call) and isinstance(node.iter.func, ast.Name)
+            and node.iter.func.id == "range" and not node.iter.keywords and not node.orelse):
+        return 0
+    try:
+        return min(len(range(*(ast.literal_eval(arg) for arg in node.iter.args))), MAX_REQUIRED)
+    except (ValueError, TypeError, SyntaxError):
+        return 0
+
+
+def _always_reported(body: list[ast.stmt]) -> list[int]:
+    """The sites a block of statements reports whenever it runs to its end, once per report.
+
+    A candidate's process that swallowed reports (by rebinding the report function) would
+    otherwise pass a check function, or a loop, by saying nothing.
+    """
+    required = []
+    for node in body:
+        site = _report_site(node)
+        if site is not None:
+            required.append(site)
+            continue
+        if _may_leave_early(node):
+            break
+        required += _always_reported(getattr(node, "body", [])) * _iterations(node)
+    return required[:MAX_REQUIRED]
+
+
 class _BlockCompiler:
     def __init__(self, candidate: set[str], shadowing: frozenset[str], rebound: frozenset[str],
-                 data_names: set[str]):
+                 data_names: set[str], sites: tuple[Site, ...] = (), functions: dict | None = None):
         self.candidate, self.shadowing, self.rebound = candidate, shadowing, rebound
         self.data_names = data_names
-        self.sites: list[Site] = []
+        self.sites: list[Site] = list(sites)  # the set-up's come first: any test may call them
+        self.functions: dict[str, list[int]] = dict(functions or {})  # name -> sites a call must report
+        self.required: list[int] = []
         self.steps: list = []
         self.reference_steps: list = []
 
@@ -409,12 +483,36 @@ class _BlockCompiler:
         bound, loaded = _bindings(node)[0], _free(node)
         source = ast.unparse(ast.fix_missing_locations(_Nested(self).visit(node)))
         self.steps.append(["x", source])
+        self.note_function(node)
+        if (isinstance(node, ast.Expr) and isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Name)
+                and node.value.func.id in self.functions):
+            self.required += self.functions[node.value.func.id]
         if loaded & self.candidate:
             self.candidate |= bound | (loaded & self.data_names)
         else:
             self.candidate -= bound
             self.data_names |= bound
             self.reference_steps.append(["x", source])
+
+
+    def note_function(self, node: ast.stmt) -> None:
+        """A function defined here: which reports a call of it must produce."""
+        if isinstance(node, ast.FunctionDef):
+            self.functions[node.name] = _always_reported(node.body)
+
+
+def _setup_functions(tree: ast.Module, compiler: _BlockCompiler) -> _BlockCompiler:
+    """Asserts in the set-up's functions (HumanEval's ``check(candidate)``) become reports.
+
+    Their expected sides then stay here like any test's, instead of running, and lying in
+    plain sight, in the candidate's process.
+    """
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            _Nested(compiler).visit(node)
+            compiler.note_function(node)
+    ast.fix_missing_locations(tree)
+    return compiler
 
 
 def _setup_statements(tree: ast.Module, candidate: set[str], data_names: set[str]) -> list[str]:
@@ -450,20 +548,23 @@ def _compile(tests: tuple[str, ...], setup: str, redefined: frozenset[str]) -> P
     rebound = frozenset(_bound(setup_tree).union(*(_bound(t) for t in trees if t is not None)))
     used = set().union(*(_loaded(t) for t in (setup_tree, *trees) if t is not None))
     candidate, data_names = used - _trusted_names(tests, setup), set()
-    clean_setup = _setup_statements(setup_tree, candidate, data_names)
     shadowing = redefined - rebound
+    in_setup = _setup_functions(setup_tree, _BlockCompiler(candidate, shadowing, rebound, data_names))
+    sent_setup = ast.unparse(setup_tree) if in_setup.sites else setup
+    clean_setup = _setup_statements(setup_tree, candidate, data_names)
     blocks = []
     for source, tree in zip(tests, trees):
-        compiler = _BlockCompiler(candidate, shadowing, rebound, data_names)
+        compiler = _BlockCompiler(candidate, shadowing, rebound, data_names, tuple(in_setup.sites), in_setup.functions)
         if tree is None:
             compiler.steps.append(["x", source])  # compiling it in the child raises the SyntaxError there
         for node in tree.body if tree is not None else ():
             compiler.assertion(node) if isinstance(node, ast.Assert) else compiler.statement(node)
         candidate = compiler.candidate
-        blocks.append(Block(source, tuple(compiler.steps), tuple(compiler.reference_steps), tuple(compiler.sites)))
+        blocks.append(Block(source, tuple(compiler.steps), tuple(compiler.reference_steps), tuple(compiler.sites),
+                            tuple(compiler.required)))
     reference = None
     if any(block.needs_reference for block in blocks):
         imports = _reference_imports(blocks, data_names | _bindings(setup_tree)[0])
         reference = {"code": "\n".join(imports), "setup": "\n".join(clean_setup),
                      "tests": [list(block.reference_steps) for block in blocks]}
-    return Plan(tuple(blocks), reference)
+    return Plan(tuple(blocks), sent_setup, reference)

@@ -107,8 +107,10 @@ def _main_namespace() -> dict:
 def _run(program: tuple) -> None:
     code, setup, tests = program
     namespace = _main_namespace()
+    records: list = []  # what the set-up reports while it runs is dropped: only tests count
     try:
         _execute(code, namespace)
+        namespace[REPORT] = lambda site, holes: records.append([site, [_hole(h) for h in holes]])
         _execute(setup, namespace)
         message = {"ready": 1}
     except BaseException as exc:
@@ -116,8 +118,6 @@ def _run(program: tuple) -> None:
     _flush_output()
     _send(message)
     if "ready" in message:
-        records: list = []
-        namespace[REPORT] = lambda site, holes: records.append([site, [_hole(h) for h in holes]])
         for block in tests:
             records = []
             message = _run_block(block, namespace, records)

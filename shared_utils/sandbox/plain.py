@@ -14,7 +14,7 @@ JSON nesting depth (``MAX_DEPTH`` levels of values; deeper values travel as an `
 elements whose hashes collide (a candidate can craft integers that all hash alike, which
 makes building the set quadratic) are refused once more than ``MAX_SAME_HASH`` share one.
 ``short_repr`` describes a decoded value in bounded time and length, and never raises (a
-plain ``repr`` of ``fact(2000) + 1`` does).
+plain ``repr`` of ``fact(2000) + 1`` does); ``printable`` makes any text it sent encodable.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from collections import Counter
 _SMALL_INT_BITS = 63  # beyond this, hex: JSON digit strings are capped at 4300 digits in 3.11
 MAX_DEPTH = 100
 MAX_SAME_HASH = 64
+MAX_CONTAINERS = 500_000  # per result line: lists, tuples, sets, dicts...
+MAX_ITEMS = 4_000_000  # per result line: values of any kind (commas, strings' own included)
 
 
 class Unreadable(ValueError):
@@ -38,7 +40,7 @@ class Opaque:
     __slots__ = ("type_name",)
 
     def __init__(self, type_name: str):
-        self.type_name = str(type_name)[:100]
+        self.type_name = printable(str(type_name)[:100])
 
     def __eq__(self, other):
         return False
@@ -166,7 +168,13 @@ def decode(data) -> object:
 
 
 def loads(line: str) -> object:
-    """Parse one result line; the C parser stops at the interpreter's recursion limit."""
+    """Parse one result line within ``MAX_CONTAINERS`` lists/objects and ``MAX_ITEMS`` values.
+
+    Counted before parsing (at C speed), so a line of millions of ``[]`` costs nothing; the
+    C parser itself stops at the interpreter's recursion limit.
+    """
+    if line.count("[") + line.count("{") > MAX_CONTAINERS or line.count(",") > MAX_ITEMS:
+        raise Unreadable("too many values to check")
     try:
         return json.loads(line)
     except Exception as exc:  # ValueError, RecursionError (deep nesting), MemoryError
@@ -224,7 +232,12 @@ def _describe(value, budget: int, depth: int) -> str:
 def short_repr(value, limit: int = 300) -> str:
     """A bounded description of a decoded value; never raises, never exceeds ``limit``."""
     try:
-        text = _describe(value, limit, 0)
+        text = printable(_describe(value, limit, 0))
     except Exception:
         return "<unprintable>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def printable(text: str) -> str:
+    """``text`` with what UTF-8 cannot encode (a lone surrogate from the candidate) escaped."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
