@@ -76,7 +76,7 @@ def _make_dev(root: str) -> None:
     os.mkdir(f"{dev}/pts", 0o755)
 
 
-def build_root(scratch: str, python: list[str], masked: list[str]) -> None:
+def build_root(scratch: str, python: list[str], links: dict[str, str], masked: list[str]) -> None:
     """Pivot this (mount-namespaced, PID-1) process into the whitelisted root.
 
     Runs while the old root is still attached, which is what lets a fresh ``proc`` be
@@ -90,6 +90,10 @@ def build_root(scratch: str, python: list[str], masked: list[str]) -> None:
         _mirror(path, root)
     for path in python:
         _bind(path, root)
+    for path, target in links.items():
+        if not os.path.lexists(root + path):
+            os.makedirs(os.path.dirname(root + path), mode=0o755, exist_ok=True)
+            os.symlink(target, root + path)
     for path in masked:
         kernel.mount("/dev/null", root + path, None, kernel.MS_BIND)
     _make_dev(root)

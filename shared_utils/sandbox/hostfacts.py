@@ -24,6 +24,23 @@ def python_paths() -> list[str]:
     return sorted(p for p in found if not any(p != q and p.startswith(q + os.sep) for q in found))
 
 
+def python_links() -> dict[str, str]:
+    """Symbolic links on the way to the interpreter (a ``.venv`` that links elsewhere, say).
+
+    The whitelisted root binds real paths; these links are recreated in it so that
+    ``sys.executable`` and ``sys.prefix`` still resolve for a candidate (``subprocess`` of
+    ``sys.executable``, a package that reads ``sys.prefix``).
+    """
+    links = {}
+    for path in (sys.executable, sys.prefix, sys.exec_prefix):
+        parts = os.path.abspath(path).split(os.sep)
+        for end in range(2, len(parts) + 1):
+            prefix = os.sep.join(parts[:end])
+            if os.path.islink(prefix) and not prefix.startswith(("/usr/", "/bin", "/sbin", "/lib")):
+                links[prefix] = os.readlink(prefix)
+    return links
+
+
 def masked_files() -> list[str]:
     """Benchmark data shipped in installed packages: a candidate could look the answers up."""
     try:
@@ -54,4 +71,5 @@ def interpreter_public() -> bool:
 
 
 def collect() -> dict:
-    return {"python_paths": python_paths(), "masked_files": masked_files(), "interpreter_public": interpreter_public()}
+    return {"python_paths": python_paths(), "python_links": python_links(), "masked_files": masked_files(),
+            "interpreter_public": interpreter_public()}

@@ -71,7 +71,7 @@ def wall_off_worker(scratch: str, host: dict) -> dict:
             "filesystem_whitelist": False}
     if caps["mount_namespace"]:
         caps["filesystem_whitelist"] = _attempt(
-            lambda: filesystem.build_root(scratch, host["python_paths"], host["masked_files"]))
+            lambda: filesystem.build_root(scratch, host["python_paths"], host["python_links"], host["masked_files"]))
     return caps
 
 
@@ -124,8 +124,9 @@ class Walls:
     Preparing in the zygote is what every candidate would otherwise do alike: the bounding
     and ambient sets emptied and securebits locked (the zygote keeps its own capabilities,
     which only ``execve`` could have extended), the limits that do not depend on the job,
-    oversize writes failing with EFBIG instead of killing, and every libc call's arguments
-    converted (``kernel.Call``).  Root, which the zygote still is on the own-uid path, is
+    oversize writes failing with EFBIG instead of killing, the part of the seccomp filter
+    the zygote itself can live with, and every libc call's arguments converted
+    (``kernel.Call``).  Root, which the zygote still is on the own-uid path, is
     exempt from ``RLIMIT_NPROC``.
     """
 
@@ -134,7 +135,7 @@ class Walls:
         self.mounts = filesystem.candidate_mounts(self.uid) if caps["candidate_mounts"] else ()
         self.drop = (kernel.prepared_capability_clear(), kernel.prepared_prctl(kernel.PR_SET_NO_NEW_PRIVS, 1),
                      kernel.prepared_prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL))
-        self.filter = (kernel.prepared_seccomp(seccomp.program()),) if caps["seccomp"] else ()
+        self.filter = (kernel.prepared_seccomp(seccomp.program(seccomp.FOR_CANDIDATE)),) if caps["seccomp"] else ()
         kernel.lock_capabilities(kernel.last_capability())
         limits = {resource.RLIMIT_FSIZE: FILE_SIZE_LIMIT, resource.RLIMIT_NOFILE: OPEN_FILES_LIMIT,
                   resource.RLIMIT_CORE: 0}
@@ -143,6 +144,9 @@ class Walls:
         for which, value in limits.items():
             resource.setrlimit(which, (value, value))
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        if caps["seccomp"]:
+            kernel.prctl(kernel.PR_SET_NO_NEW_PRIVS, 1)
+            kernel.prepared_seccomp(seccomp.program(seccomp.FOR_ZYGOTE))()
 
     def enter(self, cpu_seconds: int, memory_bytes: int, measure: bool = False) -> dict:
         """Candidate side, right after the fork: every wall; with ``measure``, the CPU nanoseconds of each."""

@@ -7,7 +7,9 @@ set, ``ptrace`` and ``process_vm_readv`` of a same-uid process, ``bpf``, ``keyct
 check we did not anticipate.  Refused calls fail with EPERM, so well-behaved code sees an
 ordinary error; ``clone3`` fails with ENOSYS so that the C library falls back to ``clone``,
 whose namespace flags the filter can inspect.  Only x86-64 is described here: anywhere
-else the filter is unavailable, and the sandbox refuses to run without it.
+else the filter is unavailable, and the sandbox refuses to run without it.  The list is
+loaded in two parts (``FOR_ZYGOTE`` once, ``FOR_CANDIDATE`` per candidate); a candidate is
+under both.
 """
 
 from __future__ import annotations
@@ -55,9 +57,17 @@ def _op(code: int, k: int, jt: int = 0, jf: int = 0) -> bytes:
     return struct.pack("HBBI", code, jt, jf, k)
 
 
-def program() -> bytes:
-    """The filter as BPF bytes: wrong architecture kills, denied calls get EPERM."""
-    denied = sorted(DENIED_X86_64.values())
+# The zygote keeps what it needs to fork a candidate into fresh namespaces; each candidate
+# then adds the second filter before its own code runs.  Two filters because loading one
+# costs a BPF compilation per candidate, which grows with its length.
+FOR_CANDIDATE = frozenset({"mount", "umount2", "unshare", "setns"})
+FOR_ZYGOTE = frozenset(DENIED_X86_64) - FOR_CANDIDATE
+
+
+def program(names: frozenset[str] = frozenset(DENIED_X86_64)) -> bytes:
+    """The filter as BPF bytes: wrong architecture kills, ``names`` and namespace flags to
+    ``clone`` get EPERM, ``clone3`` gets ENOSYS."""
+    denied = sorted(DENIED_X86_64[name] for name in names)
     checks = len(denied) + 3  # the denied list, clone3, clone, then two clone-flag steps
     ops = [
         _op(_LD_W_ABS, _ARCH),
