@@ -90,18 +90,37 @@ def build_trainer(model: str, pairs, work_dir: Path, *, init_adapter=None, setti
     config = settings.dpo_config(str(work_dir), bf16=_use_bf16(spec), progress=progress)
     common = dict(args=config, train_dataset=pairs, processing_class=tokenizer)
     if init_adapter is None:
-        return DPOTrainer(model=base, peft_config=settings.peft_config(), **common)
-    if settings.reference == "stage1":
+        trainer = DPOTrainer(model=base, peft_config=settings.peft_config(), **common)
+    elif settings.reference == "stage1":
         policy = PeftModel.from_pretrained(base, str(init_adapter), is_trainable=True)
         trainer = DPOTrainer(model=policy, **common)
         if "ref" not in trainer.model.peft_config:
             raise RuntimeError("TRL did not create the frozen 'ref' adapter; the reference would be the base model")
-        return trainer
-    peft_config = PeftConfig.from_pretrained(str(init_adapter))
-    peft_config.inference_mode = False
-    trainer = DPOTrainer(model=base, peft_config=peft_config, **common)
-    _load_adapter_weights(trainer.model, init_adapter)
+    else:
+        peft_config = PeftConfig.from_pretrained(str(init_adapter))
+        peft_config.inference_mode = False
+        trainer = DPOTrainer(model=base, peft_config=peft_config, **common)
+        _load_adapter_weights(trainer.model, init_adapter)
+    _keep_trainable_weights_float32(trainer.model)
     return trainer
+
+
+def _keep_trainable_weights_float32(peft_model) -> None:
+    """Undo TRL's bf16 cast of a quantized model's adapter weights (``DPOTrainer.__init__``, QLoRA).
+
+    At the paper's learning rate (5e-7) an AdamW step on ``lora_A`` (values near 0.016, where
+    bf16's spacing is about 1.2e-4) rounds to nothing, so a bf16 adapter barely trains. Kept in
+    float32, the optimizer updates full-precision weights; PEFT casts the layer input to the
+    adapter's dtype and the output back, and autocast still runs the matmuls in bf16. Runs
+    before ``train()`` builds the optimizer, so the optimizer holds the float32 tensors.
+    """
+    import torch
+
+    if not (getattr(peft_model, "is_loaded_in_4bit", False) or getattr(peft_model, "is_loaded_in_8bit", False)):
+        return
+    for param in peft_model.parameters():
+        if param.requires_grad and param.dtype != torch.float32:
+            param.data = param.data.to(torch.float32)
 
 
 def _load_adapter_weights(peft_model, adapter_dir) -> None:
