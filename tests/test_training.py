@@ -172,3 +172,18 @@ def test_a_quantized_models_adapter_trains_at_the_papers_learning_rate(tiny_mode
     moved = [name for name, param in lora_a.items() if not torch.equal(param, before[name])]
     assert lora_a and len(moved) == len(lora_a), f"lora_A stayed put in {len(lora_a) - len(moved)} of {len(lora_a)}"
     assert {param.dtype for param in lora_a.values()} == {torch.float32}
+
+
+@pytest.mark.slow
+def test_gemma3_vision_tower_carries_no_adapter(tiny_model_factory, tmp_path):
+    """Gemma 3 4b/12b: the LoRA target names also name the vision tower's layers; only the language model trains."""
+    trainer = dpo_module.build_trainer(str(tiny_model_factory("gemma3-4b")), load_pairs(Dataset.from_list(toy_rows())),
+                                       tmp_path / "work", settings=toy_settings("base"), progress=False)
+    adapted = {name.removesuffix(".lora_A") for name, _ in trainer.model.named_modules() if name.endswith(".lora_A")}
+    targets = set(toy_settings("base").lora["target_modules"])
+    language = [name for name, _ in trainer.model.base_model.model.model.language_model.named_modules()
+                if name.rsplit(".", 1)[-1] in targets]
+    assert language and len(adapted) == len(language)
+    assert all(".language_model." in name for name in adapted), sorted(adapted)[:3]
+    vision = [name for name, _ in trainer.model.named_modules() if "vision_tower" in name]
+    assert vision and not [name for name in vision if "lora_" in name]

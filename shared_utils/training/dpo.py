@@ -90,7 +90,7 @@ def build_trainer(model: str, pairs, work_dir: Path, *, init_adapter=None, setti
     config = settings.dpo_config(str(work_dir), bf16=_use_bf16(spec), progress=progress)
     common = dict(args=config, train_dataset=pairs, processing_class=tokenizer)
     if init_adapter is None:
-        trainer = DPOTrainer(model=base, peft_config=settings.peft_config(), **common)
+        trainer = DPOTrainer(model=base, peft_config=language_model_only(settings.peft_config(), base), **common)
     elif settings.reference == "stage1":
         policy = PeftModel.from_pretrained(base, str(init_adapter), is_trainable=True)
         trainer = DPOTrainer(model=policy, **common)
@@ -121,6 +121,27 @@ def _keep_trainable_weights_float32(peft_model) -> None:
     for param in peft_model.parameters():
         if param.requires_grad and param.dtype != torch.float32:
             param.data = param.data.to(torch.float32)
+
+
+def language_model_only(lora_config, model):
+    """``lora_config`` with its target names restricted to the language model when they match elsewhere too.
+
+    Gemma 3 4b/12b load as ``Gemma3ForConditionalGeneration``, whose vision tower has its own
+    ``q_proj``, ``k_proj``, ... ; PEFT matches a list of names by suffix anywhere in the model, but a
+    string as a regex over full module names (``re.fullmatch``), so the list becomes a regex under the
+    decoder's module path. Text-only models keep their plain list (and adapter_config.json).
+    """
+    import re
+
+    targets, decoder = lora_config.target_modules, model.get_decoder()
+    if isinstance(targets, str) or not targets or decoder is model:
+        return lora_config
+    prefix = next(name for name, module in model.named_modules() if module is decoder)
+    matched = [name for name, _ in model.named_modules() if name.rsplit(".", 1)[-1] in targets]
+    if all(name.startswith(prefix + ".") for name in matched):
+        return lora_config
+    names = "|".join(re.escape(target) for target in sorted(targets))
+    return dataclasses.replace(lora_config, target_modules=rf"{re.escape(prefix)}\..*\.(?:{names})")
 
 
 def _load_adapter_weights(peft_model, adapter_dir) -> None:
