@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import types
 
@@ -12,7 +13,7 @@ from shared_utils import prompts
 from shared_utils.generation import Request, SamplingConfig, generate
 from shared_utils.generation.checkpoint import meta_path
 
-TINY = "qwen3-4b"  # its look-alike carries Qwen3-2507's generation_config top_k of 20 (written below)
+TINY = "qwen3-4b"
 OPENING_ONLY = "Here it is:\n```\ndef f():\n    return 1\n"
 CLOSED = OPENING_ONLY + "```\nThat was f.\n```python\nmore()\n```"
 
@@ -44,8 +45,10 @@ def fake_vllm(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def tiny(tiny_model_factory):
-    folder = tiny_model_factory(TINY)
+def tiny(tiny_model_factory, tmp_path_factory):
+    """A copy of the look-alike (shared by other tests) whose generation_config has Qwen3-2507's top_k."""
+    folder = tmp_path_factory.mktemp("vllm") / "model"
+    shutil.copytree(tiny_model_factory(TINY), folder)
     config = json.loads((folder / "generation_config.json").read_text())
     (folder / "generation_config.json").write_text(json.dumps({**config, "top_k": 20}))
     return folder
