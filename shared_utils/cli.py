@@ -290,6 +290,12 @@ def _verb_generate(sub) -> None:
     parser.add_argument("--checkpoint", type=Path, default=None, help="default: <out>.ckpt.jsonl")
     parser.add_argument("--source", type=Path, default=None, help="replay: earlier output (.json or .jsonl)")
     parser.add_argument("--base-url", default=None, help="openai: server base URL (else from the environment)")
+    parser.add_argument("--served-model", default=None,
+                        help="openai: the name the server knows the model or adapter by (vLLM --lora-modules)")
+    parser.add_argument("--per-sample", action="store_true",
+                        help="openai: one request per sample (chosen by itself when a server ignores n)")
+    parser.add_argument("--top-k", type=int, default=None,
+                        help="default: the model's generation_config (local, vllm) or the server's (openai)")
 
     def run(args) -> int:
         from shared_utils import data, models, prompts, recipes
@@ -300,13 +306,14 @@ def _verb_generate(sub) -> None:
         recipe = recipes.load(args.model if registered else None)
         max_new = args.max_new_tokens or recipe.section("evaluation")["max_new_tokens"]
         sampling = SamplingConfig(n=args.n, temperature=args.temperature, top_p=args.top_p, max_new_tokens=max_new,
-                                  seed=args.seed, stop_at_code_end=not args.paper_protocol, batch_size=args.batch_size)
+                                  seed=args.seed, stop_at_code_end=not args.paper_protocol, batch_size=args.batch_size,
+                                  top_k=args.top_k)
         requests = [Request(p["task_id"], prompts.messages(p["text"])) for p in problems]
         options = {}
         if args.backend == "replay":
             options["source"] = args.source or args.model
-        if args.base_url:
-            options["base_url"] = args.base_url
+        if args.backend == "openai":
+            options.update(base_url=args.base_url, served_model=args.served_model, per_sample=args.per_sample)
         checkpoint = args.checkpoint or args.out.with_name(args.out.name + ".ckpt.jsonl")
         completions = generate(requests, backend=args.backend, model=args.model, adapter=args.adapter, sampling=sampling,
                                checkpoint=checkpoint, **options)

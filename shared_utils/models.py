@@ -235,6 +235,14 @@ class LoadedModel:
         return dataclasses.replace(self, model=model, adapter=Path(adapter))
 
 
+def _local_gpu() -> int:
+    """This process's GPU: under ``accelerate launch``/torchrun each process trains its own copy of a
+    quantized model (which cannot be moved after loading) on the GPU of its local rank, not all on GPU 0."""
+    from accelerate import PartialState
+
+    return PartialState().local_process_index
+
+
 def load_model(
     name_or_path: str,
     *,
@@ -259,7 +267,7 @@ def load_model(
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=kwargs["dtype"],
             bnb_4bit_use_double_quant=True)
-        kwargs["device_map"] = {"": 0}
+        kwargs["device_map"] = {"": _local_gpu()}
     model = AutoModelForCausalLM.from_pretrained(resolve(name_or_path, source=source), **kwargs)
     if "device_map" not in kwargs:
         model.to(device())

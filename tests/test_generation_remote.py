@@ -91,6 +91,44 @@ def test_openai_backend_retries_429_and_500_then_samples(tmp_path):
     assert posts[-1]["model"] == "served" and "seed" in posts[-1]
 
 
+def test_openai_backend_falls_back_to_one_request_per_sample_when_the_server_ignores_n(tmp_path):
+    """Like ``transformers serve``: one choice whatever ``n`` asks; each sample then gets its own seed."""
+    def handle(method, path, body):
+        return 200, chat_completion(body, [f"```python\n# seed {body['seed']}\n```"])
+
+    server = Server(handle)
+    try:
+        reqs = [Request(1, prompts.messages("one")), Request(2, prompts.messages("two"))]
+        out = generate(reqs, backend="openai", model="unused", served_model="my-lora", adapter="/tmp/adapter",
+                       base_url=server.url + "/v1", api_key="k", concurrency=1,
+                       sampling=SamplingConfig(n=3, top_k=20), progress=False, checkpoint=tmp_path / "c.jsonl")
+    finally:
+        server.close()
+    posts = [body for _, _, body in server.log]
+    assert [body["n"] for body in posts] == [3, 1, 1, 1, 1, 1, 1]  # the second request goes per sample at once
+    assert {body["model"] for body in posts} == {"my-lora"} and {body["top_k"] for body in posts} == {20}
+    assert len({c.text for c in out}) == 6 and len({body["seed"] for body in posts[1:]}) == 6
+    meta = json.loads((tmp_path / "c.jsonl.meta.json").read_text())
+    assert meta["per_sample_fallbacks"] == 1 and meta["per_sample"] is True and meta["top_k"] == 20
+
+
+def test_cli_generate_openai_per_sample_and_served_name(tmp_path):
+    from shared_utils.cli import main
+
+    server = Server(lambda method, path, body: (200, chat_completion(body, [f"# {body['seed']}"] * body["n"])))
+    problems = tmp_path / "problems.jsonl"
+    problems.write_text(json.dumps({"task_id": 7, "text": "Add.", "code": "", "test_list": ["assert True"]}) + "\n")
+    try:
+        assert main(["generate", "--backend", "openai", "--model", "hub/model", "--served-model", "served",
+                     "--per-sample", "--top-k", "20", "--base-url", server.url + "/v1", "--problems", str(problems),
+                     "--n", "2", "--out", str(tmp_path / "gen.json")]) == 0
+    finally:
+        server.close()
+    posts = [body for _, _, body in server.log]
+    assert [(body["n"], body["model"], body["top_k"]) for body in posts] == [(1, "served", 20)] * 2
+    assert posts[0]["seed"] != posts[1]["seed"]
+
+
 def test_openai_pairs_validate_answers(tmp_path):
     def handle(method, path, body):
         text = body["messages"][0]["content"]

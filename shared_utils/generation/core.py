@@ -126,6 +126,14 @@ def plan_per_request(requests: list[Request], sampling: SamplingConfig, group: i
     return batches
 
 
+def effective_top_k(sampling: SamplingConfig, generation_config) -> int:
+    """The top-k every backend samples with: ``sampling.top_k``, else the model's ``generation_config.top_k``
+    (64 for Gemma 3, 20 for Qwen3-2507), as ``model.generate`` would; 0 is no top-k."""
+    if sampling.top_k is not None:
+        return int(sampling.top_k)
+    return int(getattr(generation_config, "top_k", None) or 0)
+
+
 # ---------------------------------------------------------------- the code-end stop rule
 _CLOSED_BLOCK = re.compile(r"```[^\n`]*\n.*?```", re.DOTALL)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Callable
 
 from shared_utils import prompts
-from shared_utils.generation.core import Batch, Completion, Request, SamplingConfig, code_end
+from shared_utils.generation.core import Batch, Completion, Request, SamplingConfig, code_end, effective_top_k
 
 CPU_BATCH = 48
 GPU_MAX_BATCH = 256
@@ -57,10 +57,7 @@ class LocalBackend:
         return self.loaded.render(request.messages)
 
     def effective_top_k(self, sampling: SamplingConfig) -> int:
-        if sampling.top_k is not None:
-            return int(sampling.top_k)
-        config = getattr(self.model, "generation_config", None)
-        return int(getattr(config, "top_k", None) or 0)
+        return effective_top_k(sampling, getattr(self.model, "generation_config", None))
 
     def describe(self, sampling: SamplingConfig) -> dict:
         return {"effective_top_k": self.effective_top_k(sampling), "device": str(self.device),

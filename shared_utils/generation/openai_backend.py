@@ -2,19 +2,29 @@
 
 Base URL and key come from ``base_url=``/``api_key=`` or ``OPENAI_BASE_URL``/``OPENAI_API_KEY``
 (vLLM's server, llama.cpp's server, Ollama, OpenAI, Gemini's OpenAI-compatible endpoint).
-``n`` samples per request (``per_sample=True`` sends n requests with n=1 for servers without
-``n``), retries with exponential backoff on 429 and 5xx, at most ``concurrency`` requests in flight.
-The code-end stop rule is applied to the returned text.
+``n`` samples per request; ``per_sample=True`` sends n requests with n=1, each with its own seed.
+Servers that ignore ``n`` (``transformers serve`` among them) answer with fewer choices: the
+backend then asks one sample at a time for that request and every later one, and records that it
+did (``per_sample_fallbacks`` next to the samples). ``served_model`` is the name the server knows
+the model by (vLLM: ``--served-model-name``, or ``--lora-modules NAME=PATH`` for an adapter). A
+top-k set in the sampling config goes in ``extra_body`` (OpenAI's API has none); unset, the
+server's default applies. Retries with exponential backoff on 429 and 5xx, at most
+``concurrency`` requests in flight. The code-end stop rule is applied to the returned text.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from shared_utils.generation.core import (Batch, Completion, Request, SamplingConfig, derive_seed, plan_per_request,
                                           truncate_at_code_end)
 from shared_utils.generation.retry import with_backoff
+
+
+class FewerChoices(RuntimeError):
+    """The server answered with fewer choices than ``n`` (it ignores ``n``)."""
 
 
 def make_client(base_url: str | None = None, api_key: str | None = None, timeout: float = 600.0):
@@ -30,14 +40,16 @@ class OpenAIBackend:
 
     def __init__(self, model=None, adapter=None, *, base_url: str | None = None, api_key: str | None = None,
                  concurrency: int = 8, attempts: int = 6, backoff: float = 1.0, per_sample: bool = False,
-                 send_seed: bool = True, extra_body: dict | None = None, client=None, **_ignored):
-        if model is None:
-            raise ValueError("the openai backend needs model= (the served model name)")
-        # a LoRA adapter served by vLLM is addressed by its served name
-        self.model = str(adapter) if adapter is not None else str(model)
+                 served_model: str | None = None, send_seed: bool = True, extra_body: dict | None = None,
+                 client=None, **_ignored):
+        if model is None and served_model is None:
+            raise ValueError("the openai backend needs model= or served_model= (the name the server knows)")
+        self.model = served_model or (str(adapter) if adapter is not None else str(model))
         self.client = client or make_client(base_url, api_key)
         self.concurrency, self.attempts, self.backoff = max(1, concurrency), attempts, backoff
-        self.per_sample, self.send_seed, self.extra_body = per_sample, send_seed, extra_body
+        self.per_sample, self.send_seed, self.extra_body = per_sample, send_seed, extra_body or {}
+        self.fallbacks = 0  # requests answered with fewer choices than asked, then sampled one at a time
+        self.lock = threading.Lock()
 
     def default_batch_size(self, requests, sampling) -> int:
         return self.concurrency * 4
@@ -46,20 +58,24 @@ class OpenAIBackend:
         return plan_per_request(requests, sampling, batch_size)
 
     def describe(self, sampling) -> dict:
-        return {"base_url": str(self.client.base_url), "served_model": self.model}
+        return {"base_url": str(self.client.base_url), "served_model": self.model, "per_sample": self.per_sample,
+                "per_sample_fallbacks": self.fallbacks,
+                "top_k": sampling.top_k if sampling.top_k is not None else "server default"}
 
     def _call(self, request: Request, n: int, sampling: SamplingConfig, seed: int) -> list[tuple[str, int]]:
+        """``n`` (text, tokens) answers; ``FewerChoices`` when the server returned fewer."""
         kwargs = dict(model=self.model, messages=request.messages, n=n, temperature=sampling.temperature,
                       top_p=sampling.top_p, max_tokens=sampling.max_new_tokens)
         if self.send_seed:
             kwargs["seed"] = seed
-        if self.extra_body:
-            kwargs["extra_body"] = self.extra_body
+        extra_body = {**self.extra_body, **({"top_k": sampling.top_k} if sampling.top_k is not None else {})}
+        if extra_body:
+            kwargs["extra_body"] = extra_body
         response = with_backoff(lambda: self.client.chat.completions.create(**kwargs), attempts=self.attempts,
                                 initial=self.backoff)
         choices = sorted(response.choices, key=lambda c: c.index)
         if len(choices) < n:
-            raise RuntimeError(f"task {request.task_id!r}: server returned {len(choices)} choices, asked for {n}")
+            raise FewerChoices(f"task {request.task_id!r}: server returned {len(choices)} choices, asked for {n}")
         usage = getattr(response, "usage", None)
         per = (usage.completion_tokens // max(1, len(choices))) if usage and usage.completion_tokens else 0
         out = []
@@ -71,11 +87,17 @@ class OpenAIBackend:
     def _one(self, requests, index: int, samples: list[int], sampling, on_sample) -> list[Completion]:
         request = requests[index]
         seed = derive_seed(sampling.seed, request.task_id, request.round)
-        if self.per_sample:
+        texts = None
+        if not self.per_sample:
+            try:
+                answers = self._call(request, max(samples) + 1, sampling, seed)
+                texts = [answers[s] for s in samples]
+            except FewerChoices:
+                with self.lock:
+                    self.fallbacks += 1
+                    self.per_sample = True
+        if texts is None:
             texts = [self._call(request, 1, sampling, derive_seed(seed, s))[0] for s in samples]
-        else:
-            texts = self._call(request, max(samples) + 1, sampling, seed)
-            texts = [texts[s] for s in samples]
         if on_sample:
             for _, tokens in texts:
                 on_sample(tokens)

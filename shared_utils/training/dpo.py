@@ -90,18 +90,58 @@ def build_trainer(model: str, pairs, work_dir: Path, *, init_adapter=None, setti
     config = settings.dpo_config(str(work_dir), bf16=_use_bf16(spec), progress=progress)
     common = dict(args=config, train_dataset=pairs, processing_class=tokenizer)
     if init_adapter is None:
-        return DPOTrainer(model=base, peft_config=settings.peft_config(), **common)
-    if settings.reference == "stage1":
+        trainer = DPOTrainer(model=base, peft_config=language_model_only(settings.peft_config(), base), **common)
+    elif settings.reference == "stage1":
         policy = PeftModel.from_pretrained(base, str(init_adapter), is_trainable=True)
         trainer = DPOTrainer(model=policy, **common)
         if "ref" not in trainer.model.peft_config:
             raise RuntimeError("TRL did not create the frozen 'ref' adapter; the reference would be the base model")
-        return trainer
-    peft_config = PeftConfig.from_pretrained(str(init_adapter))
-    peft_config.inference_mode = False
-    trainer = DPOTrainer(model=base, peft_config=peft_config, **common)
-    _load_adapter_weights(trainer.model, init_adapter)
+    else:
+        peft_config = PeftConfig.from_pretrained(str(init_adapter))
+        peft_config.inference_mode = False
+        trainer = DPOTrainer(model=base, peft_config=peft_config, **common)
+        _load_adapter_weights(trainer.model, init_adapter)
+    _keep_trainable_weights_float32(trainer.model)
     return trainer
+
+
+def _keep_trainable_weights_float32(peft_model) -> None:
+    """Undo TRL's bf16 cast of a quantized model's adapter weights (``DPOTrainer.__init__``, QLoRA).
+
+    At the paper's learning rate (5e-7) an AdamW step on ``lora_A`` (values near 0.016, where
+    bf16's spacing is about 1.2e-4) rounds to nothing, so a bf16 adapter barely trains. Kept in
+    float32, the optimizer updates full-precision weights; PEFT casts the layer input to the
+    adapter's dtype and the output back, and autocast still runs the matmuls in bf16. Runs
+    before ``train()`` builds the optimizer, so the optimizer holds the float32 tensors.
+    """
+    import torch
+
+    if not (getattr(peft_model, "is_loaded_in_4bit", False) or getattr(peft_model, "is_loaded_in_8bit", False)):
+        return
+    for param in peft_model.parameters():
+        if param.requires_grad and param.dtype != torch.float32:
+            param.data = param.data.to(torch.float32)
+
+
+def language_model_only(lora_config, model):
+    """``lora_config`` with its target names restricted to the language model when they match elsewhere too.
+
+    Gemma 3 4b/12b load as ``Gemma3ForConditionalGeneration``, whose vision tower has its own
+    ``q_proj``, ``k_proj``, ... ; PEFT matches a list of names by suffix anywhere in the model, but a
+    string as a regex over full module names (``re.fullmatch``), so the list becomes a regex under the
+    decoder's module path. Text-only models keep their plain list (and adapter_config.json).
+    """
+    import re
+
+    targets, decoder = lora_config.target_modules, model.get_decoder()
+    if isinstance(targets, str) or not targets or decoder is model:
+        return lora_config
+    prefix = next(name for name, module in model.named_modules() if module is decoder)
+    matched = [name for name, _ in model.named_modules() if name.rsplit(".", 1)[-1] in targets]
+    if all(name.startswith(prefix + ".") for name in matched):
+        return lora_config
+    names = "|".join(re.escape(target) for target in sorted(targets))
+    return dataclasses.replace(lora_config, target_modules=rf"{re.escape(prefix)}\..*\.(?:{names})")
 
 
 def _load_adapter_weights(peft_model, adapter_dir) -> None:
