@@ -27,18 +27,15 @@ import random
 import re
 import resource
 import signal
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from _common import REPO  # the script's own folder is on sys.path
 
-from shared_utils.sandbox import capabilities, check_many  # noqa: E402
-from shared_utils.sandbox.api import usable_cores  # noqa: E402
-from shared_utils.sandbox.pool import POOL  # noqa: E402
-from shared_utils.sandbox.pool import summary  # noqa: E402
+from shared_utils.sandbox import capabilities, check_many
+from shared_utils.sandbox.api import usable_cores
+from shared_utils.sandbox.pool import POOL, summary
 
 MBPP = Path(os.environ.get("MBPP_DIR", REPO.parent / "shared" / "data" / "mbpp"))
 RESULTS = REPO / "benchmarks" / "results" / "sandbox.md"
