@@ -24,12 +24,12 @@ from typing import Callable, Iterable, Sequence
 
 from . import plain
 from .asserts import Block, Plan, Site, compile_job, evaluate
+from .child import MESSAGE_CHARS
 from .pool import POOL, SandboxUnavailable, Worker, WorkerDied, require, summary  # noqa: F401 (re-exported)
 from .zygote import SETUP_FAILED
 
 DEFAULT_MEMORY = 2 << 30
 TIMEOUT_MODES = ("per_test", "total")
-MESSAGE_CHARS = 300
 PIPELINE_DEPTH = 2
 # A job this long fits the worker's stdin pipe (64 KiB) even with every character escaped
 # as \uXXXX, so sending it never waits for the worker; a longer one is sent only to an

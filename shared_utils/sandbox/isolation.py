@@ -5,8 +5,10 @@ and later removes the worker's cgroup).  The supervisor is PID 1 of a new PID na
 with its own network namespace (no interface up, loopback included) and mount namespace,
 pivoted into the whitelisted root of ``filesystem``.  The zygote, forked by the supervisor
 before any job arrives, forks every candidate; so no candidate's memory ever held another
-job's data.  Each candidate gets a fresh PID namespace (killing its PID 1 kills everything
-it started), its own mount, IPC and UTS namespaces, a scratch ``/tmp``, resource limits,
+job's data.  The supervisor's IPC and UTS namespaces are shared by its candidates one
+after the other (seccomp refuses System V IPC and message queues).  Each candidate gets a
+fresh PID namespace (killing its PID 1 kills everything it started), its own mount
+namespace with a scratch ``/tmp``, resource limits,
 a cgroup with a memory and process budget where the machine grants one, and then loses
 every privilege: as root it switches to a uid of its own, otherwise it runs in the
 worker's user namespace; either way the bounding, ambient and other capability sets are
@@ -139,8 +141,9 @@ class Walls:
         kernel.lock_capabilities(kernel.last_capability())
         limits = {resource.RLIMIT_FSIZE: FILE_SIZE_LIMIT, resource.RLIMIT_NOFILE: OPEN_FILES_LIMIT,
                   resource.RLIMIT_CORE: 0}
-        if process_limit(caps) is not None:
-            limits[resource.RLIMIT_NPROC] = process_limit(caps)
+        nproc = process_limit(caps)
+        if nproc is not None:
+            limits[resource.RLIMIT_NPROC] = nproc
         for which, value in limits.items():
             resource.setrlimit(which, (value, value))
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)

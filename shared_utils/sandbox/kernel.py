@@ -74,7 +74,7 @@ def _checked(result: int, what: str) -> None:
 
 
 def unshare(flags: int) -> None:
-    _checked(_libc.unshare(ctypes.c_int(flags)), "unshare")
+    prepared_unshare(flags)()
 
 
 def setns(fd: int, nstype: int) -> None:
@@ -82,8 +82,7 @@ def setns(fd: int, nstype: int) -> None:
 
 
 def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
-    enc = lambda s: None if s is None else s.encode()  # noqa: E731
-    _checked(_libc.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)), f"mount {target}")
+    prepared_mount(source, target, fstype, flags, data)()
 
 
 def umount(target: str, flags: int = 0) -> None:
@@ -97,9 +96,8 @@ def pivot_root(new_root: str, put_old: str) -> None:
     _checked(_libc.syscall(ctypes.c_long(number), new_root.encode(), put_old.encode()), "pivot_root")
 
 
-def prctl(option: int, arg: int, arg3: int = 0) -> None:
-    _checked(_libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg), ctypes.c_ulong(arg3),
-                         ctypes.c_ulong(0), ctypes.c_ulong(0)), "prctl")
+def prctl(option: int, arg: int) -> None:
+    prepared_prctl(option, arg)()
 
 
 class Call:
