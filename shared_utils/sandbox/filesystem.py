@@ -25,6 +25,7 @@ SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", 
 DEVICES = ("null", "zero", "full", "random", "urandom")
 DEVICE_LINKS = {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1",
                 "stderr": "/proc/self/fd/2", "ptmx": "pts/ptmx"}
+HIDDEN_PYTHON = "/.python"  # second binds of Python folders that lie under /tmp
 TMP_SIZE = 64 << 20
 SHM_SIZE = 64 << 20
 _STATVFS_TO_MS = {
@@ -45,8 +46,8 @@ def _read_only(path: str) -> None:
     kernel.mount(None, path, None, flags)
 
 
-def _bind(source: str, root: str, *, read_only: bool = True) -> None:
-    target = root + source
+def _bind(source: str, root: str, *, read_only: bool = True, at: str | None = None) -> None:
+    target = root + (at or source)
     if os.path.isdir(source):
         os.makedirs(target, mode=0o755, exist_ok=True)
     else:
@@ -97,8 +98,10 @@ def build_root(scratch: str, python: list[str], links: dict[str, str], masked: l
     for path in masked:
         kernel.mount("/dev/null", root + path, None, kernel.MS_BIND)
     _make_dev(root)
+    for index, path in enumerate(under_tmp(python)):  # kept reachable past each candidate's own /tmp
+        _bind(path, root, at=f"{HIDDEN_PYTHON}/{index}")
     for name, mode in (("tmp", 0o1777), ("proc", 0o555)):
-        os.mkdir(f"{root}/{name}", mode)
+        os.makedirs(f"{root}/{name}", mode, exist_ok=True)  # a checkout under /tmp made it already
     kernel.mount("proc", f"{root}/proc", "proc", kernel.MS_NOSUID | kernel.MS_NODEV | kernel.MS_NOEXEC)
     os.chdir(root)
     kernel.pivot_root(".", ".")
@@ -108,13 +111,24 @@ def build_root(scratch: str, python: list[str], links: dict[str, str], masked: l
                  | kernel.MS_NODEV)
 
 
-def candidate_mounts(owner: int | None) -> tuple[kernel.Call, ...]:
-    """The candidate's own mount namespace, scratch ``/tmp``, private ``/dev/shm`` and ``/proc``."""
+def under_tmp(paths: list[str]) -> list[str]:
+    """The Python folders a candidate's own ``/tmp`` would cover (a checkout and its .venv in /tmp)."""
+    return [path for path in paths if path == "/tmp" or path.startswith("/tmp/")]
+
+
+def candidate_mounts(owner: int | None, python: list[str]) -> tuple:
+    """The candidate's own mount namespace, scratch ``/tmp``, private ``/dev/shm`` and ``/proc``;
+    Python folders that lie under ``/tmp`` are bound back on top of the scratch."""
     flags = kernel.MS_NOSUID | kernel.MS_NODEV
     ids = "" if owner is None else f",uid={owner},gid={owner}"
+    back = []
+    for index, path in enumerate(under_tmp(python)):
+        back.append(lambda path=path: os.makedirs(path, 0o755, exist_ok=True))
+        back.append(kernel.prepared_mount(f"{HIDDEN_PYTHON}/{index}", path, None, kernel.MS_BIND | kernel.MS_REC))
     return (
         kernel.prepared_unshare(kernel.CLONE_NEWNS),
         kernel.prepared_mount("tmpfs", "/tmp", "tmpfs", flags, f"size={TMP_SIZE},mode=0700{ids}"),
+        *back,
         kernel.prepared_mount("tmpfs", "/dev/shm", "tmpfs", flags, f"size={SHM_SIZE},mode=1777"),
         kernel.prepared_mount("proc", "/proc", "proc", flags | kernel.MS_NOEXEC),
     )

@@ -70,7 +70,7 @@ def wall_off_worker(scratch: str, host: dict) -> dict:
     caps = {"network_namespace": _attempt(lambda: kernel.unshare(kernel.CLONE_NEWNET)),
             "ipc_namespace": _attempt(lambda: kernel.unshare(kernel.CLONE_NEWIPC | kernel.CLONE_NEWUTS)),
             "mount_namespace": _attempt(lambda: kernel.unshare(kernel.CLONE_NEWNS)),
-            "filesystem_whitelist": False}
+            "filesystem_whitelist": False, "python_paths": host["python_paths"]}
     if caps["mount_namespace"]:
         caps["filesystem_whitelist"] = _attempt(
             lambda: filesystem.build_root(scratch, host["python_paths"], host["python_links"], host["masked_files"]))
@@ -97,7 +97,7 @@ def probe_candidate_walls(caps: dict) -> dict:
 
     found = {
         "candidate_mounts": caps["filesystem_whitelist"] and _probe(
-            lambda: [call() for call in filesystem.candidate_mounts(caps["candidate_uid"])]),
+            lambda: [call() for call in filesystem.candidate_mounts(caps["candidate_uid"], caps["python_paths"])]),
         "capabilities_dropped": _probe(lambda: drop(with_seccomp=False)),
         "seccomp": seccomp.available() and _probe(lambda: drop(with_seccomp=True)),
     }
@@ -134,7 +134,7 @@ class Walls:
 
     def __init__(self, caps: dict, home: str):
         self.uid, self.home = caps["candidate_uid"], home
-        self.mounts = filesystem.candidate_mounts(self.uid) if caps["candidate_mounts"] else ()
+        self.mounts = filesystem.candidate_mounts(self.uid, caps["python_paths"]) if caps["candidate_mounts"] else ()
         self.drop = (kernel.prepared_capability_clear(), kernel.prepared_prctl(kernel.PR_SET_NO_NEW_PRIVS, 1),
                      kernel.prepared_prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL))
         self.filter = (kernel.prepared_seccomp(seccomp.program(seccomp.FOR_CANDIDATE)),) if caps["seccomp"] else ()
