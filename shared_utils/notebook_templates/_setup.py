@@ -1,17 +1,27 @@
 # %%
-# Set-up: where the package is not installed (Colab, or a Python without `make setup`), clone the
-# repository and install it; then install what else is missing and report the runtime.
-import importlib.util
+# Set-up. On Colab: clone this repository into the workspace (or update the clone there), install
+# the pinned versions and move into this notebook's folder of the clone, so that every notebook of
+# a model reads and writes the same folders. Elsewhere (`make setup`): report the runtime only.
+import subprocess
+import sys
+from pathlib import Path
 
-REPO_URL = "https://github.com/OWNER/REPO.git"  # on Colab: the repository to clone
-if importlib.util.find_spec("shared_utils") is None:
-    import site
-    import subprocess
-    import sys
+REPO_URL = "$repo_url"  # the repository to clone: your fork
+WORKSPACE = "drive"  # Colab: "drive" keeps the clone and every output in Google Drive across sessions; "local": in /content, lost with the runtime
+if "google.colab" in sys.modules:
+    workspace = Path("/content")
+    if WORKSPACE == "drive":
+        from google.colab import drive
 
-    subprocess.run(["git", "clone", "--depth", "1", REPO_URL, "repo"], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--editable", "repo"], check=True)
-    site.addsitedir(site.getsitepackages()[0])  # activate the fresh install in this running kernel
+        drive.mount("/content/drive")
+        workspace = Path("/content/drive/MyDrive")
+    clone = workspace / Path(REPO_URL).stem
+    if (clone / ".git").is_dir():
+        if subprocess.run(["git", "-C", str(clone), "pull", "--ff-only"]).returncode:
+            print(f"NOTE: could not update {clone}; running the code it holds")
+    else:
+        subprocess.run(["git", "clone", "--depth", "1", REPO_URL, str(clone)], check=True)
+    sys.path.insert(0, str(clone))
 from shared_utils import notebook_env  # noqa: E402
 
-notebook_env.prepare(model=$model_literal)
+notebook_env.prepare(model=$model_literal, folder="$folder")

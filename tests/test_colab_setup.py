@@ -1,0 +1,92 @@
+"""The Colab path: the set-up cell's workspace, and the pins it enforces, without network or installs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from shared_utils import notebook_env, paths
+from shared_utils.notebooks import REPO_URL
+
+MODEL_NOTEBOOKS = ["2_Fine_Tuning_Process/gemma3-1b/1_gemma3_1b_dpo.ipynb",
+                   "2_Fine_Tuning_Process/gemma3-1b/2_gemma3_1b_dpo_local_dataset_self_generation.ipynb",
+                   "2_Fine_Tuning_Process/gemma3-1b/3_gemma3_1b_dpo_further.ipynb",
+                   "3_Evaluation/gemma3-1b/evaluate_gemma3_1b.ipynb"]
+GLOBAL_NOTEBOOK = "1_Global_Dataset_Generation/3_automated_global_dataset_labelling.ipynb"
+
+
+def colab_session(content: Path, *notebooks: str) -> dict:
+    """A fresh Python standing for one Colab runtime (each Colab notebook gets its own)."""
+    report = content / "report.json"
+    subprocess.run([sys.executable, str(Path(__file__).with_name("colab_session.py")), str(content),
+                    str(paths.REPO_ROOT), str(report), *notebooks], check=True, cwd=content)
+    return json.loads(report.read_text())
+
+
+@pytest.mark.slow
+def test_setup_cell_keeps_every_notebook_of_a_model_in_one_drive_workspace(tmp_path):
+    """Each notebook in its own session, its set-up cell run twice: one clone, and every stage finds the last."""
+    content = tmp_path / "content"
+    content.mkdir()
+    clone = content / "drive" / "MyDrive" / Path(REPO_URL).stem
+    sessions = [colab_session(content, notebook) for notebook in [GLOBAL_NOTEBOOK, *MODEL_NOTEBOOKS]]
+
+    commands = [command for session in sessions for command in session["commands"]]
+    clones = [command for command in commands if command[:2] == ["git", "clone"]]
+    assert clones == [["git", "clone", "--depth", "1", REPO_URL, str(clone)]]  # later runs update the clone instead
+    pulls = [command for command in commands if command[:2] == ["git", "-C"]]
+    assert len(pulls) == 2 * len(sessions) - 1 and all(command[-2:] == ["pull", "--ff-only"] for command in pulls)
+    assert ["mount", str(content / "drive")] in commands
+    installs = [command for command in commands if command[1:4] == ["-m", "pip", "install"]]
+    assert installs and all(command[-2:] == ["--editable", str(clone)] for command in installs)  # pins already met
+
+    found = {notebook: result for session in sessions for notebook, result in session["notebooks"].items()}
+    for notebook, result in found.items():
+        assert Path(result["cwd"]) == clone / Path(notebook).parent
+        assert Path(result["package"]).is_relative_to(clone)
+    global_dataset = found[GLOBAL_NOTEBOOK]["wrote"]
+    stage1, stage2a, stage2c, evaluation = (found[notebook] for notebook in MODEL_NOTEBOOKS)
+    assert stage1["found"] and stage1["reads"] == global_dataset
+    assert stage2a["found"] and stage2a["reads"] == stage1["wrote"]
+    assert stage2c["found"] and stage2c["reads"] == stage2a["wrote"]
+    assert evaluation["found"] == ["base", "dpo", "dpo-further"]
+    assert Path(evaluation["reads"]) == Path(global_dataset).parent
+
+
+def test_pins_are_installed_where_versions_differ_and_a_restart_is_asked_for(monkeypatch):
+    """Colab's own transformers (already imported) is replaced by the pin, and the user is told to restart."""
+    pins = dict(spec.split("==") for spec in notebook_env.requirement_specs() if "==" in spec)
+    colab = {name: version for name, version in pins.items()} | {"pytest": "8.0", "transformers": "4.57.0"}
+    installed = dict(colab)
+    ran = []
+
+    def pip(command, check):
+        ran.append(command)
+        installed["transformers"] = pins["transformers"]
+
+    monkeypatch.setitem(sys.modules, "transformers", sys.modules.get("transformers") or object())
+    monkeypatch.setattr(notebook_env.importlib.metadata, "packages_distributions",
+                        lambda: {"transformers": ["transformers"], "trl": ["trl"]})
+    with pytest.raises(notebook_env.RestartNeeded, match=r"\(transformers\).*Restart session"):
+        notebook_env.enforce_pins(gpu=False, embedded=False, run=pip, versions=lambda: dict(installed))
+    assert ran[0][-1] == f"transformers=={pins['transformers']}"
+    assert "pytest" not in " ".join(ran[0])  # unpinned and present: left alone
+
+
+def test_a_version_still_wrong_after_the_install_is_named_with_its_pin():
+    pins = dict(spec.split("==") for spec in notebook_env.requirement_specs() if "==" in spec)
+    stuck = {name: version for name, version in pins.items()} | {"pytest": "8.0", "trl": "0.9.0"}
+    with pytest.raises(RuntimeError, match=rf"trl is 0\.9\.0, pinned trl=={pins['trl']}"):
+        notebook_env.enforce_pins(gpu=False, embedded=False, run=lambda command, check: None,
+                                  versions=lambda: dict(stuck))
+
+
+def test_nothing_to_install_after_make_setup_and_never_torch():
+    """Here (after `make setup`) every pin is met; torch is never among the requirements it compares."""
+    assert notebook_env.requirements_to_install() == {}
+    for file in ("requirements.txt", "requirements-gpu.txt"):
+        assert all(not spec.startswith("torch") for spec in notebook_env.requirement_specs(file))
