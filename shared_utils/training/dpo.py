@@ -78,14 +78,17 @@ def _use_bf16(spec) -> bool:
 
 
 def build_trainer(model: str, pairs, work_dir: Path, *, init_adapter=None, settings: TrainingSettings,
-                  progress: bool = True):
-    """A ``DPOTrainer`` whose reference is the one ``settings.reference`` names (module docstring)."""
+                  progress: bool = True, load_in_4bit: bool | None = None):
+    """A ``DPOTrainer`` whose reference is the one ``settings.reference`` names (module docstring).
+
+    ``load_in_4bit`` overrides the model's 4-bit policy (the GPU check trains any model as QLoRA).
+    """
     from peft import PeftConfig, PeftModel
     from trl import DPOTrainer
 
     if settings.reference == "stage1" and init_adapter is None:
         raise ValueError('reference="stage1" needs init_adapter (the Stage-1 adapter to continue)')
-    loaded = models.load_model(model, trainable=True)
+    loaded = models.load_model(model, trainable=True, load_in_4bit=load_in_4bit)
     base, spec, tokenizer = loaded.model, loaded.spec, prompts.for_training(loaded.tokenizer)
     config = settings.dpo_config(str(work_dir), bf16=_use_bf16(spec), progress=progress)
     common = dict(args=config, train_dataset=pairs, processing_class=tokenizer)
