@@ -7,6 +7,7 @@ import json
 import pandas as pd
 import pytest
 from datasets import Dataset
+from huggingface_hub import ModelCard
 
 from shared_utils.training import load_pairs, train_dpo
 from shared_utils.training import dpo as dpo_module
@@ -50,6 +51,8 @@ def test_stage1_writes_a_complete_adapter_and_reruns_for_free(tiny_model_factory
     card = (out / "README.md").read_text()
     for fact in (record["dataset_sha256"], "| learning_rate | 0.01 |", "| lora_alpha | 32 |", "adapter disabled", "trl"):
         assert fact in card
+    metadata = ModelCard.load(out / "README.md").data  # what PEFT wrote there, kept under our text
+    assert metadata.library_name == "peft" and metadata.pipeline_tag == "text-generation" and "dpo" in metadata.tags
     loaded = load_model(str(tiny), adapter=out)
     assert loaded.model.peft_config["default"].r == 16 and loaded.adapter == out
 

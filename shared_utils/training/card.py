@@ -47,15 +47,38 @@ def write_artifacts(folder: Path, trainer, *, name: str, identity: dict, dataset
                   plots=[path.name for path in written], kl_estimate=KL_NOTE, **identity)
     record = files.provenance(**fields)
     files.write_json(folder / "provenance.json", record)
-    files.write_text(folder / "README.md", model_card(name, record))
+    files.write_text(folder / "README.md", str(model_card(name, record, peft_card=folder / "README.md")))
 
 
 def _describe(dataset) -> str:
     return str(Path(dataset).resolve()) if isinstance(dataset, (str, Path)) else f"in-memory Dataset ({len(dataset)} rows)"
 
 
-def model_card(name: str, record: dict) -> str:
-    """A human-readable card: base model, data and hash, every hyperparameter, versions, final metrics."""
+def card_data(record: dict, peft_card: Path | None = None):
+    """The card's metadata: PEFT's (``library_name: peft``, tags, pipeline tag) with the hub's base-model link.
+
+    PEFT writes ``base_model`` as the folder the weights were loaded from (the embedded model's, a
+    cache's); the record's ``base_model`` is the hub id, which is what links the adapter to its base
+    on the Hub. A base that is only a local folder (a tiny look-alike) gets no link.
+    """
+    from huggingface_hub import ModelCard, ModelCardData
+
+    data = ModelCard.load(peft_card).data if peft_card is not None and peft_card.is_file() else ModelCardData()
+    base = record["base_model"]
+    tags = {tag for tag in data.tags or [] if not tag.startswith("base_model:")} | {"peft", "lora", "dpo", "trl"}
+    data.base_model = None if Path(base).exists() else base
+    if data.base_model:
+        tags.add(f"base_model:adapter:{base}")
+    data.library_name, data.tags = "peft", sorted(tags)
+    data.pipeline_tag = data.pipeline_tag or "text-generation"
+    return data
+
+
+def model_card(name: str, record: dict, peft_card: Path | None = None):
+    """A ``huggingface_hub.ModelCard``: ``card_data``'s metadata, then base model, data and hash, every
+    hyperparameter, versions and final metrics in words and tables."""
+    from huggingface_hub import ModelCard
+
     dpo, lora = record["dpo"], record["lora"]
     reference = ("the base model with the adapter disabled (the paper's behaviour)" if record["reference"] == "base"
                  else "the Stage-1 policy (a frozen copy of the initial adapter)")
@@ -100,7 +123,7 @@ def model_card(name: str, record: dict) -> str:
         *[f"- {package}: {version}" for package, version in record["versions"].items()],
         "",
     ]
-    return "\n".join(lines)
+    return ModelCard(f"---\n{card_data(record, peft_card).to_yaml()}\n---\n\n" + "\n".join(lines))
 
 
 def read_result(out_dir: Path):
