@@ -31,7 +31,8 @@ class EvalPlan:
     max_new_tokens: int
     limit: int | None = None
     seed: int = 0
-    generation: dict = dataclasses.field(default_factory=dict)  # generate() options; empty: the local backend
+    generation: dict = dataclasses.field(default_factory=dict)  # generate() options (replay); empty: ``backend``
+    backend: str = "local"  # local | vllm: loads ``model`` and each variant's adapter (vLLM: one engine, LoRARequests)
 
     @property
     def spec(self):
@@ -66,7 +67,8 @@ class EvalPlan:
                               stop_at_code_end=False)
 
     def describe(self) -> None:
-        print(f"model {self.model}; {self.runs} run(s) x {self.samples} samples; max_new_tokens {self.max_new_tokens}")
+        print(f"model {self.model}; {self.runs} run(s) x {self.samples} samples; max_new_tokens {self.max_new_tokens}; "
+              f"generation: {self.generation.get('backend') or self.backend}")
         found = self.variants()
         for variant in dict.fromkeys([*VARIANTS, *found]):
             adapter = self.adapter(variant)
@@ -92,11 +94,16 @@ def run_variant(plan: EvalPlan, variant: str, *, benchmark: str = "mbpp", progre
         stem = plan.layout.run_stem(variant, run, benchmark)
         summary_files = {mode: scoring.score_files(stem, mode)["summary"] for mode in EXTRACTIONS}
         if not all(path.is_file() for path in summary_files.values()):
-            if not plan.generation:
+            if plan.generation:
+                options = plan.generation
+            elif plan.backend == "vllm":  # the base weights stay in the engine; the adapter is a LoRARequest
+                options = {"backend": "vllm", "model": plan.model, "adapter": adapter, "enable_lora": True}
+            else:
                 loaded = loaded or load_model(plan.model, adapter=adapter)
+                options = {"loaded": loaded}
             requests = [Request(p["task_id"], prompts.messages(p["text"])) for p in problems]
             sampling = plan.sampling(run)
-            completions = generate(requests, **(plan.generation or {"loaded": loaded}), sampling=sampling,
+            completions = generate(requests, **options, sampling=sampling,
                                    checkpoint=stem.with_name(stem.name + ".ckpt.jsonl"), progress=progress)
             metadata = {"model": plan.model, "adapter": str(adapter) if adapter else None, "variant": variant,
                         "run": run, "benchmark": benchmark, "sampling": dataclasses.asdict(sampling)}

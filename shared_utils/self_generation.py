@@ -41,8 +41,8 @@ def self_generate(problems: list[dict], loaded=None, *, sampling=None, config: S
                   checkpoint: str | Path, progress: bool = True, **generation_options) -> SelfGenResult:
     """Rounds of sampling by ``loaded`` (a ``models.LoadedModel``: the Stage-1 model with its adapter).
 
-    ``generation_options`` name another source of samples instead (``backend="replay", source=FILE``
-    replays a checkpoint of earlier rounds).
+    ``generation_options`` name another source of samples instead: ``backend="vllm", model=, adapter=``
+    (one engine for every round), or ``backend="replay", source=FILE`` (a checkpoint of earlier rounds).
     """
     from shared_utils.generation import Request, SamplingConfig, generate
 

@@ -92,7 +92,10 @@ class LocalPairs:
 
 def self_generate(recipe: Recipe, layout: ArtifactLayout, iteration: int = 1, *, model: str | None = None,
                   progress: bool = True) -> LocalPairs:
-    """Stage 2a: the iteration's starting adapter samples, is checked and builds its own pairs."""
+    """Stage 2a: the iteration's starting adapter samples, is checked and builds its own pairs.
+
+    Through vLLM where it is installed and a GPU is present, else the local loop.
+    """
     import pandas as pd
 
     from shared_utils import generation, self_generation
@@ -103,10 +106,14 @@ def self_generate(recipe: Recipe, layout: ArtifactLayout, iteration: int = 1, *,
     start = layout.start_adapter(iteration)
     problems = data.load_problems(layout.global_.train_problems)[: section["limit"]]
     sampling = generation.SamplingConfig(n=section["samples"], max_new_tokens=section["max_new_tokens"])
+    if generation.resolve_backend("auto") == "vllm":  # one engine for every round, the adapter a LoRARequest
+        source = {"backend": "vllm", "model": model, "adapter": start}
+    else:
+        source = {"loaded": load_model(model, adapter=start)}
     result = self_generation.self_generate(
-        problems, load_model(model, adapter=start), sampling=sampling,
+        problems, sampling=sampling,
         config=self_generation.SelfGenConfig(rounds=section["rounds"], feedback=section["feedback"]),
-        checkpoint=layout.generation_checkpoint(iteration), progress=progress)
+        checkpoint=layout.generation_checkpoint(iteration), progress=progress, **source)
     rounds = pd.DataFrame(result.rounds)
     if len(rounds):
         rounds["pass_rate"] = rounds["samples_passed"] / rounds["samples"].clip(lower=1)
@@ -133,11 +140,13 @@ def train_stage2(recipe: Recipe, layout: ArtifactLayout, iteration: int = 1, *, 
 
 
 def evaluation_plan(recipe: Recipe, layout: ArtifactLayout, *, model: str | None = None):
+    """The recipe's evaluation, generating through vLLM where it is installed and a GPU is present."""
     from shared_utils.evaluation import EvalPlan
+    from shared_utils.generation import resolve_backend
 
     section = recipe.section("evaluation")
     return EvalPlan(layout, model=str(model or recipe.model), runs=section["runs"], samples=section["samples"],
-                    max_new_tokens=section["max_new_tokens"], limit=section["limit"])
+                    max_new_tokens=section["max_new_tokens"], limit=section["limit"], backend=resolve_backend("auto"))
 
 
 def evaluate(recipe: Recipe, layout: ArtifactLayout, *, model: str | None = None, progress: bool = True):

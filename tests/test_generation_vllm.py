@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.machinery
 import json
 import shutil
 import sys
@@ -9,8 +10,8 @@ import types
 
 import pytest
 
-from shared_utils import prompts
-from shared_utils.generation import Request, SamplingConfig, generate
+from shared_utils import data, models, prompts, recipes, stages
+from shared_utils.generation import Request, SamplingConfig, generate, vllm_backend
 from shared_utils.generation.checkpoint import meta_path
 
 TINY = "qwen3-4b"
@@ -31,16 +32,29 @@ def fake_vllm(monkeypatch):
     class LLM:
         def __init__(self, **kwargs):
             record["engine"] = kwargs
+            record["engines"] = record.get("engines", 0) + 1
 
         def generate(self, inputs, params, lora_request=None, use_tqdm=True):
             record.setdefault("prompt_lengths", []).extend(len(item["prompt_token_ids"]) for item in inputs)
+            record.setdefault("lora_requests", []).append(lora_request)
             choice = types.SimpleNamespace(text=CLOSED, token_ids=list(range(40)))
             return [types.SimpleNamespace(outputs=[choice] * param.n) for param in params]
 
+    class LoRARequest:
+        def __init__(self, lora_name, lora_int_id, lora_path):
+            self.lora_name, self.lora_int_id, self.lora_path = lora_name, lora_int_id, lora_path
+
     module = types.ModuleType("vllm")
     module.__version__ = "0.0-fake"
+    module.__spec__ = importlib.machinery.ModuleSpec("vllm", None)  # libraries ask find_spec("vllm")
     module.LLM, module.SamplingParams = LLM, SamplingParams
+    lora = types.ModuleType("vllm.lora.request")
+    lora.LoRARequest = LoRARequest
     monkeypatch.setitem(sys.modules, "vllm", module)
+    monkeypatch.setitem(sys.modules, "vllm.lora", types.ModuleType("vllm.lora"))
+    monkeypatch.setitem(sys.modules, "vllm.lora.request", lora)
+    monkeypatch.setattr(vllm_backend, "_ENGINE", {})  # no engine kept from another test
+    monkeypatch.setattr(vllm_backend, "_LORA_IDS", {})
     return record
 
 
@@ -74,3 +88,58 @@ def test_vllm_engine_fits_the_prompts_and_samples_like_the_local_loop(fake_vllm,
 def test_vllm_top_k_set_in_the_sampling_config_wins(fake_vllm, tiny):
     generate(requests_for(1), backend="vllm", model=str(tiny), sampling=SamplingConfig(n=1, top_k=0), progress=False)
     assert fake_vllm["params"][0]["top_k"] == -1  # vLLM's "no top-k"
+
+
+def _adapter(folder):
+    folder.mkdir(parents=True)
+    (folder / "adapter_config.json").write_text("{}")
+    return folder
+
+
+@pytest.fixture
+def on_a_gpu(fake_vllm, monkeypatch):
+    """vLLM usable (importable, a GPU present), as the backend choice asks; loading local weights fails."""
+    monkeypatch.setattr(vllm_backend, "available", lambda: True)
+    monkeypatch.setattr(models, "wants_4bit", lambda spec, requested=None: False)
+    monkeypatch.setattr(models, "load_model", lambda *a, **k: pytest.fail("loaded the weights locally"))
+    return fake_vllm
+
+
+def test_evaluation_on_a_gpu_loads_the_base_once_and_each_adapter_as_a_lora_request(on_a_gpu, tiny, tmp_path):
+    from shared_utils import evaluation
+
+    settings = recipes.load("smollm2-135m", {"evaluation": {"runs": 1, "samples": 1, "limit": 2,
+                                                            "max_new_tokens": 16}})
+    layout = settings.layout(global_dir=tmp_path / "global", model_dir=tmp_path / "model",
+                             evaluation_dir=tmp_path / "eval")
+    data.prepare("demo", layout.global_.folder)
+    stage1, further = _adapter(layout.stage1_adapter), _adapter(layout.further_adapter(1))
+    plan = stages.evaluation_plan(settings, layout, model=str(tiny))
+    assert plan.backend == "vllm"
+    for variant in plan.variants():
+        evaluation.run_variant(plan, variant, progress=False)
+    assert on_a_gpu["engines"] == 1 and on_a_gpu["engine"]["enable_lora"] is True
+    base, first, second = on_a_gpu["lora_requests"]
+    assert base is None
+    assert (first.lora_path, second.lora_path) == (str(stage1.resolve()), str(further.resolve()))
+    assert first.lora_int_id != second.lora_int_id and first.lora_name != second.lora_name
+
+
+def test_self_generation_on_a_gpu_samples_the_start_adapter_through_vllm(on_a_gpu, tiny, tmp_path):
+    settings = recipes.load("smollm2-135m", {"stage2a": {"rounds": 1, "samples": 2, "limit": 2}})
+    layout = settings.layout(global_dir=tmp_path / "global", model_dir=tmp_path / "model")
+    data.prepare("demo", layout.global_.folder)
+    start = _adapter(layout.stage1_adapter)
+    local = stages.self_generate(settings, layout, 1, model=str(tiny), progress=False)
+    assert local.rounds["samples"].tolist() == [4]
+    assert [request.lora_path for request in on_a_gpu["lora_requests"]] == [str(start.resolve())]
+
+
+def test_the_4bit_policy_quantizes_in_vllm_too(fake_vllm, tiny, monkeypatch):
+    """A model the policy loads in 4-bit (gemma3-12b under 40 GB) is quantized by vLLM as it loads, not run in bf16."""
+    monkeypatch.setattr(models, "wants_4bit", lambda spec, requested=None: True)
+    generate(requests_for(1), backend="vllm", model=str(tiny), sampling=SamplingConfig(n=1), progress=False)
+    assert fake_vllm["engine"]["quantization"] == "bitsandbytes"
+    generate(requests_for(1), backend="vllm", model=str(tiny), sampling=SamplingConfig(n=1), progress=False,
+             quantization="fp8")
+    assert fake_vllm["engine"]["quantization"] == "fp8" and fake_vllm["engines"] == 2

@@ -12,13 +12,52 @@ reserves KV cache for the model's whole context (262,144 tokens for Qwen3-4B-Ins
 which does not fit common GPUs. The code-end rule is the local backend's (first *closed* fenced
 block): a stop string cannot tell an opening fence from a closing one (``"\n```\n"`` also ends
 ``"...:\n```\ndef"``), so samples run to EOS or the limit and are cut where the local loop stops.
+
+The base weights load once per process: the engine is kept between ``generate`` calls and serves
+every adapter as a ``LoRARequest`` with an id of its own (vLLM caches adapters by id), so the
+variants of an evaluation and the rounds of Stage 2a share it. It is started again only for other
+weights or options, or when longer prompts need a longer ``max_model_len``.
+
+4-bit: where the model's 4-bit policy loads it in 4-bit (``models.wants_4bit``: gemma3-12b on
+GPUs under 40 GB), vLLM quantizes it the same way while loading (``quantization="bitsandbytes"``,
+NF4; needs ``bitsandbytes``) unless the engine options name a quantization; adapters apply on top
+as in QLoRA. In bf16 gemma3-12b needs about 24 GB for its weights alone.
 """
 
 from __future__ import annotations
 
+import gc
+from pathlib import Path
+
 from shared_utils import prompts
 from shared_utils.generation.core import (Batch, Completion, Request, SamplingConfig, derive_seed, effective_top_k,
                                           plan_per_request, truncate_at_code_end)
+
+
+_ENGINE: dict = {}  # the engine kept between generate() calls: key, llm, max_model_len
+_LORA_IDS: dict[str, int] = {}  # adapter folder -> the LoRARequest id it keeps in this process
+
+
+def lora_request(adapter):
+    """The adapter's ``LoRARequest``: one id and name per folder, so a shared engine never serves a cached other."""
+    from vllm.lora.request import LoRARequest
+
+    path = str(Path(adapter).resolve())
+    lora_id = _LORA_IDS.setdefault(path, len(_LORA_IDS) + 1)
+    return LoRARequest(f"adapter-{lora_id}", lora_id, path)
+
+
+def engine(source: str, max_model_len: int, options: dict):
+    """The running engine if it has these weights and options and is long enough, else a new one in its place."""
+    key = (source, repr(sorted(options.items())))
+    if _ENGINE.get("key") == key and _ENGINE["max_model_len"] >= max_model_len:
+        return _ENGINE["llm"], _ENGINE["max_model_len"]
+    _ENGINE.clear()  # one model's weights fill the GPU: free the old engine first
+    gc.collect()
+    from vllm import LLM
+
+    _ENGINE.update(key=key, llm=LLM(model=source, max_model_len=max_model_len, **options), max_model_len=max_model_len)
+    return _ENGINE["llm"], max_model_len
 
 
 def available() -> bool:
@@ -35,7 +74,9 @@ class VLLMBackend:
     name = "vllm"
 
     def __init__(self, model=None, adapter=None, *, max_lora_rank: int = 64, gpu_memory_utilization: float = 0.85,
-                 max_model_len: int | None = None, dtype: str | None = None, llm=None, **engine_options):
+                 max_model_len: int | None = None, dtype: str | None = None, llm=None, enable_lora: bool | None = None,
+                 **engine_options):
+        """``enable_lora=True`` without an adapter starts an engine that later adapters can share (the base variant)."""
         from transformers import GenerationConfig
 
         from shared_utils import models
@@ -49,17 +90,16 @@ class VLLMBackend:
             self.generation_config = GenerationConfig.from_pretrained(self.source)
         except OSError:  # no generation_config.json: no model default to follow
             self.generation_config = None
-        self.options = dict(gpu_memory_utilization=gpu_memory_utilization, enable_lora=adapter is not None,
+        enable_lora = adapter is not None if enable_lora is None else enable_lora
+        self.options = dict(gpu_memory_utilization=gpu_memory_utilization, enable_lora=enable_lora,
                             dtype=dtype or (self.spec.dtype if self.spec else "auto"), **engine_options)
-        if adapter is not None:
+        if enable_lora:
             self.options["max_lora_rank"] = max_lora_rank
+        if models.wants_4bit(self.spec) and "quantization" not in engine_options:
+            self.options["quantization"] = "bitsandbytes"
         self.max_model_len = max_model_len
         self.llm = llm
-        self.lora = None
-        if adapter is not None:
-            from vllm.lora.request import LoRARequest
-
-            self.lora = LoRARequest("adapter", 1, str(adapter))
+        self.lora = lora_request(adapter) if adapter is not None else None
 
     def default_batch_size(self, requests, sampling) -> int:
         return 512  # requests per engine call; vLLM schedules the batch itself
@@ -71,12 +111,10 @@ class VLLMBackend:
     def plan(self, requests: list[Request], sampling: SamplingConfig, batch_size: int) -> list[Batch]:
         """The batches, and the engine sized for the longest prompt plus ``max_new_tokens`` (module docstring)."""
         if self.llm is None:
-            from vllm import LLM
-
             if self.max_model_len is None:
                 longest = max((len(self.prompt_ids(request)) for request in requests), default=0)
                 self.max_model_len = longest + sampling.max_new_tokens
-            self.llm = LLM(model=self.source, max_model_len=self.max_model_len, **self.options)
+            self.llm, self.max_model_len = engine(self.source, self.max_model_len, self.options)
         return plan_per_request(requests, sampling, batch_size)
 
     def top_k(self, sampling: SamplingConfig) -> int:
@@ -86,7 +124,7 @@ class VLLMBackend:
         import vllm
 
         return {"vllm": vllm.__version__, "lora": self.lora is not None, "effective_top_k": self.top_k(sampling),
-                "max_model_len": self.max_model_len}
+                "max_model_len": self.max_model_len, "quantization": self.options.get("quantization")}
 
     def run_batch(self, requests, batch: Batch, sampling: SamplingConfig, on_sample=None) -> list[Completion]:
         from vllm import SamplingParams
