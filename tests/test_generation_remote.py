@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -16,18 +17,21 @@ PAIR = {"task_id": 1, "code_output_1": "def f(x):\n    return x", "code_output_2
 
 
 class Server:
-    """A scripted HTTP server: ``failures`` status codes are answered first, then ``handle``."""
+    """A scripted HTTP server: ``failures`` (status codes, or (status, headers)) are answered first, then ``handle``."""
 
     def __init__(self, handle, failures=()):
         self.log: list[tuple[str, str, dict]] = []
+        self.times: list[float] = []
         self.failures = list(failures)
         self.handle = handle
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def _reply(self, status, body):
+            def _reply(self, status, body, headers=()):
                 data = body if isinstance(body, bytes) else json.dumps(body).encode()
                 self.send_response(status)
+                for name, value in dict(headers).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -37,10 +41,12 @@ class Server:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}") if length else {}
                 outer.log.append((method, self.path, body))
+                outer.times.append(time.monotonic())
                 if outer.failures:
-                    status = outer.failures.pop(0)
+                    failure = outer.failures.pop(0)
+                    status, headers = failure if isinstance(failure, tuple) else (failure, {})
                     return self._reply(status, {"error": {"code": status, "message": "scripted failure",
-                                                          "status": "UNAVAILABLE"}})
+                                                          "status": "UNAVAILABLE"}}, headers)
                 status, reply = outer.handle(method, self.path, body)
                 return self._reply(status, reply)
 
@@ -79,7 +85,7 @@ def test_openai_backend_retries_429_and_500_then_samples(tmp_path):
     try:
         reqs = [Request(1, prompts.messages("one")), Request(2, prompts.messages("two"))]
         out = generate(reqs, backend="openai", model="served", base_url=server.url + "/v1", api_key="k",
-                       backoff=0.01, concurrency=1, sampling=SamplingConfig(n=3, seed=2), progress=False,
+                       concurrency=1, sampling=SamplingConfig(n=3, seed=2), progress=False,
                        checkpoint=tmp_path / "c.jsonl")
     finally:
         server.close()
@@ -89,6 +95,18 @@ def test_openai_backend_retries_429_and_500_then_samples(tmp_path):
     assert len(posts) == 4  # 429, 500, then one call per request
     assert posts[-1]["n"] == 3 and posts[-1]["temperature"] == 0.6 and posts[-1]["top_p"] == 0.9
     assert posts[-1]["model"] == "served" and "seed" in posts[-1]
+
+
+def test_openai_backend_waits_as_long_as_the_servers_retry_after(tmp_path):
+    """The SDK's own retries honour ``Retry-After``; a home-made backoff would come back at once."""
+    server = Server(lambda method, path, body: (200, chat_completion(body, ["```python\nx = 1\n```"])),
+                    failures=[(429, {"Retry-After": "2"})])
+    try:
+        generate([Request(1, prompts.messages("one"))], backend="openai", model="served", base_url=server.url + "/v1",
+                 api_key="k", sampling=SamplingConfig(n=1), progress=False)
+    finally:
+        server.close()
+    assert len(server.times) == 2 and server.times[1] - server.times[0] >= 1.9
 
 
 def test_openai_backend_falls_back_to_one_request_per_sample_when_the_server_ignores_n(tmp_path):
@@ -141,7 +159,7 @@ def test_openai_pairs_validate_answers(tmp_path):
     try:
         problems = [{"task_id": 1, "text": "task one"}, {"task_id": 2, "text": "task two"}]
         pairs = request_pairs(problems, backend="openai", model="m", state_dir=tmp_path, base_url=server.url + "/v1",
-                              api_key="k", backoff=0.01, concurrency=1)
+                              api_key="k", concurrency=1)
     finally:
         server.close()
     assert pairs[1].ok and pairs[1].code_output_2 == PAIR["code_output_2"]

@@ -8,7 +8,8 @@ backend then asks one sample at a time for that request and every later one, and
 did (``per_sample_fallbacks`` next to the samples). ``served_model`` is the name the server knows
 the model by (vLLM: ``--served-model-name``, or ``--lora-modules NAME=PATH`` for an adapter). A
 top-k set in the sampling config goes in ``extra_body`` (OpenAI's API has none); unset, the
-server's default applies. Retries with exponential backoff on 429 and 5xx, at most
+server's default applies. Retries are the OpenAI client's own (``max_retries``: 408, 409, 429, 5xx
+and connection errors, exponential backoff, a server's ``Retry-After`` honoured); at most
 ``concurrency`` requests in flight. The code-end stop rule is applied to the returned text.
 """
 
@@ -20,33 +21,33 @@ from concurrent.futures import ThreadPoolExecutor
 
 from shared_utils.generation.core import (Batch, Completion, Request, SamplingConfig, derive_seed, plan_per_request,
                                           truncate_at_code_end)
-from shared_utils.generation.retry import with_backoff
 
 
 class FewerChoices(RuntimeError):
     """The server answered with fewer choices than ``n`` (it ignores ``n``)."""
 
 
-def make_client(base_url: str | None = None, api_key: str | None = None, timeout: float = 600.0):
+def make_client(base_url: str | None = None, api_key: str | None = None, timeout: float = 600.0, attempts: int = 6):
+    """The OpenAI client, retrying each call up to ``attempts`` times in all (the SDK's retries)."""
     from openai import OpenAI
 
     return OpenAI(base_url=base_url or os.environ.get("OPENAI_BASE_URL"),
                   api_key=api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY",
-                  max_retries=0, timeout=timeout)  # retries are ours, so they are visible and tested
+                  max_retries=attempts - 1, timeout=timeout)
 
 
 class OpenAIBackend:
     name = "openai"
 
     def __init__(self, model=None, adapter=None, *, base_url: str | None = None, api_key: str | None = None,
-                 concurrency: int = 8, attempts: int = 6, backoff: float = 1.0, per_sample: bool = False,
+                 concurrency: int = 8, attempts: int = 6, per_sample: bool = False,
                  served_model: str | None = None, send_seed: bool = True, extra_body: dict | None = None,
                  client=None, **_ignored):
         if model is None and served_model is None:
             raise ValueError("the openai backend needs model= or served_model= (the name the server knows)")
         self.model = served_model or (str(adapter) if adapter is not None else str(model))
-        self.client = client or make_client(base_url, api_key)
-        self.concurrency, self.attempts, self.backoff = max(1, concurrency), attempts, backoff
+        self.client = client or make_client(base_url, api_key, attempts=attempts)
+        self.concurrency = max(1, concurrency)
         self.per_sample, self.send_seed, self.extra_body = per_sample, send_seed, extra_body or {}
         self.fallbacks = 0  # requests answered with fewer choices than asked, then sampled one at a time
         self.lock = threading.Lock()
@@ -71,8 +72,7 @@ class OpenAIBackend:
         extra_body = {**self.extra_body, **({"top_k": sampling.top_k} if sampling.top_k is not None else {})}
         if extra_body:
             kwargs["extra_body"] = extra_body
-        response = with_backoff(lambda: self.client.chat.completions.create(**kwargs), attempts=self.attempts,
-                                initial=self.backoff)
+        response = self.client.chat.completions.create(**kwargs)
         choices = sorted(response.choices, key=lambda c: c.index)
         if len(choices) < n:
             raise FewerChoices(f"task {request.task_id!r}: server returned {len(choices)} choices, asked for {n}")

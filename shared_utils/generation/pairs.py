@@ -20,7 +20,6 @@ from typing import Callable
 
 from shared_utils import files, prompts
 from shared_utils.generation.replay import PairResponse, parse_pair
-from shared_utils.generation.retry import with_backoff
 
 STATE_FILE = "batch_job.json"
 PAIRS_FILE = "pairs.jsonl"
@@ -88,6 +87,7 @@ def _load_saved(path: Path) -> dict[int, PairResponse]:
 # ------------------------------------------------------------------------------------------ gemini
 def gemini_client(api_key: str | None = None, base_url: str | None = None, attempts: int = 6,
                   initial_delay: float = 1.0):
+    """The google-genai client with the SDK's own retries (429 and 5xx, exponential backoff with jitter)."""
     from google import genai
     from google.genai import types
 
@@ -174,13 +174,13 @@ def _parse_inlined(responses: list, task_ids: list[int]) -> dict[int, PairRespon
 # ------------------------------------------------------------------------------------------ openai
 def openai_pairs(problems: list[dict], *, model: str, state_dir: Path, base_url: str | None = None,
                  api_key: str | None = None, client=None, concurrency: int = 4, attempts: int = 6,
-                 backoff: float = 1.0, temperature: float | None = None,
+                 temperature: float | None = None,
                  prompt_fn: Callable[[dict], str] = pair_prompt) -> dict[int, PairResponse]:
     import threading
 
     from shared_utils.generation.openai_backend import make_client
 
-    client = client or make_client(base_url, api_key)
+    client = client or make_client(base_url, api_key, attempts=attempts)
     log = state_dir / "openai_responses.jsonl"
     pairs: dict[int, PairResponse] = {}
     if log.is_file():
@@ -196,7 +196,7 @@ def openai_pairs(problems: list[dict], *, model: str, state_dir: Path, base_url:
         if temperature is not None:
             kwargs["temperature"] = temperature
         try:
-            response = with_backoff(lambda: client.chat.completions.create(**kwargs), attempts=attempts, initial=backoff)
+            response = client.chat.completions.create(**kwargs)
             text = response.choices[0].message.content
             pair = parse_pair(text or "", task_id=task_id, where=f"task {task_id}")
         except Exception as exc:  # noqa: BLE001 - a failed task is recorded, the others go on
