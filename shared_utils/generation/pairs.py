@@ -87,7 +87,7 @@ def _load_saved(path: Path) -> dict[int, PairResponse]:
 # ------------------------------------------------------------------------------------------ gemini
 def gemini_client(api_key: str | None = None, base_url: str | None = None, attempts: int = 6,
                   initial_delay: float = 1.0):
-    """The google-genai client with the SDK's own retries (429 and 5xx, exponential backoff with jitter)."""
+    """The google-genai client with the SDK's own retries (408, 429 and 5xx, exponential backoff with jitter)."""
     from google import genai
     from google.genai import types
 
