@@ -1,7 +1,7 @@
 """One simulated Colab session: a fresh Python that runs notebooks' set-up cells as Colab would.
 
-Usage: ``python colab_session.py CONTENT SOURCE_REPO REPORT NOTEBOOK...`` (notebook paths relative
-to the repository). ``CONTENT`` stands for ``/content``; ``google.colab.drive.mount`` makes its
+Usage: ``python colab_session.py CONTENT SOURCE_REPO REPORT WORKSPACE NOTEBOOK...`` (notebook paths
+relative to the repository; WORKSPACE is what the user sets in the cell). ``CONTENT`` stands for ``/content``; ``google.colab.drive.mount`` makes its
 ``drive/MyDrive``; ``git clone`` copies SOURCE_REPO's working tree (tracked and unignored files)
 and ``pip``/``git pull`` are only recorded: no network and no install. For each notebook the
 set-up cell runs (the first notebook's twice in a row, as after "Restart session"), then its parameters
@@ -79,7 +79,7 @@ def what_it_finds_and_writes(notebook: str, names: dict) -> dict:
 
 def main() -> None:
     global SOURCE
-    content, SOURCE, report, *notebooks = sys.argv[1:]
+    content, SOURCE, report, workspace, *notebooks = sys.argv[1:]
     import google  # the real namespace package (google.genai lives there); only google.colab is fake
 
     colab, drive = types.ModuleType("google.colab"), types.ModuleType("google.colab.drive")
@@ -91,7 +91,8 @@ def main() -> None:
     for index, notebook in enumerate(notebooks):
         setup, parameters = code_cells(Path(SOURCE) / notebook)[:2]
         for _ in range(2 if index == 0 else 1):
-            exec(setup.replace('"/content', f'"{content}'), {"__name__": "__main__"})
+            cell = setup.replace('"/content', f'"{content}').replace('WORKSPACE = "drive"', f"WORKSPACE = {workspace!r}")
+            exec(cell, {"__name__": "__main__"})
         names: dict = {}
         exec(parameters, names)
         import shared_utils

@@ -19,11 +19,11 @@ MODEL_NOTEBOOKS = ["2_Fine_Tuning_Process/gemma3-1b/1_gemma3_1b_dpo.ipynb",
 GLOBAL_NOTEBOOK = "1_Global_Dataset_Generation/3_automated_global_dataset_labelling.ipynb"
 
 
-def colab_session(content: Path, *notebooks: str) -> dict:
+def colab_session(content: Path, *notebooks: str, workspace: str = "drive") -> dict:
     """A fresh Python standing for one Colab runtime (each Colab notebook gets its own)."""
     report = content / "report.json"
     subprocess.run([sys.executable, str(Path(__file__).with_name("colab_session.py")), str(content),
-                    str(paths.REPO_ROOT), str(report), *notebooks], check=True, cwd=content)
+                    str(paths.REPO_ROOT), str(report), workspace, *notebooks], check=True, cwd=content)
     return json.loads(report.read_text())
 
 
@@ -55,6 +55,14 @@ def test_setup_cell_keeps_every_notebook_of_a_model_in_one_drive_workspace(tmp_p
     assert stage2c["found"] and stage2c["reads"] == stage2a["wrote"]
     assert evaluation["found"] == ["base", "dpo", "dpo-further"]
     assert Path(evaluation["reads"]) == Path(global_dataset).parent
+
+
+@pytest.mark.slow
+def test_a_local_workspace_clones_into_content_without_drive(tmp_path):
+    session = colab_session(tmp_path, MODEL_NOTEBOOKS[0], workspace="local")
+    clone = tmp_path / Path(REPO_URL).stem
+    assert not [command for command in session["commands"] if command[0] == "mount"]
+    assert Path(session["notebooks"][MODEL_NOTEBOOKS[0]]["cwd"]) == clone / "2_Fine_Tuning_Process" / "gemma3-1b"
 
 
 def test_pins_are_installed_where_versions_differ_and_a_restart_is_asked_for(monkeypatch):
