@@ -9,6 +9,7 @@
 # %% tags=["parameters"]
 recipe = "2_Fine_Tuning_Process/$model/recipe.yaml"  # relative to the repository root
 overrides = {}  # e.g. {"stage1": {"training": {"beta": 0.05}}}
+protocol = None  # "paper": the authors' code byte for byte; None: the recipe's ("corrected")
 model_path = None  # a local folder to load instead of the registry weights (e.g. a tiny look-alike)
 global_dir = None  # Stage 1's folder; default: 1_Global_Dataset_Generation (or its demo/ for the demo model)
 output_dir = "."  # where the adapter goes (this model's folder)
@@ -16,7 +17,7 @@ output_dir = "."  # where the adapter goes (this model's folder)
 # %%
 from shared_utils import adapters, notebook_display, recipes, stages, training
 
-settings = recipes.load("$model", overrides, recipe=recipe)
+settings = recipes.load("$model", overrides, recipe=recipe, protocol=protocol)
 layout = settings.layout(global_dir=global_dir, model_dir=output_dir)
 stage1 = settings.training("stage1")
 dataset = training.load_pairs(layout.global_.dataset, stage1.max_pairs)  # exactly the pairs training uses

@@ -17,12 +17,16 @@ REFERENCES = ("base", "stage1")
 @dataclasses.dataclass(frozen=True)
 class TrainingSettings:
     """``dpo``: DPOConfig fields; ``lora``: LoraConfig fields; ``reference``: what DPO compares the policy
-    with (``training.dpo`` explains both); ``max_pairs``: train on the N shortest pairs only."""
+    with (``training.dpo`` explains both); ``max_pairs``: train on the N shortest pairs only;
+    ``load_dtype``: the weights' dtype for training (None: the model's own, see ``models.torch_dtype``;
+    the paper's protocol loads float32 and trains under bf16 autocast); ``protocol``: its name, recorded."""
 
     dpo: dict
     lora: dict
     reference: str = "base"
     max_pairs: int | None = None
+    load_dtype: str | None = None
+    protocol: str = "corrected"
     where: str = "training settings"  # named in error messages: the recipe layers and the stage
 
     def __post_init__(self):
@@ -74,4 +78,4 @@ class TrainingSettings:
     def as_dict(self) -> dict:
         """What the adapter's card and the resume check record."""
         return {"dpo": dict(self.dpo), "lora": dict(self.lora), "reference": self.reference,
-                "max_pairs": self.max_pairs}
+                "max_pairs": self.max_pairs, "load_dtype": self.load_dtype, "protocol": self.protocol}

@@ -85,7 +85,7 @@ def build_trainer(model: str, pairs, work_dir: Path, *, init_adapter=None, setti
 
     if settings.reference == "stage1" and init_adapter is None:
         raise ValueError('reference="stage1" needs init_adapter (the Stage-1 adapter to continue)')
-    loaded = models.load_model(model, trainable=True)
+    loaded = models.load_model(model, trainable=True, dtype=settings.load_dtype)
     base, spec, tokenizer = loaded.model, loaded.spec, prompts.for_training(loaded.tokenizer)
     config = settings.dpo_config(str(work_dir), bf16=_use_bf16(spec), progress=progress)
     common = dict(args=config, train_dataset=pairs, processing_class=tokenizer)
@@ -194,6 +194,10 @@ def train_dpo(model: str, dataset, out_dir: str | os.PathLike, *, settings: Trai
 
     out_dir = Path(out_dir)
     if is_complete(out_dir) and not overwrite:
+        made_under = (files.read_provenance(out_dir) or {}).get("protocol", "corrected")
+        if made_under != settings.protocol:
+            raise ValueError(f"{out_dir}: trained under protocol {made_under!r}, this run asks for "
+                             f"{settings.protocol!r}; give another output folder, or overwrite")
         return card.read_result(out_dir)
     spec = models.find_spec(model)
     pairs = load_pairs(dataset, settings.max_pairs)
