@@ -1,0 +1,117 @@
+"""What DPO trains on (``shared_utils.training.formats``): the authors' TRL 0.23 replaced the chat
+prompt by the longest common prefix of the two answer strings, and tokenised the plain text
+without special tokens. Pinned on constructed answers and in the trainer's dataset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from datasets import Dataset
+
+from shared_utils.preferences import preference_row
+from shared_utils.training import build_trainer, formats, load_pairs
+from test_training_reference import toy_rows, toy_settings
+
+TASK = "Write a function to find the maximum of nth column from the given tuple list."
+LIST_COMPREHENSION = "def max_of_nth(test_list, N):\n    return max(sub[N] for sub in test_list)"
+LOOP = ("def max_of_nth(lst, n):\n    best = lst[0][n]\n    for row in lst:\n        best = max(best, row[n])\n"
+        "    return best")
+
+
+def stored_row(chosen: str, rejected: str) -> dict:
+    return preference_row({"task_id": 611, "text": TASK}, chosen, rejected, key=len)
+
+
+def extracted(chosen: str, rejected: str) -> dict:
+    return formats.as_published_example(stored_row(chosen, rejected))
+
+
+def test_the_prompt_is_the_answers_common_prefix_and_the_task_is_gone():
+    example = extracted(LIST_COMPREHENSION, LOOP)
+    assert example == {"prompt": "```python\ndef max_of_nth(",
+                       "chosen": "test_list, N):\n    return max(sub[N] for sub in test_list)\n```",
+                       "rejected": LOOP.removeprefix("def max_of_nth(") + "\n```"}
+
+
+def test_a_space_before_the_first_difference_moves_to_the_answers():
+    example = extracted("x = 1", "x = 2")
+    assert example == {"prompt": "```python\nx =", "chosen": " 1\n```", "rejected": " 2\n```"}
+
+
+def test_identical_answers_keep_only_their_last_character_as_answers():
+    """TRL 0.23's loop finds no difference and stops one character short of the end."""
+    assert extracted("x = 1", "x = 1") == {"prompt": "```python\nx = 1\n``", "chosen": "`", "rejected": "`"}
+
+
+def test_answers_differing_at_once_have_an_empty_prompt():
+    row = stored_row("a = 1", "b = 1")
+    row["chosen"][0]["content"], row["rejected"][0]["content"] = "a = 1", "b = 1"
+    assert formats.as_published_example(row) == {"prompt": "", "chosen": "a = 1", "rejected": "b = 1"}
+
+
+def test_a_prefix_of_the_other_answer_loses_its_last_character_to_the_answers():
+    row = stored_row("x", "x")
+    row["chosen"][0]["content"], row["rejected"][0]["content"] = "return x", "return x + 1"
+    assert formats.as_published_example(row) == {"prompt": "return ", "chosen": "x", "rejected": "x + 1"}
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    from shared_utils.models import embedded_model_dir
+
+    return AutoTokenizer.from_pretrained(embedded_model_dir())
+
+
+def test_tokenised_as_trl_023_each_string_alone_with_eos_and_no_template(tokenizer):
+    example = {"prompt": "```python\ndef find_max", "chosen": "(xs):\n    return max(xs)\n```",
+               "rejected": "imum(xs):\n    return sorted(xs)[-1]\n```"}
+    ids = formats.tokenize_as_trl_023(example, tokenizer)
+    alone = {side: tokenizer(text, add_special_tokens=False)["input_ids"] for side, text in example.items()}
+    assert ids == {"prompt_ids": alone["prompt"], "chosen_ids": alone["chosen"] + [tokenizer.eos_token_id],
+                   "rejected_ids": alone["rejected"] + [tokenizer.eos_token_id]}
+    # Together, "find_max" + "imum" tokenise differently: TRL 1.16's plain-text path would not give these ids.
+    joint = tokenizer(example["prompt"] + example["rejected"], add_special_tokens=False)["input_ids"]
+    assert joint != ids["prompt_ids"] + ids["rejected_ids"][:-1]
+    assert "<|im_start|>" not in tokenizer.decode(ids["prompt_ids"] + ids["chosen_ids"])
+
+
+def test_no_bos_even_where_the_tokenizer_adds_one():
+    """Gemma's tokenizer adds a BOS; TRL 0.23 passed ``add_special_tokens=False`` for decoder-only models."""
+    from transformers import AutoTokenizer
+
+    from shared_utils.models import embedded_model_dir
+
+    with_bos = AutoTokenizer.from_pretrained(embedded_model_dir(), add_bos_token=True)
+    assert with_bos("x")["input_ids"][0] == with_bos.bos_token_id
+    ids = formats.tokenize_as_trl_023({"prompt": "```python\nx =", "chosen": " 1", "rejected": " 2"}, with_bos)
+    assert with_bos.bos_token_id not in ids["prompt_ids"] + ids["chosen_ids"] + ids["rejected_ids"]
+
+
+def test_truncation_keeps_the_prompts_end_and_the_answers_start(tokenizer):
+    example = {"prompt": "a b c d e f", "chosen": " g h i j", "rejected": " k l"}
+    full = formats.tokenize_as_trl_023(example, tokenizer, max_prompt_length=None)
+    cut = formats.tokenize_as_trl_023(example, tokenizer, max_prompt_length=2, max_completion_length=3)
+    assert cut == {"prompt_ids": full["prompt_ids"][-2:], "chosen_ids": full["chosen_ids"][:3],
+                   "rejected_ids": full["rejected_ids"][:3]}
+    assert formats.TRL_023_MAX_PROMPT_LENGTH == 512
+
+
+# --------------------------------------------------------------------------------------------
+# Training on the as-published examples
+
+
+@pytest.mark.slow
+def test_the_trainer_sees_trl_023s_token_ids(tiny_model_factory, tmp_path):
+    pairs = load_pairs(Dataset.from_list(toy_rows(2)))
+    settings = dataclasses.replace(toy_settings("base"), training_format="as_published")
+    trainer = build_trainer(str(tiny_model_factory("smollm2-135m")), pairs, tmp_path / "work", settings=settings,
+                            progress=False)
+    tokenizer = trainer.processing_class
+    expected = [formats.tokenize_as_trl_023(formats.as_published_example(row), tokenizer) for row in pairs]
+    assert [{key: row[key] for key in ("prompt_ids", "chosen_ids", "rejected_ids")} for row in trainer.train_dataset] \
+        == expected
+    assert tokenizer.decode(expected[0]["prompt_ids"]) == "```python\ndef f("
