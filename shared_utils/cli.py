@@ -17,6 +17,7 @@ from shared_utils.models import DEFAULT_MODEL
 from shared_utils.recipes import TRAINING_STAGES
 from shared_utils.runner import STAGES
 from shared_utils.stages import PAIR_BACKENDS
+from shared_utils.training.config import TRAINING_FORMATS
 
 
 def _verb_prepare(sub) -> None:
@@ -194,6 +195,9 @@ def _verb_train(sub) -> None:
     parser.add_argument("--out", type=Path, help="adapter folder (default: the layout's for the stage)")
     parser.add_argument("--init-adapter", type=Path, help="Stage 2c: the adapter to continue (default: the layout's)")
     parser.add_argument("--overwrite", action="store_true", help="retrain even if the adapter is complete")
+    parser.add_argument("--training-format", choices=TRAINING_FORMATS,
+                        help="conversational (chat prompt -> answer) or as_published (what the authors' TRL 0.23 "
+                             "trained on: the answers' common prefix -> their remainders); default: the recipe's")
 
     def run(args, trl_flags: list[str]) -> int:
         from shared_utils import recipes
@@ -201,8 +205,10 @@ def _verb_train(sub) -> None:
         from shared_utils.training import train_dpo
 
         registered = find_spec(args.model) is not None
-        recipe = recipes.load(args.model if registered else None, {args.stage: {"training": dpo_flags(trl_flags)}},
-                              recipe=args.recipe)
+        flags = {"training": dpo_flags(trl_flags)}
+        if args.training_format:
+            flags["training_format"] = args.training_format
+        recipe = recipes.load(args.model if registered else None, {args.stage: flags}, recipe=args.recipe)
         stage1 = args.stage == "stage1"
         if registered:
             layout = recipe.layout(global_dir=args.global_dir, model_dir=args.model_dir)

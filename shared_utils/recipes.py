@@ -98,7 +98,8 @@ class Recipe:
             raise ValueError(f"unknown training stage {stage!r}; expected one of {', '.join(TRAINING_STAGES)}")
         section = self.section(stage)
         return TrainingSettings(dpo=section["training"], lora=section["lora"], max_pairs=section["max_pairs"],
-                                reference=section.get("reference", "base"), where=f"{self.describe()}: {stage}")
+                                reference=section.get("reference", "base"), training_format=section["training_format"],
+                                where=f"{self.describe()}: {stage}")
 
     def layout(self, **folders):
         """The model's artifact layout; adapter names carry the recipe's epochs."""

@@ -1,17 +1,20 @@
 """What DPO trains on (``shared_utils.training.formats``): the authors' TRL 0.23 replaced the chat
 prompt by the longest common prefix of the two answer strings, and tokenised the plain text
-without special tokens. Pinned on constructed answers and in the trainer's dataset.
+without special tokens. Pinned on constructed answers and through one real training step.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 from datasets import Dataset
 
+from shared_utils import recipes
+from shared_utils.cli import main
 from shared_utils.preferences import preference_row
-from shared_utils.training import build_trainer, formats, load_pairs
+from shared_utils.training import TrainResult, build_trainer, formats, load_pairs, train_dpo
 from test_training_reference import toy_rows, toy_settings
 
 TASK = "Write a function to find the maximum of nth column from the given tuple list."
@@ -104,6 +107,24 @@ def test_truncation_keeps_the_prompts_end_and_the_answers_start(tokenizer):
 # Training on the as-published examples
 
 
+def test_the_format_is_a_recipe_setting_and_a_train_flag(monkeypatch, tmp_path):
+    assert recipes.load().training("stage1").training_format == "conversational"
+    stage2c = recipes.load(None, {"stage1": {"training_format": "as_published"}}).training("stage2c")
+    assert stage2c.training_format == "as_published" and stage2c.as_dict()["training_format"] == "as_published"
+    with pytest.raises(ValueError, match="training_format must be one of"):
+        dataclasses.replace(stage2c, training_format="plain")
+    seen = {}
+
+    def fake_train(model, dataset, out, *, settings, **_):
+        seen["settings"] = settings
+        return TrainResult(adapter_dir=out, metrics={}, log_csv=out, plots=[])
+
+    monkeypatch.setattr("shared_utils.training.train_dpo", fake_train)
+    assert main(["train", "--model", "some/hub-model", "--dataset", str(tmp_path), "--out", str(tmp_path / "a"),
+                 "--training-format", "as_published", "--beta", "0.2"]) == 0
+    assert seen["settings"].training_format == "as_published" and seen["settings"].dpo["beta"] == 0.2
+
+
 @pytest.mark.slow
 def test_the_trainer_sees_trl_023s_token_ids(tiny_model_factory, tmp_path):
     pairs = load_pairs(Dataset.from_list(toy_rows(2)))
@@ -115,3 +136,15 @@ def test_the_trainer_sees_trl_023s_token_ids(tiny_model_factory, tmp_path):
     assert [{key: row[key] for key in ("prompt_ids", "chosen_ids", "rejected_ids")} for row in trainer.train_dataset] \
         == expected
     assert tokenizer.decode(expected[0]["prompt_ids"]) == "```python\ndef f("
+
+
+@pytest.mark.slow
+def test_an_as_published_adapter_records_its_format(tiny_model_factory, tmp_path):
+    settings = dataclasses.replace(toy_settings("base"), training_format="as_published")
+    out = tmp_path / "adapter"
+    result = train_dpo(str(tiny_model_factory("smollm2-135m")), Dataset.from_list(toy_rows(4)), out,
+                       settings=settings, progress=False)
+    record = json.loads((out / "provenance.json").read_text())
+    assert record["training_format"] == "as_published" and record["global_step"] == 1
+    assert "Training format: as_published" in (out / "README.md").read_text()
+    assert result.metrics["loss"] > 0
