@@ -1,19 +1,21 @@
 """What DPO trains on (``shared_utils.training.formats``): the authors' TRL 0.23 replaced the chat
 prompt by the longest common prefix of the two answer strings, and tokenised the plain text
-without special tokens. Pinned on constructed answers and through one real training step.
+without special tokens. Pinned on constructed answers, on the 238 published Gemini pairs, and
+through one real training step.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import statistics
 
 import pytest
 from datasets import Dataset
 
-from shared_utils import recipes
+from shared_utils import data, files, prompts, recipes
 from shared_utils.cli import main
-from shared_utils.preferences import preference_row
+from shared_utils.preferences import label_global, preference_row
 from shared_utils.training import TrainResult, build_trainer, formats, load_pairs, train_dpo
 from test_training_reference import toy_rows, toy_settings
 
@@ -101,6 +103,59 @@ def test_truncation_keeps_the_prompts_end_and_the_answers_start(tokenizer):
     assert cut == {"prompt_ids": full["prompt_ids"][-2:], "chosen_ids": full["chosen_ids"][:3],
                    "rejected_ids": full["rejected_ids"][:3]}
     assert formats.TRL_023_MAX_PROMPT_LENGTH == 512
+
+
+# --------------------------------------------------------------------------------------------
+# The 238 published Gemini pairs, labelled as the authors did
+
+
+@pytest.fixture(scope="module")
+def published_examples(mbpp_dir, gemini_pairs, tmp_path_factory):
+    """The authors' chosen/rejected: each generator answer unchanged (trailing newlines kept) in a python
+    fence, the higher MI chosen, ties keeping the first; then TRL 0.23's prompt extraction."""
+    problems = {problem["task_id"]: problem
+                for problem in data.load_problems(data.prepare(mbpp_dir, tmp_path_factory.mktemp("mbpp"))["train"])}
+    answers = files.read_jsonl(gemini_pairs)
+    rows = label_global([{**problems[answer["task_id"]], **answer} for answer in answers])
+    return [(problems[row["task_id"]], row, formats.as_published_example(row)) for row in rows]
+
+
+def test_no_published_prompt_keeps_any_task_text(published_examples):
+    assert len(published_examples) == 238
+    for problem, row, example in published_examples:
+        task_sentence = problem["text"].splitlines()[0]
+        assert task_sentence not in example["prompt"] and prompts.SYSTEM_PROMPT not in example["prompt"]
+        assert "signature:" not in example["prompt"]
+        assert example["prompt"].startswith("```python\n")
+        assert row["chosen"][0]["content"] == example["prompt"] + example["chosen"]
+        assert row["rejected"][0]["content"] == example["prompt"] + example["rejected"]
+
+
+def test_published_prompt_lengths(published_examples):
+    lengths = [len(example["prompt"]) for _, _, example in published_examples]
+    assert sum(length == len("```python\n") for length in lengths) == 69  # the fence alone
+    assert (min(lengths), statistics.median(lengths), max(lengths)) == (10, 92, 206)
+    # Both remainders start with a space exactly where the rule moved one out of the prompt.
+    trailing_space_rule = sum(example["chosen"].startswith(" ") and example["rejected"].startswith(" ")
+                              for _, _, example in published_examples)
+    assert trailing_space_rule == 131
+    # What the prompt holds instead of the task: the start of the answer itself.
+    assert sum("def " in example["prompt"] for _, _, example in published_examples) == 166
+    assert sum('"""' in example["prompt"] for _, _, example in published_examples) == 157  # into Gemini's docstring
+
+
+def test_published_pairs_fit_max_length_and_tokenise_apart(published_examples, tokenizer):
+    """No pair reaches the recipe's max_length, so TRL 0.23's keep_end and 1.16's keep_start truncation agree;
+    tokenising prompt and answer together, as TRL 1.16 does plain text, changes 41 of the 476 sequences."""
+    longest, merged = 0, 0
+    for _, _, example in published_examples:
+        ids = formats.tokenize_as_trl_023(example, tokenizer)
+        for side in ("chosen", "rejected"):
+            sequence = ids["prompt_ids"] + ids[f"{side}_ids"]
+            longest = max(longest, len(sequence))
+            merged += tokenizer(example["prompt"] + example[side] + tokenizer.eos_token)["input_ids"] != sequence
+    assert longest == 587 < recipes.load().training("stage1").dpo["max_length"]
+    assert merged == 41
 
 
 # --------------------------------------------------------------------------------------------
