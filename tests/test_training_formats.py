@@ -96,13 +96,11 @@ def test_no_bos_even_where_the_tokenizer_adds_one():
     assert with_bos.bos_token_id not in ids["prompt_ids"] + ids["chosen_ids"] + ids["rejected_ids"]
 
 
-def test_truncation_keeps_the_prompts_end_and_the_answers_start(tokenizer):
-    example = {"prompt": "a b c d e f", "chosen": " g h i j", "rejected": " k l"}
-    full = formats.tokenize_as_trl_023(example, tokenizer, max_prompt_length=None)
-    cut = formats.tokenize_as_trl_023(example, tokenizer, max_prompt_length=2, max_completion_length=3)
-    assert cut == {"prompt_ids": full["prompt_ids"][-2:], "chosen_ids": full["chosen_ids"][:3],
-                   "rejected_ids": full["rejected_ids"][:3]}
-    assert formats.TRL_023_MAX_PROMPT_LENGTH == 512
+def test_a_long_prompt_keeps_its_last_512_tokens(tokenizer):
+    example = {"prompt": " a" * 600, "chosen": " b" * 600, "rejected": " c"}
+    ids = formats.tokenize_as_trl_023(example, tokenizer)
+    assert ids["prompt_ids"] == tokenizer(" a" * 512, add_special_tokens=False)["input_ids"]
+    assert len(ids["chosen_ids"]) == 601  # answers are not truncated here (max_completion_length was unset)
 
 
 # --------------------------------------------------------------------------------------------

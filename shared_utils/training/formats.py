@@ -11,15 +11,16 @@
     (one character shorter when the first difference follows a space), with the remainders as
     chosen/rejected. Every prompt therefore starts with "```python\\n" and holds no task text.
     TRL 0.23 then tokenised each string on its own without special tokens (no BOS, no chat
-    template), appended the EOS id to both answers, kept the last ``max_prompt_length`` (512 by
-    default) prompt tokens and the first ``max_completion_length`` (unset) answer tokens.
+    template), appended the EOS id to both answers, and kept the last ``max_prompt_length`` (512 by
+    default) prompt tokens; ``max_completion_length`` was unset by default.
 
 TRL 1.16 no longer extracts a prompt when one is given, and tokenises plain text differently:
 with the tokenizer's special tokens (a BOS for Gemma), and prompt and answer together, so tokens
 merge across a prefix that ends mid-identifier. The extraction below calls TRL's own
 ``maybe_extract_prompt`` (its code is unchanged from 0.23), and ``AsPublishedDPOTrainer``
 tokenises with 0.23's rule instead of 1.16's; the rest (collation, ``max_length`` truncation of
-prompt + answer, the loss) is TRL 1.16's.
+prompt + answer, the loss) is TRL 1.16's. That truncation keeps the start where 0.23's default
+kept the end, which matters only for a pair longer than ``max_length``; no published pair is.
 """
 
 from __future__ import annotations
@@ -46,17 +47,14 @@ def as_published_pairs(pairs):
     return pairs.map(as_published_example, remove_columns=pairs.column_names)
 
 
-def tokenize_as_trl_023(example: dict, tokenizer, max_prompt_length: int | None = TRL_023_MAX_PROMPT_LENGTH,
-                        max_completion_length: int | None = None) -> dict:
-    """TRL 0.23's ``DPOTrainer.tokenize_row`` for a decoder-only model, under TRL 1.16's column names."""
+def tokenize_as_trl_023(example: dict, tokenizer) -> dict:
+    """TRL 0.23's ``DPOTrainer.tokenize_row`` for a decoder-only model at its default lengths, under TRL 1.16's
+    column names."""
     prompt_ids = tokenizer(example["prompt"], add_special_tokens=False)["input_ids"]
     chosen_ids = tokenizer(example["chosen"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     rejected_ids = tokenizer(example["rejected"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-    if max_prompt_length is not None:
-        prompt_ids = prompt_ids[-max_prompt_length:]
-    if max_completion_length is not None:
-        chosen_ids, rejected_ids = chosen_ids[:max_completion_length], rejected_ids[:max_completion_length]
-    return {"prompt_ids": prompt_ids, "chosen_ids": chosen_ids, "rejected_ids": rejected_ids}
+    return {"prompt_ids": prompt_ids[-TRL_023_MAX_PROMPT_LENGTH:], "chosen_ids": chosen_ids,
+            "rejected_ids": rejected_ids}
 
 
 class AsPublishedDPOTrainer(DPOTrainer):
