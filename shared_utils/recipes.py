@@ -99,6 +99,7 @@ class Recipe:
         section, protocol = self.section(stage), self.protocol()
         return TrainingSettings(dpo=section["training"], lora=section["lora"], max_pairs=section["max_pairs"],
                                 reference=section.get("reference", "base"), protocol=protocol.name,
+                                training_format=protocol.training_format,
                                 load_dtype="float32" if protocol.training_dtype == "float32" else None,
                                 where=f"{self.describe()}: {stage}")
 

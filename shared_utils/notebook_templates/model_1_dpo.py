@@ -5,6 +5,17 @@
 # adapter disabled. Every setting comes from the recipe beside this notebook (`recipe.yaml`, over
 # the paper's defaults); `overrides` changes any of them for this run. The adapter is written next
 # to this notebook as `$adapter_prefix-dpo-<epochs>-epochs`.
+#
+# **What the authors' DPO trained on.** Their pairs held the prompt as chat messages and the answers
+# as plain strings, and their TRL (0.23) then discarded the prompt (`maybe_extract_prompt`): the two
+# answers' longest common prefix became the prompt, the remainders chosen and rejected, tokenised
+# without BOS or chat template. On the 238 published Gemini pairs no prompt keeps the task statement
+# or the system prompt; 69 are the fence `` "```python\n" `` alone, the median is 92 characters
+# (e.g. `` "```python\ndef odd_position(nums):\n " `` followed by the two function bodies). The
+# published adapters therefore learned to continue code, not to answer the task they are evaluated
+# on. The protocol's `training_format` switch chooses: `conversational` (the default: the chat prompt then
+# the fenced answer, as the paper describes) or `as_published` (the authors' examples, tokenised as
+# TRL 0.23 did); the README's "The authors' DPO never saw the task prompt" has the evidence.
 
 # %% tags=["parameters"]
 recipe = "2_Fine_Tuning_Process/$model/recipe.yaml"  # relative to the repository root
