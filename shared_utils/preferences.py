@@ -121,16 +121,25 @@ def pairs_from_samples(problems: list[dict], samples: dict, *, generator: str, e
     return rows, counts
 
 
-def preference_row(problem: dict, chosen: str, rejected: str, key: Key, keys: tuple[float, float] | None = None) -> dict:
-    """One TRL conversational preference example plus the scores that explain it.
+def preference_row(problem: dict, chosen: str, rejected: str, key: Key, keys: tuple[float, float] | None = None,
+                   pair_format: str = "chat") -> dict:
+    """One preference example plus the scores that explain it.
 
+    ``pair_format="chat"``: TRL's conversational format (the answers as assistant messages);
+    ``"authors"``: the authors' rows, the prompt's contents as lists of text parts and the
+    answers as plain strings (what TRL 0.23 then re-split, see ``training.formats``).
     ``keys`` gives the two key values when they were computed on other text than the code.
     """
+    if pair_format not in ("chat", "authors"):
+        raise ValueError(f"pair_format must be 'chat' or 'authors', not {pair_format!r}")
+    chat = pair_format == "chat"
     row = {
         "task_id": problem["task_id"],
-        "prompt": prompts.messages(problem["text"]),
-        "chosen": [{"role": "assistant", "content": wrap_code(chosen)}],
-        "rejected": [{"role": "assistant", "content": wrap_code(rejected)}],
+        "prompt": prompts.messages(problem["text"]) if chat else [
+            {"role": message["role"], "content": [{"type": "text", "text": message["content"]}]}
+            for message in prompts.messages(problem["text"])],
+        "chosen": [{"role": "assistant", "content": wrap_code(chosen)}] if chat else wrap_code(chosen),
+        "rejected": [{"role": "assistant", "content": wrap_code(rejected)}] if chat else wrap_code(rejected),
         "chosen_code": chosen,
         "rejected_code": rejected,
         "key_chosen": keys[0] if keys else key(chosen),
@@ -143,18 +152,18 @@ def preference_row(problem: dict, chosen: str, rejected: str, key: Key, keys: tu
     return row
 
 
-def label_global(pairs: list[dict], key: Key = mi_score) -> list[dict]:
+def label_global(pairs: list[dict], key: Key = mi_score, pair_format: str = "chat") -> list[dict]:
     """Stage 1c: the implementation with the higher key is chosen; ties keep the first, as the paper."""
     rows = []
     for pair in pairs:
         first, second = pair["code_output_1"], pair["code_output_2"]
         chosen, rejected = (first, second) if key(first) >= key(second) else (second, first)
-        rows.append(preference_row(pair, chosen, rejected, key))
+        rows.append(preference_row(pair, chosen, rejected, key, pair_format=pair_format))
     return rows
 
 
 def label_local(problems: list[dict], passing: dict, *, key: Key = mi_score, min_gap: float = 0.0,
-                pairing: str = "distinct", scored: dict | None = None) -> list[dict]:
+                pairing: str = "distinct", scored: dict | None = None, pair_format: str = "chat") -> list[dict]:
     """Stage 2b: best-key passing sample against worst-key passing sample, per task.
 
     ``pairing="distinct"``: samples that differ only in whitespace count as identical, and
@@ -169,7 +178,8 @@ def label_local(problems: list[dict], passing: dict, *, key: Key = mi_score, min
     by_id = {problem["task_id"]: problem for problem in problems}
     if pairing == "argmax":
         return [row for task_id, codes in passing.items()
-                if (row := _argmax_pair(by_id[task_id], codes, (scored or passing)[task_id], key)) is not None]
+                if (row := _argmax_pair(by_id[task_id], codes, (scored or passing)[task_id], key, pair_format))
+                is not None]
     rows = []
     for task_id, codes in passing.items():
         distinct = list({normalise(code): code for code in codes}.values())
@@ -180,11 +190,11 @@ def label_local(problems: list[dict], passing: dict, *, key: Key = mi_score, min
         best, worst = order[0], order[-1]
         if math.isnan(keys[best] - keys[worst]) or keys[best] - keys[worst] < min_gap:
             continue
-        rows.append(preference_row(by_id[task_id], distinct[best], distinct[worst], key))
+        rows.append(preference_row(by_id[task_id], distinct[best], distinct[worst], key, pair_format=pair_format))
     return rows
 
 
-def _argmax_pair(problem: dict, codes: list[str], texts: list[str], key: Key) -> dict | None:
+def _argmax_pair(problem: dict, codes: list[str], texts: list[str], key: Key, pair_format: str) -> dict | None:
     """The paper's pair: ``argmax``/``argmin`` of the key (first occurrence on ties); None if they coincide."""
     if not codes:
         return None
@@ -192,7 +202,8 @@ def _argmax_pair(problem: dict, codes: list[str], texts: list[str], key: Key) ->
     best, worst = int(np.argmax(keys)), int(np.argmin(keys))
     if best == worst:
         return None
-    return preference_row(problem, codes[best], codes[worst], key, keys=(keys[best], keys[worst]))
+    return preference_row(problem, codes[best], codes[worst], key, keys=(keys[best], keys[worst]),
+                          pair_format=pair_format)
 
 
 def content_hash(rows: list[dict]) -> str:

@@ -20,6 +20,7 @@ class Protocol:
     signature: str  # "paper": the authors' regex; "corrected": also `def f (x)`, no trailing comment
     pair_prompt: str  # Stage 1a: "paper": Task_ID prompt, answers matched by the id they name; "corrected"
     pair_code: str  # Stage 1b/c: "raw": the generator's code as returned; "extracted": fences and blank ends removed
+    pair_format: str  # stored pairs: "authors": prompt content as text parts, answers as strings; "chat": messages
     feedback: str  # Stage 2a rounds 2+: "paper": last failing raw answer of the latest round; "corrected"
     selfgen_extract: str  # Stage 2a pass/fail: an ``extraction`` mode
     selfgen_mi: str  # Stage 2a MI: "paper": backticks removed, "python" left in; "code": the extracted code
@@ -36,11 +37,11 @@ class Protocol:
 
 PROTOCOLS = {
     "corrected": Protocol(
-        name="corrected", signature="corrected", pair_prompt="corrected", pair_code="extracted",
+        name="corrected", signature="corrected", pair_prompt="corrected", pair_code="extracted", pair_format="chat",
         feedback="corrected", selfgen_extract="fenced", selfgen_mi="code", local_pairing="distinct",
         namespace="main", run_setup=True, training_dtype="recipe", training_format="conversational"),
     "paper": Protocol(
-        name="paper", signature="paper", pair_prompt="paper", pair_code="raw",
+        name="paper", signature="paper", pair_prompt="paper", pair_code="raw", pair_format="authors",
         feedback="paper", selfgen_extract="paper", selfgen_mi="paper", local_pairing="argmax",
         namespace="exec", run_setup=False, training_dtype="float32", training_format="as_published"),
 }

@@ -104,4 +104,5 @@ def local_pairs(problems: list[dict], result: SelfGenResult, *, min_gap: float =
     protocol = resolve(protocol)
     scored = {task_id: [mi_text(text, code, protocol) for text, code in zip(result.passing_texts[task_id], codes)]
               for task_id, codes in result.passing.items()}
-    return label_local(problems, result.passing, min_gap=min_gap, pairing=protocol.local_pairing, scored=scored)
+    return label_local(problems, result.passing, min_gap=min_gap, pairing=protocol.local_pairing, scored=scored,
+                       pair_format=protocol.pair_format)

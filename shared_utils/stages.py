@@ -82,7 +82,7 @@ def label(pairs: str | Path, out: GlobalLayout, protocol=None) -> tuple[list[dic
     if made is not None and made != protocol.pair_code:
         raise ValueError(f"{pairs}: made with pair_code={made}, but protocol {protocol.name!r} has "
                          f"pair_code={protocol.pair_code}; run global-pairs again with the same protocol")
-    rows = preferences.label_global(preferences.load_rows(pairs))
+    rows = preferences.label_global(preferences.load_rows(pairs), pair_format=protocol.pair_format)
     saved = preferences.save_pairs(rows, out.dataset, source=str(pairs), key="radon mi_visit(code, multi=True)",
                                    protocol=protocol.switches())
     return rows, saved

@@ -133,9 +133,11 @@ def test_stage_1b_runs_the_generator_code_as_returned_under_the_papers_protocol(
     (raw,), _ = preferences.check_pair_responses([PROBLEM], responses, generator="g", progress=False,
                                                  protocol="paper")
     assert (raw["code_output_1"], raw["code_output_2"]) == ("def add(a, b):\n    return a + b\n", plain)
-    labelled = preferences.label_global([raw])[0]
-    assert {labelled["chosen"][0]["content"], labelled["rejected"][0]["content"]} == {
+    labelled = preferences.label_global([raw], pair_format="authors")[0]
+    assert {labelled["chosen"], labelled["rejected"]} == {
         "```python\ndef add(a, b):\n    return a + b\n\n```", "```python\ndef add(a, b):\n    return b + a\n\n\n```"}
+    assert labelled["prompt"] == [{"role": "system", "content": [{"type": "text", "text": prompts.SYSTEM_PROMPT}]},
+                                  {"role": "user", "content": [{"type": "text", "text": "Add two numbers."}]}]
 
 
 @needs_gemini
@@ -153,15 +155,18 @@ def test_the_shared_gemini_answers_labelled_both_ways(tmp_path):
     paper, corrected = (preferences.load_rows(out[name].dataset) for name in ("paper", "corrected"))
     assert len(paper) == len(corrected) == len(answers) == 238
     by_id = {row["task_id"]: row for row in answers}
+    problems_by_id = {row["task_id"]: row for row in problems}
     differing_texts = 0
     for ours, theirs in zip(corrected, paper):
         answer = by_id[theirs["task_id"]]
         first, second = answer["code_output_1"], answer["code_output_2"]
         chosen, rejected = (first, second) if mi_score(first) >= mi_score(second) else (second, first)
-        assert theirs["chosen"][0]["content"] == f"```python\n{chosen}\n```"
-        assert theirs["rejected"][0]["content"] == f"```python\n{rejected}\n```"
+        assert (theirs["chosen"], theirs["rejected"]) == (f"```python\n{chosen}\n```", f"```python\n{rejected}\n```")
+        assert theirs["prompt"][1]["content"] == [{"type": "text", "text": problems_by_id[theirs["task_id"]]["text"]}]
         assert ours["chosen_code"] == chosen.strip() and ours["rejected_code"] == rejected.strip()
-        differing_texts += (ours["chosen"] != theirs["chosen"]) + (ours["rejected"] != theirs["rejected"])
+        differing_texts += sum(mine[0]["content"] != published
+                               for mine, published in ((ours["chosen"], theirs["chosen"]),
+                                                       (ours["rejected"], theirs["rejected"])))
     assert differing_texts == 45  # answers ending in "\n": a blank line before the closing fence
     with pytest.raises(ValueError, match="pair_code=raw"):
         stages.label(out["paper"].pairs, out["paper"], "corrected")
@@ -282,7 +287,7 @@ def test_local_pairs_score_the_papers_text_and_record_its_keys(tmp_path):
     (row,) = local_pairs([problem], result, protocol="paper")
     assert row["key_chosen"] == mi_score(GOOD.replace("```", ""))
     assert row["key_rejected"] == mi_score(longer.replace("```", ""))
-    assert row["chosen"][0]["content"] == "```python\ndef max_of_list(nums):\n    return max(nums)\n```"
+    assert row["chosen"] == "```python\ndef max_of_list(nums):\n    return max(nums)\n```"
 
 
 # --------------------------------------------------------------------------------------------
@@ -331,3 +336,20 @@ def test_humaneval_keeps_its_test_prelude_under_the_papers_protocol():
     assert protocol.setup_code(problem, PAPER) == problem["test_setup_code"] != ""
     assert protocol.setup_code({**PROBLEM, "test_setup_code": "x = 1"}, PAPER) == ""
     assert protocol.setup_code({**PROBLEM, "test_setup_code": "x = 1"}, CORRECTED) == "x = 1"
+
+
+def test_the_authors_rows_train_in_either_format():
+    from shared_utils.training import formats
+
+    row = preferences.label_global([{**PROBLEM, "code_output_1": "def add(a, b):\n    return a + b\n",
+                                     "code_output_2": "def add(a, b):\n    return b + a"}], pair_format="authors")[0]
+    chat = preferences.label_global([{**PROBLEM, "code_output_1": "def add(a, b):\n    return a + b\n",
+                                      "code_output_2": "def add(a, b):\n    return b + a"}])[0]
+    # As chat: exactly our own rows' messages, the trailing newline aside.
+    converted = formats.conversational_example(row)
+    assert converted["prompt"] == chat["prompt"]
+    assert converted["chosen"] == [{"role": "assistant", "content": "```python\ndef add(a, b):\n    return a + b\n\n```"}]
+    # As published: the common prefix of the two strings (its last space moved to the answers), the task gone.
+    published = formats.as_published_example(row)
+    assert published["prompt"] == "```python\ndef add(a, b):\n    return"
+    assert (published["chosen"], published["rejected"]) == (" a + b\n\n```", " b + a\n```")

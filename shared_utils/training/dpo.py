@@ -91,9 +91,10 @@ def build_trainer(model: str, pairs, work_dir: Path, *, init_adapter=None, setti
     loaded = models.load_model(model, trainable=True, dtype=settings.load_dtype)
     base, spec, tokenizer = loaded.model, loaded.spec, prompts.for_training(loaded.tokenizer)
     config = settings.dpo_config(str(work_dir), bf16=_use_bf16(spec), progress=progress)
-    trainer_class = DPOTrainer
     if settings.training_format == "as_published":
         trainer_class, pairs = formats.AsPublishedDPOTrainer, formats.as_published_pairs(pairs)
+    else:
+        trainer_class, pairs = DPOTrainer, formats.conversational_pairs(pairs)
     common = dict(args=config, train_dataset=pairs, processing_class=tokenizer)
     if init_adapter is None:
         trainer = trainer_class(model=base, peft_config=language_model_only(settings.peft_config(), base), **common)

@@ -30,10 +30,32 @@ from trl import DPOTrainer, maybe_extract_prompt
 TRL_023_MAX_PROMPT_LENGTH = 512  # DPOConfig.max_prompt_length's default in TRL 0.23; TRL 1.16 has no such field
 
 
-def answer_text(answer: list[dict]) -> str:
-    """The assistant message's text: what the authors stored as the plain chosen/rejected string."""
+def answer_text(answer: "str | list[dict]") -> str:
+    """The answer as the authors stored it, a plain string: as is, or the assistant message's text."""
+    if isinstance(answer, str):
+        return answer
     (message,) = answer
     return message["content"]
+
+
+def message_text(content: "str | list[dict]") -> str:
+    """A message's content as one string: as is, or its text parts joined (the authors' rows)."""
+    return content if isinstance(content, str) else "".join(part["text"] for part in content)
+
+
+def conversational_example(row: dict) -> dict:
+    """A stored row in TRL's conversational format, whichever shape it was stored in
+    (``preferences.preference_row``: ours, or the authors' text parts and plain answers)."""
+    return {"prompt": [{"role": m["role"], "content": message_text(m["content"])} for m in row["prompt"]],
+            "chosen": [{"role": "assistant", "content": answer_text(row["chosen"])}],
+            "rejected": [{"role": "assistant", "content": answer_text(row["rejected"])}]}
+
+
+def conversational_pairs(pairs):
+    """``conversational_example`` over a ``datasets.Dataset``; our own rows come back unchanged."""
+    if not isinstance(pairs[0]["chosen"], str):
+        return pairs
+    return pairs.map(conversational_example, remove_columns=pairs.column_names)
 
 
 def as_published_example(row: dict) -> dict:
