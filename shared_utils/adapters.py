@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 CARD_FIELDS = ("model", "base_model", "init_adapter", "dataset", "dataset_sha256", "pairs", "max_pairs", "global_step",
-               "seed", "dpo", "reference", "lora", "metrics", "versions", "created")
+               "seed", "dpo", "reference", "training_format", "lora", "metrics", "versions", "created")
 _LORA_KEY = re.compile(r"^(?P<path>.+)\.lora_(?P<kind>[AB])(?:\.[^.]+)?\.weight$")
 _LAYER = re.compile(r"layers\.(\d+)\.")
 

@@ -11,23 +11,54 @@ import json
 import sys
 from pathlib import Path
 
-from shared_utils.extraction import MODES
 from shared_utils.generation import BACKENDS
 from shared_utils.models import DEFAULT_MODEL
+from shared_utils.protocol import NAMES as PROTOCOL_NAMES
 from shared_utils.recipes import TRAINING_STAGES
 from shared_utils.runner import STAGES
+from shared_utils.scoring import SCORINGS
 from shared_utils.stages import PAIR_BACKENDS
+
+
+def _protocol_arguments(parser) -> None:
+    """``--protocol`` and ``--switch``: the same two options on every verb the protocol changes."""
+    from shared_utils.protocol import NAMES
+
+    parser.add_argument("--protocol", choices=NAMES, default=None,
+                        help="paper: the authors' code byte for byte; corrected: this repository's (the default, "
+                             "or the recipe's)")
+    parser.add_argument("--switch", action="append", metavar="NAME=VALUE",
+                        help="one protocol difference on its own, e.g. training_format=as_published (repeatable)")
+
+
+def _protocol(args):
+    """The protocol the flags ask for, or None when they ask nothing (the recipe's or the input's applies)."""
+    from shared_utils.protocol import parse_overrides, resolve
+
+    switches = parse_overrides(args.switch)
+    return resolve(args.protocol, **switches) if args.protocol or switches else None
+
+
+def _protocol_overlay(args) -> dict:
+    """The flags as a recipe overlay (the recipe's protocol section is laid over, key by key)."""
+    from shared_utils.protocol import parse_overrides
+
+    section = {"name": args.protocol} if args.protocol else {}
+    if args.switch:
+        section["switches"] = parse_overrides(args.switch)
+    return {"protocol": section} if section else {}
 
 
 def _verb_prepare(sub) -> None:
     parser = sub.add_parser("prepare", help="preprocess MBPP as the paper (train: class filter + signature)")
     parser.add_argument("--source", required=True, help="folder of <split>.jsonl files, or a hub dataset id")
     parser.add_argument("--out", type=Path, required=True, help="folder for the two saved datasets")
+    _protocol_arguments(parser)
 
     def run(args) -> int:
         from shared_utils import data
 
-        for split, path in data.prepare(args.source, args.out).items():
+        for split, path in data.prepare(args.source, args.out, _protocol(args)).items():
             print(f"{split}: {path}")
         return 0
 
@@ -74,6 +105,7 @@ def _verb_global_pairs(sub) -> None:
     parser.add_argument("--recipe", help="local: the registry model whose recipe sizes the sampling "
                                          "(default: --generator when registered, else the paper's settings)")
     parser.add_argument("--limit", type=int, help="only the first N training problems")
+    _protocol_arguments(parser)
 
     def run(args) -> int:
         from shared_utils import recipes, stages
@@ -81,7 +113,7 @@ def _verb_global_pairs(sub) -> None:
         from shared_utils.models import find_spec
 
         recipe = recipes.load(args.recipe or (args.generator if find_spec(args.generator) else None),
-                              {"global_pairs": {"limit": args.limit}} if args.limit else {})
+                              {"global_pairs": {"limit": args.limit}} if args.limit else {}, _protocol_overlay(args))
         pairs = stages.global_pairs(GlobalLayout(args.out), recipe, backend=args.backend, generator=args.generator,
                                     responses=args.responses, problems=GlobalLayout(args.problems).train_problems)
         print(json.dumps(pairs.counts.__dict__))
@@ -95,13 +127,15 @@ def _verb_label(sub) -> None:
     parser = sub.add_parser("label", help="Stage 1c: higher MI is chosen; writes the DPO-ready dataset")
     parser.add_argument("--pairs", type=Path, required=True, help="the global pairs dataset, or the folder holding it")
     parser.add_argument("--out", type=Path, required=True)
+    _protocol_arguments(parser)
 
     def run(args) -> int:
         from shared_utils import preferences, stages
         from shared_utils.layout import GlobalLayout
 
         in_folder = GlobalLayout(args.pairs).pairs
-        rows, saved = stages.label(in_folder if in_folder.is_dir() else args.pairs, GlobalLayout(args.out))
+        rows, saved = stages.label(in_folder if in_folder.is_dir() else args.pairs, GlobalLayout(args.out),
+                                   _protocol(args))
         print(preferences.summary_frame(rows).round(2).to_string())
         print(f"{len(rows)} labelled pairs -> {saved}")
         return 0
@@ -113,25 +147,31 @@ def _verb_evaluate(sub) -> None:
     parser = sub.add_parser("evaluate", help="score a completions file (the paper's JSON format)")
     parser.add_argument("--completions", type=Path, required=True)
     parser.add_argument("--problems", type=Path, required=True, help="JSONL, JSON list or saved dataset folder")
-    parser.add_argument("--protocol", choices=["paper"], default="paper", help="5 s per assert, as published")
-    parser.add_argument("--extract", choices=MODES, default="paper")
+    parser.add_argument("--scoring", default=None, help="comma-separated, of " + ",".join(SCORINGS)
+                        + " (default: all, side by side; 5 s per assert)")
+    parser.add_argument("--protocol", choices=PROTOCOL_NAMES, default=None,
+                        help="only the scorings of one protocol (paper: exactly the published numbers)")
     parser.add_argument("--k", default="1,5,10", help="comma-separated k for pass@k")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--json", action="store_true", help="print one JSON object: {scoring: summary}")
     parser.add_argument("--out", type=Path, help="also save the per-sample Parquet and summary JSON here")
 
     def run(args) -> int:
         from shared_utils.scoring import evaluate_file
 
         ks = [int(k) for k in args.k.split(",") if k.strip()]
-        summary = evaluate_file(args.completions, args.problems, extract=args.extract, ks=ks, out=args.out,
-                                progress=not args.json)
+        chosen = args.scoring or ([name for name, how in SCORINGS.items() if how.protocol == args.protocol]
+                                  if args.protocol else None)
+        summaries = evaluate_file(args.completions, args.problems, scoring=chosen, ks=ks, out=args.out,
+                                  progress=not args.json)
         if args.json:
-            print(json.dumps(summary))
-        else:
-            for key in ("tasks", "candidates", "passed_candidates", "solved_tasks", "avg_mi"):
-                print(f"{key:18s} {summary[key]}")
-            for k, value in summary["pass_at_k"].items():
-                print(f"pass@{k:<13} {value:.4f}")
+            print(json.dumps(summaries))
+            return 0
+        rows = ["tasks", "candidates", "passed_candidates", "solved_tasks", "avg_mi"]
+        print(f"{'':18s}" + "".join(f"{name:>12s}" for name in summaries))
+        for key in rows:
+            print(f"{key:18s}" + "".join(f"{summary[key]:>12.4g}" for summary in summaries.values()))
+        for k in next(iter(summaries.values()))["pass_at_k"]:
+            print(f"{'pass@' + str(k):18s}" + "".join(f"{s['pass_at_k'][k]:>12.4f}" for s in summaries.values()))
         return 0
 
     parser.set_defaults(run=run)
@@ -161,12 +201,15 @@ def _verb_run(sub) -> None:
     parser.add_argument("--mbpp-source", default="mbpp", help="hub id or folder of MBPP JSONL splits")
     parser.add_argument("--responses", help="global pairs by replay of saved generator responses (JSON lines)")
     parser.add_argument("--runs-dir", type=Path, help="where executed notebooks go (default: runs/<model>/<time>)")
+    parser.add_argument("--protocol", choices=PROTOCOL_NAMES, default=None,
+                        help="paper: every notebook as the authors' code (default: the recipe's, corrected)")
 
     def run(args) -> int:
         from shared_utils.runner import RunOptions, run_pipeline
 
         options = RunOptions(model=args.model, stages=args.stages, smoke=args.smoke, model_path=args.model_path,
-                             mbpp_source=args.mbpp_source, responses=args.responses, runs_dir=args.runs_dir)
+                             mbpp_source=args.mbpp_source, responses=args.responses, runs_dir=args.runs_dir,
+                             protocol=args.protocol)
         return run_pipeline(options)
 
     parser.set_defaults(run=run)
@@ -181,6 +224,7 @@ def _model_arguments(parser) -> None:
     parser.add_argument("--global-dir", type=Path, help="Stage 1's folder (default: the problem set's)")
     parser.add_argument("--model-dir", type=Path, help="adapters and local datasets (default: the model's folder)")
     parser.add_argument("--iteration", type=int, default=1, help="self-tuning iteration (Stage 2a/2c)")
+    _protocol_arguments(parser)
 
 
 def _verb_train(sub) -> None:
@@ -202,7 +246,7 @@ def _verb_train(sub) -> None:
 
         registered = find_spec(args.model) is not None
         recipe = recipes.load(args.model if registered else None, {args.stage: {"training": dpo_flags(trl_flags)}},
-                              recipe=args.recipe)
+                              _protocol_overlay(args), recipe=args.recipe)
         stage1 = args.stage == "stage1"
         if registered:
             layout = recipe.layout(global_dir=args.global_dir, model_dir=args.model_dir)
@@ -246,7 +290,7 @@ def _verb_self_generate(sub) -> None:
     def run(args) -> int:
         from shared_utils import recipes, stages
 
-        recipe = recipes.load(args.model, recipe=args.recipe)
+        recipe = recipes.load(args.model, _protocol_overlay(args), recipe=args.recipe)
         layout = recipe.layout(global_dir=args.global_dir, model_dir=args.model_dir)
         local = stages.self_generate(recipe, layout, args.iteration, model=args.model_path)
         print(local.rounds.to_string(index=False))

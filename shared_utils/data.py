@@ -25,14 +25,25 @@ SIGNATURE_TEMPLATE = "\nThe main function is defined by the function signature: 
 DEMO_PATH = Path(__file__).parent / "resources" / "demo_problems.jsonl"
 DEMO_SOURCE = "demo"
 _DEF = re.compile(r"def\s+\w+\s*\(.*?\)")
+# The authors' pattern: no space allowed before "(", and the greedy ".*" runs to the line's last ")".
+_PAPER_DEF = re.compile(r"def\s+[\w_]+\(.*\)\s*")
 
 
 class ProblemError(ValueError):
     """A problem record that cannot be used; the message names its source and row."""
 
 
-def signature(code: str) -> str:
-    """The paper's signature: the last ``def name(...)`` in the reference code, stripped."""
+def signature(code: str, rule: str = "corrected") -> str | None:
+    """The signature appended to the task: the last ``def name(...)`` in the reference code, stripped.
+
+    ``rule="paper"`` is the authors' pattern: ``def name (args)`` does not match (no signature,
+    or an earlier helper's), and a trailing comment holding ")" stays in; None when nothing
+    matches. ``"corrected"`` allows the space, stops at the first ")" closing the line's
+    arguments, and raises when the code has no ``def`` at all.
+    """
+    if rule == "paper":
+        matches = _PAPER_DEF.findall(code)
+        return matches[-1].strip() if matches else None
     matches = _DEF.findall(code)
     if not matches:
         raise ValueError("no `def` in the reference code")
@@ -85,18 +96,20 @@ def load_mbpp(source: str | Path, split: str) -> list[dict]:
     return validate(dataset, f"{source}[{split}]")
 
 
-def add_signature(row: dict, source: str, index: int) -> dict:
+def add_signature(row: dict, source: str, index: int, rule: str = "corrected") -> dict:
     try:
-        sig = signature(row["code"])
+        sig = signature(row["code"], rule)
     except ValueError as exc:
         raise ProblemError(f"{source}: row {index} (task_id={row['task_id']}): {exc}") from None
+    if sig is None:  # the authors' pattern found nothing: their text stays as it was
+        return {**row, "signature": ""}
     return {**row, "signature": sig, "text": row["text"] + SIGNATURE_TEMPLATE.format(sig=sig)}
 
 
-def preprocess(rows: list[dict], source: str, *, drop_classes: bool) -> list[dict]:
+def preprocess(rows: list[dict], source: str, *, drop_classes: bool, rule: str = "corrected") -> list[dict]:
     """The paper's preprocessing: optionally drop reference solutions with ``class``, append the signature."""
     # Row numbers in errors count the source rows, not the rows left after the class filter.
-    return [add_signature(row, source, index) for index, row in enumerate(rows)
+    return [add_signature(row, source, index, rule) for index, row in enumerate(rows)
             if not (drop_classes and "class" in row["code"])]
 
 
@@ -110,11 +123,15 @@ def save_dataset(rows: list[dict], out: Path, **provenance) -> Path:
     return out
 
 
-def prepare(source: str | Path, out_dir: str | Path = GLOBAL_DIR) -> dict[str, Path]:
+def prepare(source: str | Path, out_dir: str | Path = GLOBAL_DIR, protocol=None) -> dict[str, Path]:
     """Write the two preprocessed datasets the rest of the pipeline reads.
 
-    ``source`` is a folder of MBPP JSONL splits, a hub id, or ``demo`` for the demo set.
+    ``source`` is a folder of MBPP JSONL splits, a hub id, or ``demo`` for the demo set;
+    ``protocol`` (a name or ``protocol.Protocol``) picks the signature rule.
     """
+    from shared_utils.protocol import resolve
+
+    protocol = resolve(protocol)
     layout = GlobalLayout(Path(out_dir))
     if str(source) == DEMO_SOURCE:
         train = demo_problems("train", with_signatures=False)
@@ -122,9 +139,9 @@ def prepare(source: str | Path, out_dir: str | Path = GLOBAL_DIR) -> dict[str, P
     else:
         train = load_mbpp(source, "train")
         test = load_mbpp(source, "test")
-    train_rows = preprocess(train, f"{source}[train]", drop_classes=True)
-    test_rows = preprocess(test, f"{source}[test]", drop_classes=False)
-    common = dict(source=str(source), signature_template=SIGNATURE_TEMPLATE)
+    train_rows = preprocess(train, f"{source}[train]", drop_classes=True, rule=protocol.signature)
+    test_rows = preprocess(test, f"{source}[test]", drop_classes=False, rule=protocol.signature)
+    common = dict(source=str(source), signature_template=SIGNATURE_TEMPLATE, protocol=protocol.switches())
     return {
         "train": save_dataset(train_rows, layout.train_problems, split="train", rows_before_class_filter=len(train),
                               **common),
@@ -236,6 +253,7 @@ def humaneval_problems() -> list[dict]:
             "code": problem["prompt"] + problem["canonical_solution"],
             "test_list": humaneval_tests(problem["test"], problem["entry_point"]),
             "test_setup_code": humaneval_setup(problem["test"]),
+            "setup_is_test": True,  # the test module's prelude: run under every protocol
             "challenge_test_list": [],
             "signature": signature(problem["prompt"]),
         })

@@ -2,7 +2,8 @@
 
 Every run writes, next to the evaluation notebook: the raw completions in the paper's JSON
 format (``<model>_<variant>_model_output_run_<i>.json``), a per-sample Parquet table and a
-summary JSON per extraction mode. A run whose summary exists is not redone, and generation
+summary JSON per scoring (``scoring.SCORINGS``: the paper's protocol exactly, the corrected
+execution, the fenced extraction). A run whose summary exists is not redone, and generation
 itself resumes from its checkpoint, so rerunning a cell after an interruption is cheap.
 """
 
@@ -13,10 +14,9 @@ import json
 from pathlib import Path
 
 from shared_utils import data, files, prompts, scoring
-from shared_utils.extraction import MODES
 from shared_utils.layout import BASE, BENCHMARKS, FURTHER, STAGE1, ArtifactLayout
 
-EXTRACTIONS = MODES  # every run is scored with both extractions
+SCORINGS = tuple(scoring.SCORINGS)  # every run is scored every way, from the same completions
 VARIANTS = (BASE, STAGE1, FURTHER)  # always listed by ``describe``; later iterations once they exist
 
 
@@ -92,7 +92,7 @@ def run_variant(plan: EvalPlan, variant: str, *, benchmark: str = "mbpp", progre
     rows = []
     for run in range(plan.runs):
         stem = plan.layout.run_stem(variant, run, benchmark)
-        summary_files = {mode: scoring.score_files(stem, mode)["summary"] for mode in EXTRACTIONS}
+        summary_files = {name: scoring.score_files(stem, name)["summary"] for name in SCORINGS}
         if not all(path.is_file() for path in summary_files.values()):
             if plan.generation:
                 options = plan.generation
@@ -111,11 +111,10 @@ def run_variant(plan: EvalPlan, variant: str, *, benchmark: str = "mbpp", progre
             texts = {}
             for completion in completions:
                 texts.setdefault(completion.task_id, []).append(completion.text)
-            for mode in EXTRACTIONS:
-                frame = scoring.score_completions(texts, problems, extract=mode, progress=progress)
-                summary = {**metadata, "extract": mode, **scoring.summarize(frame, plan.ks)}
-                scoring.save_scores(frame, summary, stem, mode)
-        for mode, path in summary_files.items():
+            scored = scoring.score_all(texts, problems, SCORINGS, ks=plan.ks, progress=progress, **metadata)
+            for name, (frame, summary) in scored.items():
+                scoring.save_scores(frame, summary, stem, name)
+        for path in summary_files.values():
             rows.append(json.loads(path.read_text()))
     return pd.json_normalize(rows)
 
@@ -125,7 +124,7 @@ class Report:
     table: object  # MBPP: mean ± std over runs per variant and metric
     per_run: object
     paired: object
-    samples: dict  # (variant, extract) -> pooled per-sample frame
+    samples: dict  # (variant, scoring) -> pooled per-sample frame
     humaneval: "Report | None" = None  # the same for HumanEval, when its runs were made
 
     def text(self) -> str:
@@ -139,12 +138,12 @@ def _load_frames(plan: EvalPlan, benchmark: str) -> dict:
 
     frames = {}
     for variant in plan.variants():
-        for mode in EXTRACTIONS:
-            tables = [scoring.score_files(plan.layout.run_stem(variant, run, benchmark), mode)["samples"]
+        for name in SCORINGS:
+            tables = [scoring.score_files(plan.layout.run_stem(variant, run, benchmark), name)["samples"]
                       for run in range(plan.runs)]
             parts = [pd.read_parquet(table).assign(run=run) for run, table in enumerate(tables) if table.is_file()]
             if parts:
-                frames[(variant, mode)] = pd.concat(parts, ignore_index=True)
+                frames[(variant, name)] = pd.concat(parts, ignore_index=True)
     return frames
 
 
@@ -168,15 +167,15 @@ def _compare(plan: EvalPlan, benchmark: str) -> Report | None:
     if not frames:
         return None
     per_run = []
-    for (variant, mode), frame in frames.items():
+    for (variant, name), frame in frames.items():
         for run, part in frame.groupby("run"):
             summary = scoring.summarize(part, plan.ks)
-            per_run.append({"variant": variant, "extract": mode, "run": run, "solved_tasks": summary["solved_tasks"],
+            per_run.append({"variant": variant, "scoring": name, "run": run, "solved_tasks": summary["solved_tasks"],
                             "avg_mi": summary["avg_mi"],
                             **{f"pass@{k}": v for k, v in summary["pass_at_k"].items()}})
     per_run = pd.DataFrame(per_run)
     metrics = [c for c in per_run.columns if c.startswith("pass@") or c == "avg_mi"]
-    grouped = per_run.groupby(["variant", "extract"], sort=False)[metrics]
+    grouped = per_run.groupby(["variant", "scoring"], sort=False)[metrics]
     table = grouped.mean().round(4).astype(str) + " ± " + grouped.std(ddof=1).fillna(0).round(4).astype(str)
     names = [variant for variant in plan.variants() if (variant, "paper") in frames]
     steps = list(zip(names, names[1:])) + ([(names[0], names[-1])] if len(names) > 2 else [])

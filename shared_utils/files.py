@@ -94,3 +94,9 @@ def provenance(**fields: Any) -> dict[str, Any]:
 def write_provenance(folder: str | os.PathLike, **fields: Any) -> Path:
     """Write ``provenance.json`` inside an artifact folder."""
     return write_json(Path(folder) / "provenance.json", provenance(**fields))
+
+
+def read_provenance(folder: str | os.PathLike) -> dict | None:
+    """An artifact folder's ``provenance.json``, or None when it has none."""
+    path = Path(folder) / "provenance.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None

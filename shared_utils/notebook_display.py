@@ -20,6 +20,7 @@ def token_length_stats(model: str, dataset):
 
     from shared_utils.models import load_tokenizer
     from shared_utils.prompts import for_training
+    from shared_utils.training.formats import conversational_example
 
     tokenizer = for_training(load_tokenizer(model))
 
@@ -27,9 +28,8 @@ def token_length_stats(model: str, dataset):
         text = tokenizer.apply_chat_template(prompt + answer, tokenize=False)
         return len(tokenizer(text, add_special_tokens=False).input_ids)
 
-    frame = pd.DataFrame({
-        side: [length(row["prompt"], row[side]) for row in dataset] for side in ("chosen", "rejected")
-    })
+    rows = [conversational_example(row) for row in dataset]  # the authors' row shape too
+    frame = pd.DataFrame({side: [length(row["prompt"], row[side]) for row in rows] for side in ("chosen", "rejected")})
     return frame.describe().T
 
 

@@ -44,10 +44,10 @@ def evaluation_overview(report):
     """pass@k per variant, MI of passing samples per variant, per-problem MI change, MI components."""
     from shared_utils.scoring import per_task
 
-    per_run = report.per_run[report.per_run["extract"] == "paper"]
+    per_run = report.per_run[report.per_run["scoring"] == "paper"]
     pass_cols = [c for c in per_run.columns if c.startswith("pass@")]
     fig, axes = plt.subplots(1, 4, figsize=(20, 4))
-    per_run.groupby("variant", sort=False)[pass_cols].mean().plot.bar(ax=axes[0], rot=0, title="pass@k (paper extraction)")
+    per_run.groupby("variant", sort=False)[pass_cols].mean().plot.bar(ax=axes[0], rot=0, title="pass@k (paper scoring)")
     paper = {variant: frame for (variant, mode), frame in report.samples.items() if mode == "paper"}
     passing = {variant: frame.loc[frame["passed"], "mi"] for variant, frame in paper.items()}
     if any(len(values) for values in passing.values()):

@@ -12,7 +12,9 @@ import hashlib
 import json
 import math
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable
+
+import numpy as np
 
 from shared_utils import data, files, prompts
 from shared_utils.extraction import extract_code, wrap_code
@@ -38,25 +40,37 @@ def normalise(code: str) -> str:
     return " ".join(code.split())
 
 
-def sandbox_jobs(problem: dict, codes: Iterable[str]) -> list[tuple]:
-    return [(code, problem["test_list"], problem["test_setup_code"]) for code in codes]
-
-
-def run_checks(problems: dict, candidates: list[tuple], *, timeout: float = 5.0, progress: bool = True) -> list[bool]:
-    """Sandbox verdicts for ``(task_id, code)`` candidates, in order."""
+def run_checks(problems: dict, candidates: list[tuple], *, timeout: float = 5.0, progress: bool = True,
+               protocol=None) -> list[bool]:
+    """Sandbox verdicts for ``(task_id, code)`` candidates, in order, run as ``protocol`` runs them."""
+    from shared_utils.protocol import resolve, setup_code
     from shared_utils.sandbox import check_many
 
-    jobs = [job for task_id, code in candidates for job in sandbox_jobs(problems[task_id], [code])]
-    return [outcome.passed for outcome in check_many(jobs, timeout=timeout, progress=progress)]
+    protocol = resolve(protocol)
+    jobs = [(code, problems[task_id]["test_list"], setup_code(problems[task_id], protocol)) for task_id, code in candidates]
+    outcomes = check_many(jobs, timeout=timeout, progress=progress, namespace=protocol.namespace)
+    return [outcome.passed for outcome in outcomes]
+
+
+def pair_code(code: str, protocol) -> str:
+    """A generator's implementation as Stage 1b runs it and Stage 1c wraps it.
+
+    ``raw`` (the paper): exactly as returned, fences and trailing newlines included;
+    ``extracted``: the ``paper`` extraction (fence markers deleted, ends stripped).
+    """
+    return code if protocol.pair_code == "raw" else extract_code(code, "paper")
 
 
 def check_pair_responses(problems: list[dict], responses: dict, *, generator: str, timeout: float = 5.0,
-                         progress: bool = True) -> tuple[list[dict], PairCounts]:
+                         progress: bool = True, protocol=None) -> tuple[list[dict], PairCounts]:
     """Keep the tasks whose two implementations both pass their asserts (Stage 1b).
 
     ``responses`` maps task_id to an object with ``code_output_1``, ``code_output_2`` and
     ``error`` (``generation.PairResponse``). Tasks without a problem are an error, not skipped.
     """
+    from shared_utils.protocol import resolve
+
+    protocol = resolve(protocol)
     by_id = {problem["task_id"]: problem for problem in problems}
     unknown = sorted(set(responses) - set(by_id), key=str)
     if unknown:
@@ -65,9 +79,8 @@ def check_pair_responses(problems: list[dict], responses: dict, *, generator: st
     answered = [r for r in responses.values() if not r.error and r.code_output_1 and r.code_output_2]
     counts.answered = len(responses)
     counts.malformed = len(responses) - len(answered)
-    candidates = [(r.task_id, extract_code(code, "paper")) for r in answered
-                  for code in (r.code_output_1, r.code_output_2)]
-    verdicts = run_checks(by_id, candidates, timeout=timeout, progress=progress)
+    candidates = [(r.task_id, pair_code(code, protocol)) for r in answered for code in (r.code_output_1, r.code_output_2)]
+    verdicts = run_checks(by_id, candidates, timeout=timeout, progress=progress, protocol=protocol)
     rows = []
     for index, response in enumerate(answered):
         first, second = verdicts[2 * index], verdicts[2 * index + 1]
@@ -82,7 +95,7 @@ def check_pair_responses(problems: list[dict], responses: dict, *, generator: st
 
 
 def pairs_from_samples(problems: list[dict], samples: dict, *, generator: str, extract: str = "fenced",
-                       timeout: float = 5.0, progress: bool = True) -> tuple[list[dict], PairCounts]:
+                       timeout: float = 5.0, progress: bool = True, protocol=None) -> tuple[list[dict], PairCounts]:
     """Stage 1b for a generator that cannot follow the two-implementation JSON schema.
 
     It sampled several independent answers per task; the first two *different* passing
@@ -90,7 +103,7 @@ def pairs_from_samples(problems: list[dict], samples: dict, *, generator: str, e
     """
     by_id = {problem["task_id"]: problem for problem in problems}
     candidates = [(task_id, extract_code(text, extract)) for task_id, texts in samples.items() for text in texts]
-    verdicts = run_checks(by_id, candidates, timeout=timeout, progress=progress)
+    verdicts = run_checks(by_id, candidates, timeout=timeout, progress=progress, protocol=protocol)
     passing: dict = {}
     for (task_id, code), ok in zip(candidates, verdicts):
         distinct = passing.setdefault(task_id, {})
@@ -108,17 +121,29 @@ def pairs_from_samples(problems: list[dict], samples: dict, *, generator: str, e
     return rows, counts
 
 
-def preference_row(problem: dict, chosen: str, rejected: str, key: Key) -> dict:
-    """One TRL conversational preference example plus the scores that explain it."""
+def preference_row(problem: dict, chosen: str, rejected: str, key: Key, keys: tuple[float, float] | None = None,
+                   pair_format: str = "chat") -> dict:
+    """One preference example plus the scores that explain it.
+
+    ``pair_format="chat"``: TRL's conversational format (the answers as assistant messages);
+    ``"authors"``: the authors' rows, the prompt's contents as lists of text parts and the
+    answers as plain strings (what TRL 0.23 then re-split, see ``training.formats``).
+    ``keys`` gives the two key values when they were computed on other text than the code.
+    """
+    if pair_format not in ("chat", "authors"):
+        raise ValueError(f"pair_format must be 'chat' or 'authors', not {pair_format!r}")
+    chat = pair_format == "chat"
     row = {
         "task_id": problem["task_id"],
-        "prompt": prompts.messages(problem["text"]),
-        "chosen": [{"role": "assistant", "content": wrap_code(chosen)}],
-        "rejected": [{"role": "assistant", "content": wrap_code(rejected)}],
+        "prompt": prompts.messages(problem["text"]) if chat else [
+            {"role": message["role"], "content": [{"type": "text", "text": message["content"]}]}
+            for message in prompts.messages(problem["text"])],
+        "chosen": [{"role": "assistant", "content": wrap_code(chosen)}] if chat else wrap_code(chosen),
+        "rejected": [{"role": "assistant", "content": wrap_code(rejected)}] if chat else wrap_code(rejected),
         "chosen_code": chosen,
         "rejected_code": rejected,
-        "key_chosen": key(chosen),
-        "key_rejected": key(rejected),
+        "key_chosen": keys[0] if keys else key(chosen),
+        "key_rejected": keys[1] if keys else key(rejected),
     }
     for side, code in (("chosen", chosen), ("rejected", rejected)):
         components = score(code).as_dict()
@@ -127,23 +152,34 @@ def preference_row(problem: dict, chosen: str, rejected: str, key: Key) -> dict:
     return row
 
 
-def label_global(pairs: list[dict], key: Key = mi_score) -> list[dict]:
+def label_global(pairs: list[dict], key: Key = mi_score, pair_format: str = "chat") -> list[dict]:
     """Stage 1c: the implementation with the higher key is chosen; ties keep the first, as the paper."""
     rows = []
     for pair in pairs:
         first, second = pair["code_output_1"], pair["code_output_2"]
         chosen, rejected = (first, second) if key(first) >= key(second) else (second, first)
-        rows.append(preference_row(pair, chosen, rejected, key))
+        rows.append(preference_row(pair, chosen, rejected, key, pair_format=pair_format))
     return rows
 
 
-def label_local(problems: list[dict], passing: dict, *, key: Key = mi_score, min_gap: float = 0.0) -> list[dict]:
+def label_local(problems: list[dict], passing: dict, *, key: Key = mi_score, min_gap: float = 0.0,
+                pairing: str = "distinct", scored: dict | None = None, pair_format: str = "chat") -> list[dict]:
     """Stage 2b: best-key passing sample against worst-key passing sample, per task.
 
-    Unlike the paper (raw string comparison), samples that differ only in whitespace count
-    as identical, and tasks without two distinct passing samples are dropped.
+    ``pairing="distinct"``: samples that differ only in whitespace count as identical, and
+    tasks without two distinct passing samples, or whose gap is below ``min_gap``, are dropped.
+    ``pairing="argmax"`` (the paper): the first sample with the highest key against the first
+    with the lowest, over all passing samples; dropped only when the two are the same sample.
+    ``scored`` maps task_id to the texts the key is computed on, aligned with ``passing``
+    (the paper's Stage 2a scored its answers with the fences' backticks removed).
     """
+    if pairing not in ("distinct", "argmax"):
+        raise ValueError(f"pairing must be 'distinct' or 'argmax', not {pairing!r}")
     by_id = {problem["task_id"]: problem for problem in problems}
+    if pairing == "argmax":
+        return [row for task_id, codes in passing.items()
+                if (row := _argmax_pair(by_id[task_id], codes, (scored or passing)[task_id], key, pair_format))
+                is not None]
     rows = []
     for task_id, codes in passing.items():
         distinct = list({normalise(code): code for code in codes}.values())
@@ -154,8 +190,20 @@ def label_local(problems: list[dict], passing: dict, *, key: Key = mi_score, min
         best, worst = order[0], order[-1]
         if math.isnan(keys[best] - keys[worst]) or keys[best] - keys[worst] < min_gap:
             continue
-        rows.append(preference_row(by_id[task_id], distinct[best], distinct[worst], key))
+        rows.append(preference_row(by_id[task_id], distinct[best], distinct[worst], key, pair_format=pair_format))
     return rows
+
+
+def _argmax_pair(problem: dict, codes: list[str], texts: list[str], key: Key, pair_format: str) -> dict | None:
+    """The paper's pair: ``argmax``/``argmin`` of the key (first occurrence on ties); None if they coincide."""
+    if not codes:
+        return None
+    keys = [key(text) for text in texts]
+    best, worst = int(np.argmax(keys)), int(np.argmin(keys))
+    if best == worst:
+        return None
+    return preference_row(problem, codes[best], codes[worst], key, keys=(keys[best], keys[worst]),
+                          pair_format=pair_format)
 
 
 def content_hash(rows: list[dict]) -> str:

@@ -44,8 +44,18 @@ def retry_prompt(text: str, failed_solution: str) -> str:
     return f"{text}\n{RETRY_FEEDBACK}\n{failed_solution}"
 
 
+def paper_retry_prompt(text: str, failed_answer: str) -> str:
+    """The authors' exact feedback prompt: the notice, a "Failed solution:" label, the raw answer, a newline."""
+    return f"{text}\n{RETRY_FEEDBACK}\nFailed solution:\n{failed_answer}\n"
+
+
 def global_pair_prompt(text: str) -> str:
     return f"{GLOBAL_PAIR_INSTRUCTION}\n{text}"
+
+
+def paper_global_pair_prompt(task_id, text: str) -> str:
+    """The authors' Gemini prompt: the task id leads, and the answer names it back."""
+    return f"Task_ID:{task_id}\n\n{GLOBAL_PAIR_INSTRUCTION}\n\n{text}"
 
 
 def render(tokenizer, chat: list[dict], quirks: "ChatQuirks | None" = None) -> str:

@@ -96,9 +96,19 @@ class Recipe:
 
         if stage not in TRAINING_STAGES:
             raise ValueError(f"unknown training stage {stage!r}; expected one of {', '.join(TRAINING_STAGES)}")
-        section = self.section(stage)
+        section, protocol = self.section(stage), self.protocol()
         return TrainingSettings(dpo=section["training"], lora=section["lora"], max_pairs=section["max_pairs"],
-                                reference=section.get("reference", "base"), where=f"{self.describe()}: {stage}")
+                                reference=section.get("reference", "base"), protocol=protocol.name,
+                                training_format=protocol.training_format,
+                                load_dtype="float32" if protocol.training_dtype == "float32" else None,
+                                where=f"{self.describe()}: {stage}")
+
+    def protocol(self):
+        """The recipe's ``protocol``: a name with its single switches laid over it (``protocol.Protocol``)."""
+        from shared_utils.protocol import resolve
+
+        section = self.settings["protocol"]
+        return resolve(section["name"], **(section.get("switches") or {}))
 
     def layout(self, **folders):
         """The model's artifact layout; adapter names carry the recipe's epochs."""
@@ -113,15 +123,19 @@ class Recipe:
         return " + ".join(self.layers)
 
 
-def load(model: str | None = None, *overlays: dict | str | Path, recipe: str | Path | None = None) -> Recipe:
+def load(model: str | None = None, *overlays: dict | str | Path, recipe: str | Path | None = None,
+         protocol: str | None = None) -> Recipe:
     """The paper's settings, then the model's recipe (or ``recipe``), then each overlay in order.
 
     A model added as a folder names a registered ``base``: its recipe comes between the paper's
     settings and the folder's own.
 
     ``model=None`` (an unregistered model) keeps the paper's settings. An overlay is a mapping
-    (a notebook's ``overrides``) or a YAML file (the smoke overlay).
+    (a notebook's ``overrides``) or a YAML file (the smoke overlay). ``protocol`` (``paper`` or
+    ``corrected``), when given, is laid over everything (a notebook's or a verb's ``--protocol``).
     """
+    if protocol is not None:
+        overlays = (*overlays, {"protocol": {"name": protocol}})
     settings = read_yaml(PAPER)
     layers = [_relative(PAPER)]
     source = _find(recipe) if recipe else (recipe_file(model) if model else None)

@@ -39,6 +39,7 @@ class RunOptions:
     responses: str | None = None
     runs_dir: Path | None = None
     artifacts: Path | None = None  # where stage outputs go; default: next to the notebooks (smoke: the runs folder)
+    protocol: str | None = None  # paper | corrected for every notebook; None: the recipe's
 
     def stage_list(self) -> list[str]:
         chosen = list(STAGES) if self.stages == "all" else [s.strip() for s in self.stages.split(",") if s.strip()]
@@ -76,12 +77,12 @@ def smoke_overrides(options: RunOptions) -> dict:
 
 
 def stage_parameters(options: RunOptions, stage: str, template: str, recipe: Recipe, layout: ArtifactLayout) -> dict:
-    if stage == "global":
-        return global_parameters(options, template, recipe, layout)
-    params = model_parameters(options, layout)
-    if stage == "eval":
-        params.update(output_dir=str(layout.evaluation_dir), fine_tuning_dir=str(layout.model_dir))
-    return params
+    if stage == "eval":  # scores every protocol side by side
+        return {**model_parameters(options, layout), "output_dir": str(layout.evaluation_dir),
+                "fine_tuning_dir": str(layout.model_dir)}
+    params = (global_parameters(options, template, recipe, layout) if stage == "global"
+              else model_parameters(options, layout))
+    return {**params, "protocol": options.protocol} if options.protocol else params
 
 
 def artifact_layout(options: RunOptions, runs_dir: Path) -> ArtifactLayout:

@@ -1,14 +1,17 @@
 """Scoring completions: pass@k and average MI of passing code, as the paper reports them.
 
-The published protocol: extract with the ``paper`` mode, run every sample against the
-problem's asserts (5 s per assert), pass@10 = share of problems with at least one passing
-sample out of 10, average MI = mean over solved problems of the mean MI of their passing
-samples. Beyond the paper: the unbiased pass@k estimator for any k <= n, paired bootstrap
-intervals between variants, and the ``fenced`` extraction reported beside the paper's.
+The published protocol: extract with the ``paper`` mode, run every sample with ``exec(code, {})``
+(no MBPP set-up code) against the problem's asserts (5 s per assert), pass@10 = share of
+problems with at least one passing sample out of 10, average MI = mean over solved problems of
+the mean MI of their passing samples. The same completions are scored three ways side by side
+(``SCORINGS``): ``paper`` exactly so, ``corrected`` with the same extraction but the corrected
+execution (a real ``__main__``, set-up code run), ``fenced`` with the first fenced block as well.
+Beyond the paper: the unbiased pass@k estimator for any k <= n and paired bootstrap intervals.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Iterable
@@ -22,6 +25,32 @@ from shared_utils.maintainability import score
 DEFAULT_KS = (1, 5, 10)
 
 
+@dataclasses.dataclass(frozen=True)
+class Scoring:
+    """How a completion becomes a verdict: an ``extraction`` mode and a ``protocol``'s execution."""
+
+    extract: str
+    protocol: str
+
+
+SCORINGS = {
+    "paper": Scoring(extract="paper", protocol="paper"),  # the published numbers
+    "corrected": Scoring(extract="paper", protocol="corrected"),
+    "fenced": Scoring(extract="fenced", protocol="corrected"),
+}
+
+
+def scorings(names: "str | Iterable[str] | None" = None) -> list[str]:
+    """Scoring names from a comma-separated string or a list; all of them by default."""
+    if names is None:
+        return list(SCORINGS)
+    chosen = [name.strip() for name in (names.split(",") if isinstance(names, str) else names) if name.strip()]
+    unknown = [name for name in chosen if name not in SCORINGS]
+    if unknown or not chosen:
+        raise ValueError(f"unknown scoring(s) {unknown or names!r}; expected some of {', '.join(SCORINGS)}")
+    return chosen
+
+
 def pass_at_k(n: int, c: int, k: int) -> float:
     """Chen et al. (2021): 1 - C(n-c, k) / C(n, k), the chance that k of n samples hold a pass."""
     if k > n:
@@ -31,12 +60,19 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
 
 
-def score_completions(completions: dict, problems: Iterable[dict], *, extract: str = "paper",
+def score_completions(completions: dict, problems: Iterable[dict], *, extract: str = "paper", protocol=None,
                       timeout: float = 5.0, workers: int | None = None, progress: bool = True):
-    """One row per sample: extracted code, sandbox verdict, per-assert results, MI and components."""
+    """One row per sample: extracted code, sandbox verdict, per-assert results, MI and components.
+
+    ``protocol`` (a name or ``protocol.Protocol``) sets how the candidate runs: its globals
+    and whether MBPP's set-up code runs before the asserts.
+    """
     import pandas as pd
 
+    from shared_utils.protocol import resolve, setup_code
     from shared_utils.sandbox import check_many, isolation_mode
+
+    protocol = resolve(protocol)
 
     by_id = {problem["task_id"]: problem for problem in problems}
     unknown = [task_id for task_id in completions if task_id not in by_id]
@@ -44,8 +80,8 @@ def score_completions(completions: dict, problems: Iterable[dict], *, extract: s
         raise ValueError(f"completions for task_id(s) not in the problem set: {unknown[:10]}")
     samples = [(task_id, index, extract_code(text, extract))
                for task_id, texts in completions.items() for index, text in enumerate(texts)]
-    jobs = [(code, by_id[task_id]["test_list"], by_id[task_id]["test_setup_code"]) for task_id, _, code in samples]
-    outcomes = check_many(jobs, timeout=timeout, workers=workers, progress=progress)
+    jobs = [(code, by_id[task_id]["test_list"], setup_code(by_id[task_id], protocol)) for task_id, _, code in samples]
+    outcomes = check_many(jobs, timeout=timeout, workers=workers, progress=progress, namespace=protocol.namespace)
     rows = []
     for (task_id, index, code), outcome in zip(samples, outcomes):
         rows.append({
@@ -112,33 +148,50 @@ def compare(frame_a, frame_b, *, k: int = 1, seed: int = 0) -> dict:
             "avg_mi": paired_bootstrap(a["mi_passing"], b["mi_passing"], seed=seed)}
 
 
-def score_files(stem: str | Path, extract: str) -> dict[str, Path]:
-    """``<stem>.<extract>.samples.parquet`` (one row per sample) and ``<stem>.<extract>.summary.json``."""
+def score_files(stem: str | Path, scoring: str) -> dict[str, Path]:
+    """``<stem>.<scoring>.samples.parquet`` (one row per sample) and ``<stem>.<scoring>.summary.json``."""
     stem = Path(stem)
-    return {part: stem.with_name(f"{stem.name}.{extract}.{part}.{suffix}")
+    return {part: stem.with_name(f"{stem.name}.{scoring}.{part}.{suffix}")
             for part, suffix in (("samples", "parquet"), ("summary", "json"))}
 
 
-def save_scores(frame, summary: dict, stem: str | Path, extract: str) -> dict[str, Path]:
-    """The per-sample table and the summary of one extraction mode, each written atomically."""
-    written = score_files(stem, extract)
+def save_scores(frame, summary: dict, stem: str | Path, scoring: str) -> dict[str, Path]:
+    """The per-sample table and the summary of one scoring, each written atomically."""
+    written = score_files(stem, scoring)
     with files.atomic_path(written["samples"]) as tmp:
         frame.to_parquet(tmp, index=False)
     files.write_json(written["summary"], summary)
     return written
 
 
-def evaluate_file(completions_path: str | Path, problems_path: str | Path, *, extract: str = "paper",
+def score_all(completions: dict, problems: list[dict], names: Iterable[str], *, ks: Iterable[int] = DEFAULT_KS,
+              timeout: float = 5.0, progress: bool = True, **metadata) -> dict[str, tuple]:
+    """``{scoring: (per-sample frame, summary)}`` for the same completions under each named scoring."""
+    scored = {}
+    for name in names:
+        how = SCORINGS[name]
+        frame = score_completions(completions, problems, extract=how.extract, protocol=how.protocol,
+                                  timeout=timeout, progress=progress)
+        scored[name] = frame, {**metadata, "scoring": name, **dataclasses.asdict(how), "timeout": timeout,
+                               **summarize(frame, ks)}
+    return scored
+
+
+def evaluate_file(completions_path: str | Path, problems_path: str | Path, *, scoring: "str | Iterable[str] | None" = None,
                   ks: Iterable[int] = DEFAULT_KS, timeout: float = 5.0, out: str | Path | None = None,
                   progress: bool = True) -> dict:
-    """Score a completions file in the paper's format against a problem set (the ``evaluate`` verb)."""
+    """Score a completions file in the paper's format against a problem set (the ``evaluate`` verb).
+
+    Returns ``{scoring: summary}``, every scoring of ``SCORINGS`` unless ``scoring`` names some.
+    """
     from shared_utils.data import TEST_FIELDS, load_problems
     from shared_utils.generation import read_paper_format
 
     completions = read_paper_format(completions_path)
-    frame = score_completions(completions, load_problems(problems_path, TEST_FIELDS), extract=extract, timeout=timeout,
-                              progress=progress)
-    summary = {"completions": str(completions_path), "extract": extract, "timeout": timeout, **summarize(frame, ks)}
+    problems = load_problems(problems_path, TEST_FIELDS)
+    scored = score_all(completions, problems, scorings(scoring), ks=ks, timeout=timeout, progress=progress,
+                       source=str(completions_path))
     if out is not None:
-        save_scores(frame, summary, Path(out) / Path(completions_path).stem, extract)
-    return summary
+        for name, (frame, summary) in scored.items():
+            save_scores(frame, summary, Path(out) / Path(completions_path).stem, name)
+    return {name: summary for name, (_, summary) in scored.items()}

@@ -1,8 +1,9 @@
 """Stage 2a, the paper's novel step: the Stage-1 model samples its own solutions.
 
 Each round asks again only for the tasks that still have fewer than ``min_passing``
-passing samples, optionally with the paper's feedback prompt and one failed solution.
+passing samples, optionally with the feedback prompt and one failed solution.
 Generation is checkpointed per (task, round, sample), so an interrupted run resumes.
+How answers are extracted, run and shown back follows a ``protocol.Protocol``.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ class SelfGenConfig:
     rounds: int = 5
     min_passing: int = 2
     feedback: bool = True
-    extract: str = "fenced"
     timeout: float = 5.0
+    protocol: object = None  # a name or ``protocol.Protocol``; None: the default
 
 
 @dataclasses.dataclass
@@ -29,12 +30,27 @@ class SelfGenResult:
     passing: dict  # task_id -> passing extracted codes, in generation order
     failed: dict  # task_id -> failing extracted codes
     rounds: list[dict]  # per-round statistics
+    passing_texts: dict = dataclasses.field(default_factory=dict)  # the raw answers behind ``passing``
+    failed_texts: dict = dataclasses.field(default_factory=dict)  # task_id -> [(round, raw answer)]
 
 
-def round_prompt(problem: dict, failed: list[str], round_index: int, feedback: bool) -> str:
-    if round_index == 0 or not feedback or not failed:
+def round_prompt(problem: dict, result: SelfGenResult, round_index: int, feedback: bool, protocol) -> str:
+    """The task, and from the second round on (with ``feedback``) one failed solution.
+
+    ``protocol.feedback="paper"``: the last failing raw answer of the most recent round that had
+    one, in the paper's wording; ``"corrected"``: the first failing extracted code.
+    """
+    task_id = problem["task_id"]
+    if round_index == 0 or not feedback or not result.failed[task_id]:
         return problem["text"]
-    return prompts.retry_prompt(problem["text"], failed[0])
+    if protocol.feedback == "paper":
+        return prompts.paper_retry_prompt(problem["text"], result.failed_texts[task_id][-1][1])
+    return prompts.retry_prompt(problem["text"], result.failed[task_id][0])
+
+
+def mi_text(answer: str, code: str, protocol) -> str:
+    """What Stage 2b's MI is computed on: the extracted code, or the paper's backtick-free answer."""
+    return answer.replace("```", "") if protocol.selfgen_mi == "paper" else code
 
 
 def self_generate(problems: list[dict], loaded=None, *, sampling=None, config: SelfGenConfig = SelfGenConfig(),
@@ -45,28 +61,48 @@ def self_generate(problems: list[dict], loaded=None, *, sampling=None, config: S
     (one engine for every round), or ``backend="replay", source=FILE`` (a checkpoint of earlier rounds).
     """
     from shared_utils.generation import Request, SamplingConfig, generate
+    from shared_utils.protocol import resolve
 
+    protocol = resolve(config.protocol)
     sampling = sampling or SamplingConfig()
     by_id = {problem["task_id"]: problem for problem in problems}
-    passing = {task_id: [] for task_id in by_id}
-    failed = {task_id: [] for task_id in by_id}
-    stats = []
+    result = SelfGenResult(*({task_id: [] for task_id in by_id} for _ in range(2)), rounds=[],
+                           passing_texts={task_id: [] for task_id in by_id},
+                           failed_texts={task_id: [] for task_id in by_id})
     for round_index in range(config.rounds):
-        pending = [task_id for task_id in by_id if len(passing[task_id]) < config.min_passing]
+        pending = [task_id for task_id in by_id if len(result.passing[task_id]) < config.min_passing]
         if not pending:
             break
-        requests = [Request(task_id, prompts.messages(round_prompt(by_id[task_id], failed[task_id], round_index,
-                                                                   config.feedback)),
+        requests = [Request(task_id, prompts.messages(round_prompt(by_id[task_id], result, round_index,
+                                                                   config.feedback, protocol)),
                             round=round_index) for task_id in pending]
-        completions = generate(requests, **{"backend": "local", **generation_options}, loaded=loaded,
-                               sampling=sampling, checkpoint=checkpoint, progress=progress)
-        candidates = [(c.task_id, extract_code(c.text, config.extract)) for c in completions if c.round == round_index]
-        verdicts = run_checks(by_id, candidates, timeout=config.timeout, progress=progress)
-        for (task_id, code), ok in zip(candidates, verdicts):
-            (passing if ok else failed)[task_id].append(code)
-        stats.append({
+        completions = [c for c in generate(requests, **{"backend": "local", **generation_options}, loaded=loaded,
+                                           sampling=sampling, checkpoint=checkpoint, progress=progress)
+                       if c.round == round_index]
+        candidates = [(c.task_id, extract_code(c.text, protocol.selfgen_extract)) for c in completions]
+        verdicts = run_checks(by_id, candidates, timeout=config.timeout, progress=progress, protocol=protocol)
+        for completion, (task_id, code), ok in zip(completions, candidates, verdicts):
+            if ok:
+                result.passing[task_id].append(code)
+                result.passing_texts[task_id].append(completion.text)
+            else:
+                result.failed[task_id].append(code)
+                result.failed_texts[task_id].append((round_index, completion.text))
+        result.rounds.append({
             "round": round_index, "tasks_asked": len(pending), "samples": len(candidates),
             "samples_passed": int(sum(verdicts)),
-            "tasks_with_enough": sum(len(codes) >= config.min_passing for codes in passing.values()),
+            "tasks_with_enough": sum(len(codes) >= config.min_passing for codes in result.passing.values()),
         })
-    return SelfGenResult(passing=passing, failed=failed, rounds=stats)
+    return result
+
+
+def local_pairs(problems: list[dict], result: SelfGenResult, *, min_gap: float = 0.0, protocol=None) -> list[dict]:
+    """Stage 2b on a Stage 2a result, paired and scored as ``protocol`` says."""
+    from shared_utils.protocol import resolve
+    from shared_utils.preferences import label_local
+
+    protocol = resolve(protocol)
+    scored = {task_id: [mi_text(text, code, protocol) for text, code in zip(result.passing_texts[task_id], codes)]
+              for task_id, codes in result.passing.items()}
+    return label_local(problems, result.passing, min_gap=min_gap, pairing=protocol.local_pairing, scored=scored,
+                       pair_format=protocol.pair_format)

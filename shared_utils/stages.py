@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from shared_utils import data, preferences
+from shared_utils import data, files, preferences
 from shared_utils.layout import ArtifactLayout, GlobalLayout
 from shared_utils.recipes import Recipe
 
@@ -39,6 +39,7 @@ def global_pairs(out: GlobalLayout, recipe: Recipe, *, backend: str = "replay", 
     if backend not in PAIR_BACKENDS:
         raise ValueError(f"unknown pair backend {backend!r}; expected one of {', '.join(PAIR_BACKENDS)}")
     section = recipe.section("global_pairs")
+    protocol = recipe.protocol()
     tasks = data.load_problems(problems or out.train_problems)[: section["limit"]]
     if backend == "local":
         sampling = generation.SamplingConfig(n=section["samples"], max_new_tokens=section["max_new_tokens"])
@@ -48,7 +49,7 @@ def global_pairs(out: GlobalLayout, recipe: Recipe, *, backend: str = "replay", 
         texts: dict = {}
         for completion in completions:
             texts.setdefault(completion.task_id, []).append(completion.text)
-        rows, counts = preferences.pairs_from_samples(tasks, texts, generator=generator)
+        rows, counts = preferences.pairs_from_samples(tasks, texts, generator=generator, protocol=protocol)
     else:
         if backend == "replay":
             if responses is None:
@@ -58,18 +59,32 @@ def global_pairs(out: GlobalLayout, recipe: Recipe, *, backend: str = "replay", 
             answers = {k: v for k, v in generation.replay_pairs(responses).items() if k in wanted}
         else:
             answers = generation.request_pairs(tasks, backend=backend, model=generator, state_dir=out.pair_requests,
-                                               **backend_options)
-        rows, counts = preferences.check_pair_responses(tasks, answers, generator=generator, progress=progress)
+                                               protocol=protocol, **backend_options)
+        rows, counts = preferences.check_pair_responses(tasks, answers, generator=generator, progress=progress,
+                                                        protocol=protocol)
     saved = preferences.save_pairs(rows, out.pairs, generator=generator, backend=backend, counts=counts.__dict__,
-                                   recipe=recipe.describe())
+                                   recipe=recipe.describe(), protocol=protocol.switches())
     preferences.write_counts(counts, out.pair_counts)
     return GlobalPairs(rows=rows, counts=counts, saved=saved)
 
 
-def label(pairs: str | Path, out: GlobalLayout) -> tuple[list[dict], Path]:
-    """Stage 1c: the implementation with the higher MI is chosen; writes the DPO-ready global dataset."""
-    rows = preferences.label_global(preferences.load_rows(pairs))
-    saved = preferences.save_pairs(rows, out.dataset, source=str(pairs), key="radon mi_visit(code, multi=True)")
+def label(pairs: str | Path, out: GlobalLayout, protocol=None) -> tuple[list[dict], Path]:
+    """Stage 1c: the implementation with the higher MI is chosen; writes the DPO-ready global dataset.
+
+    The pairs hold the code as Stage 1b ran it (``protocol.pair_code``). ``protocol=None``
+    follows the protocol the pairs were made under; one given that disagrees is refused, not mixed.
+    """
+    from shared_utils.protocol import Protocol, resolve
+
+    made_under = (files.read_provenance(pairs) or {}).get("protocol")
+    protocol = Protocol(**made_under) if protocol is None and made_under else resolve(protocol)
+    made = (made_under or {}).get("pair_code")
+    if made is not None and made != protocol.pair_code:
+        raise ValueError(f"{pairs}: made with pair_code={made}, but protocol {protocol.name!r} has "
+                         f"pair_code={protocol.pair_code}; run global-pairs again with the same protocol")
+    rows = preferences.label_global(preferences.load_rows(pairs), pair_format=protocol.pair_format)
+    saved = preferences.save_pairs(rows, out.dataset, source=str(pairs), key="radon mi_visit(code, multi=True)",
+                                   protocol=protocol.switches())
     return rows, saved
 
 
@@ -105,6 +120,7 @@ def self_generate(recipe: Recipe, layout: ArtifactLayout, iteration: int = 1, *,
     model = model or recipe.model
     start = layout.start_adapter(iteration)
     problems = data.load_problems(layout.global_.train_problems)[: section["limit"]]
+    protocol = recipe.protocol()
     sampling = generation.SamplingConfig(n=section["samples"], max_new_tokens=section["max_new_tokens"])
     if generation.resolve_backend("auto") == "vllm":  # one engine for every round, the adapter a LoRARequest
         source = {"backend": "vllm", "model": model, "adapter": start}
@@ -112,17 +128,17 @@ def self_generate(recipe: Recipe, layout: ArtifactLayout, iteration: int = 1, *,
         source = {"loaded": load_model(model, adapter=start)}
     result = self_generation.self_generate(
         problems, sampling=sampling,
-        config=self_generation.SelfGenConfig(rounds=section["rounds"], feedback=section["feedback"]),
+        config=self_generation.SelfGenConfig(rounds=section["rounds"], feedback=section["feedback"], protocol=protocol),
         checkpoint=layout.generation_checkpoint(iteration), progress=progress, **source)
     rounds = pd.DataFrame(result.rounds)
     if len(rounds):
         rounds["pass_rate"] = rounds["samples_passed"] / rounds["samples"].clip(lower=1)
-    rows = preferences.label_local(problems, result.passing, min_gap=section["min_gap"])
+    rows = self_generation.local_pairs(problems, result, min_gap=section["min_gap"], protocol=protocol)
     dataset = None
     if rows:
         dataset = preferences.save_pairs(rows, layout.local_dataset(iteration), start_adapter=str(start),
                                          sampling=sampling.__dict__, rounds=rounds.to_dict("records"),
-                                         recipe=recipe.describe())
+                                         recipe=recipe.describe(), protocol=protocol.switches())
     return LocalPairs(problems=problems, generation=result, rounds=rounds, rows=rows, dataset=dataset)
 
 
@@ -136,7 +152,7 @@ def train_stage2(recipe: Recipe, layout: ArtifactLayout, iteration: int = 1, *, 
         return None
     return train_dpo(model or recipe.model, dataset, layout.further_adapter(iteration),
                      init_adapter=layout.start_adapter(iteration), settings=recipe.training("stage2c"),
-                     progress=progress)
+                     protocol=recipe.protocol(), progress=progress)
 
 
 def evaluation_plan(recipe: Recipe, layout: ArtifactLayout, *, model: str | None = None):

@@ -7,7 +7,7 @@ from huggingface_hub import ModelCard, ModelCardData
 from shared_utils.training import card
 
 RECORD = dict(dpo={"beta": 0.1, "learning_rate": 5e-7}, lora={"r": 16, "lora_alpha": 32}, reference="base",
-              base_model="google/gemma-3-1b-it", model="gemma3-1b", init_adapter=None, dataset="pairs", pairs=4,
+              training_format="conversational", base_model="google/gemma-3-1b-it", model="gemma3-1b", init_adapter=None, dataset="pairs", pairs=4,
               dataset_sha256="ab" * 32, global_step=2, seed=42, max_pairs=None, metrics={"loss": 0.69},
               plots=["loss.png"], versions={"trl": "1.16.0"})
 

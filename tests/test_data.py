@@ -128,16 +128,16 @@ def test_test_split_keeps_all_500_rows_with_signatures(prepared):
         assert row["text"].endswith(PAPER_SUFFIX.format(sig=row["signature"]))
 
 
-def paper_signature(code: str) -> str:
-    """The paper's rule, written independently: last ``def name(...)`` match, stripped."""
+def corrected_signature(code: str) -> str:
+    """The corrected rule, written independently: last ``def name(...)`` or ``def name (...)``, stripped."""
     return re.findall(r"def\s+\w+\s*\(.*?\)", code)[-1].strip()
 
 
-def test_every_train_text_is_the_original_plus_the_paper_signature(prepared):
+def test_every_train_text_is_the_original_plus_the_signature(prepared):
     source = prepared["source_train"]
     for row in prepared["train"]:
         original = source[row["task_id"]]
-        sig = paper_signature(original["code"])
+        sig = corrected_signature(original["code"])
         assert row["text"] == original["text"] + PAPER_SUFFIX.format(sig=sig), row["task_id"]
         # Everything else is untouched.
         for name in ("code", "test_list", "test_setup_code", "challenge_test_list"):
@@ -337,7 +337,7 @@ def test_demo_problems_shape():
         assert FIELDS <= set(row)
         assert len(row["test_list"]) == 3, row["task_id"]
         assert row["text"].endswith(PAPER_SUFFIX.format(sig=row["signature"]))
-        assert row["signature"] == paper_signature(row["code"])
+        assert row["signature"] == corrected_signature(row["code"])
 
 
 def test_demo_splits_are_disjoint_and_cover_all():

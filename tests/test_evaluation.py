@@ -42,7 +42,8 @@ def test_every_variant_and_benchmark_is_run_saved_and_compared(plan):
     for benchmark in ("mbpp", "humaneval"):
         for variant in variants:
             table = evaluation.run_variant(plan, variant, benchmark=benchmark, progress=False)
-            assert list(table["run"]) == [0, 0, 1, 1] and set(table["pass_at_k.1"]) == {0.5}
+            assert list(table["run"]) == [0, 0, 0, 1, 1, 1] and set(table["pass_at_k.1"]) == {0.5}
+            assert list(table["scoring"]) == ["paper", "corrected", "fenced"] * 2
     stem = plan.layout.run_stem("dpo-further-iteration-2", 1, "humaneval")
     assert stem.name == "humaneval_smollm2_135m_dpo-further-iteration-2_model_output_run_1"
     assert len(read_paper_format(stem.with_suffix(".json"))) == 3

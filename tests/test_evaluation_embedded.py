@@ -53,7 +53,7 @@ def test_evaluate_equals_the_hand_computation(generated, capsys):
     problems, completions = generated
     assert main(["evaluate", "--completions", str(completions), "--problems", str(problems), "--k", f"1,{N}",
                  "--json"]) == 0
-    reported = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    reported = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["corrected"]
     expected = hand_computed(problems, completions)
     assert expected["candidates"] == 6 * N and expected["passed_candidates"] > 0, "the model solved nothing"
     for key in ("tasks", "candidates", "passed_candidates", "solved_tasks"):

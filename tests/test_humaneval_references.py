@@ -50,7 +50,8 @@ def describe(problems, outcomes) -> list[str]:
 def test_no_assert_reaches_the_candidates_process(problems):
     """Set-up and test steps are what the candidate's process receives: no expected value among them."""
     for row, _ in problems:
-        _, wire = api._prepare((row["code"], row["test_list"], row["test_setup_code"]), 5.0, "per_test", 1 << 30)
+        job = (row["code"], row["test_list"], row["test_setup_code"])
+        _, wire = api._prepare(job, 5.0, "per_test", 1 << 30, "main")
         sent = json.dumps([wire["setup"], wire["tests"]])
         assert "assert" not in sent and "def check(" not in sent, row["task_id"]
 

@@ -78,7 +78,7 @@ def _scores(layout, variant, benchmark, passed_per_run):
     for run, passed in enumerate(passed_per_run):
         frame = pd.DataFrame({"task_id": [1, 1, 2, 2], "sample": [0, 1, 0, 1], "passed": passed,
                               "mi": [70.0, 80.0, 60.0, 90.0]})
-        for mode in evaluation.EXTRACTIONS:
+        for mode in evaluation.SCORINGS:
             file = scoring.score_files(layout.run_stem(variant, run, benchmark), mode)["samples"]
             file.parent.mkdir(parents=True, exist_ok=True)
             frame.to_parquet(file)

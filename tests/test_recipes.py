@@ -43,7 +43,14 @@ def test_every_registered_model_has_a_recipe_beside_its_notebooks(tmp_path):
 def test_a_models_recipe_overrides_only_what_it_names():
     gemma = recipes.load("gemma3-1b").training("stage1")
     assert gemma.dpo["per_device_train_batch_size"] == 2 and gemma.dpo["learning_rate"] == 5e-7
-    assert recipes.load("gemma3-12b").settings == recipes.load().settings
+    # The authors' gemma3-12b batch: 2 x 16 in Stage 1, 1 x 16 in Stage 2c; nothing else differs.
+    gemma12 = recipes.load("gemma3-12b")
+    assert gemma12.training("stage1").dpo["per_device_train_batch_size"] == 2
+    assert gemma12.training("stage2c").dpo["per_device_train_batch_size"] == 1
+    assert gemma12.training("stage2c").dpo["gradient_accumulation_steps"] == 16
+    assert recipes.merge(gemma12.settings, {"stage1": {"training": {"per_device_train_batch_size": 1}},
+                                            "stage2c": {"training": {}}}) == recipes.merge(
+        recipes.load().settings, {"stage2c": {"training": {"per_device_train_batch_size": 1}}})
     demo = recipes.load("smollm2-135m")
     assert demo.problem_set == "demo" and demo.training("stage1").epochs == 2
     assert demo.training("stage1").max_pairs == 32 and not demo.training("stage1").dpo["activation_checkpointing"]
@@ -97,7 +104,7 @@ def test_train_flags_are_trls_own_fields():
 def test_notebooks_name_the_recipe_and_hold_no_sizes():
     """Sizes live in recipes: a parameters cell sets paths, the recipe, overrides and the iteration, nothing else."""
     allowed = {"recipe", "overrides", "model_path", "global_dir", "fine_tuning_dir", "output_dir", "iteration",
-               "backend", "responses", "generator", "problem_set", "problems_dir", "source"}
+               "backend", "responses", "generator", "problem_set", "problems_dir", "source", "protocol"}
     for target in notebooks.targets():
         cells = nbformat.read(target.path, as_version=4).cells
         parameters = next(cell for cell in cells if "parameters" in cell.metadata.get("tags", []))

@@ -226,13 +226,15 @@ def test_evaluate_file_paper_format(tmp_path, completions, problems):
     problems_path = tmp_path / "problems.jsonl"
     problems_path.write_text("".join(json.dumps(p) + "\n" for p in problems))
     out = tmp_path / "scores"
-    summary = scoring.evaluate_file(completions_path, problems_path, ks=(1,), out=out, progress=False)
+    summaries = scoring.evaluate_file(completions_path, problems_path, ks=(1,), out=out, progress=False)
+    assert list(summaries) == ["paper", "corrected", "fenced"]
+    summary = summaries["paper"]
     assert (summary["tasks"], summary["candidates"], summary["passed_candidates"], summary["solved_tasks"]) == (3, 7, 3, 3)
     assert summary["pass_at_k"][1] == pytest.approx((1 / 3 + 1 / 2 + 1 / 2) / 3)
     samples = pd.read_parquet(out / "smollm2-135m_base_model_output_run_1.paper.samples.parquet")
     assert samples["passed"].tolist() == [True, False, False, True, False, False, True]
     saved = json.loads((out / "smollm2-135m_base_model_output_run_1.paper.summary.json").read_text())
-    assert saved["passed_candidates"] == 3 and saved["extract"] == "paper"
+    assert saved["passed_candidates"] == 3 and (saved["extract"], saved["protocol"]) == ("paper", "paper")
 
 
 # --------------------------------------------------------------------------------------------

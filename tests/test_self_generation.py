@@ -8,7 +8,8 @@ import pytest
 
 from shared_utils import data, preferences, prompts
 from shared_utils.generation import SamplingConfig
-from shared_utils.self_generation import SelfGenConfig, round_prompt, self_generate
+from shared_utils.protocol import resolve
+from shared_utils.self_generation import SelfGenConfig, SelfGenResult, round_prompt, self_generate
 
 ADD, MAX, REVERSE = 9001, 9002, 9003
 WRONG = "```python\ndef wrong(*args):\n    return None\n```"
@@ -64,10 +65,14 @@ def test_rounds_ask_again_only_the_tasks_short_of_two_passing_samples(problems, 
     assert all(row["chosen_mi"] >= row["rejected_mi"] for row in rows)
 
 
-def test_later_rounds_show_one_failed_solution_with_the_papers_feedback(problems):
-    problem = problems[1]
-    assert round_prompt(problem, [], 0, feedback=True) == problem["text"]
-    assert round_prompt(problem, ["def wrong(): pass"], 0, feedback=True) == problem["text"]
-    retry = round_prompt(problem, ["def wrong(): pass", "other"], 1, feedback=True)
+def test_later_rounds_show_one_failed_solution_with_the_feedback_notice(problems):
+    problem, corrected = problems[1], resolve("corrected")
+
+    def state(failed):
+        return SelfGenResult(passing={}, failed={problem["task_id"]: failed}, rounds=[])
+
+    assert round_prompt(problem, state([]), 0, True, corrected) == problem["text"]
+    assert round_prompt(problem, state(["def wrong(): pass"]), 0, True, corrected) == problem["text"]
+    retry = round_prompt(problem, state(["def wrong(): pass", "other"]), 1, True, corrected)
     assert retry == f"{problem['text']}\n{prompts.RETRY_FEEDBACK}\ndef wrong(): pass"
-    assert round_prompt(problem, ["def wrong(): pass"], 1, feedback=False) == problem["text"]
+    assert round_prompt(problem, state(["def wrong(): pass"]), 1, False, corrected) == problem["text"]

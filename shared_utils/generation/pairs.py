@@ -49,12 +49,27 @@ def pair_prompt(problem: dict) -> str:
     return prompts.global_pair_prompt(problem["text"])
 
 
+def paper_pair_prompt(problem: dict) -> str:
+    return prompts.paper_global_pair_prompt(problem["task_id"], problem["text"])
+
+
 def request_pairs(problems: list[dict], *, backend: str = "gemini", model: str = "gemini-2.5-pro",
-                  state_dir: str | os.PathLike, **opts) -> dict[int, PairResponse]:
+                  state_dir: str | os.PathLike, protocol=None, **opts) -> dict[int, PairResponse]:
+    """Ask ``backend`` for two implementations per problem.
+
+    ``protocol.pair_prompt="paper"``: the authors' prompt (the task id leads) for both remote
+    backends, and Gemini's answers are matched by the task id they name, as the authors did;
+    ``"corrected"``: no id in the prompt, answers matched by their request.
+    """
+    from shared_utils.protocol import resolve
+
     state_dir = Path(state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
+    paper = resolve(protocol).pair_prompt == "paper"
+    if paper and backend in ("gemini", "openai"):
+        opts = {"prompt_fn": paper_pair_prompt, **opts}
     if backend == "gemini":
-        return gemini_pairs(problems, model=model, state_dir=state_dir, **opts)
+        return gemini_pairs(problems, model=model, state_dir=state_dir, match_by_answer=paper, **opts)
     if backend == "openai":
         return openai_pairs(problems, model=model, state_dir=state_dir, **opts)
     if backend == "replay":
@@ -102,7 +117,7 @@ def gemini_pairs(problems: list[dict], *, model: str, state_dir: Path, api_key: 
                  base_url: str | None = None, client=None, poll_interval: float = 30.0, timeout: float | None = None,
                  temperature: float | None = None, display_name: str = "dpo-global-pairs",
                  prompt_fn: Callable[[dict], str] = pair_prompt, attempts: int = 6, initial_delay: float = 1.0,
-                 sleep: Callable[[float], None] = time.sleep) -> dict[int, PairResponse]:
+                 sleep: Callable[[float], None] = time.sleep, match_by_answer: bool = False) -> dict[int, PairResponse]:
     from google.genai import types
 
     saved = state_dir / PAIRS_FILE
@@ -137,14 +152,16 @@ def gemini_pairs(problems: list[dict], *, model: str, state_dir: Path, api_key: 
         raise RuntimeError(f"batch job {state['job']} ended {name}: {getattr(job, 'error', '')}; "
                            f"delete {state_file} to submit a new job")
     responses = list(getattr(job.dest, "inlined_responses", None) or [])
-    pairs = _parse_inlined(responses, task_ids)
+    pairs = _parse_inlined(responses, task_ids, match_by_answer)
     _save_pairs(saved, pairs)
     files.write_json(state_file, {**state, "status": "done", "finished": files.now(),
                                "valid": sum(p.ok for p in pairs.values()), "failed": sum(not p.ok for p in pairs.values())})
     return pairs
 
 
-def _parse_inlined(responses: list, task_ids: list[int]) -> dict[int, PairResponse]:
+def _parse_inlined(responses: list, task_ids: list[int], match_by_answer: bool = False) -> dict[int, PairResponse]:
+    """Validated answers by task id: the request's (its metadata, else its position), or with
+    ``match_by_answer`` the id the answer itself names (a later answer naming the same id wins)."""
     pairs: dict[int, PairResponse] = {}
     for position, item in enumerate(responses):
         metadata = getattr(item, "metadata", None) or {}
@@ -165,7 +182,11 @@ def _parse_inlined(responses: list, task_ids: list[int]) -> dict[int, PairRespon
         if not text:
             pairs[task_id] = PairResponse(task_id, None, None, f"{where}: {exc_text}")
             continue
-        pairs[task_id] = parse_pair(text, task_id=task_id, where=where)
+        pair = parse_pair(text, task_id=None if match_by_answer else task_id, where=where)
+        if match_by_answer and pair.task_id is None:
+            pair = PairResponse(task_id, None, None, f"{where}: the answer names no task_id")
+        pairs[pair.task_id] = pair
+    pairs = {task_id: pair for task_id, pair in pairs.items() if task_id in task_ids}
     for task_id in task_ids:
         pairs.setdefault(task_id, PairResponse(task_id, None, None, "no response in the batch results"))
     return {task_id: pairs[task_id] for task_id in task_ids}

@@ -2,11 +2,15 @@
 # # $model · Evaluation: base vs `-dpo` vs `-dpo-further`
 # The paper's protocol: every variant answers every test problem `samples` times (temperature
 # 0.6, top_p 0.9, the same chat prompt, generation unchanged), code is extracted by deleting the
-# markdown fences, every sample runs against the problem's asserts (5 s per assert), and each run
-# reports pass@10 and the average MI of passing code. Beyond the paper: unbiased pass@k for
-# k = 1, 5, 10, paired bootstrap intervals between variants, the `fenced` extraction beside the
-# paper's, every further self-tuning iteration's adapter, and HumanEval as an out-of-distribution
-# check (`evaluation.humaneval` in the recipe). Runs and samples are the recipe's `evaluation` section.
+# markdown fences, every sample runs with `exec(code, {})` against the problem's asserts (5 s per
+# assert), and each run reports pass@10 and the average MI of passing code. The same completions
+# are scored three ways, side by side (column `scoring`): `paper` exactly as published (the
+# comparable number), `corrected` (same extraction; the candidate runs as `__main__` and MBPP's
+# set-up code runs first) and `fenced` (the first fenced code block, corrected execution).
+# Beyond the paper: unbiased pass@k for k = 1, 5, 10, paired bootstrap intervals between variants
+# (on the `paper` scoring), every further self-tuning iteration's adapter, and HumanEval as an
+# out-of-distribution check (`evaluation.humaneval` in the recipe). Runs and samples are the
+# recipe's `evaluation` section.
 
 # %% tags=["parameters"]
 recipe = "2_Fine_Tuning_Process/$model/recipe.yaml"  # relative to the repository root

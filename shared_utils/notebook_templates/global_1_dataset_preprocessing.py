@@ -3,18 +3,20 @@
 # Loads MBPP (hub or a local folder of JSONL splits), drops training problems whose reference
 # code contains `class`, appends the paper's signature sentence, and saves
 # `mbpp_preprocessed_dataset` (train) and `mbpp_test_with_signatures` (test) next to this notebook.
+# `protocol="paper"` uses the authors' exact signature pattern (7 MBPP texts differ).
 # `source="demo"` prepares the easy demo set of the embedded CPU model instead (into `demo/`).
 
 # %% tags=["parameters"]
 source = "mbpp"  # hub id, a folder of <split>.jsonl files, or "demo"
 output_dir = None  # default: this folder (MBPP) or demo/ (the demo set)
+protocol = "corrected"  # "paper": the authors' signature pattern (see the README's protocol table)
 
 # %%
 from shared_utils import data
 from shared_utils.layout import GlobalLayout
 
 out = GlobalLayout.for_problem_set("demo" if source == data.DEMO_SOURCE else "mbpp", output_dir)
-written = data.prepare(source, out.folder)
+written = data.prepare(source, out.folder, protocol)
 train, test = (data.load_problems(path) for path in (written["train"], written["test"]))
 print(f"train: {len(train)} problems, test: {len(test)} problems")
 print(train[0]["text"])

@@ -6,7 +6,8 @@
 # Backends: `gemini` (the paper), `openai` (any OpenAI-compatible server), `replay` (saved
 # responses, offline) and `local` (a model that cannot follow the JSON schema samples several
 # independent answers; the first two different passing ones are kept, as many as its recipe's
-# `global_pairs` section says).
+# `global_pairs` section says). With `protocol="paper"` the implementations run exactly as
+# returned (no fence stripping) and Gemini is asked with the authors' `Task_ID:` prompt.
 
 # %% tags=["parameters"]
 backend = "replay"  # gemini | openai | replay | local
@@ -14,6 +15,7 @@ responses = None  # replay: a JSON-lines file of {task_id, code_output_1, code_o
 generator = "gemini-2.5-pro"  # gemini/openai model name, or for `local` a registry model or folder
 recipe = None  # local: the registry model whose recipe sizes the sampling; None: the paper's settings
 overrides = {}  # e.g. {"global_pairs": {"limit": 10}}
+protocol = None  # "paper": the authors' code byte for byte; None: the recipe's ("corrected")
 problem_set = "mbpp"  # mbpp | demo
 problems_dir = None  # default: the preprocessed train set of the problem set
 output_dir = None  # default: the problem set's folder in 1_Global_Dataset_Generation
@@ -23,8 +25,9 @@ from shared_utils import recipes, stages
 from shared_utils.layout import GlobalLayout
 
 out = GlobalLayout.for_problem_set(problem_set, output_dir)
-pairs = stages.global_pairs(out, recipes.load(recipe, overrides), backend=backend, generator=generator,
-                            responses=responses, problems=problems_dir)
+settings = recipes.load(recipe, overrides, protocol=protocol)
+pairs = stages.global_pairs(out, settings, backend=backend, generator=generator, responses=responses,
+                            problems=problems_dir)
 pairs.counts
 
 # %% [markdown]

@@ -7,13 +7,14 @@
 # %% tags=["parameters"]
 problem_set = "mbpp"  # mbpp | demo
 output_dir = None  # default: the problem set's folder in 1_Global_Dataset_Generation
+protocol = None  # None: the protocol the pairs were made under
 
 # %%
 from shared_utils import plots, preferences, stages
 from shared_utils.layout import GlobalLayout
 
 out = GlobalLayout.for_problem_set(problem_set, output_dir)
-rows, saved = stages.label(out.pairs, out)
+rows, saved = stages.label(out.pairs, out, protocol)
 preferences.summary_frame(rows)
 
 # %%

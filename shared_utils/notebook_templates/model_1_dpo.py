@@ -5,10 +5,22 @@
 # adapter disabled. Every setting comes from the recipe beside this notebook (`recipe.yaml`, over
 # the paper's defaults); `overrides` changes any of them for this run. The adapter is written next
 # to this notebook as `$adapter_prefix-dpo-<epochs>-epochs`.
+#
+# **What the authors' DPO trained on.** Their pairs held the prompt as chat messages and the answers
+# as plain strings, and their TRL (0.23) then discarded the prompt (`maybe_extract_prompt`): the two
+# answers' longest common prefix became the prompt, the remainders chosen and rejected, tokenised
+# without BOS or chat template. On the 238 published Gemini pairs no prompt keeps the task statement
+# or the system prompt; 69 are the fence `` "```python\n" `` alone, the median is 92 characters
+# (e.g. `` "```python\ndef odd_position(nums):\n " `` followed by the two function bodies). The
+# published adapters therefore learned to continue code, not to answer the task they are evaluated
+# on. The protocol's `training_format` switch chooses: `conversational` (the default: the chat prompt then
+# the fenced answer, as the paper describes) or `as_published` (the authors' examples, tokenised as
+# TRL 0.23 did); the README's "The authors' DPO never saw the task prompt" has the evidence.
 
 # %% tags=["parameters"]
 recipe = "2_Fine_Tuning_Process/$model/recipe.yaml"  # relative to the repository root
 overrides = {}  # e.g. {"stage1": {"training": {"beta": 0.05}}}
+protocol = None  # "paper": the authors' code byte for byte; None: the recipe's ("corrected")
 model_path = None  # a local folder to load instead of the registry weights (e.g. a tiny look-alike)
 global_dir = None  # Stage 1's folder; default: 1_Global_Dataset_Generation (or its demo/ for the demo model)
 output_dir = "."  # where the adapter goes (this model's folder)
@@ -16,7 +28,7 @@ output_dir = "."  # where the adapter goes (this model's folder)
 # %%
 from shared_utils import adapters, notebook_display, recipes, stages, training
 
-settings = recipes.load("$model", overrides, recipe=recipe)
+settings = recipes.load("$model", overrides, recipe=recipe, protocol=protocol)
 layout = settings.layout(global_dir=global_dir, model_dir=output_dir)
 stage1 = settings.training("stage1")
 dataset = training.load_pairs(layout.global_.dataset, stage1.max_pairs)  # exactly the pairs training uses

@@ -6,14 +6,19 @@
 # failed solution. For tasks with two or more passing samples, the highest-MI one is *chosen*
 # and the lowest-MI one *rejected*. Samples, rounds and limits are the recipe's `stage2a` section.
 #
-# Two corrections to the paper's notebook, both deliberate: MI is computed on the extracted code
-# (the paper stripped the wrong fence marker before scoring), and samples that differ only in
-# whitespace count as identical (the paper compared raw strings).
+# The corrected protocol (the default) differs from the paper's notebook in five places: a sample
+# passes on its first fenced code block (the paper deleted the fence markers, so prose around the
+# code failed it); MI is computed on that code (the paper left the word `python` in); the feedback
+# prompt shows the first failed extracted code (the paper: the latest round's last failing answer,
+# labelled "Failed solution:"); the candidate runs as `__main__` with MBPP's set-up code; and
+# chosen/rejected are the best and worst of the *distinct* passing samples (the paper's
+# argmax/argmin could pair equal-MI samples). `protocol="paper"` reproduces the paper's notebook.
 
 # %% tags=["parameters"]
 recipe = "2_Fine_Tuning_Process/$model/recipe.yaml"  # relative to the repository root
 overrides = {}  # e.g. {"stage2a": {"rounds": 3}}
 iteration = 1  # k-th self-tuning round: 1 starts from Stage 1, k > 1 from the (k-1)-th further adapter
+protocol = None  # "paper": the authors' code byte for byte; None: the recipe's ("corrected")
 model_path = None
 global_dir = None  # Stage 1's folder (for the training prompts); default: the problem set's
 output_dir = "."
@@ -21,7 +26,7 @@ output_dir = "."
 # %%
 from shared_utils import notebook_display, plots, preferences, recipes, stages
 
-settings = recipes.load("$model", overrides, recipe=recipe)
+settings = recipes.load("$model", overrides, recipe=recipe, protocol=protocol)
 layout = settings.layout(global_dir=global_dir, model_dir=output_dir)
 print(f"from {layout.start_adapter(iteration)}; recipe: {settings.describe()}")
 settings.section("stage2a")

@@ -11,6 +11,7 @@
 recipe = "2_Fine_Tuning_Process/$model/recipe.yaml"  # relative to the repository root
 overrides = {}  # e.g. {"stage2c": {"reference": "stage1"}}
 iteration = 1
+protocol = None  # "paper": the authors' code byte for byte; None: the recipe's ("corrected")
 model_path = None
 global_dir = None  # Stage 1's folder (for the held-out probe problems); default: the problem set's
 output_dir = "."
@@ -18,7 +19,7 @@ output_dir = "."
 # %%
 from shared_utils import adapters, notebook_display, recipes, stages
 
-settings = recipes.load("$model", overrides, recipe=recipe)
+settings = recipes.load("$model", overrides, recipe=recipe, protocol=protocol)
 layout = settings.layout(global_dir=global_dir, model_dir=output_dir)
 print(f"continuing {layout.start_adapter(iteration)} on {layout.local_dataset(iteration)}; "
       f"recipe: {settings.describe()}")

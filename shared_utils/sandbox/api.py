@@ -30,6 +30,7 @@ from .zygote import SETUP_FAILED
 
 DEFAULT_MEMORY = 2 << 30
 TIMEOUT_MODES = ("per_test", "total")
+NAMESPACES = ("main", "exec")
 PIPELINE_DEPTH = 2
 # A job this long fits the worker's stdin pipe (64 KiB) even with every character escaped
 # as \uXXXX, so sending it never waits for the worker; a longer one is sent only to an
@@ -297,13 +298,13 @@ def _reference_values_of(plan: Plan, reply: dict) -> list[_Expected]:
     return tables
 
 
-def _prepare(job: Sequence, timeout: float, timeout_mode: str, memory_limit: int) -> tuple[Plan, dict]:
+def _prepare(job: Sequence, timeout: float, timeout_mode: str, memory_limit: int, namespace: str) -> tuple[Plan, dict]:
     code, tests, setup = (*job, "") if len(job) == 2 else job
     if isinstance(tests, str):
         raise TypeError("tests must be a sequence of test strings, not one string")
     plan = compile_job(tuple(tests), setup, code)
     wire = {"code": code, "setup": plan.setup, "tests": [list(block.steps) for block in plan.blocks],
-            "timeout": timeout, "mode": timeout_mode, "memory": memory_limit}
+            "timeout": timeout, "mode": timeout_mode, "memory": memory_limit, "namespace": namespace}
     return plan, wire
 
 
@@ -407,7 +408,7 @@ def _references(plans: list[Plan], options: dict, workers: int) -> dict[str, lis
         tables[keys[index]] = _reference_values(owners[index], reply)
 
     wires = [{**plan.reference, "timeout": options["timeout"], "mode": options["timeout_mode"],
-              "memory": options["memory_limit"]} for plan in owners]
+              "memory": options["memory_limit"], "namespace": options["namespace"]} for plan in owners]
     _run_all(wires, settle, workers)
     return tables
 
@@ -419,7 +420,7 @@ def usable_cores() -> int:
 
 def check_many(jobs: Iterable[Sequence], *, workers: int | None = None, timeout: float = 5.0,
                timeout_mode: str = "per_test", memory_limit: int = DEFAULT_MEMORY,
-               progress: bool = True, isolation: str | None = None) -> list[Outcome]:
+               progress: bool = True, isolation: str | None = None, namespace: str = "main") -> list[Outcome]:
     """Check many ``(code, tests)`` or ``(code, tests, setup)`` jobs in parallel.
 
     Outcomes come back in input order.  ``workers`` defaults to every core; each worker
@@ -429,16 +430,21 @@ def check_many(jobs: Iterable[Sequence], *, workers: int | None = None, timeout:
     whole candidate ``timeout`` seconds.  ``memory_limit`` bounds all of a candidate's
     processes together.  ``isolation="strict"`` refuses with ``SandboxUnavailable`` where a
     wall cannot be built; ``"none"`` runs with whatever this machine grants, and is unsafe
-    for untrusted code.  The default is ``isolation_mode()``.
+    for untrusted code.  The default is ``isolation_mode()``.  ``namespace``: ``main`` runs the
+    candidate as a real ``__main__`` module; ``exec`` in an empty dict, as the paper's
+    ``exec(code, {})`` (``__name__`` is ``"builtins"``, ``if __name__ == "__main__":`` is skipped).
     """
     from tqdm.auto import tqdm
 
     if timeout_mode not in TIMEOUT_MODES:
         raise ValueError(f"timeout_mode must be one of {TIMEOUT_MODES}")
+    if namespace not in NAMESPACES:
+        raise ValueError(f"namespace must be one of {NAMESPACES}, not {namespace!r}")
     jobs = list(jobs)
     if jobs:
         require(POOL.capabilities(), isolation or isolation_mode())
-    options = {"timeout": float(timeout), "timeout_mode": timeout_mode, "memory_limit": int(memory_limit)}
+    options = {"timeout": float(timeout), "timeout_mode": timeout_mode, "memory_limit": int(memory_limit),
+               "namespace": namespace}
     plans, wires = zip(*(_prepare(job, **options) for job in jobs)) if jobs else ((), ())
     count = workers or usable_cores()
     expected = _references(list(plans), options, count)
@@ -454,10 +460,11 @@ def check_many(jobs: Iterable[Sequence], *, workers: int | None = None, timeout:
 
 
 def check(code: str, tests: Sequence[str], *, setup: str = "", timeout: float = 5.0,
-          timeout_mode: str = "per_test", memory_limit: int = DEFAULT_MEMORY, isolation: str | None = None) -> Outcome:
-    """Run one candidate: setup, then the candidate code, then each test, in the sandbox."""
+          timeout_mode: str = "per_test", memory_limit: int = DEFAULT_MEMORY, isolation: str | None = None,
+          namespace: str = "main") -> Outcome:
+    """Run one candidate: the candidate code, then the setup, then each test, in the sandbox."""
     return check_many([(code, tests, setup)], workers=1, timeout=timeout, timeout_mode=timeout_mode,
-                      memory_limit=memory_limit, progress=False, isolation=isolation)[0]
+                      memory_limit=memory_limit, progress=False, isolation=isolation, namespace=namespace)[0]
 
 
 CALIBRATION_JOBS = 20

@@ -65,7 +65,8 @@ def prepare(job: dict) -> tuple:
     tests = [[("x", _compiled(step[1], "<test>", "exec")) if step[0] == "x"
               else ("a", step[1], [_compiled(hole, "<test>", "eval") for hole in step[2]]) for step in block]
              for block in job["tests"]]
-    return _compiled(job["code"], "<candidate>", "exec"), _compiled(job["setup"], "<setup>", "exec"), tests
+    return (_compiled(job["code"], "<candidate>", "exec"), _compiled(job["setup"], "<setup>", "exec"), tests,
+            job.get("namespace", "main"))
 
 
 def _execute(compiled, namespace: dict):
@@ -95,9 +96,15 @@ def _run_block(block: list, namespace: dict, records: list) -> dict:
     return message
 
 
-def _main_namespace() -> dict:
-    """A real ``__main__`` module for the candidate, so that ``pickle`` (and with it
-    ``multiprocessing.Pool``) finds the candidate's functions by their names."""
+def _namespace(kind: str) -> dict:
+    """The candidate's globals.
+
+    ``main``: a real ``__main__`` module, so that ``pickle`` (and with it ``multiprocessing.Pool``)
+    finds the candidate's functions by their names and ``if __name__ == "__main__":`` runs.
+    ``exec``: the paper's ``exec(code, {})``, an empty dict, so ``__name__`` is ``"builtins"``.
+    """
+    if kind == "exec":
+        return {}
     module = types.ModuleType("__main__")
     module.__builtins__ = builtins
     sys.modules["__main__"] = module
@@ -105,8 +112,8 @@ def _main_namespace() -> dict:
 
 
 def _run(program: tuple) -> None:
-    code, setup, tests = program
-    namespace = _main_namespace()
+    code, setup, tests, kind = program
+    namespace = _namespace(kind)
     records: list = []  # what the set-up reports while it runs is dropped: only tests count
     try:
         _execute(code, namespace)

@@ -13,6 +13,13 @@ KL_COLUMN = "kl_estimate"
 KL_NOTE = ("KL estimate = rewards/chosen / beta, the mean log-probability ratio log pi(y_w|x) - log pi_ref(y_w|x) "
            "on the chosen answers of each logged batch (the answers are not sampled from the policy, so this tracks "
            "drift from the reference rather than being an unbiased KL).")
+TRAINING_FORMATS = {
+    "conversational": "conversational: the system prompt and the task as chat messages, the fenced answer as the "
+                      "assistant's turn, rendered by the model's chat template",
+    "as_published": "as_published: what the authors' TRL 0.23 trained on; the prompt is the two answers' longest "
+                    "common prefix (e.g. \"```python\\ndef f(\"), the answers their remainders plus EOS; no task text, "
+                    "no system prompt, no chat template, no BOS",
+}
 FINAL_KEYS = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies",
               "logps/chosen", "logps/rejected", KL_COLUMN)
 
@@ -91,6 +98,7 @@ def model_card(name: str, record: dict, peft_card: Path | None = None):
         f"- Base model: `{record['base_model']}` (loaded from `{record['model']}`)",
         f"- Continued from: `{record['init_adapter']}`" if record["init_adapter"] else "- Initial adapter: none (fresh LoRA)",
         f"- Reference model: {reference}",
+        f"- Training format: {TRAINING_FORMATS[record['training_format']]}",
         f"- Data: `{record['dataset']}`, {record['pairs']} pairs, sha256 `{record['dataset_sha256']}`",
         f"- Steps: {record['global_step']}, seed {record['seed']}"
         + (f", the {record['max_pairs']} shortest pairs" if record["max_pairs"] else ""),

@@ -12,22 +12,32 @@ from __future__ import annotations
 import dataclasses
 
 REFERENCES = ("base", "stage1")
+TRAINING_FORMATS = ("conversational", "as_published")  # ``training.formats`` explains both
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainingSettings:
     """``dpo``: DPOConfig fields; ``lora``: LoraConfig fields; ``reference``: what DPO compares the policy
-    with (``training.dpo`` explains both); ``max_pairs``: train on the N shortest pairs only."""
+    with (``training.dpo`` explains both); ``max_pairs``: train on the N shortest pairs only;
+    ``load_dtype``: the weights' dtype for training (None: the model's own, see ``models.torch_dtype``;
+    the paper's protocol loads float32 and trains under bf16 autocast); ``training_format``: the pairs
+    as chat, or as the authors' TRL 0.23 saw them (``training.formats``); ``protocol``: its name, recorded."""
 
     dpo: dict
     lora: dict
     reference: str = "base"
     max_pairs: int | None = None
+    load_dtype: str | None = None
+    training_format: str = "conversational"
+    protocol: str = "corrected"
     where: str = "training settings"  # named in error messages: the recipe layers and the stage
 
     def __post_init__(self):
         if self.reference not in REFERENCES:
             raise ValueError(f"{self.where}: reference must be one of {REFERENCES}, got {self.reference!r}")
+        if self.training_format not in TRAINING_FORMATS:
+            raise ValueError(f"{self.where}: training_format must be one of {TRAINING_FORMATS}, "
+                             f"got {self.training_format!r}")
         self.dpo_config("unused")
         self.peft_config()
 
@@ -74,4 +84,5 @@ class TrainingSettings:
     def as_dict(self) -> dict:
         """What the adapter's card and the resume check record."""
         return {"dpo": dict(self.dpo), "lora": dict(self.lora), "reference": self.reference,
-                "max_pairs": self.max_pairs}
+                "max_pairs": self.max_pairs, "load_dtype": self.load_dtype, "training_format": self.training_format,
+                "protocol": self.protocol}

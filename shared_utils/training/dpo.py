@@ -79,30 +79,37 @@ def _use_bf16(spec) -> bool:
 
 def build_trainer(model: str, pairs, work_dir: Path, *, init_adapter=None, settings: TrainingSettings,
                   progress: bool = True, load_in_4bit: bool | None = None):
-    """A ``DPOTrainer`` whose reference is the one ``settings.reference`` names (module docstring).
+    """A ``DPOTrainer`` whose reference is the one ``settings.reference`` names (module docstring), fed the
+    pairs in ``settings.training_format`` (``training.formats``).
 
     ``load_in_4bit`` overrides the model's 4-bit policy (the GPU check trains any model as QLoRA).
     """
     from peft import PeftConfig, PeftModel
     from trl import DPOTrainer
 
+    from shared_utils.training import formats
+
     if settings.reference == "stage1" and init_adapter is None:
         raise ValueError('reference="stage1" needs init_adapter (the Stage-1 adapter to continue)')
-    loaded = models.load_model(model, trainable=True, load_in_4bit=load_in_4bit)
+    loaded = models.load_model(model, trainable=True, dtype=settings.load_dtype, load_in_4bit=load_in_4bit)
     base, spec, tokenizer = loaded.model, loaded.spec, prompts.for_training(loaded.tokenizer)
     config = settings.dpo_config(str(work_dir), bf16=_use_bf16(spec), progress=progress)
+    if settings.training_format == "as_published":
+        trainer_class, pairs = formats.AsPublishedDPOTrainer, formats.as_published_pairs(pairs)
+    else:
+        trainer_class, pairs = DPOTrainer, formats.conversational_pairs(pairs)
     common = dict(args=config, train_dataset=pairs, processing_class=tokenizer)
     if init_adapter is None:
-        trainer = DPOTrainer(model=base, peft_config=language_model_only(settings.peft_config(), base), **common)
+        trainer = trainer_class(model=base, peft_config=language_model_only(settings.peft_config(), base), **common)
     elif settings.reference == "stage1":
         policy = PeftModel.from_pretrained(base, str(init_adapter), is_trainable=True)
-        trainer = DPOTrainer(model=policy, **common)
+        trainer = trainer_class(model=policy, **common)
         if "ref" not in trainer.model.peft_config:
             raise RuntimeError("TRL did not create the frozen 'ref' adapter; the reference would be the base model")
     else:
         peft_config = PeftConfig.from_pretrained(str(init_adapter))
         peft_config.inference_mode = False
-        trainer = DPOTrainer(model=base, peft_config=peft_config, **common)
+        trainer = trainer_class(model=base, peft_config=peft_config, **common)
         _load_adapter_weights(trainer.model, init_adapter)
     _keep_trainable_weights_float32(trainer.model)
     return trainer
@@ -197,6 +204,10 @@ def train_dpo(model: str, dataset, out_dir: str | os.PathLike, *, settings: Trai
 
     out_dir = Path(out_dir)
     if is_complete(out_dir) and not overwrite:
+        made_under = (files.read_provenance(out_dir) or {}).get("protocol", "corrected")
+        if made_under != settings.protocol:
+            raise ValueError(f"{out_dir}: trained under protocol {made_under!r}, this run asks for "
+                             f"{settings.protocol!r}; give another output folder, or overwrite")
         return card.read_result(out_dir)
     spec = models.find_spec(model)
     pairs = load_pairs(dataset, settings.max_pairs)
