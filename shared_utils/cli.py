@@ -238,6 +238,9 @@ def _verb_train(sub) -> None:
     parser.add_argument("--out", type=Path, help="adapter folder (default: the layout's for the stage)")
     parser.add_argument("--init-adapter", type=Path, help="Stage 2c: the adapter to continue (default: the layout's)")
     parser.add_argument("--overwrite", action="store_true", help="retrain even if the adapter is complete")
+    parser.add_argument("--lora", action="append", metavar="FIELD=VALUE",
+                        help="a PEFT LoraConfig field over the recipe's, value in YAML (repeatable): --lora r=32 "
+                             "--lora 'target_modules=[q_proj, v_proj]'")
 
     def run(args, trl_flags: list[str]) -> int:
         from shared_utils import recipes
@@ -245,8 +248,9 @@ def _verb_train(sub) -> None:
         from shared_utils.training import train_dpo
 
         registered = find_spec(args.model) is not None
-        recipe = recipes.load(args.model if registered else None, {args.stage: {"training": dpo_flags(trl_flags)}},
-                              _protocol_overlay(args), recipe=args.recipe)
+        stage = {"training": dpo_flags(trl_flags), "lora": lora_flags(args.lora)}
+        recipe = recipes.load(args.model if registered else None, {args.stage: stage}, _protocol_overlay(args),
+                              recipe=args.recipe)
         stage1 = args.stage == "stage1"
         if registered:
             layout = recipe.layout(global_dir=args.global_dir, model_dir=args.model_dir)
@@ -281,6 +285,20 @@ def dpo_flags(argv: list[str]) -> dict:
     if unknown:
         raise ValueError(f"unknown option(s) {' '.join(unknown)}: neither this verb's nor a TRL DPOConfig field")
     return vars(given)
+
+
+def lora_flags(items: list[str] | None) -> dict:
+    """``--lora FIELD=VALUE`` flags as a mapping, each value read as YAML; ``LoraConfig`` checks them
+    with the rest of the recipe (a misspelt field fails there, naming the recipe layers)."""
+    import yaml
+
+    fields = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"--lora {item!r}: expected FIELD=VALUE, e.g. --lora r=32")
+        fields[name.strip()] = yaml.safe_load(value)
+    return fields
 
 
 def _verb_self_generate(sub) -> None:

@@ -8,8 +8,9 @@ import nbformat
 import pytest
 
 from shared_utils import notebooks, paths, recipes
-from shared_utils.cli import dpo_flags, main
+from shared_utils.cli import dpo_flags, lora_flags, main
 from shared_utils.models import REGISTRY
+from shared_utils.training.dpo import TrainResult
 
 
 def test_the_package_defaults_are_the_papers_settings():
@@ -98,6 +99,10 @@ def test_train_flags_are_trls_own_fields():
         "beta": 0.05, "learning_rate": 1e-6, "activation_checkpointing": False}
     with pytest.raises(ValueError, match="--betta 1: neither this verb's nor a TRL DPOConfig field"):
         dpo_flags(["--betta", "1"])
+    assert lora_flags(["r=32", "target_modules=[q_proj, v_proj]", "lora_dropout=0.0"]) == {
+        "r": 32, "target_modules": ["q_proj", "v_proj"], "lora_dropout": 0.0}
+    with pytest.raises(ValueError, match="expected FIELD=VALUE"):
+        lora_flags(["r"])
     assert main(["train", "--model", "gemma3-4b", "--epochs", "3"]) == 2  # the old flag is not DPOConfig's
 
 
@@ -112,3 +117,21 @@ def test_notebooks_name_the_recipe_and_hold_no_sizes():
         assert names <= allowed, (target.path, names - allowed)
         if target.model is not None:
             assert {"recipe", "overrides"} <= names, target.path
+
+
+def test_lora_flags_reach_the_trained_settings_and_misspelt_ones_fail(monkeypatch, tmp_path):
+    seen = {}
+
+    def fake_train(model, dataset, out, *, settings, **_):
+        seen["settings"] = settings
+        return TrainResult(adapter_dir=out, metrics={}, log_csv=out, plots=[])
+
+    monkeypatch.setattr("shared_utils.training.train_dpo", fake_train)
+    base = ["train", "--model", "qwen3-4b", "--stage", "stage2c", "--dataset", str(tmp_path), "--out", str(tmp_path / "a"),
+            "--init-adapter", str(tmp_path)]
+    assert main(base + ["--lora", "r=32", "--lora", "target_modules=[q_proj, v_proj]", "--beta", "0.05"]) == 0
+    settings = seen["settings"]
+    assert settings.lora["r"] == 32 and settings.lora["target_modules"] == ["q_proj", "v_proj"]
+    assert settings.lora["lora_alpha"] == 32 and settings.dpo["beta"] == 0.05  # the rest stays the recipe's
+    assert settings.peft_config().r == 32
+    assert main(base + ["--lora", "rank=32"]) == 2  # LoraConfig rejects it, naming the recipe layers
