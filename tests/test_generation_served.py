@@ -127,6 +127,15 @@ def test_cli_generate_n2_falls_back_per_sample_with_seeds_and_top_k(served, sent
     assert len(per_sample) == 4 and len({body["seed"] for body in per_sample}) == 4
 
 
+def test_top_k_reaches_the_servers_sampling(served, tmp_path):
+    """With top-k 1 the differently seeded samples, different at top-k 20 above, agree: the server applied it."""
+    base_url, model = served
+    assert _generate(tmp_path, base_url, "--served-model", model, "--n", "2", "--top-k", "1", "--temperature", "1.0",
+                     "--limit", "1") == 0
+    [texts] = read_paper_format(tmp_path / "gen.json").values()
+    assert len(texts) == 2 and texts[0] == texts[1]
+
+
 def test_served_model_must_name_the_model_the_server_knows(served, tmp_path):
     """The server is pinned to its folder: the registry name alone is refused, ``--served-model`` is what it knows."""
     from openai import BadRequestError
