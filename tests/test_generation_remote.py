@@ -130,6 +130,27 @@ def test_openai_backend_falls_back_to_one_request_per_sample_when_the_server_ign
     assert meta["per_sample_fallbacks"] == 1 and meta["per_sample"] is True and meta["top_k"] == 20
 
 
+def test_openai_backend_resends_top_k_in_generation_config_when_the_server_refuses_the_field(tmp_path):
+    """Like ``transformers serve``: a top-level ``top_k`` is a 422; its ``generation_config`` JSON takes it."""
+    def handle(method, path, body):
+        if "top_k" in body:
+            return 422, {"detail": "Unexpected fields in the request: {'top_k'}"}
+        return 200, chat_completion(body, [f"# {body['generation_config']}"])
+
+    server = Server(handle)
+    try:
+        reqs = [Request(1, prompts.messages("one")), Request(2, prompts.messages("two"))]
+        out = generate(reqs, backend="openai", model="served", base_url=server.url + "/v1", api_key="k",
+                       concurrency=1, sampling=SamplingConfig(n=1, top_k=20), progress=False,
+                       checkpoint=tmp_path / "c.jsonl")
+    finally:
+        server.close()
+    posts = [body for _, _, body in server.log]
+    assert ["top_k" in body for body in posts] == [True, False, False]  # refused once, then never sent again
+    assert {json.loads(body["generation_config"])["top_k"] for body in posts[1:]} == {20} and len(out) == 2
+    assert json.loads((tmp_path / "c.jsonl.meta.json").read_text())["top_k_via"] == "generation_config"
+
+
 def test_cli_generate_openai_per_sample_and_served_name(tmp_path):
     from shared_utils.cli import main
 

@@ -7,14 +7,19 @@ Servers that ignore ``n`` (``transformers serve`` among them) answer with fewer 
 backend then asks one sample at a time for that request and every later one, and records that it
 did (``per_sample_fallbacks`` next to the samples). ``served_model`` is the name the server knows
 the model by (vLLM: ``--served-model-name``, or ``--lora-modules NAME=PATH`` for an adapter). A
-top-k set in the sampling config goes in ``extra_body`` (OpenAI's API has none); unset, the
-server's default applies. Retries are the OpenAI client's own (``max_retries``: 408, 409, 429, 5xx
+top-k set in the sampling config goes in ``extra_body`` as ``top_k`` (OpenAI's API has none; vLLM,
+llama.cpp and SGLang read it there); unset, the server's default applies. ``transformers serve``
+rejects that field (422) and reads top-k from its ``generation_config`` JSON instead, where sampling
+must be asked for too (it otherwise follows the model's generation_config, greedy for a model that
+does not set ``do_sample``): on that rejection the backend resends there, keeps doing so, and
+records it (``top_k_via``). Retries are the OpenAI client's own (``max_retries``: 408, 409, 429, 5xx
 and connection errors, exponential backoff, a server's ``Retry-After`` honoured); at most
 ``concurrency`` requests in flight. The code-end stop rule is applied to the returned text.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -50,6 +55,7 @@ class OpenAIBackend:
         self.concurrency = max(1, concurrency)
         self.per_sample, self.send_seed, self.extra_body = per_sample, send_seed, extra_body or {}
         self.fallbacks = 0  # requests answered with fewer choices than asked, then sampled one at a time
+        self.top_k_via = "top_k"  # or "generation_config", once a server refused a top_k field
         self.lock = threading.Lock()
 
     def default_batch_size(self, requests, sampling) -> int:
@@ -61,18 +67,37 @@ class OpenAIBackend:
     def describe(self, sampling) -> dict:
         return {"base_url": str(self.client.base_url), "served_model": self.model, "per_sample": self.per_sample,
                 "per_sample_fallbacks": self.fallbacks,
-                "top_k": sampling.top_k if sampling.top_k is not None else "server default"}
+                "top_k": sampling.top_k if sampling.top_k is not None else "server default",
+                "top_k_via": self.top_k_via}
+
+    def _top_k_body(self, top_k: int | None) -> dict:
+        """The request fields that carry ``top_k`` where this server reads it."""
+        if top_k is None:
+            return {}
+        if self.top_k_via == "generation_config":
+            return {"generation_config": json.dumps({"do_sample": True, "top_k": top_k})}
+        return {"top_k": top_k}
 
     def _call(self, request: Request, n: int, sampling: SamplingConfig, seed: int) -> list[tuple[str, int]]:
         """``n`` (text, tokens) answers; ``FewerChoices`` when the server returned fewer."""
+        from openai import UnprocessableEntityError
+
         kwargs = dict(model=self.model, messages=request.messages, n=n, temperature=sampling.temperature,
                       top_p=sampling.top_p, max_tokens=sampling.max_new_tokens)
         if self.send_seed:
             kwargs["seed"] = seed
-        extra_body = {**self.extra_body, **({"top_k": sampling.top_k} if sampling.top_k is not None else {})}
+        top_k_body = self._top_k_body(sampling.top_k)
+        extra_body = {**self.extra_body, **top_k_body}
         if extra_body:
             kwargs["extra_body"] = extra_body
-        response = self.client.chat.completions.create(**kwargs)
+        try:
+            response = self.client.chat.completions.create(**kwargs)
+        except UnprocessableEntityError as exc:
+            if "top_k" not in top_k_body or "top_k" not in str(exc.body):
+                raise
+            with self.lock:
+                self.top_k_via = "generation_config"
+            return self._call(request, n, sampling, seed)
         choices = sorted(response.choices, key=lambda c: c.index)
         if len(choices) < n:
             raise FewerChoices(f"task {request.task_id!r}: server returned {len(choices)} choices, asked for {n}")
