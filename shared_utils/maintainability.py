@@ -56,3 +56,32 @@ def score(code: str) -> MIResult:
         sloc=raw.sloc,
         comment_lines=raw.comments + raw.multi,
     )
+
+
+def without_comments(code: str) -> str:
+    """``code`` with its comments, docstrings and other bare string statements removed.
+
+    radon's MI (``multi=True``) adds up to 50 points for a share of comment lines, multi-line strings included,
+    so a policy optimised for MI can learn to pad answers with docstrings. Scoring this form
+    instead leaves only the code's own size and complexity to reward. Returns ``code`` unchanged
+    when it does not parse (it is then not scorable either way).
+    """
+    import ast
+
+    try:
+        tree = ast.parse(code)
+        for node in ast.walk(tree):
+            for field in ("body", "orelse", "finalbody"):
+                block = getattr(node, field, None)
+                if isinstance(block, list) and block:
+                    setattr(node, field, [stmt for stmt in block if not _is_bare_string(stmt)] or [ast.Pass()])
+        return ast.unparse(tree)
+    except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError):
+        return code
+
+
+def _is_bare_string(statement) -> bool:
+    import ast
+
+    return (isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant)
+            and isinstance(statement.value.value, str))
