@@ -43,7 +43,9 @@ def test_every_registered_model_has_a_recipe_beside_its_notebooks(tmp_path):
 def test_a_models_recipe_overrides_only_what_it_names():
     gemma = recipes.load("gemma3-1b").training("stage1")
     assert gemma.dpo["per_device_train_batch_size"] == 2 and gemma.dpo["learning_rate"] == 5e-7
-    assert recipes.load("gemma3-12b").settings == recipes.load().settings
+    twelve, paper = recipes.load("gemma3-12b").settings, recipes.load().settings
+    assert twelve.pop("grpo") != paper.pop("grpo") and twelve == paper  # the paper's stages unchanged
+    assert recipes.load("gemma3-12b").grpo().grpo["per_device_train_batch_size"] == 4
     demo = recipes.load("smollm2-135m")
     assert demo.problem_set == "demo" and demo.training("stage1").epochs == 2
     assert demo.training("stage1").max_pairs == 32 and not demo.training("stage1").dpo["activation_checkpointing"]
