@@ -71,9 +71,13 @@ def test_the_adapter_carries_its_card_log_plots_and_provenance(marker_run):
     assert "Beyond the paper" in (folder / "README.md").read_text()
 
 
-def test_grpo_settings_are_checked_and_the_layout_names_its_adapter():
+def test_grpo_settings_are_checked_and_the_layout_names_its_adapter(tmp_path):
     recipe = recipes.load("smollm2-135m", {"grpo": {"start": "dpo"}})
-    layout = recipe.layout()
+    layout = recipe.layout(model_dir=tmp_path)
+    assert GRPO not in layout.variants()
+    layout.grpo_adapter.mkdir()
+    (layout.grpo_adapter / "adapter_config.json").write_text("{}")
+    assert layout.variants() == ["base", GRPO]  # evaluated, and compared, once it exists
     assert layout.grpo_start("dpo") == layout.stage1_adapter and layout.grpo_start("base") is None
     assert layout.grpo_start("dpo-further") == layout.further_adapter(1)
     assert layout.adapter(GRPO) == layout.grpo_adapter and layout.grpo_adapter.name == "smollm2-135m-grpo"
