@@ -8,7 +8,7 @@ import nbformat
 import pytest
 
 from shared_utils import notebooks, paths, recipes
-from shared_utils.cli import dpo_flags, main
+from shared_utils.cli import dpo_flags, main, trl_flags_of
 from shared_utils.models import REGISTRY
 
 
@@ -94,6 +94,14 @@ def test_train_flags_are_trls_own_fields():
     with pytest.raises(ValueError, match="--betta 1: neither this verb's nor a TRL DPOConfig field"):
         dpo_flags(["--betta", "1"])
     assert main(["train", "--model", "gemma3-4b", "--epochs", "3"]) == 2  # the old flag is not DPOConfig's
+
+
+def test_grpo_flags_are_grpo_config_fields(capsys):
+    from trl import GRPOConfig
+
+    assert trl_flags_of(GRPOConfig, ["--num_generations", "4", "--beta", "0"]) == {"num_generations": 4, "beta": 0.0}
+    assert main(["grpo", "--model", "smollm2-135m", "--num_generationz", "4"]) == 2
+    assert "nor a TRL GRPOConfig field" in capsys.readouterr().err
 
 
 def test_notebooks_name_the_recipe_and_hold_no_sizes():
