@@ -12,7 +12,8 @@ import re
 from pathlib import Path
 
 CARD_FIELDS = ("model", "base_model", "init_adapter", "dataset", "dataset_sha256", "pairs", "max_pairs", "global_step",
-               "seed", "dpo", "reference", "training_format", "lora", "metrics", "versions", "created")
+               "seed", "dpo", "reference", "training_format", "lora", "metrics", "versions", "created",
+               "kind", "problems", "prompts", "start", "grpo", "reward")
 _LORA_KEY = re.compile(r"^(?P<path>.+)\.lora_(?P<kind>[AB])(?:\.[^.]+)?\.weight$")
 _LAYER = re.compile(r"layers\.(\d+)\.")
 
@@ -139,13 +140,21 @@ def summary(info: dict) -> str:
     """The text ``python -m shared_utils inspect`` prints."""
     import pandas as pd
 
-    dpo, metrics = info.get("dpo", {}), info.get("metrics", {})
+    metrics = info.get("metrics", {})
+    if "grpo" in info:  # beyond the paper: refined online, rewarded by the sandbox and MI
+        trained = [f"continued from: {info.get('init_adapter') or '-'}   reference: the starting policy",
+                   f"prompts: {info.get('problems', '?')} ({info.get('prompts', '?')} prompts)",
+                   "grpo: " + ", ".join(f"{key}={value}" for key, value in info["grpo"].items()),
+                   "reward: " + ", ".join(f"{key}={value}" for key, value in info.get("reward", {}).items())]
+    else:
+        trained = [f"continued from: {info.get('init_adapter') or '-'}   reference: {info.get('reference', '?')}",
+                   f"data: {info.get('dataset', '?')} ({info.get('pairs', '?')} pairs, "
+                   f"sha256 {info.get('dataset_sha256', '?')})",
+                   "dpo: " + ", ".join(f"{key}={value}" for key, value in info.get("dpo", {}).items())]
     lines = [
         f"adapter: {info['adapter_dir']}",
         f"base model: {info.get('base_model', info.get('base_model_path'))}",
-        f"continued from: {info.get('init_adapter') or '-'}   reference: {info.get('reference', '?')}",
-        f"data: {info.get('dataset', '?')} ({info.get('pairs', '?')} pairs, sha256 {info.get('dataset_sha256', '?')})",
-        "dpo: " + ", ".join(f"{key}={value}" for key, value in dpo.items()),
+        *trained,
         "lora: " + ", ".join(f"{key}={value}" for key, value in info["lora_config"].items()),
         "metrics: " + ", ".join(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
                                 for key, value in metrics.items()),

@@ -18,6 +18,7 @@ from shared_utils.recipes import TRAINING_STAGES
 from shared_utils.runner import STAGES
 from shared_utils.scoring import SCORINGS
 from shared_utils.stages import PAIR_BACKENDS
+from shared_utils.training.config import GRPO_STARTS
 
 
 def _protocol_arguments(parser) -> None:
@@ -195,7 +196,8 @@ def _verb_render_notebooks(sub) -> None:
 def _verb_run(sub) -> None:
     parser = sub.add_parser("run", help="execute a model's notebooks headless, stage by stage")
     parser.add_argument("--model", default=DEFAULT_MODEL)
-    parser.add_argument("--stages", default="all", help="comma-separated: " + ",".join(STAGES))
+    parser.add_argument("--stages", default="all", help="comma-separated: " + ",".join(STAGES)
+                        + " (all: every stage but grpo, which goes beyond the paper)")
     parser.add_argument("--smoke", action="store_true", help="a handful of problems and one training step")
     parser.add_argument("--model-path", help="load these weights instead (e.g. a tiny look-alike)")
     parser.add_argument("--mbpp-source", default="mbpp", help="hub id or folder of MBPP JSONL splits")
@@ -273,17 +275,25 @@ def _verb_train(sub) -> None:
 
 def dpo_flags(argv: list[str]) -> dict:
     """The DPOConfig fields given on the command line (``--beta 0.05``), parsed by TRL's own parser."""
+    from trl import DPOConfig
+
+    return trl_flags_of(DPOConfig, argv)
+
+
+def trl_flags_of(config_class, argv: list[str]) -> dict:
+    """The fields of a TRL config class given on the command line, parsed by TRL's own parser."""
     import argparse
 
-    from trl import DPOConfig, TrlParser
+    from trl import TrlParser
 
-    parser = TrlParser(DPOConfig)
+    parser = TrlParser(config_class)
     for action in parser._actions:
         action.default = argparse.SUPPRESS  # only what was given, not every default
         action.required = False
     given, unknown = parser.parse_known_args(argv)
     if unknown:
-        raise ValueError(f"unknown option(s) {' '.join(unknown)}: neither this verb's nor a TRL DPOConfig field")
+        raise ValueError(f"unknown option(s) {' '.join(unknown)}: neither this verb's nor a TRL "
+                         f"{config_class.__name__} field")
     return vars(given)
 
 
@@ -299,6 +309,33 @@ def lora_flags(items: list[str] | None) -> dict:
             raise ValueError(f"--lora {item!r}: expected FIELD=VALUE, e.g. --lora r=32")
         fields[name.strip()] = yaml.safe_load(value)
     return fields
+
+
+def _verb_grpo(sub) -> None:
+    parser = sub.add_parser(
+        "grpo", help="beyond the paper: refine an adapter online with GRPO, rewarded by the sandbox and MI; every TRL "
+                     "GRPOConfig field is a flag (e.g. --num_generations 4)",
+        epilog="Any other --flag is a TRL GRPOConfig field laid over the recipe's grpo.training section.")
+    _model_arguments(parser)
+    parser.add_argument("--start", choices=GRPO_STARTS, help="the adapter refined (default: the recipe's grpo.start)")
+    parser.add_argument("--overwrite", action="store_true", help="retrain even if the adapter is complete")
+
+    def run(args, trl_flags: list[str]) -> int:
+        from trl import GRPOConfig
+
+        from shared_utils import recipes, stages
+
+        if args.protocol or args.switch:
+            raise ValueError("GRPO is beyond the paper: --protocol and --switch do not apply to it")
+        overlay = {"training": trl_flags_of(GRPOConfig, trl_flags), **({"start": args.start} if args.start else {})}
+        recipe = recipes.load(args.model, {"grpo": overlay}, recipe=args.recipe)
+        layout = recipe.layout(global_dir=args.global_dir, model_dir=args.model_dir)
+        result = stages.train_grpo(recipe, layout, model=args.model_path, overwrite=args.overwrite)
+        print(f"adapter: {result.adapter_dir}")
+        print(json.dumps(result.metrics, indent=1, default=str))
+        return 0
+
+    parser.set_defaults(run=run, takes_unknown=True)
 
 
 def _verb_self_generate(sub) -> None:
@@ -389,7 +426,7 @@ def _verb_generate(sub) -> None:
 
 
 VERBS = [_verb_prepare, _verb_mi, _verb_global_pairs, _verb_label, _verb_evaluate, _verb_render_notebooks, _verb_run,
-         _verb_train, _verb_self_generate, _verb_inspect, _verb_generate]
+         _verb_train, _verb_grpo, _verb_self_generate, _verb_inspect, _verb_generate]
 
 
 def build_parser() -> argparse.ArgumentParser:

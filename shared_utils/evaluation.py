@@ -1,4 +1,4 @@
-"""Evaluation runs of base, ``-dpo`` and ``-dpo-further``: generate, score, save, compare.
+"""Evaluation runs of base, ``-dpo``, ``-dpo-further`` (and ``-grpo``, beyond the paper): generate, score, save, compare.
 
 Every run writes, next to the evaluation notebook: the raw completions in the paper's JSON
 format (``<model>_<variant>_model_output_run_<i>.json``), a per-sample Parquet table and a
@@ -14,10 +14,10 @@ import json
 from pathlib import Path
 
 from shared_utils import data, files, prompts, scoring
-from shared_utils.layout import BASE, BENCHMARKS, FURTHER, STAGE1, ArtifactLayout
+from shared_utils.layout import BASE, BENCHMARKS, FURTHER, GRPO, STAGE1, ArtifactLayout
 
 SCORINGS = tuple(scoring.SCORINGS)  # every run is scored every way, from the same completions
-VARIANTS = (BASE, STAGE1, FURTHER)  # always listed by ``describe``; later iterations once they exist
+VARIANTS = (BASE, STAGE1, FURTHER, GRPO)  # always listed by ``describe``; later iterations once they exist
 
 
 @dataclasses.dataclass

@@ -10,8 +10,10 @@ The paper's names, defined here and nowhere else:
   ``<prefix>-dpo-<E>-epochs-further-<E2>-epochs``, both with an ``-iteration-<k>`` suffix
   (``_iteration_<k>`` for the dataset) from the second iteration on. Iteration 1 starts from the
   Stage-1 adapter, iteration k > 1 from iteration k-1's;
+- GRPO (beyond the paper): the adapter ``<prefix>-grpo``, refined online from the adapter its
+  recipe's ``grpo.start`` names (its card records which);
 - evaluation: one variant per adapter (``base``, ``dpo``, ``dpo-further``,
-  ``dpo-further-iteration-<k>``), raw completions and scores per run and benchmark, one
+  ``dpo-further-iteration-<k>``, ``grpo``), raw completions and scores per run and benchmark, one
   comparison file per benchmark.
 """
 
@@ -27,7 +29,7 @@ GLOBAL_PAIRS_NAME = "mbpp_custom_dataset_with_correct_gemini_pairs"
 GLOBAL_DPO_NAME = "mbpp_custom_dataset_with_correct_gemini_pairs_dpo_ready_with_messages"
 TRAIN_NAME = "mbpp_preprocessed_dataset"
 TEST_NAME = "mbpp_test_with_signatures"
-BASE, STAGE1, FURTHER = "base", "dpo", "dpo-further"
+BASE, STAGE1, FURTHER, GRPO = "base", "dpo", "dpo-further", "grpo"
 BENCHMARKS = ("mbpp", "humaneval")
 
 
@@ -130,11 +132,28 @@ class ArtifactLayout:
             iteration += 1
         return found
 
+    # ---------------------------------------------------------------- GRPO (beyond the paper)
+    @property
+    def grpo_adapter(self) -> Path:
+        return self.model_dir / f"{self.spec.adapter_prefix}-grpo"
+
+    def grpo_start(self, start: str) -> Path | None:
+        """The adapter GRPO refines: the latest self-tuning iteration's (``dpo-further``), Stage 1's
+        (``dpo``), or None (``base``: a fresh LoRA)."""
+        if start == BASE:
+            return None
+        if start == STAGE1:
+            return self.stage1_adapter
+        if start == FURTHER:
+            return self.further_adapter(max(self.iterations(), default=1))
+        raise ValueError(f"unknown GRPO start {start!r}; expected {FURTHER}, {STAGE1} or {BASE}")
+
     # ---------------------------------------------------------------- evaluation
     def variants(self) -> list[str]:
         """The variants that can be evaluated now: the base always, each adapter once it exists."""
         found = [BASE] + ([STAGE1] if _is_adapter(self.stage1_adapter) else [])
-        return found + [further_variant(iteration) for iteration in self.iterations()]
+        found += [further_variant(iteration) for iteration in self.iterations()]
+        return found + ([GRPO] if _is_adapter(self.grpo_adapter) else [])
 
     def adapter(self, variant: str) -> Path | None:
         """The adapter a variant loads (None for the base weights)."""
@@ -142,6 +161,8 @@ class ArtifactLayout:
             return None
         if variant == STAGE1:
             return self.stage1_adapter
+        if variant == GRPO:
+            return self.grpo_adapter
         return self.further_adapter(_variant_iteration(variant))
 
     def run_stem(self, variant: str, run: int, benchmark: str = "mbpp") -> Path:
@@ -167,7 +188,8 @@ def _variant_iteration(variant: str) -> int:
     prefix = FURTHER + "-iteration-"
     if variant.startswith(prefix) and variant[len(prefix):].isdigit() and int(variant[len(prefix):]) > 1:
         return int(variant[len(prefix):])
-    raise ValueError(f"unknown variant {variant!r}; expected {BASE}, {STAGE1}, {FURTHER} or {prefix}<k> (k > 1)")
+    raise ValueError(f"unknown variant {variant!r}; expected {BASE}, {STAGE1}, {FURTHER}, {prefix}<k> (k > 1) "
+                     f"or {GRPO}")
 
 
 def _suffix(iteration: int, separator: str) -> str:

@@ -11,7 +11,7 @@ import dataclasses
 import math
 import warnings
 
-from radon.metrics import mi_parameters, mi_visit
+from radon.metrics import mi_compute, mi_parameters
 from radon.raw import analyze
 
 
@@ -43,10 +43,12 @@ def score(code: str) -> MIResult:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", SyntaxWarning)
-            mi = mi_visit(code, multi=True)
+            # What radon's mi_visit(code, multi=True) computes, taken apart once: the volume and the
+            # (module-total) complexity its MI formula uses come with the MI at no extra parse.
+            parameters = mi_parameters(code, count_multi=True)
+            mi = mi_compute(*parameters)
+            volume, complexity, _, _ = parameters
             raw = analyze(code)
-            # The volume and the (module-total) complexity radon's MI formula itself uses.
-            volume, complexity, _, _ = mi_parameters(code, count_multi=True)
     except (SyntaxError, ValueError, TypeError, IndentationError, RecursionError, MemoryError) as exc:
         return MIResult(**NOT_SCORABLE, scorable=False, error=f"not scorable: {type(exc).__name__}: {exc}")
     return MIResult(
@@ -56,3 +58,32 @@ def score(code: str) -> MIResult:
         sloc=raw.sloc,
         comment_lines=raw.comments + raw.multi,
     )
+
+
+def without_comments(code: str) -> str:
+    """``code`` with its comments, docstrings and other bare string statements removed.
+
+    radon's MI (``multi=True``) adds up to 50 points for a share of comment lines, multi-line strings included,
+    so a policy optimised for MI can learn to pad answers with docstrings. Scoring this form
+    instead leaves only the code's own size and complexity to reward. Returns ``code`` unchanged
+    when it does not parse (it is then not scorable either way).
+    """
+    import ast
+
+    try:
+        tree = ast.parse(code)
+        for node in ast.walk(tree):
+            for field in ("body", "orelse", "finalbody"):
+                block = getattr(node, field, None)
+                if isinstance(block, list) and block:
+                    setattr(node, field, [stmt for stmt in block if not _is_bare_string(stmt)] or [ast.Pass()])
+        return ast.unparse(tree)
+    except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError):
+        return code
+
+
+def _is_bare_string(statement) -> bool:
+    import ast
+
+    return (isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant)
+            and isinstance(statement.value.value, str))

@@ -33,6 +33,7 @@ def _model_name(spec: ModelSpec, kind: str) -> str:
         "model_1_dpo": f"1_{spec.slug}_dpo.ipynb",
         "model_2_dpo_local_dataset_self_generation": f"2_{spec.slug}_dpo_local_dataset_self_generation.ipynb",
         "model_3_dpo_further": f"3_{spec.slug}_dpo_further.ipynb",
+        "model_4_grpo": f"4_{spec.slug}_grpo.ipynb",
     }[kind]
 
 

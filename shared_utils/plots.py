@@ -69,3 +69,24 @@ def evaluation_overview(report):
         components.plot.bar(ax=axes[3], rot=20, title="MI components of passing samples (mean)")
     fig.tight_layout()
     return fig
+
+
+GRPO_PANELS = (  # (log columns, title): what GRPO's notebook shows per step
+    (("reward", "code/correctness", "code/maintainability"), "Reward and its components"),
+    (("kl",), "KL to the starting policy"),
+    (("completions/mean_length",), "Completion length (tokens)"),
+)
+
+
+def grpo_training(log):
+    """GRPO per step: the reward and its components, the KL to the reference, the completion length."""
+    fig, axes = plt.subplots(1, len(GRPO_PANELS), figsize=(6 * len(GRPO_PANELS), 3.5))
+    for ax, (columns, title) in zip(axes, GRPO_PANELS):
+        for column in (c for c in columns if c in log):
+            ax.plot(log["step"], log[column], marker="o" if len(log) < 30 else None, label=column)
+        ax.set(title=title, xlabel="step")
+        if len(columns) > 1:
+            ax.legend()
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

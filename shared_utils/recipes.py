@@ -6,7 +6,7 @@ runner's ``resources/recipes/smoke.yaml``, a notebook's ``overrides`` dict, CLI 
 merge key by key, so an overlay changes one value without restating its section, and Stage 2c
 starts from Stage 1's settings.
 
-Training keys are TRL's ``DPOConfig`` fields and LoRA keys are PEFT's ``LoraConfig`` fields. Both
+Training keys are TRL's ``DPOConfig`` fields (``GRPOConfig``'s in the ``grpo`` section) and LoRA keys are PEFT's ``LoraConfig`` fields. Both
 are checked against those classes (``training.TrainingSettings``), so every TRL option can be a
 recipe key without being copied here. Every other key must be one that ``paper.yaml`` sets; a
 misspelt key fails with the file and the key it came from.
@@ -109,6 +109,16 @@ class Recipe:
 
         section = self.settings["protocol"]
         return resolve(section["name"], **(section.get("switches") or {}))
+
+    def grpo(self):
+        """The GRPO stage's settings (beyond the paper), checked against TRL, PEFT and ``rewards``; a fresh
+        adapter's LoRA fields are Stage 1's with the stage's own laid over them."""
+        from shared_utils.training import GRPOSettings
+
+        section = self.section("grpo")
+        return GRPOSettings(grpo=section["training"], lora=merge(self.settings["stage1"]["lora"], section["lora"]),
+                            reward=section["reward"], start=section["start"], limit=section["limit"],
+                            where=f"{self.describe()}: grpo")
 
     def layout(self, **folders):
         """The model's artifact layout; adapter names carry the recipe's epochs."""

@@ -18,13 +18,15 @@ from shared_utils.models import DEFAULT_MODEL
 from shared_utils.notebooks import targets
 from shared_utils.recipes import Recipe
 
-STAGES = ("global", "stage1", "stage2a", "stage2c", "eval")
+STAGES = ("global", "stage1", "stage2a", "stage2c", "grpo", "eval")
+DEFAULT_STAGES = tuple(stage for stage in STAGES if stage != "grpo")  # "all": the paper's; grpo only when named
 STAGE_TEMPLATES = {
     "global": ("global_1_dataset_preprocessing", "global_2_generate_global_pairs",
                "global_3_automated_global_dataset_labelling"),
     "stage1": ("model_1_dpo",),
     "stage2a": ("model_2_dpo_local_dataset_self_generation",),
     "stage2c": ("model_3_dpo_further",),
+    "grpo": ("model_4_grpo",),
     "eval": ("evaluate",),
 }
 
@@ -40,9 +42,11 @@ class RunOptions:
     runs_dir: Path | None = None
     artifacts: Path | None = None  # where stage outputs go; default: next to the notebooks (smoke: the runs folder)
     protocol: str | None = None  # paper | corrected for every notebook; None: the recipe's
+    overrides: dict = dataclasses.field(default_factory=dict)  # recipe values for every notebook, over the smoke ones
 
     def stage_list(self) -> list[str]:
-        chosen = list(STAGES) if self.stages == "all" else [s.strip() for s in self.stages.split(",") if s.strip()]
+        chosen = (list(DEFAULT_STAGES) if self.stages == "all"
+                  else [s.strip() for s in self.stages.split(",") if s.strip()])
         unknown = [s for s in chosen if s not in STAGES]
         if unknown:
             raise ValueError(f"unknown stage(s) {unknown}; expected some of {', '.join(STAGES)}")
@@ -56,7 +60,7 @@ def global_parameters(options: RunOptions, template: str, recipe: Recipe, layout
         return {**common, "source": "demo" if demo else options.mbpp_source}
     if template == "global_3_automated_global_dataset_labelling":
         return {**common, "problem_set": recipe.problem_set}
-    params = {**common, "problem_set": recipe.problem_set, "overrides": smoke_overrides(options)}
+    params = {**common, "problem_set": recipe.problem_set, "overrides": run_overrides(options)}
     if options.responses:
         return {**params, "backend": "replay", "responses": str(options.responses)}
     if demo:  # offline: the embedded model is its own generator
@@ -66,14 +70,14 @@ def global_parameters(options: RunOptions, template: str, recipe: Recipe, layout
 
 
 def model_parameters(options: RunOptions, layout: ArtifactLayout) -> dict:
-    params = {"model_path": options.model_path, "overrides": smoke_overrides(options),
+    params = {"model_path": options.model_path, "overrides": run_overrides(options),
               "global_dir": str(layout.global_.folder), "output_dir": str(layout.model_dir)}
     return {key: value for key, value in params.items() if value is not None}
 
 
-def smoke_overrides(options: RunOptions) -> dict:
-    """The smoke overlay (a handful of problems, one training step) or nothing."""
-    return recipes.read_yaml(recipes.SMOKE) if options.smoke else {}
+def run_overrides(options: RunOptions) -> dict:
+    """The smoke overlay (a handful of problems, one training step) or nothing, then the run's own overrides."""
+    return recipes.merge(recipes.read_yaml(recipes.SMOKE) if options.smoke else {}, options.overrides)
 
 
 def stage_parameters(options: RunOptions, stage: str, template: str, recipe: Recipe, layout: ArtifactLayout) -> dict:
@@ -82,7 +86,8 @@ def stage_parameters(options: RunOptions, stage: str, template: str, recipe: Rec
                 "fine_tuning_dir": str(layout.model_dir)}
     params = (global_parameters(options, template, recipe, layout) if stage == "global"
               else model_parameters(options, layout))
-    return {**params, "protocol": options.protocol} if options.protocol else params
+    # GRPO is beyond the paper: it has no paper protocol to follow.
+    return {**params, "protocol": options.protocol} if options.protocol and stage != "grpo" else params
 
 
 def artifact_layout(options: RunOptions, runs_dir: Path) -> ArtifactLayout:

@@ -155,6 +155,19 @@ def train_stage2(recipe: Recipe, layout: ArtifactLayout, iteration: int = 1, *, 
                      protocol=recipe.protocol(), progress=progress)
 
 
+def train_grpo(recipe: Recipe, layout: ArtifactLayout, *, model: str | None = None, progress: bool = True,
+               overwrite: bool = False):
+    """Beyond the paper: GRPO from the recipe's ``grpo.start`` adapter on the training prompts, into the
+    layout's GRPO adapter."""
+    from shared_utils.training import train_grpo as train
+
+    settings = recipe.grpo()
+    problems = layout.global_.train_problems
+    return train(model or recipe.model, data.load_problems(problems), layout.grpo_adapter, settings=settings,
+                 init_adapter=layout.grpo_start(settings.start), problems_source=str(problems), progress=progress,
+                 overwrite=overwrite)
+
+
 def evaluation_plan(recipe: Recipe, layout: ArtifactLayout, *, model: str | None = None):
     """The recipe's evaluation, generating through vLLM where it is installed and a GPU is present."""
     from shared_utils.evaluation import EvalPlan

@@ -30,7 +30,7 @@ def test_readme_model_table_comes_from_the_registry_and_recipes():
 
 def test_every_notebook_is_output_free_with_a_parameters_cell_and_a_summary():
     found = notebooks.targets()
-    assert len(found) == 3 + 4 * len(model_names())
+    assert len(found) == 3 + 5 * len(model_names())
     for target in found:
         notebook = nbformat.read(target.path, as_version=4)
         code = [cell for cell in notebook.cells if cell.cell_type == "code"]
@@ -73,7 +73,7 @@ def test_a_model_added_as_a_folder_with_a_recipe_renders_and_runs(tmp_path):
         (folder / "recipe.yaml").write_text("base: smollm2-135m\nstage1:\n  training:\n    beta: 0.3\n")
         assert name in model_names() and get_spec(name).hub_id == REGISTRY["smollm2-135m"].hub_id
         added = [target for target in notebooks.targets() if target.model and target.model.name == name]
-        assert len(added) == 4 and notebooks.README in notebooks.render_all(check=True)  # the table lacks it
+        assert len(added) == 5 and notebooks.README in notebooks.render_all(check=True)  # the table lacks it
         for target in added:
             if target.path.parent == folder:
                 target.path.write_text(notebooks.render(target))
@@ -100,13 +100,17 @@ def mbpp_global(tmp_path_factory, mbpp_dir, gemini_pairs):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["gemma3-1b", "gemma3-4b", "gemma3-12b", "qwen3-4b"])
-def test_paper_model_first_notebook_runs_on_a_tiny_lookalike(model, mbpp_global, tiny_model_factory):
-    options = RunOptions(model=model, stages="stage1", smoke=True, model_path=str(tiny_model_factory(model)),
-                         runs_dir=mbpp_global / model, artifacts=mbpp_global / "out")
+def test_paper_model_first_and_grpo_notebooks_run_on_a_tiny_lookalike(model, mbpp_global, tiny_model_factory):
+    """Stage 1, then GRPO from its adapter (smoke: one step of two samples per prompt) on the same tiny model."""
+    options = RunOptions(model=model, stages="stage1,grpo", smoke=True, model_path=str(tiny_model_factory(model)),
+                         runs_dir=mbpp_global / model, artifacts=mbpp_global / "out", overrides={"grpo": {"start": "dpo"}})
     assert run_pipeline(options) == 0
     layout = artifact_layout(options, mbpp_global / model)
     assert (layout.stage1_adapter / "adapter_config.json").is_file()
     assert "Traceback" not in _executed_outputs(mbpp_global / model / f"1_{layout.spec.slug}_dpo.ipynb")
+    card = json.loads((layout.grpo_adapter / "provenance.json").read_text())
+    assert card["init_adapter"] == str(layout.stage1_adapter) and card["global_step"] == 1
+    assert "code/correctness" in _executed_outputs(mbpp_global / model / f"4_{layout.spec.slug}_grpo.ipynb")
 
 
 def test_readme_opens_with_the_two_commands_and_links_every_notebook_in_colab():

@@ -56,14 +56,14 @@ def test_recipes_carry_the_protocol_and_training_loads_float32_under_the_papers(
     assert ablation.protocol().name == "corrected+training_dtype=float32"
 
 
-def test_the_runner_hands_the_protocol_to_every_notebook_but_evaluation(tmp_path):
+def test_the_runner_hands_the_protocol_to_every_notebook_but_evaluation_and_grpo(tmp_path):
     options = runner.RunOptions(model="smollm2-135m", protocol="paper", artifacts=tmp_path)
     recipe = recipes.load("smollm2-135m")
     layout = runner.artifact_layout(options, tmp_path)
     for stage, templates in runner.STAGE_TEMPLATES.items():
         for template in templates:
             params = runner.stage_parameters(options, stage, template, recipe, layout)
-            assert ("protocol" in params) == (stage != "eval"), (stage, template)
+            assert ("protocol" in params) == (stage not in ("eval", "grpo")), (stage, template)
 
 
 # --------------------------------------------------------------------------------------------

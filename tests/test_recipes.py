@@ -8,7 +8,7 @@ import nbformat
 import pytest
 
 from shared_utils import notebooks, paths, recipes
-from shared_utils.cli import dpo_flags, lora_flags, main
+from shared_utils.cli import dpo_flags, lora_flags, main, trl_flags_of
 from shared_utils.models import REGISTRY
 from shared_utils.training.dpo import TrainResult
 
@@ -44,14 +44,16 @@ def test_every_registered_model_has_a_recipe_beside_its_notebooks(tmp_path):
 def test_a_models_recipe_overrides_only_what_it_names():
     gemma = recipes.load("gemma3-1b").training("stage1")
     assert gemma.dpo["per_device_train_batch_size"] == 2 and gemma.dpo["learning_rate"] == 5e-7
-    # The authors' gemma3-12b batch: 2 x 16 in Stage 1, 1 x 16 in Stage 2c; nothing else differs.
+    # The authors' gemma3-12b batch: 2 x 16 in Stage 1, 1 x 16 in Stage 2c; GRPO sized for one GPU.
     gemma12 = recipes.load("gemma3-12b")
     assert gemma12.training("stage1").dpo["per_device_train_batch_size"] == 2
     assert gemma12.training("stage2c").dpo["per_device_train_batch_size"] == 1
     assert gemma12.training("stage2c").dpo["gradient_accumulation_steps"] == 16
-    assert recipes.merge(gemma12.settings, {"stage1": {"training": {"per_device_train_batch_size": 1}},
-                                            "stage2c": {"training": {}}}) == recipes.merge(
-        recipes.load().settings, {"stage2c": {"training": {"per_device_train_batch_size": 1}}})
+    assert gemma12.grpo().grpo["per_device_train_batch_size"] == 4
+    twelve, paper = gemma12.settings, recipes.load().settings
+    assert twelve.pop("grpo") != paper.pop("grpo")
+    assert recipes.merge(twelve, {"stage1": {"training": {"per_device_train_batch_size": 1}}}) == recipes.merge(
+        paper, {"stage2c": {"training": {"per_device_train_batch_size": 1}}})
     demo = recipes.load("smollm2-135m")
     assert demo.problem_set == "demo" and demo.training("stage1").epochs == 2
     assert demo.training("stage1").max_pairs == 32 and not demo.training("stage1").dpo["activation_checkpointing"]
@@ -104,6 +106,14 @@ def test_train_flags_are_trls_own_fields():
     with pytest.raises(ValueError, match="expected FIELD=VALUE"):
         lora_flags(["r"])
     assert main(["train", "--model", "gemma3-4b", "--epochs", "3"]) == 2  # the old flag is not DPOConfig's
+
+
+def test_grpo_flags_are_grpo_config_fields(capsys):
+    from trl import GRPOConfig
+
+    assert trl_flags_of(GRPOConfig, ["--num_generations", "4", "--beta", "0"]) == {"num_generations": 4, "beta": 0.0}
+    assert main(["grpo", "--model", "smollm2-135m", "--num_generationz", "4"]) == 2
+    assert "nor a TRL GRPOConfig field" in capsys.readouterr().err
 
 
 def test_notebooks_name_the_recipe_and_hold_no_sizes():

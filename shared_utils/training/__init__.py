@@ -1,6 +1,8 @@
-"""DPO + LoRA fine-tuning (Stage 1 and Stage 2c): ``train_dpo`` and its settings."""
+"""LoRA fine-tuning: DPO (Stage 1 and Stage 2c, ``train_dpo``) and, beyond the paper, GRPO (``train_grpo``)."""
 
-from shared_utils.training.config import TrainingSettings
+from shared_utils.training.config import GRPOSettings, TrainingSettings
 from shared_utils.training.dpo import TrainResult, build_trainer, dataset_hash, load_pairs, train_dpo
+from shared_utils.training.grpo import train_grpo
 
-__all__ = ["TrainingSettings", "TrainResult", "build_trainer", "dataset_hash", "load_pairs", "train_dpo"]
+__all__ = ["GRPOSettings", "TrainingSettings", "TrainResult", "build_trainer", "dataset_hash", "load_pairs", "train_dpo",
+           "train_grpo"]

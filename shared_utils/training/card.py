@@ -20,6 +20,8 @@ TRAINING_FORMATS = {
                     "common prefix (e.g. \"```python\\ndef f(\"), the answers their remainders plus EOS; no task text, "
                     "no system prompt, no chat template, no BOS",
 }
+GRPO_FINAL_KEYS = ("loss", "reward", "reward_std", "code/correctness", "code/maintainability", "code/pass_rate", "kl",
+                   "completions/mean_length", "mi/written", "mi/scored")
 FINAL_KEYS = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies",
               "logps/chosen", "logps/rejected", KL_COLUMN)
 
@@ -34,11 +36,11 @@ def training_log(log_history: list[dict], beta: float):
     return frame
 
 
-def final_metrics(frame, log_history: list[dict]) -> dict:
-    """The last logged step's DPO metrics plus the run summary (train_loss, runtime, steps)."""
+def final_metrics(frame, log_history: list[dict], keys: tuple[str, ...] = FINAL_KEYS) -> dict:
+    """The last logged step's metrics (DPO's unless ``keys``) plus the run summary (train_loss, runtime, steps)."""
     last = frame.iloc[-1].to_dict() if len(frame) else {}
     summary = next((row for row in reversed(log_history) if "train_runtime" in row), {})
-    metrics = {key: float(last[key]) for key in FINAL_KEYS if key in last}
+    metrics = {key: float(last[key]) for key in keys if key in last}
     metrics.update({key: value for key, value in summary.items()})
     return metrics
 
@@ -107,31 +109,75 @@ def model_card(name: str, record: dict, peft_card: Path | None = None):
         "",
         "The recipe's TRL `DPOConfig` and PEFT `LoraConfig` fields:",
         "",
-        "| DPO | value |", "|---|---|",
-        *[f"| {key} | {value} |" for key, value in dpo.items()],
-        "",
-        "| LoRA | value |", "|---|---|",
-        *[f"| {key} | {value} |" for key, value in lora.items()],
-        "",
+        *_table("DPO", dpo),
+        *_table("LoRA", lora),
         "TRL's defaults apply otherwise: sigmoid loss, AdamW, linear learning-rate decay without warm-up, and "
         "`disable_dropout=True`, which sets every dropout (the LoRA dropout included) to 0 during DPO.",
         "",
         "## Final metrics",
         "",
-        "| metric | value |", "|---|---|",
-        *[f"| {key} | {value:.6g} |" if isinstance(value, float) else f"| {key} | {value} |"
-          for key, value in record["metrics"].items()],
-        "",
+        *_table("metric", record["metrics"]),
         KL_NOTE,
         "",
-        "Plots: " + ", ".join(f"`{plot}`" for plot in record["plots"]) + f"; the full log is `{LOG_NAME}`.",
-        "",
-        "## Library versions",
-        "",
-        *[f"- {package}: {version}" for package, version in record["versions"].items()],
-        "",
+        *_closing(record),
     ]
     return ModelCard(f"---\n{card_data(record, peft_card).to_yaml()}\n---\n\n" + "\n".join(lines))
+
+
+def write_grpo_artifacts(folder: Path, trainer, *, name: str, identity: dict, prompts: int, base_model: str) -> None:
+    """The GRPO adapter's log, plots (reward components, KL, completion length, MI), card and provenance."""
+    frame = training_log(trainer.state.log_history, trainer.args.beta)
+    frame.to_csv(folder / LOG_NAME, index=False)
+    written = curves.plot_training(frame, folder, curves.GRPO_PLOTS)
+    metrics = final_metrics(frame, trainer.state.log_history, GRPO_FINAL_KEYS)
+    record = files.provenance(kind="grpo-lora-adapter", base_model=base_model, prompts=prompts,
+                              global_step=trainer.state.global_step, seed=trainer.args.seed, metrics=metrics,
+                              plots=[path.name for path in written], **identity)
+    files.write_json(folder / "provenance.json", record)
+    files.write_text(folder / "README.md", grpo_card(name, record))
+
+
+def grpo_card(name: str, record: dict) -> str:
+    """The GRPO adapter's card: where it started, how samples were rewarded, every setting, final metrics."""
+    start = f"`{record['init_adapter']}` ({record['start']})" if record["init_adapter"] else "the base model (a fresh LoRA)"
+    lines = [
+        f"# {name}",
+        "",
+        "Beyond the paper: a LoRA adapter refined online with GRPO (TRL `GRPOTrainer`). Each step samples "
+        "`num_generations` answers per MBPP training prompt from the current policy, runs every one against the "
+        "problem's asserts in the sandbox and rewards correct, maintainable code (`shared_utils.rewards`: "
+        "correctness, plus MI / 100 of passing code, weighted as below).",
+        "",
+        f"- Base model: `{record['base_model']}` (loaded from `{record['model']}`)",
+        f"- Started from: {start}; the KL reference is the starting policy",
+        f"- Prompts: {record['prompts']} from `{record['problems']}`",
+        f"- Steps: {record['global_step']}, seed {record['seed']}",
+        "",
+        "## Settings",
+        "",
+        *_table("reward", record["reward"]),
+        *_table("GRPO", record["grpo"]),
+        *_table("LoRA (fresh adapters only)", record["lora"]),
+        "## Final metrics",
+        "",
+        *_table("metric", record["metrics"]),
+        *_closing(record),
+    ]
+    return "\n".join(lines)
+
+
+def _table(header: str, values: dict) -> list[str]:
+    return [f"| {header} | value |", "|---|---|", *[f"| {key} | {_cell(value)} |" for key, value in values.items()], ""]
+
+
+def _cell(value) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else f"{value}"
+
+
+def _closing(record: dict) -> list[str]:
+    return ["Plots: " + ", ".join(f"`{plot}`" for plot in record["plots"]) + f"; the full log is `{LOG_NAME}`.", "",
+            "## Library versions", "", *[f"- {package}: {version}" for package, version in record["versions"].items()],
+            ""]
 
 
 def read_result(out_dir: Path):

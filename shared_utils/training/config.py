@@ -1,10 +1,11 @@
-"""One DPO stage's settings: TRL's ``DPOConfig`` fields, PEFT's ``LoraConfig`` fields, and two of ours.
+"""A training stage's settings: TRL's ``DPOConfig`` (or, for GRPO, ``GRPOConfig``) fields, PEFT's
+``LoraConfig`` fields, and a few of ours.
 
 The values come from a recipe (``shared_utils.recipes``); this module checks them against the
 installed TRL and PEFT and builds their config objects. What depends on the machine rather than
 the recipe is decided here: bf16 on GPUs for bfloat16 models, ``use_cpu`` where there is no GPU
 (only then do processes started by ``accelerate launch``/torchrun form a gloo data-parallel group
-instead of each training alone), and progress bars.
+instead of each training alone), progress bars, and GRPO's generation with vLLM where it can run.
 """
 
 from __future__ import annotations
@@ -13,6 +14,31 @@ import dataclasses
 
 REFERENCES = ("base", "stage1")
 TRAINING_FORMATS = ("conversational", "as_published")  # ``training.formats`` explains both
+GRPO_STARTS = ("dpo-further", "dpo", "base")
+
+
+def trl_config(config_class, fields: dict, output_dir: str, *, bf16: bool = False, progress: bool = True,
+               where: str = "training settings"):
+    """A TRL config built by ``HfArgumentParser``, which rejects keys the class does not have."""
+    from transformers import HfArgumentParser
+
+    from shared_utils.models import device
+
+    values = {**fields, "output_dir": output_dir, "bf16": bf16, "use_cpu": device() == "cpu", "disable_tqdm": not progress}
+    try:
+        (config,) = HfArgumentParser(config_class).parse_dict(values)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{where}: training: {exc}") from None
+    return config
+
+
+def lora_config(fields: dict, where: str):
+    from peft import LoraConfig
+
+    try:
+        return LoraConfig(**fields)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{where}: lora: {exc}") from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,26 +82,12 @@ class TrainingSettings:
 
     def dpo_config(self, output_dir: str, *, bf16: bool = False, progress: bool = True):
         """TRL's ``DPOConfig`` built by ``HfArgumentParser``, which rejects keys DPOConfig does not have."""
-        from transformers import HfArgumentParser
         from trl import DPOConfig
 
-        from shared_utils.models import device
-
-        values = {**self.dpo, "output_dir": output_dir, "bf16": bf16, "use_cpu": device() == "cpu",
-                  "disable_tqdm": not progress}
-        try:
-            (config,) = HfArgumentParser(DPOConfig).parse_dict(values)
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"{self.where}: training: {exc}") from None
-        return config
+        return trl_config(DPOConfig, self.dpo, output_dir, bf16=bf16, progress=progress, where=self.where)
 
     def peft_config(self):
-        from peft import LoraConfig
-
-        try:
-            return LoraConfig(**self.lora)
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"{self.where}: lora: {exc}") from None
+        return lora_config(self.lora, self.where)
 
     def replace(self, **dpo_changes) -> "TrainingSettings":
         """The same settings with some DPOConfig fields changed (CLI flags, tests)."""
@@ -86,3 +98,62 @@ class TrainingSettings:
         return {"dpo": dict(self.dpo), "lora": dict(self.lora), "reference": self.reference,
                 "max_pairs": self.max_pairs, "load_dtype": self.load_dtype, "training_format": self.training_format,
                 "protocol": self.protocol}
+
+
+@dataclasses.dataclass(frozen=True)
+class GRPOSettings:
+    """The GRPO stage (beyond the paper). ``grpo``: TRL ``GRPOConfig`` fields; ``lora``: LoraConfig fields
+    of a fresh adapter (``start="base"``; otherwise the start adapter's own); ``reward``:
+    ``rewards.RewardSettings`` fields; ``start``: the adapter GRPO continues (``GRPO_STARTS``);
+    ``limit``: only the first N training prompts."""
+
+    grpo: dict
+    lora: dict
+    reward: dict
+    start: str = "dpo-further"
+    limit: int | None = None
+    where: str = "grpo settings"
+
+    def __post_init__(self):
+        if self.start not in GRPO_STARTS:
+            raise ValueError(f"{self.where}: start must be one of {GRPO_STARTS}, got {self.start!r}")
+        self.grpo_config("unused")
+        self.peft_config()
+        self.reward_settings()
+
+    def grpo_config(self, output_dir: str, *, bf16: bool = False, progress: bool = True):
+        """TRL's ``GRPOConfig``; generation with colocated vLLM where a GPU and vLLM are present, unless the
+        recipe sets ``use_vllm`` itself (TRL supports LoRA there: it merges the adapter into vLLM's weights)."""
+        from trl import GRPOConfig
+
+        return trl_config(GRPOConfig, {**vllm_defaults(), **self.grpo}, output_dir, bf16=bf16, progress=progress,
+                          where=self.where)
+
+    def peft_config(self):
+        return lora_config(self.lora, self.where)
+
+    def reward_settings(self):
+        from shared_utils.rewards import RewardSettings
+
+        try:
+            return RewardSettings(**self.reward)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{self.where}: reward: {exc}") from None
+
+    def replace(self, **grpo_changes) -> "GRPOSettings":
+        """The same settings with some GRPOConfig fields changed (CLI flags, tests)."""
+        return dataclasses.replace(self, grpo={**self.grpo, **grpo_changes})
+
+    def as_dict(self) -> dict:
+        return {"grpo": dict(self.grpo), "lora": dict(self.lora), "reward": dict(self.reward), "start": self.start,
+                "limit": self.limit}
+
+
+def vllm_defaults() -> dict:
+    import importlib.util
+
+    from shared_utils.models import device
+
+    if device() == "cuda" and importlib.util.find_spec("vllm") is not None:
+        return {"use_vllm": True, "vllm_mode": "colocate"}
+    return {}

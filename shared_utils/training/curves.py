@@ -4,29 +4,39 @@ from __future__ import annotations
 
 from pathlib import Path
 
-PLOTS = {  # file stem: (log column, title)
+PLOTS = {  # file stem: (log column or columns, title)
     "loss": ("loss", "DPO loss"),
     "rewards_margins": ("rewards/margins", "Reward margin (chosen - rejected)"),
     "rewards_accuracies": ("rewards/accuracies", "Reward accuracy"),
     "kl_estimate": ("kl_estimate", "KL estimate: mean log pi/pi_ref on chosen"),
 }
+GRPO_PLOTS = {
+    "rewards": (("reward", "code/correctness", "code/maintainability"), "Reward and its components (step means)"),
+    "kl": ("kl", "KL to the reference"),
+    "completion_length": ("completions/mean_length", "Completion length (tokens, step mean)"),
+    "mi": (("mi/written", "mi/scored"), "MI of passing samples: as written vs as rewarded"),
+}
 
 
-def plot_training(frame, folder: Path) -> list[Path]:
-    """One PNG per curve the log holds; returns the files written.
+def plot_training(frame, folder: Path, plots: dict = PLOTS) -> list[Path]:
+    """One PNG per curve the log holds (a curve of several columns draws those it has); returns the files written.
 
     Uses ``Figure`` directly rather than pyplot, so a notebook's backend is left alone.
     """
     from matplotlib.figure import Figure
 
     written = []
-    for stem, (column, title) in PLOTS.items():
-        if column not in frame:
+    for stem, (columns, title) in plots.items():
+        present = [column for column in ((columns,) if isinstance(columns, str) else columns) if column in frame]
+        if not present:
             continue
         fig = Figure(figsize=(6, 3.5))
         ax = fig.subplots()
-        ax.plot(frame["step"], frame[column], marker="o" if len(frame) < 30 else None)
-        ax.set(title=title, xlabel="step", ylabel=column)
+        for column in present:
+            ax.plot(frame["step"], frame[column], marker="o" if len(frame) < 30 else None, label=column)
+        ax.set(title=title, xlabel="step", ylabel=present[0] if len(present) == 1 else "")
+        if len(present) > 1:
+            ax.legend()
         ax.grid(alpha=0.3)
         fig.tight_layout()
         path = folder / f"{stem}.png"

@@ -73,7 +73,7 @@ def dataset_hash(dataset) -> str:
     return digest.hexdigest()
 
 
-def _use_bf16(spec) -> bool:
+def use_bf16(spec) -> bool:
     return models.device() == "cuda" and spec is not None and spec.dtype == "bfloat16"
 
 
@@ -93,7 +93,7 @@ def build_trainer(model: str, pairs, work_dir: Path, *, init_adapter=None, setti
         raise ValueError('reference="stage1" needs init_adapter (the Stage-1 adapter to continue)')
     loaded = models.load_model(model, trainable=True, dtype=settings.load_dtype, load_in_4bit=load_in_4bit)
     base, spec, tokenizer = loaded.model, loaded.spec, prompts.for_training(loaded.tokenizer)
-    config = settings.dpo_config(str(work_dir), bf16=_use_bf16(spec), progress=progress)
+    config = settings.dpo_config(str(work_dir), bf16=use_bf16(spec), progress=progress)
     if settings.training_format == "as_published":
         trainer_class, pairs = formats.AsPublishedDPOTrainer, formats.as_published_pairs(pairs)
     else:
@@ -111,11 +111,11 @@ def build_trainer(model: str, pairs, work_dir: Path, *, init_adapter=None, setti
         peft_config.inference_mode = False
         trainer = trainer_class(model=base, peft_config=peft_config, **common)
         _load_adapter_weights(trainer.model, init_adapter)
-    _keep_trainable_weights_float32(trainer.model)
+    keep_trainable_weights_float32(trainer.model)
     return trainer
 
 
-def _keep_trainable_weights_float32(peft_model) -> None:
+def keep_trainable_weights_float32(peft_model) -> None:
     """Undo TRL's bf16 cast of a quantized model's adapter weights (``DPOTrainer.__init__``, QLoRA).
 
     At the paper's learning rate (5e-7) an AdamW step on ``lora_A`` (values near 0.016, where
@@ -176,7 +176,7 @@ def _identity(model, pairs_hash, init_adapter, settings: TrainingSettings) -> di
                 **settings.as_dict())
 
 
-def _prepare_work_dir(work_dir: Path, identity: dict) -> bool:
+def prepare_work_dir(work_dir: Path, identity: dict) -> bool:
     """Keep the work folder when it was started with the same settings; else start afresh. True: resume."""
     from transformers.trainer_utils import get_last_checkpoint
 
@@ -217,7 +217,7 @@ def train_dpo(model: str, dataset, out_dir: str | os.PathLike, *, settings: Trai
     state = PartialState(cpu=models.device() == "cpu")
     resume = [False]
     if state.is_main_process:
-        resume[0] = _prepare_work_dir(work_dir, identity)
+        resume[0] = prepare_work_dir(work_dir, identity)
     resume = _broadcast(resume)
     state.wait_for_everyone()
 
@@ -226,7 +226,7 @@ def train_dpo(model: str, dataset, out_dir: str | os.PathLike, *, settings: Trai
     final = work_dir / "final"
     trainer.save_model(str(final))
     if state.is_main_process:
-        _keep_only_trained_adapter(final, trainer)
+        keep_only_trained_adapter(final, trainer)
         card.write_artifacts(final, trainer, name=out_dir.name, identity=identity, dataset=dataset, pairs=len(pairs),
                              base_model=models.resolve(model) if spec is None else spec.hub_id)
         with files.atomic_path(out_dir) as tmp:
@@ -242,7 +242,7 @@ def _broadcast(flag: list) -> bool:
     return bool(broadcast_object_list(flag, from_process=0)[0])
 
 
-def _keep_only_trained_adapter(folder: Path, trainer) -> None:
+def keep_only_trained_adapter(folder: Path, trainer) -> None:
     """PEFT saves every adapter (``"ref"`` into a subfolder); the output holds only the trained one."""
     for name in trainer.accelerator.unwrap_model(trainer.model).peft_config:
         if name != TRAINED_ADAPTER:
