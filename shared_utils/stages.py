@@ -151,8 +151,7 @@ def train_stage2(recipe: Recipe, layout: ArtifactLayout, iteration: int = 1, *, 
     if not dataset.exists():
         return None
     return train_dpo(model or recipe.model, dataset, layout.further_adapter(iteration),
-                     init_adapter=layout.start_adapter(iteration), settings=recipe.training("stage2c"),
-                     protocol=recipe.protocol(), progress=progress)
+                     init_adapter=layout.start_adapter(iteration), settings=recipe.training("stage2c"), progress=progress)
 
 
 def train_grpo(recipe: Recipe, layout: ArtifactLayout, *, model: str | None = None, progress: bool = True,
