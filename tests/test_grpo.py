@@ -7,6 +7,7 @@ import dataclasses
 import json
 
 import pytest
+from huggingface_hub import ModelCard
 
 from shared_utils import data, prompts, recipes
 from shared_utils.layout import GRPO
@@ -69,6 +70,8 @@ def test_the_adapter_carries_its_card_log_plots_and_provenance(marker_run):
     assert record["reward_function"] == "marker" and record["grpo"]["num_generations"] == 16
     assert "rewards.png" in record["plots"] and "kl" in record["metrics"]
     assert "Beyond the paper" in (folder / "README.md").read_text()
+    card = ModelCard.load(folder / "README.md")  # PEFT's metadata kept, as on the DPO adapters' cards
+    assert card.data.library_name == "peft" and {"grpo", "lora", "peft"} <= set(card.data.tags)
 
 
 def test_grpo_settings_are_checked_and_the_layout_names_its_adapter(tmp_path):

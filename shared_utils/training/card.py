@@ -63,7 +63,7 @@ def _describe(dataset) -> str:
     return str(Path(dataset).resolve()) if isinstance(dataset, (str, Path)) else f"in-memory Dataset ({len(dataset)} rows)"
 
 
-def card_data(record: dict, peft_card: Path | None = None):
+def card_data(record: dict, peft_card: Path | None = None, method: str = "dpo"):
     """The card's metadata: PEFT's (``library_name: peft``, tags, pipeline tag) with the hub's base-model link.
 
     PEFT writes ``base_model`` as the folder the weights were loaded from (the embedded model's, a
@@ -74,7 +74,7 @@ def card_data(record: dict, peft_card: Path | None = None):
 
     data = ModelCard.load(peft_card).data if peft_card is not None and peft_card.is_file() else ModelCardData()
     base = record["base_model"]
-    tags = {tag for tag in data.tags or [] if not tag.startswith("base_model:")} | {"peft", "lora", "dpo", "trl"}
+    tags = {tag for tag in data.tags or [] if not tag.startswith("base_model:")} | {"peft", "lora", method, "trl"}
     data.base_model = None if Path(base).exists() else base
     if data.base_model:
         tags.add(f"base_model:adapter:{base}")
@@ -134,11 +134,14 @@ def write_grpo_artifacts(folder: Path, trainer, *, name: str, identity: dict, pr
                               global_step=trainer.state.global_step, seed=trainer.args.seed, metrics=metrics,
                               plots=[path.name for path in written], **identity)
     files.write_json(folder / "provenance.json", record)
-    files.write_text(folder / "README.md", grpo_card(name, record))
+    files.write_text(folder / "README.md", str(grpo_card(name, record, peft_card=folder / "README.md")))
 
 
-def grpo_card(name: str, record: dict) -> str:
-    """The GRPO adapter's card: where it started, how samples were rewarded, every setting, final metrics."""
+def grpo_card(name: str, record: dict, peft_card: Path | None = None):
+    """The GRPO adapter's ``huggingface_hub.ModelCard``: PEFT's metadata with the hub base-model link
+    (``card_data``), then where it started, how samples were rewarded, every setting, final metrics."""
+    from huggingface_hub import ModelCard
+
     start = f"`{record['init_adapter']}` ({record['start']})" if record["init_adapter"] else "the base model (a fresh LoRA)"
     lines = [
         f"# {name}",
@@ -163,7 +166,7 @@ def grpo_card(name: str, record: dict) -> str:
         *_table("metric", record["metrics"]),
         *_closing(record),
     ]
-    return "\n".join(lines)
+    return ModelCard(f"---\n{card_data(record, peft_card, method='grpo').to_yaml()}\n---\n\n" + "\n".join(lines))
 
 
 def _table(header: str, values: dict) -> list[str]:
