@@ -225,6 +225,10 @@ def _model_arguments(parser) -> None:
     parser.add_argument("--model-path", help="load these weights instead (e.g. a tiny look-alike)")
     parser.add_argument("--global-dir", type=Path, help="Stage 1's folder (default: the problem set's)")
     parser.add_argument("--model-dir", type=Path, help="adapters and local datasets (default: the model's folder)")
+
+
+def _dpo_stage_arguments(parser) -> None:
+    """What the DPO-side verbs (``train``, ``self-generate``) add: the iteration and the protocol."""
     parser.add_argument("--iteration", type=int, default=1, help="self-tuning iteration (Stage 2a/2c)")
     _protocol_arguments(parser)
 
@@ -235,6 +239,7 @@ def _verb_train(sub) -> None:
                       "a flag (e.g. --beta 0.05); multi-GPU: accelerate launch -m shared_utils train ...",
         epilog="Any other --flag is a TRL DPOConfig field laid over the recipe's training section.")
     _model_arguments(parser)
+    _dpo_stage_arguments(parser)
     parser.add_argument("--stage", choices=TRAINING_STAGES, default="stage1")
     parser.add_argument("--dataset", type=Path, help="preference dataset (default: the layout's for the stage)")
     parser.add_argument("--out", type=Path, help="adapter folder (default: the layout's for the stage)")
@@ -325,8 +330,6 @@ def _verb_grpo(sub) -> None:
 
         from shared_utils import recipes, stages
 
-        if args.protocol or args.switch:
-            raise ValueError("GRPO is beyond the paper: --protocol and --switch do not apply to it")
         overlay = {"training": trl_flags_of(GRPOConfig, trl_flags), **({"start": args.start} if args.start else {})}
         recipe = recipes.load(args.model, {"grpo": overlay}, recipe=args.recipe)
         layout = recipe.layout(global_dir=args.global_dir, model_dir=args.model_dir)
@@ -341,6 +344,7 @@ def _verb_grpo(sub) -> None:
 def _verb_self_generate(sub) -> None:
     parser = sub.add_parser("self-generate", help="Stage 2a: the iteration's starting adapter builds its own pairs")
     _model_arguments(parser)
+    _dpo_stage_arguments(parser)
 
     def run(args) -> int:
         from shared_utils import recipes, stages
