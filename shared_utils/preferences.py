@@ -43,13 +43,10 @@ def normalise(code: str) -> str:
 def run_checks(problems: dict, candidates: list[tuple], *, timeout: float = 5.0, progress: bool = True,
                protocol=None) -> list[bool]:
     """Sandbox verdicts for ``(task_id, code)`` candidates, in order, run as ``protocol`` runs them."""
-    from shared_utils.protocol import resolve, setup_code
-    from shared_utils.sandbox import check_many
+    from shared_utils.protocol import check_candidates
 
-    protocol = resolve(protocol)
-    jobs = [(code, problems[task_id]["test_list"], setup_code(problems[task_id], protocol)) for task_id, code in candidates]
-    outcomes = check_many(jobs, timeout=timeout, progress=progress, namespace=protocol.namespace)
-    return [outcome.passed for outcome in outcomes]
+    return [outcome.passed
+            for outcome in check_candidates(problems, candidates, protocol, timeout=timeout, progress=progress)]
 
 
 def pair_code(code: str, protocol) -> str:

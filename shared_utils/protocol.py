@@ -79,6 +79,16 @@ def setup_code(problem: dict, protocol: Protocol) -> str:
     return problem["test_setup_code"] if protocol.run_setup or problem.get("setup_is_test") else ""
 
 
+def check_candidates(problems: dict, candidates: list[tuple], protocol=None, **check_options) -> list:
+    """Sandbox outcomes of ``(task_id, code)`` candidates, in order, run as ``protocol`` runs them: its
+    globals (``namespace``) and its set-up code (``setup_code``); ``check_options`` go to ``check_many``."""
+    from shared_utils.sandbox import check_many
+
+    protocol = resolve(protocol)
+    jobs = [(code, problems[task_id]["test_list"], setup_code(problems[task_id], protocol)) for task_id, code in candidates]
+    return check_many(jobs, namespace=protocol.namespace, **check_options)
+
+
 def parse_overrides(items: "list[str] | None") -> dict:
     """``["training_format=as_published", "run_setup=false"]`` from the CLI's ``--switch`` into keyword arguments."""
     switches = {}

@@ -69,10 +69,8 @@ def score_completions(completions: dict, problems: Iterable[dict], *, extract: s
     """
     import pandas as pd
 
-    from shared_utils.protocol import resolve, setup_code
-    from shared_utils.sandbox import check_many, isolation_mode
-
-    protocol = resolve(protocol)
+    from shared_utils.protocol import check_candidates
+    from shared_utils.sandbox import isolation_mode
 
     by_id = {problem["task_id"]: problem for problem in problems}
     unknown = [task_id for task_id in completions if task_id not in by_id]
@@ -80,14 +78,15 @@ def score_completions(completions: dict, problems: Iterable[dict], *, extract: s
         raise ValueError(f"completions for task_id(s) not in the problem set: {unknown[:10]}")
     samples = [(task_id, index, extract_code(text, extract))
                for task_id, texts in completions.items() for index, text in enumerate(texts)]
-    jobs = [(code, by_id[task_id]["test_list"], setup_code(by_id[task_id], protocol)) for task_id, _, code in samples]
-    outcomes = check_many(jobs, timeout=timeout, workers=workers, progress=progress, namespace=protocol.namespace)
+    outcomes = check_candidates(by_id, [(task_id, code) for task_id, _, code in samples], protocol, timeout=timeout,
+                                workers=workers, progress=progress)
+    isolation = isolation_mode()
     rows = []
     for (task_id, index, code), outcome in zip(samples, outcomes):
         rows.append({
             "task_id": task_id, "sample": index, "code": code, "status": outcome.status,
             "passed": outcome.passed, "assert_results": [result.status for result in outcome.results],
-            "error": outcome.error or "", "sandbox": isolation_mode(), **score(code).as_dict(),
+            "error": outcome.error or "", "sandbox": isolation, **score(code).as_dict(),
         })
     return pd.DataFrame(rows)
 
