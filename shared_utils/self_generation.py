@@ -31,7 +31,7 @@ class SelfGenResult:
     failed: dict  # task_id -> failing extracted codes
     rounds: list[dict]  # per-round statistics
     passing_texts: dict = dataclasses.field(default_factory=dict)  # the raw answers behind ``passing``
-    failed_texts: dict = dataclasses.field(default_factory=dict)  # task_id -> [(round, raw answer)]
+    failed_texts: dict = dataclasses.field(default_factory=dict)  # the raw answers behind ``failed``
 
 
 def round_prompt(problem: dict, result: SelfGenResult, round_index: int, feedback: bool, protocol) -> str:
@@ -44,7 +44,7 @@ def round_prompt(problem: dict, result: SelfGenResult, round_index: int, feedbac
     if round_index == 0 or not feedback or not result.failed[task_id]:
         return problem["text"]
     if protocol.feedback == "paper":
-        return prompts.paper_retry_prompt(problem["text"], result.failed_texts[task_id][-1][1])
+        return prompts.paper_retry_prompt(problem["text"], result.failed_texts[task_id][-1])
     return prompts.retry_prompt(problem["text"], result.failed[task_id][0])
 
 
@@ -66,9 +66,11 @@ def self_generate(problems: list[dict], loaded=None, *, sampling=None, config: S
     protocol = resolve(config.protocol)
     sampling = sampling or SamplingConfig()
     by_id = {problem["task_id"]: problem for problem in problems}
-    result = SelfGenResult(*({task_id: [] for task_id in by_id} for _ in range(2)), rounds=[],
-                           passing_texts={task_id: [] for task_id in by_id},
-                           failed_texts={task_id: [] for task_id in by_id})
+    def per_task() -> dict:
+        return {task_id: [] for task_id in by_id}
+
+    result = SelfGenResult(passing=per_task(), failed=per_task(), rounds=[], passing_texts=per_task(),
+                           failed_texts=per_task())
     for round_index in range(config.rounds):
         pending = [task_id for task_id in by_id if len(result.passing[task_id]) < config.min_passing]
         if not pending:
@@ -82,12 +84,8 @@ def self_generate(problems: list[dict], loaded=None, *, sampling=None, config: S
         candidates = [(c.task_id, extract_code(c.text, protocol.selfgen_extract)) for c in completions]
         verdicts = run_checks(by_id, candidates, timeout=config.timeout, progress=progress, protocol=protocol)
         for completion, (task_id, code), ok in zip(completions, candidates, verdicts):
-            if ok:
-                result.passing[task_id].append(code)
-                result.passing_texts[task_id].append(completion.text)
-            else:
-                result.failed[task_id].append(code)
-                result.failed_texts[task_id].append((round_index, completion.text))
+            (result.passing if ok else result.failed)[task_id].append(code)
+            (result.passing_texts if ok else result.failed_texts)[task_id].append(completion.text)
         result.rounds.append({
             "round": round_index, "tasks_asked": len(pending), "samples": len(candidates),
             "samples_passed": int(sum(verdicts)),
