@@ -125,7 +125,8 @@ def preference_row(problem: dict, chosen: str, rejected: str, key: Key, keys: tu
     ``pair_format="chat"``: TRL's conversational format (the answers as assistant messages);
     ``"authors"``: the authors' rows, the prompt's contents as lists of text parts and the
     answers as plain strings (what TRL 0.23 then re-split, see ``training.formats``).
-    ``keys`` gives the two key values when they were computed on other text than the code.
+    ``keys`` gives the two key values when the caller has them (computed already, or on other text
+    than the code).
     """
     if pair_format not in ("chat", "authors"):
         raise ValueError(f"pair_format must be 'chat' or 'authors', not {pair_format!r}")
@@ -153,9 +154,12 @@ def label_global(pairs: list[dict], key: Key = mi_score, pair_format: str = "cha
     """Stage 1c: the implementation with the higher key is chosen; ties keep the first, as the paper."""
     rows = []
     for pair in pairs:
-        first, second = pair["code_output_1"], pair["code_output_2"]
-        chosen, rejected = (first, second) if key(first) >= key(second) else (second, first)
-        rows.append(preference_row(pair, chosen, rejected, key, pair_format=pair_format))
+        ranked = [(code, key(code)) for code in (pair["code_output_1"], pair["code_output_2"])]
+        if not ranked[0][1] >= ranked[1][1]:  # a tie keeps the first
+            ranked.reverse()
+        (chosen, chosen_key), (rejected, rejected_key) = ranked
+        rows.append(preference_row(pair, chosen, rejected, key, keys=(chosen_key, rejected_key),
+                                   pair_format=pair_format))
     return rows
 
 
@@ -179,15 +183,17 @@ def label_local(problems: list[dict], passing: dict, *, key: Key = mi_score, min
                 is not None]
     rows = []
     for task_id, codes in passing.items():
-        distinct = list({normalise(code): code for code in codes}.values())
+        texts = (scored or passing)[task_id]
+        distinct = list({normalise(code): (code, text) for code, text in zip(codes, texts)}.values())
         if len(distinct) < 2:
             continue
-        keys = [key(code) for code in distinct]
+        keys = [key(text) for _, text in distinct]
         order = sorted(range(len(distinct)), key=lambda i: -keys[i])
         best, worst = order[0], order[-1]
         if math.isnan(keys[best] - keys[worst]) or keys[best] - keys[worst] < min_gap:
             continue
-        rows.append(preference_row(by_id[task_id], distinct[best], distinct[worst], key, pair_format=pair_format))
+        rows.append(preference_row(by_id[task_id], distinct[best][0], distinct[worst][0], key,
+                                   keys=(keys[best], keys[worst]), pair_format=pair_format))
     return rows
 
 

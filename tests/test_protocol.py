@@ -353,3 +353,14 @@ def test_the_authors_rows_train_in_either_format():
     published = formats.as_published_example(row)
     assert published["prompt"] == "```python\ndef add(a, b):\n    return"
     assert (published["chosen"], published["rejected"]) == (" a + b\n\n```", " b + a\n```")
+
+
+def test_distinct_pairing_ranks_by_the_scored_texts_too():
+    """An ablation (paper MI text, corrected pairing) must rank by the text the switch names."""
+    problem = {**PROBLEM, "task_id": 1}
+    a, b = "def add(a, b):\n    return a + b", "def add(a, b):\n    total = a + b\n    return total"
+    key = {a: 50.0, b: 40.0, "A": 10.0, "B": 90.0}.__getitem__
+    (by_code,) = preferences.label_local([problem], {1: [a, b]}, key=key)
+    (by_text,) = preferences.label_local([problem], {1: [a, b]}, key=key, scored={1: ["A", "B"]})
+    assert (by_code["chosen_code"], by_code["key_chosen"]) == (a, 50.0)
+    assert (by_text["chosen_code"], by_text["key_chosen"], by_text["key_rejected"]) == (b, 90.0, 10.0)
