@@ -11,9 +11,11 @@ import math
 import re
 from pathlib import Path
 
+from shared_utils import files
+
 CARD_FIELDS = ("model", "base_model", "init_adapter", "dataset", "dataset_sha256", "pairs", "max_pairs", "global_step",
-               "seed", "dpo", "reference", "training_format", "lora", "metrics", "versions", "created",
-               "kind", "problems", "prompts", "start", "grpo", "reward")
+               "seed", "dpo", "reference", "protocol", "load_dtype", "training_format", "lora", "metrics", "versions",
+               "created", "kind", "problems", "prompts", "start", "grpo", "reward")
 _LORA_KEY = re.compile(r"^(?P<path>.+)\.lora_(?P<kind>[AB])(?:\.[^.]+)?\.weight$")
 _LAYER = re.compile(r"layers\.(\d+)\.")
 
@@ -61,8 +63,7 @@ def inspect(adapter_dir: str | Path) -> dict:
 
     adapter_dir = Path(adapter_dir)
     config = _adapter_config(adapter_dir)
-    provenance_file = adapter_dir / "provenance.json"
-    record = json.loads(provenance_file.read_text()) if provenance_file.is_file() else {}
+    record = files.read_provenance(adapter_dir) or {}
     with safe_open(str(adapter_dir / "adapter_model.safetensors"), "pt") as handle:
         parameters = sum(math.prod(handle.get_slice(key).get_shape()) for key in handle.keys())
     updates = lora_updates(adapter_dir)
@@ -79,11 +80,9 @@ def inspect(adapter_dir: str | Path) -> dict:
 
 def _base_name(adapter_dir: Path) -> str:
     """The name the adapter was trained from (registry name when recorded), else its config's base path."""
-    record_file = adapter_dir / "provenance.json"
-    if record_file.is_file():
-        recorded = json.loads(record_file.read_text()).get("model")
-        if recorded:
-            return recorded
+    recorded = (files.read_provenance(adapter_dir) or {}).get("model")
+    if recorded:
+        return recorded
     from shared_utils.models import base_model_of
 
     return base_model_of(adapter_dir)
@@ -148,6 +147,8 @@ def summary(info: dict) -> str:
                    "reward: " + ", ".join(f"{key}={value}" for key, value in info.get("reward", {}).items())]
     else:
         trained = [f"continued from: {info.get('init_adapter') or '-'}   reference: {info.get('reference', '?')}",
+                   f"protocol: {info.get('protocol', 'corrected')}   training format: "
+                   f"{info.get('training_format', 'conversational')}",
                    f"data: {info.get('dataset', '?')} ({info.get('pairs', '?')} pairs, "
                    f"sha256 {info.get('dataset_sha256', '?')})",
                    "dpo: " + ", ".join(f"{key}={value}" for key, value in info.get("dpo", {}).items())]
