@@ -98,5 +98,6 @@ def parse_overrides(items: "list[str] | None") -> dict:
             raise ValueError(f"--switch {item!r}: expected NAME=VALUE (names: {', '.join(CHOICES)})")
         key = key.strip().replace("-", "_")
         value = value.strip()
-        switches[key] = {"true": True, "false": False}.get(value.lower(), value) if key == "run_setup" else value
+        boolean = isinstance(getattr(PROTOCOLS[DEFAULT], key, None), bool)
+        switches[key] = {"true": True, "false": False}.get(value.lower(), value) if boolean else value
     return switches
