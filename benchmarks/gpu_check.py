@@ -28,7 +28,6 @@ import argparse
 import dataclasses
 import gc
 import importlib.util
-import json
 import os
 import sys
 import tempfile
@@ -275,12 +274,14 @@ def main(argv: list[str] | None = None) -> int:
             ("load", checker.load), ("load-4bit", checker.load_4bit), ("generate", checker.generate),
             ("dpo-qlora", checker.dpo_qlora), ("adapter-roundtrip", checker.adapter_roundtrip),
             ("vllm-lora", checker.vllm_lora))]
+    from shared_utils import files
+
     table = markdown(outcomes, args.model)
     print(table)
     if args.report:
-        args.report.write_text(table)
+        files.write_text(args.report, table)
     if args.json:
-        args.json.write_text(json.dumps([dataclasses.asdict(outcome) for outcome in outcomes], indent=1))
+        files.write_json(args.json, [dataclasses.asdict(outcome) for outcome in outcomes], indent=1)
     return 1 if any(outcome.status == "failed" for outcome in outcomes) else 0
 
 
