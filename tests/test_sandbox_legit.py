@@ -79,6 +79,10 @@ def depth(n):
 def f():
     return depth(5000)
 """, "assert f() == 5000"),
+    "annotations evaluated as in plain Python": ("""
+def f(x: int) -> list:
+    return [f.__annotations__['x'] is int, f.__annotations__['return'] is list]
+""", "assert f(1) == [True, True]"),
 }
 
 

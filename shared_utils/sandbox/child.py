@@ -49,8 +49,10 @@ def _flush_output() -> None:
 
 
 def _compiled(source: str, filename: str, mode: str):
+    """``dont_inherit``: this module's ``from __future__ import annotations`` must not reach the
+    candidate, whose annotations are evaluated as in plain Python."""
     try:
-        return compile(source, filename, mode)
+        return compile(source, filename, mode, dont_inherit=True)
     except (SyntaxError, ValueError, OverflowError, MemoryError, RecursionError) as exc:
         return exc
 
