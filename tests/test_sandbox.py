@@ -233,6 +233,37 @@ def test_a_dying_worker_costs_only_the_job_it_was_running():
     assert all(o.passed for o in outcomes[1:])
 
 
+def test_the_next_candidate_gets_its_job_only_once_the_previous_one_is_gone():
+    """The next job's candidate is forked while the current one runs, but must not run before it ends."""
+    slow = ("import time\ndef f():\n    time.sleep(0.3)\n    print(time.monotonic())\n    return 1", ["assert f() == 1"])
+    quick = ("import time\nprint(time.monotonic())\ndef f():\n    return 1", ["assert f() == 1"])
+    outcomes = check_many([slow, quick, slow, quick], workers=1, progress=False)
+    assert all(o.passed for o in outcomes), [o.message for o in outcomes]
+    ends = [float(o.output) for o in outcomes]
+    assert ends[0] < ends[1] < ends[2] < ends[3]
+
+
+def test_worker_takes_job_lines_whole_and_peeks_without_waiting():
+    from shared_utils.sandbox.server import _Requests
+
+    read, write = os.pipe()
+    try:
+        requests = _Requests(read)
+        assert requests.ready() is None
+        os.write(write, b'{"a": 1}\n{"b"')
+        assert requests.ready() == b'{"a": 1}'
+        assert requests.ready() is None  # half a line is not a job yet
+        os.write(write, b': 2}\n')
+        assert requests.wait() == b'{"b": 2}'
+        os.close(write)
+        write = None
+        assert requests.wait() is None and requests.ready() is None
+    finally:
+        os.close(read)
+        if write is not None:
+            os.close(write)
+
+
 def test_setup_and_capabilities():
     assert _run("class Box:\n    def __init__(self, v):\n        self.v = v", ["assert box.v == 7"],
                 setup="box = Box(7)").passed
@@ -260,6 +291,9 @@ def test_without_namespaces_it_refuses_unless_told_and_then_still_cleans_up(monk
         assert _run("def f():\n    while True:\n        pass", ["assert f() == 1"], timeout=0.5, isolation="none").status == "timeout"
         assert _run("import ctypes\ndef f():\n    return ctypes.string_at(0)", ["assert f() == 1"], isolation="none").status == "crashed"
         assert not _run("def f(x):\n    return x", ["assert f(3) == 9"], isolation="none").passed
+        batch = check_many([(daemon, ["assert f() == 1"])] * 3 + [("def f():\n    return 1", ["assert f() == 1"])] * 3,
+                           workers=1, timeout=1.0, isolation="none", progress=False)
+        assert all(o.passed for o in batch), [o.message for o in batch]
         for worker in list(POOL.all):
             assert len(_descendants(worker.process.pid)) == WORKER_PROCESSES
     finally:

@@ -5,15 +5,17 @@ and later removes the worker's cgroup).  The supervisor is PID 1 of a new PID na
 with its own network namespace (no interface up, loopback included) and mount namespace,
 pivoted into the whitelisted root of ``filesystem``.  The zygote, forked by the supervisor
 before any job arrives, forks every candidate; so no candidate's memory ever held another
-job's data.  The supervisor's IPC and UTS namespaces are shared by its candidates one
-after the other (seccomp refuses System V IPC and message queues).  Each candidate gets a
-fresh PID namespace (killing its PID 1 kills everything it started), its own mount
-namespace with a scratch ``/tmp``, resource limits,
-a cgroup with a memory and process budget where the machine grants one, and then loses
-every privilege: as root it switches to a uid of its own, otherwise it runs in the
-worker's user namespace; either way the bounding, ambient and other capability sets are
-emptied, securebits are locked, ``no_new_privs`` is set and a seccomp filter refuses the
-calls that reach into the kernel or other processes (``seccomp``).
+job's data.  The next job's candidate may be forked and walled in while the current one
+runs; it gets its job only once the current one and all it started are gone.  The
+supervisor's IPC and UTS namespaces are shared by its candidates one after the other
+(seccomp refuses System V IPC and message queues).  Each candidate gets a fresh PID
+namespace (killing its PID 1 kills everything it started), its own mount namespace with a
+scratch ``/tmp``, resource limits, a cgroup with a memory and process budget where the
+machine grants one, and then loses every privilege: as root it switches to a uid of its
+own, otherwise it runs in the worker's user namespace; either way the bounding, ambient
+and other capability sets are emptied, securebits are locked, ``no_new_privs`` is set and
+a seccomp filter refuses the calls that reach into the kernel or other processes
+(``seccomp``).  Only then does it read its job and lower its memory and CPU limits to it.
 
 What could not be set up is recorded in the capabilities dict; the trusted side refuses
 to run candidates unless every wall is up, or the caller asked for ``isolation="none"``.
@@ -32,6 +34,7 @@ FILE_SIZE_LIMIT = 16 << 20
 OPEN_FILES_LIMIT = 256
 PROCESS_LIMIT = 64
 WORKER_PROCESSES = 3  # outer process, supervisor, zygote
+SPARES = 1  # the next candidate, forked while the current one runs (same uid, same cgroup)
 
 
 def _attempt(action) -> bool:
@@ -93,7 +96,8 @@ def probe_candidate_walls(caps: dict) -> dict:
     """Which per-candidate walls this kernel grants, each tried in its own child."""
     def drop(with_seccomp: bool):
         walls = Walls({**caps, "candidate_mounts": False, "cgroup": None, "seccomp": with_seccomp}, home="/")
-        walls.enter(cpu_seconds=5, memory_bytes=1 << 30)
+        walls.enter()
+        walls.admit(cpu_seconds=5, memory_bytes=1 << 30)
 
     found = {
         "candidate_mounts": caps["filesystem_whitelist"] and _probe(
@@ -114,9 +118,9 @@ def process_limit(caps: dict) -> int | None:
     is the worker's three processes and the candidate's.
     """
     if caps["candidate_uid"] is not None:
-        return PROCESS_LIMIT
+        return PROCESS_LIMIT + SPARES
     if caps["user_namespace"]:
-        return PROCESS_LIMIT + WORKER_PROCESSES
+        return PROCESS_LIMIT + WORKER_PROCESSES + SPARES
     return None
 
 
@@ -151,18 +155,15 @@ class Walls:
             kernel.prctl(kernel.PR_SET_NO_NEW_PRIVS, 1)
             kernel.prepared_seccomp(seccomp.program(seccomp.FOR_ZYGOTE))()
 
-    def enter(self, cpu_seconds: int, memory_bytes: int, measure: bool = False) -> dict:
-        """Candidate side, right after the fork: every wall; with ``measure``, the CPU nanoseconds of each."""
-        clock = time.thread_time_ns if measure else _no_clock
+    def enter(self) -> dict:
+        """Candidate side, right after the fork, before its job exists: every wall that does not
+        depend on the job; the CPU nanoseconds each took."""
+        clock = time.thread_time_ns
         costs, last = {}, clock()
         os.setsid()
         for call in self.mounts:
             call()
         costs["own /tmp, /dev/shm and /proc"], last = clock() - last, clock()
-        os.chdir(self.home)
-        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds))
-        costs["rlimits"], last = clock() - last, clock()
         if self.uid is not None:
             os.setgroups([])
             os.setresgid(self.uid, self.uid, self.uid)
@@ -173,8 +174,15 @@ class Walls:
         for call in self.filter:
             call()
         costs["seccomp"] = clock() - last
-        return costs if measure else {}
+        return costs
 
+    def admit(self, cpu_seconds: int, memory_bytes: int) -> dict:
+        """Candidate side, once its job has come: the limits that depend on it.
 
-def _no_clock() -> int:
-    return 0
+        Lowering a hard limit needs no privilege, so this comes after every privilege is gone.
+        """
+        started = time.thread_time_ns()
+        os.chdir(self.home)
+        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds))
+        return {"rlimits": time.thread_time_ns() - started}

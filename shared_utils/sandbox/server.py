@@ -4,7 +4,8 @@ Started once per worker by the trusted process (``pool.Worker``) as a clean inte
 with a scrubbed environment.  The supervisor reads one JSON job per line on stdin,
 compiles it, has the zygote (``zygote``) fork a candidate for it, follows the candidate's
 result and output pipes against the deadline, and writes one JSON line back: the raw
-result lines, the captured output, and how the candidate ended.
+result lines, the captured output, and how the candidate ended.  When the next job is
+already waiting, its candidate is forked and builds its walls while the current one runs.
 
 Forking the small zygote costs well under a millisecond; starting an interpreter per
 candidate would cost fifty.  The worker imports as little as it can (the heavier facts
@@ -158,7 +159,80 @@ def _force_writable(function, path, _exc_info) -> None:
     function(path)
 
 
+class _Launched:
+    """A candidate forked and walled in, waiting for its job on the job pipe."""
+
+    def __init__(self, pid: int, pidfd: int, job_w: int, result_r: int, output_r: int):
+        self.pid, self.pidfd, self.job_w, self.result_r, self.output_r = pid, pidfd, job_w, result_r, output_r
+
+    def give(self, data: bytes) -> bool:
+        """Write the job and close the pipe; False when the candidate was gone before taking it."""
+        try:
+            try:
+                fcntl.fcntl(self.job_w, fcntl.F_SETPIPE_SZ, min(max(len(data), 1 << 16), PIPE_MAX))
+            except OSError:
+                pass
+            _write_all(self.job_w, data)
+            return True
+        except BrokenPipeError:
+            return False
+        finally:
+            os.close(self.job_w)
+            self.job_w = None
+
+    def close(self) -> None:
+        for fd in (self.job_w, self.result_r, self.output_r, self.pidfd):
+            if fd is not None:
+                os.close(fd)
+
+
+class _Requests:
+    """Job lines from the trusted side: ``wait`` for the next, or take it only if it is ``ready``."""
+
+    def __init__(self, fd: int):
+        self.fd, self.buffer, self.scanned, self.closed = fd, bytearray(), 0, False
+
+    def _line(self) -> bytes | None:
+        end = self.buffer.find(b"\n", self.scanned)
+        if end < 0:
+            self.scanned = len(self.buffer)  # a long job arrives in many reads: scan each byte once
+            return None
+        line = bytes(self.buffer[:end])
+        del self.buffer[: end + 1]
+        self.scanned = 0
+        return line
+
+    def _read(self) -> None:
+        chunk = os.read(self.fd, 1 << 16)
+        self.closed = not chunk
+        self.buffer += chunk
+
+    def wait(self) -> bytes | None:
+        """The next line, or None once the trusted side has closed our stdin."""
+        while (line := self._line()) is None:
+            if self.closed:
+                return None
+            self._read()
+        return line
+
+    def ready(self) -> bytes | None:
+        """The next line if it has already come in full, else None at once."""
+        line = self._line()
+        while line is None and not self.closed and select.select([self.fd], [], [], 0)[0]:
+            self._read()
+            line = self._line()
+        return line
+
+
 class Supervisor:
+    """Runs jobs one at a time; forks the next job's candidate while the current one runs.
+
+    When the next job has already come in (the trusted side keeps a few in flight), its
+    candidate is forked and builds its walls while the current one runs, and gets its job
+    only once the current one and everything it started are gone: candidates of one worker
+    never run code at the same time.
+    """
+
     def __init__(self, scratch: str, caps: dict, budget: cgroups.Budget):
         self.caps, self.budget = caps, budget
         self.workdir = "/tmp" if caps["filesystem_whitelist"] else os.path.join(scratch, "work")
@@ -168,11 +242,61 @@ class Supervisor:
         self.janitor = _Janitor()  # threads are safe from here on: nothing forks from us any more
         # Without a cgroup, memory is summed over the candidate's PID namespace (ours holds only it).
         self.poll_memory = budget.kind is None and caps["pid_namespace"]
+        self.ahead = None  # (the next job, its candidate or None), taken while the current one runs
+
+    def serve(self, requests: _Requests) -> None:
+        while True:
+            if self.ahead is None:
+                line = requests.wait()
+                if line is None:
+                    return
+                self.ahead = (json.loads(line), None)
+            (job, spare), self.ahead = self.ahead, None
+            reply = self.run(job, spare, requests)
+            os.write(1, plain.dumps(reply))
+
+    def launch(self) -> _Launched | None:
+        """A candidate forked and walling itself in; None when the kernel refused the fork."""
+        job_r, job_w = os.pipe()
+        result_r, result_w = os.pipe()
+        output_r, output_w = os.pipe()
+        try:
+            spawned = self.zygote.spawn([job_r, result_w, output_w])
+        finally:
+            for fd in (job_r, result_w, output_w):
+                os.close(fd)
+        if spawned is None:
+            for fd in (job_w, result_r, output_r):
+                os.close(fd)
+            return None
+        return _Launched(*spawned, job_w, result_r, output_r)
+
+    def _start(self, data: bytes, spare: _Launched | None) -> _Launched:
+        """Hand the job to the spare, or to a fresh candidate where there is none or it died
+        waiting (the previous candidate may have exhausted the budget they shared)."""
+        if spare is not None:
+            if spare.give(data):
+                return spare
+            self.zygote.reap(spare.pid)
+            spare.close()
+        launched = self.launch()
+        if launched is None:
+            raise OSError("the zygote could not fork a candidate")
+        launched.give(data)  # if it died before taking the job, that is reported as it ended
+        return launched
+
+    def _take_next(self, requests: _Requests) -> None:
+        """While a candidate runs: the next job, if it has already come, and its candidate forked."""
+        line = requests.ready()
+        if line is not None:
+            self.ahead = (json.loads(line), self.launch())
 
     def _memory_check(self, limit: int):
         if not self.poll_memory:
             return None
         started, exclude = time.monotonic(), {os.getpid(), self.zygote.pid}
+        if self.ahead is not None and self.ahead[1] is not None:
+            exclude.add(self.ahead[1].pid)  # the next candidate, waiting for its job
         return lambda: time.monotonic() - started > MEMORY_POLL and _resident_bytes(exclude) > limit
 
     def _fresh_workdir(self) -> None:
@@ -187,42 +311,31 @@ class Supervisor:
 
             shutil.rmtree(self.workdir, onerror=_force_writable)
 
-    def run(self, job: dict) -> dict:
+    def run(self, job: dict, spare: _Launched | None, requests: _Requests) -> dict:
+        """Run one job on ``spare`` (forked while the previous job ran) or on a fresh candidate."""
+        data = package(job)
         self.budget.set_memory(job["memory"])
         kills_before = self.budget.oom_kills()
         self._fresh_workdir()
-        job_r, job_w = os.pipe()
-        result_r, result_w = os.pipe()
-        output_r, output_w = os.pipe()
         started = time.monotonic()
         try:
-            rest = _write_ahead(job_w, package(job))
+            launched = self._start(data, spare)
             try:
-                pid, pidfd = self.zygote.spawn([job_r, result_w, output_w])
+                self._take_next(requests)
+                held = []
+                watch = _Watch(job, launched.result_r, launched.output_r, self._memory_check(job["memory"]),
+                               on_walls=lambda: held.extend(_hold_namespaces(launched.pid)))
+                try:
+                    watch.follow(launched.pidfd)
+                finally:
+                    if not watch.ended:
+                        _kill(launched.pidfd, launched.pid, group=not self.caps["pid_namespace"])
+                    status = self.zygote.reap(launched.pid)
+                    self.janitor.put(held)
+                watch.drain()
             finally:
-                for fd in (job_r, result_w, output_w):
-                    os.close(fd)
-            try:
-                _write_all(job_w, rest)
-            except BrokenPipeError:
-                pass  # it died before reading: reported below as it ended
-            finally:
-                os.close(job_w)
-            held = []
-            watch = _Watch(job, result_r, output_r, self._memory_check(job["memory"]),
-                           on_walls=lambda: held.extend(_hold_namespaces(pid)))
-            try:
-                watch.follow(pidfd)
-            finally:
-                if not watch.ended:
-                    _kill(pidfd, pid, group=not self.caps["pid_namespace"])
-                status = self.zygote.reaped()
-                os.close(pidfd)
-                self.janitor.put(held)
-            watch.drain()
+                launched.close()
         finally:
-            os.close(result_r)
-            os.close(output_r)
             self._clean_workdir()
         walls, lines = _split_walls(watch.lines)
         return {
@@ -232,21 +345,6 @@ class Supervisor:
             "output": watch.output.decode("utf-8", "replace"), "output_bytes": watch.output_bytes,
             "elapsed": time.monotonic() - started, "walls": walls,
         }
-
-
-def _write_ahead(fd: int, data: bytes) -> bytes:
-    """Put as much of the job in the pipe as it holds before the candidate exists; the rest after."""
-    try:
-        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, min(max(len(data), 1 << 16), PIPE_MAX))
-    except OSError:
-        pass
-    os.set_blocking(fd, False)
-    try:
-        written = os.write(fd, data)
-    except BlockingIOError:
-        written = 0
-    os.set_blocking(fd, True)
-    return data[written:]
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -288,16 +386,12 @@ def _serve(scratch: str, caps: dict, budget: cgroups.Budget, host: dict) -> None
     caps["memory_accounting"] = budget.kind or ("resident-size sum" if caps["pid_namespace"] else None)
     supervisor = Supervisor(scratch, caps, budget)
     os.write(1, plain.dumps({"capabilities": caps}))
-    requests = os.fdopen(0, "rb")
-    for line in requests:
-        job = json.loads(line)
-        try:
-            reply = supervisor.run(job)
-        except BaseException:
-            # A zygote gone or a clean-up that failed: this worker's state is no longer known
-            # to be clean, so it stops; the trusted side reports the job crashed and replaces it.
-            os._exit(1)
-        os.write(1, plain.dumps(reply))
+    try:
+        supervisor.serve(_Requests(0))
+    except BaseException:
+        # A zygote gone or a clean-up that failed: this worker's state is no longer known
+        # to be clean, so it stops; the trusted side reports the job crashed and replaces it.
+        os._exit(1)
     os._exit(0)
 
 
@@ -311,7 +405,7 @@ def main(temp_root: str, host_json: str) -> None:
     name = f"sandbox-{os.getpid()}-{os.urandom(6).hex()}"
     scratch = os.path.join(temp_root, name)
     os.mkdir(scratch, 0o700)
-    budget = cgroups.Budget.create(name, isolation.PROCESS_LIMIT) if os.geteuid() == 0 else cgroups.Budget()
+    budget = cgroups.Budget.create(name, isolation.PROCESS_LIMIT + isolation.SPARES) if os.geteuid() == 0 else cgroups.Budget()
     caps = isolation.enter_worker_namespaces()
     pid = os.fork()
     if pid == 0:

@@ -3,8 +3,8 @@
 Forked by the supervisor before the first job arrived, the zygote holds the walls ready
 (``isolation.Walls``) and never sees a job: on request it forks a candidate with three
 pipe ends (job, results, output) passed over a Unix socket, hands back a pidfd, and later
-reports how the candidate ended.  The candidate reads its compiled program from the job
-pipe, builds its walls and runs.  So no candidate inherits memory that ever held another
+reports how the candidate ended.  The candidate builds its walls, then reads its compiled
+program from the job pipe and runs.  So no candidate inherits memory that ever held another
 job's code, tests or replies: frame-walking or scanning freed memory finds nothing.
 """
 
@@ -61,15 +61,22 @@ _NO_MEASURE = plain.dumps({"walls": {}})
 
 
 def _become_candidate(fds: list[int], walls: isolation.Walls) -> None:
-    """In the forked child: read the job, build the walls, run the candidate. Never returns."""
+    """In the forked child: build the walls, wait for the job, run it. Never returns.
+
+    The walls come first, before any job exists: so the supervisor can fork the next
+    candidate while the current one runs, and hand it its job the moment the current one
+    is gone.  Nothing of the job reaches this process before every privilege is dropped.
+    """
     try:
         job_r, result_w, output_w = fds
-        program, cpu, memory, measure = marshal.loads(_read_all(job_r))
-        os.close(job_r)
+        if job_r == child.RESULT_FD:  # keep it clear of the descriptors set below
+            job_r = os.dup(job_r)
         os.dup2(output_w, 1)
         os.dup2(output_w, 2)
         os.dup2(result_w, child.RESULT_FD)
-        costs = walls.enter(cpu, memory, measure)
+        costs = walls.enter()
+        program, cpu, memory, measure = marshal.loads(_read_all(job_r))
+        costs.update(walls.admit(cpu, memory))
         os.closerange(child.RESULT_FD + 1, 1 << 20)
         os.write(child.RESULT_FD, plain.dumps({"walls": costs}) if measure else _NO_MEASURE)
     except BaseException:
@@ -91,8 +98,8 @@ def _recv_fds(sock, size: int, most: int) -> tuple[bytes, list[int]]:
     return message, fds
 
 
-def _sweep(pid: int) -> None:
-    """Without a PID namespace: kill the group, then every orphan reparented to us."""
+def _sweep(pid: int, spare: set[int]) -> None:
+    """Without a PID namespace: kill the group, then every orphan reparented to us (not a spare)."""
     for target in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
         try:
             target()
@@ -101,7 +108,7 @@ def _sweep(pid: int) -> None:
     me = os.getpid()
     while True:
         with open(f"/proc/{me}/task/{me}/children") as handle:
-            leftovers = [int(p) for p in handle.read().split()]
+            leftovers = [int(p) for p in handle.read().split() if int(p) not in spare]
         if not leftovers:
             return
         for leftover in leftovers:
@@ -112,8 +119,21 @@ def _sweep(pid: int) -> None:
                 pass
 
 
+def _fork(walls: isolation.Walls, pidns_fd: int | None, sock, fds: list[int]) -> int:
+    """A new candidate (the first process of a fresh PID namespace where we have them)."""
+    if pidns_fd is not None:
+        kernel.setns(pidns_fd, kernel.CLONE_NEWPID)
+        kernel.unshare(kernel.CLONE_NEWPID)
+    pid = os.fork()
+    if pid == 0:
+        sock.close()
+        _become_candidate(fds, walls)
+    return pid
+
+
 def _zygote(sock, caps: dict, budget: cgroups.Budget) -> None:
-    """Fork one candidate per request; report its pidfd, then how it ended. Never returns."""
+    """Serve ``spawn`` (fork a candidate, send back its pidfd) and ``reap <pid>`` (wait until
+    it and everything it started are gone, send back its status). Never returns."""
     kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
     if not caps["pid_namespace"]:
         kernel.prctl(kernel.PR_SET_CHILD_SUBREAPER, 1)
@@ -125,26 +145,31 @@ def _zygote(sock, caps: dict, budget: cgroups.Budget) -> None:
     budget.join()  # candidates are born in it: no migration per candidate
     walls = isolation.Walls(caps, home=os.environ["HOME"])
     gc.freeze()  # a collection in a candidate must not touch (and copy) our heap
+    alive: set[int] = set()
     while True:
-        message, fds = _recv_fds(sock, 16, 3)
+        message, fds = _recv_fds(sock, 32, 3)
         if not message:
             os._exit(0)
-        if pidns_fd is not None:
-            kernel.setns(pidns_fd, kernel.CLONE_NEWPID)
-            kernel.unshare(kernel.CLONE_NEWPID)
-        pid = os.fork()
-        if pid == 0:
-            sock.close()
-            _become_candidate(fds, walls)
-        for fd in fds:
-            os.close(fd)
-        pidfd = os.pidfd_open(pid)
-        _send_fds(sock, str(pid).encode(), [pidfd])
-        os.close(pidfd)
-        status = os.waitpid(pid, 0)[1]  # with a PID namespace: once every process in it is gone
-        if pidns_fd is None:
-            _sweep(pid)
-        sock.send(str(status).encode())
+        if message == b"spawn":
+            try:
+                pid = _fork(walls, pidns_fd, sock, fds)
+            except OSError as exc:  # out of processes or memory (the running candidate's doing)
+                sock.send(b"-%d" % exc.errno)
+                continue
+            finally:
+                for fd in fds:
+                    os.close(fd)
+            alive.add(pid)
+            pidfd = os.pidfd_open(pid)
+            _send_fds(sock, str(pid).encode(), [pidfd])
+            os.close(pidfd)
+        else:
+            pid = int(message.split()[1])
+            status = os.waitpid(pid, 0)[1]  # with a PID namespace: once every process in it is gone
+            alive.discard(pid)
+            if pidns_fd is None:
+                _sweep(pid, spare=alive)
+            sock.send(str(status).encode())
 
 
 class ZygoteDied(OSError):
@@ -162,16 +187,21 @@ class Zygote:
             _zygote(theirs, caps, budget)
         theirs.close()
 
-    def spawn(self, fds: list[int]) -> tuple[int, int]:
-        """A new candidate with these pipe ends: (pid, pidfd)."""
-        _send_fds(self.sock, b"go", fds)
+    def spawn(self, fds: list[int]) -> tuple[int, int] | None:
+        """A new candidate with these pipe ends: (pid, pidfd); None when the kernel refused the fork."""
+        _send_fds(self.sock, b"spawn", fds)
         message, pidfds = _recv_fds(self.sock, 32, 1)
-        if not message or len(pidfds) != 1:
+        if not message:
             raise ZygoteDied("the zygote is gone")
+        if message.startswith(b"-"):
+            return None
+        if len(pidfds) != 1:
+            raise ZygoteDied("the zygote sent no pidfd")
         return int(message), pidfds[0]
 
-    def reaped(self) -> int:
-        """The wait status of the last candidate, once it and everything it started are gone."""
+    def reap(self, pid: int) -> int:
+        """The wait status of candidate ``pid``, once it and everything it started are gone."""
+        self.sock.send(b"reap %d" % pid)
         message = self.sock.recv(32)
         if not message:
             raise ZygoteDied("the zygote is gone")
