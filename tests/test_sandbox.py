@@ -243,6 +243,14 @@ def test_the_next_candidate_gets_its_job_only_once_the_previous_one_is_gone():
     assert ends[0] < ends[1] < ends[2] < ends[3]
 
 
+def test_jobs_longer_than_the_worker_pipe_neither_block_nor_get_lost():
+    """Unanswered jobs never hold more bytes than the worker's stdin pipe; a longer one waits for an idle worker."""
+    jobs = [(f"padding = '{'x' * (700 << 10)}'\ndef f():\n    return {i}", [f"assert f() == {i}"]) for i in range(3)]
+    jobs += [(f"print('y' * 70000)\ndef f():\n    return {i}", [f"assert f() == {i}"]) for i in range(6)]
+    outcomes = check_many(jobs, workers=1, progress=False)
+    assert all(o.passed for o in outcomes), [o.message for o in outcomes]
+
+
 def test_worker_takes_job_lines_whole_and_peeks_without_waiting():
     from shared_utils.sandbox.server import _Requests
 

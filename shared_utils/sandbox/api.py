@@ -25,17 +25,17 @@ from typing import Callable, Iterable, Sequence
 from . import plain
 from .asserts import Block, Plan, Site, compile_job, evaluate
 from .child import MESSAGE_CHARS
-from .pool import POOL, SandboxUnavailable, Worker, WorkerDied, require, summary  # noqa: F401 (re-exported)
+from .pool import POOL, SandboxUnavailable, Worker, WorkerDied, encode, require, summary  # noqa: F401 (re-exported)
 from .zygote import SETUP_FAILED
 
 DEFAULT_MEMORY = 2 << 30
 TIMEOUT_MODES = ("per_test", "total")
 NAMESPACES = ("main", "exec")
-PIPELINE_DEPTH = 2
-# A job this long fits the worker's stdin pipe (64 KiB) even with every character escaped
-# as \uXXXX, so sending it never waits for the worker; a longer one is sent only to an
-# idle worker, or the two could block each other: we writing the job, it writing a reply.
-PIPELINED_CHARS = 8 << 10
+# Jobs in flight per worker: one running, the next one's candidate forking meanwhile, one
+# more on its way.  Unanswered jobs never hold more bytes than the worker's stdin pipe, so
+# sending never waits for the worker (else the two could block each other: we writing a
+# job, it writing a reply); a longer job is sent only to an idle worker.
+PIPELINE_DEPTH = 3
 MAX_REPORTS = 100_000  # asserts run per test; a loop of HumanEval's runs 100
 
 
@@ -308,13 +308,9 @@ def _prepare(job: Sequence, timeout: float, timeout_mode: str, memory_limit: int
     return plan, wire
 
 
-def _chars(wire: dict) -> int:
-    steps = (text for block in wire["tests"] for step in block for text in (step[1], *step[2:3]))
-    return len(wire["code"]) + len(wire["setup"]) + sum(len(str(text)) for text in steps)
-
-
 class _Lane:
-    """One worker fed two jobs deep, so the next job is waiting when one finishes.
+    """One worker fed ``PIPELINE_DEPTH`` jobs deep, so the next job and its candidate are
+    ready when one finishes.
 
     Replies come in order, so when the worker dies the oldest unanswered job is the one
     that killed it: that one is reported crashed and the others go to a fresh worker.
@@ -323,21 +319,25 @@ class _Lane:
     def __init__(self, settle: Callable[[int, dict], None]):
         self.settle = settle
         self.worker: Worker = POOL.acquire()
-        self.pending: deque = deque()  # (index, wire job)
+        self.pending: deque = deque()  # (index, encoded job)
+        self.pending_bytes = 0
 
     def _recover(self, exc: WorkerDied) -> None:
-        index, _ = self.pending.popleft()
+        index, line = self.pending.popleft()
+        self.pending_bytes -= len(line)
         self.settle(index, {"failure": str(exc)})
         self.worker = POOL.replace(self.worker)
-        for _, wire in self.pending:
-            self.worker.send(wire)
+        for _, line in self.pending:
+            self.worker.send(line)
 
     def submit(self, index: int, wire: dict) -> None:
-        if self.pending and _chars(wire) > PIPELINED_CHARS:
-            self.close_pending()
-        self.pending.append((index, wire))
+        line = encode(wire)
+        while self.pending and self.pending_bytes + len(line) > self.worker.capacity:
+            self.finish_one()
+        self.pending.append((index, line))
+        self.pending_bytes += len(line)
         try:
-            self.worker.send(wire)
+            self.worker.send(line)
         except WorkerDied as exc:
             self._recover(exc)
         while len(self.pending) >= PIPELINE_DEPTH:
@@ -349,7 +349,8 @@ class _Lane:
         except WorkerDied as exc:
             self._recover(exc)
             return
-        index, _ = self.pending.popleft()
+        index, line = self.pending.popleft()
+        self.pending_bytes -= len(line)
         self.settle(index, reply)
 
     def close_pending(self) -> None:

@@ -10,6 +10,7 @@ reported as crashed and a fresh worker takes its place.
 from __future__ import annotations
 
 import atexit
+import fcntl
 import functools
 import json
 import logging
@@ -26,6 +27,7 @@ from .server import CANDIDATE_ENV
 
 log = logging.getLogger(__name__)
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+PIPE_BYTES = 1 << 20  # the default /proc/sys/fs/pipe-max-size
 # Import the server without running shared_utils/__init__.py (which could pull in heavy deps).
 _BOOT = """
 import os, sys, types
@@ -48,6 +50,19 @@ class WorkerDied(RuntimeError):
     pass
 
 
+def encode(job: dict) -> bytes:
+    return json.dumps(job).encode() + b"\n"
+
+
+def _widen(fd: int) -> int:
+    """Grow a worker's stdin pipe to the most an unprivileged process may; its size in bytes."""
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    except OSError:
+        pass  # over the user's pipe allowance: the default size still works, with less in flight
+    return fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)
+
+
 class Worker:
     """One fork server process."""
 
@@ -55,6 +70,7 @@ class Worker:
         self.process = subprocess.Popen(
             [sys.executable, "-I", "-c", _BOOT, str(PACKAGE_ROOT), tempfile.gettempdir(), _host_facts()],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=CANDIDATE_ENV, close_fds=True)
+        self.capacity = _widen(self.process.stdin.fileno())
         self.capabilities = self._receive()["capabilities"]
 
     def _receive(self) -> dict:
@@ -63,9 +79,10 @@ class Worker:
             raise WorkerDied(f"sandbox worker exited with status {self.process.wait()}")
         return json.loads(line)
 
-    def send(self, job: dict) -> None:
+    def send(self, line: bytes) -> None:
+        """One job line (``encode``); it waits only if more than ``capacity`` bytes are unanswered."""
         try:
-            self.process.stdin.write(json.dumps(job).encode() + b"\n")
+            self.process.stdin.write(line)
             self.process.stdin.flush()
         except OSError as exc:
             raise WorkerDied(f"sandbox worker is gone: {exc}") from None
@@ -141,8 +158,8 @@ class Pool:
         worker = self.acquire()
         try:
             for _ in range(count):
-                worker.send({"code": "", "setup": "", "tests": [], "timeout": 5.0, "mode": "per_test",
-                             "memory": memory, "measure": True})
+                worker.send(encode({"code": "", "setup": "", "tests": [], "timeout": 5.0, "mode": "per_test",
+                                    "memory": memory, "measure": True}))
                 worker.receive()
         finally:
             self.release(worker)
