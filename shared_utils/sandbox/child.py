@@ -16,6 +16,7 @@ test's remaining steps are skipped, as the statement would have ended it).
 from __future__ import annotations
 
 import builtins
+import functools
 import os
 import sys
 import types
@@ -25,6 +26,7 @@ from . import plain
 RESULT_FD = 3
 REPORT = "__sandbox_report__"  # the function a nested assert calls (see ``asserts``)
 MESSAGE_CHARS = 300
+COMPILED_CACHE = 4096  # sources compiled in the worker: a task's tests recur with every sample
 
 
 def _send(message) -> None:
@@ -48,6 +50,7 @@ def _flush_output() -> None:
             pass
 
 
+@functools.lru_cache(maxsize=COMPILED_CACHE)
 def _compiled(source: str, filename: str, mode: str):
     """``dont_inherit``: this module's ``from __future__ import annotations`` must not reach the
     candidate, whose annotations are evaluated as in plain Python."""
@@ -62,7 +65,8 @@ def prepare(job: dict) -> tuple:
 
     Compiling is not running, and doing it here spares each child the page faults of
     the parser's first use (about 2 ms per candidate on a VM); a compile error is kept
-    and raised in the child, where it is reported like any other exception.
+    and raised in the child, where it is reported like any other exception.  Sources seen
+    before (a task's tests with each of its samples, repeated answers) are compiled once.
     """
     tests = [[("x", _compiled(step[1], "<test>", "exec")) if step[0] == "x"
               else ("a", step[1], [_compiled(hole, "<test>", "eval") for hole in step[2]]) for step in block]
