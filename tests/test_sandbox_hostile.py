@@ -444,6 +444,32 @@ def f():
     assert not outcome.passed, "300 live processes were allowed"
 
 
+def test_exhausted_budgets_cost_the_next_candidate_nothing(fresh_workers):
+    """The next candidate is forked while this one runs, under the same budgets: a candidate
+    that takes every process and more memory than it may must not cost the next one its verdict."""
+    hog = """
+import os, time
+def f():
+    started = 0
+    for _ in range(300):
+        try:
+            if os.fork() == 0:
+                block = b'x' * (100 << 20)
+                time.sleep(30)
+                os._exit(0)
+            started += 1
+        except OSError:
+            break
+    time.sleep(1)
+    return started
+"""
+    honest = [(f"def f():\n    return {i}", [f"assert f() == {i}"]) for i in range(3)]
+    outcomes = check_many([(hog, ["assert f() == 300"])] + honest, workers=1, memory_limit=512 << 20, timeout=10,
+                          progress=False)
+    assert not outcomes[0].passed
+    assert [describe(o) for o in outcomes[1:] if not o.passed] == []
+
+
 # --- what the candidate can see of the host ---------------------------------------------
 
 def _readable_targets() -> dict[str, str]:
