@@ -1,4 +1,5 @@
-"""What the benchmark scripts share: the repository and results folders, a timer, the machine in one line."""
+"""What the benchmark scripts share: the repository and results folders, a timer, the machine in
+one line, and publishing a report."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import platform
 import subprocess
 import time
 from pathlib import Path
+
+from shared_utils import files
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -35,3 +38,10 @@ def machine() -> str:
     return (f"{os.cpu_count()} cores (nproc {len(os.sched_getaffinity(0))}, {cpu_model()}), Python "
             f"{platform.python_version()}, {datetime.date.today().isoformat()}; load average at end "
             f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+def publish(path: Path, lines: list[str]) -> None:
+    """Write a report in one piece (an interrupted run leaves the previous one whole) and print it."""
+    text = "\n".join(lines)
+    files.write_text(path, text)
+    print(text)

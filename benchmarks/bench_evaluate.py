@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import REPO, RESULTS, machine, timed  # the script's own folder is on sys.path
+from _common import REPO, RESULTS, machine, publish, timed  # the script's own folder is on sys.path
 from bench_sandbox import _mutant
 
 from shared_utils import data
@@ -96,8 +96,7 @@ def main() -> None:
         "of the sandbox time: scoring is bounded by the protocol's timeouts, then by the sandbox.",
         "",
     ]
-    OUT.write_text("\n".join(lines), encoding="utf-8")
-    print("\n".join(lines))
+    publish(OUT, lines)
 
 
 if __name__ == "__main__":

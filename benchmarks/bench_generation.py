@@ -15,7 +15,7 @@ import os
 import time
 from pathlib import Path
 
-from _common import RESULTS, machine  # the script's own folder is on sys.path
+from _common import RESULTS, machine, publish  # the script's own folder is on sys.path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -112,9 +112,7 @@ def main() -> int:
         lines.append(f"| {label} | {seconds:.1f} | {samples} | {tokens} | {samples / seconds:.3f} | "
                      f"{tokens / seconds:.1f} | {samples / seconds / reference:.2f}x |")
     lines += ["", "Speed-up is completed samples per second relative to the paper loop in the same run.", ""]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines), encoding="utf-8")
-    print("\n".join(lines))
+    publish(args.out, lines)
     return 0
 
 

