@@ -23,11 +23,10 @@ import threading
 from pathlib import Path
 
 from . import hostfacts
-from .server import CANDIDATE_ENV
+from .server import CANDIDATE_ENV, PIPE_MAX
 
 log = logging.getLogger(__name__)
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
-PIPE_BYTES = 1 << 20  # the default /proc/sys/fs/pipe-max-size
 # Import the server without running shared_utils/__init__.py (which could pull in heavy deps).
 _BOOT = """
 import os, sys, types
@@ -57,7 +56,7 @@ def encode(job: dict) -> bytes:
 def _widen(fd: int) -> int:
     """Grow a worker's stdin pipe to the most an unprivileged process may; its size in bytes."""
     try:
-        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_MAX)
     except OSError:
         pass  # over the user's pipe allowance: the default size still works, with less in flight
     return fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)
