@@ -304,8 +304,13 @@ def _prepare(job: Sequence, timeout: float, timeout_mode: str, memory_limit: int
         raise TypeError("tests must be a sequence of test strings, not one string")
     plan = compile_job(tuple(tests), setup, code)
     wire = {"code": code, "setup": plan.setup, "tests": [list(block.steps) for block in plan.blocks],
-            "timeout": timeout, "mode": timeout_mode, "memory": memory_limit, "namespace": namespace}
+            **_run_options(timeout, timeout_mode, memory_limit, namespace)}
     return plan, wire
+
+
+def _run_options(timeout: float, timeout_mode: str, memory_limit: int, namespace: str) -> dict:
+    """How the worker runs a job (a candidate's or a reference run), in its wire names."""
+    return {"timeout": timeout, "mode": timeout_mode, "memory": memory_limit, "namespace": namespace}
 
 
 class _Lane:
@@ -408,8 +413,7 @@ def _references(plans: list[Plan], options: dict, workers: int) -> dict[str, lis
     def settle(index: int, reply: dict) -> None:
         tables[keys[index]] = _reference_values(owners[index], reply)
 
-    wires = [{**plan.reference, "timeout": options["timeout"], "mode": options["timeout_mode"],
-              "memory": options["memory_limit"], "namespace": options["namespace"]} for plan in owners]
+    wires = [{**plan.reference, **_run_options(**options)} for plan in owners]
     _run_all(wires, settle, workers)
     return tables
 
