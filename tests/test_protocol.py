@@ -12,20 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from shared_utils import data, preferences, prompts, protocol, recipes, runner, scoring, stages
+from shared_utils import data, files, preferences, prompts, protocol, recipes, runner, scoring, stages
 from shared_utils.generation import SamplingConfig
 from shared_utils.generation.replay import PairResponse
 from shared_utils.layout import GlobalLayout
 from shared_utils.maintainability import mi_score
 from shared_utils.self_generation import SelfGenConfig, local_pairs, self_generate
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-MBPP = SHARED / "mbpp"
-GEMINI = SHARED / "global_dpo" / "gemini_pairs.jsonl"
 PAPER, CORRECTED = protocol.resolve("paper"), protocol.resolve("corrected")
-
-needs_mbpp = pytest.mark.skipif(not (MBPP / "train.jsonl").is_file(), reason=f"MBPP not at {MBPP}")
-needs_gemini = pytest.mark.skipif(not GEMINI.is_file(), reason=f"the shared Gemini pairs are not at {GEMINI}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -94,13 +88,12 @@ def authors_text(row: dict) -> str:
                           if matches else "")
 
 
-@needs_mbpp
-def test_prepare_paper_gives_the_authors_texts_for_all_372_and_500_problems(tmp_path):
-    written = data.prepare(MBPP, tmp_path / "paper", "paper")
-    corrected = data.prepare(MBPP, tmp_path / "corrected")
+def test_prepare_paper_gives_the_authors_texts_for_all_372_and_500_problems(tmp_path, mbpp_dir):
+    written = data.prepare(mbpp_dir, tmp_path / "paper", "paper")
+    corrected = data.prepare(mbpp_dir, tmp_path / "corrected")
     differing = {}
     for split, size in (("train", 372), ("test", 500)):
-        source = {row["task_id"]: row for row in data.load_mbpp(MBPP, split)}
+        source = {row["task_id"]: row for row in data.load_mbpp(mbpp_dir, split)}
         rows = data.load_problems(written[split])
         assert len(rows) == size
         assert all(row["text"] == authors_text(source[row["task_id"]]) for row in rows)
@@ -140,17 +133,16 @@ def test_stage_1b_runs_the_generator_code_as_returned_under_the_papers_protocol(
                                   {"role": "user", "content": [{"type": "text", "text": "Add two numbers."}]}]
 
 
-@needs_gemini
-def test_the_shared_gemini_answers_labelled_both_ways(tmp_path):
+def test_the_shared_gemini_answers_labelled_both_ways(tmp_path, mbpp_dir, gemini_pairs):
     """Stage 1b+1c over the 238 shared answers: same pairs and choices, the paper's texts keep trailing newlines."""
-    answers = [json.loads(line) for line in GEMINI.read_text().splitlines()]
-    problems = data.preprocess([row for row in data.load_mbpp(MBPP, "train") if "class" not in row["code"]],
+    answers = files.read_jsonl(gemini_pairs)
+    problems = data.preprocess([row for row in data.load_mbpp(mbpp_dir, "train") if "class" not in row["code"]],
                                "mbpp[train]", drop_classes=True, rule="paper")
     out = {name: GlobalLayout(tmp_path / name) for name in ("paper", "corrected")}
     for name, layout in out.items():
         data.save_dataset(problems, layout.train_problems)
         recipe = recipes.load(None, protocol=name)
-        stages.global_pairs(layout, recipe, backend="replay", responses=GEMINI, progress=False)
+        stages.global_pairs(layout, recipe, backend="replay", responses=gemini_pairs, progress=False)
         stages.label(layout.pairs, layout)
     paper, corrected = (preferences.load_rows(out[name].dataset) for name in ("paper", "corrected"))
     assert len(paper) == len(corrected) == len(answers) == 238
@@ -305,9 +297,8 @@ def test_a_main_block_runs_only_under_the_corrected_protocol():
     assert frames["corrected"]["passed"].tolist() == [False]
 
 
-@needs_mbpp
-def test_mbpp_set_up_code_runs_only_under_the_corrected_protocol():
-    (problem,) = [row for row in data.load_mbpp(MBPP, "test") if row["task_id"] == 367]
+def test_mbpp_set_up_code_runs_only_under_the_corrected_protocol(mbpp_dir):
+    (problem,) = [row for row in data.load_mbpp(mbpp_dir, "test") if row["task_id"] == 367]
     frames = {name: scoring.score_completions({367: [problem["code"]]}, [problem], protocol=name, progress=False)
               for name in ("paper", "corrected")}
     assert frames["paper"]["passed"].tolist() == [False]  # `root` is never built: unsolvable, as published
@@ -341,10 +332,10 @@ def test_humaneval_keeps_its_test_prelude_under_the_papers_protocol():
 def test_the_authors_rows_train_in_either_format():
     from shared_utils.training import formats
 
-    row = preferences.label_global([{**PROBLEM, "code_output_1": "def add(a, b):\n    return a + b\n",
-                                     "code_output_2": "def add(a, b):\n    return b + a"}], pair_format="authors")[0]
-    chat = preferences.label_global([{**PROBLEM, "code_output_1": "def add(a, b):\n    return a + b\n",
-                                      "code_output_2": "def add(a, b):\n    return b + a"}])[0]
+    answers = {**PROBLEM, "code_output_1": "def add(a, b):\n    return a + b\n",
+               "code_output_2": "def add(a, b):\n    return b + a"}
+    row = preferences.label_global([answers], pair_format="authors")[0]
+    chat = preferences.label_global([answers])[0]
     # As chat: exactly our own rows' messages, the trailing newline aside.
     converted = formats.conversational_example(row)
     assert converted["prompt"] == chat["prompt"]
