@@ -46,3 +46,18 @@ def tiny_model_factory(tmp_path_factory):
         return built[name]
 
     return make
+
+
+@pytest.fixture
+def train_calls(monkeypatch) -> dict:
+    """Stand in for ``train_dpo``: the ``train`` verb runs to the end, and ``settings`` holds what it passed."""
+    from shared_utils.training import TrainResult
+
+    seen = {}
+
+    def fake_train(model, dataset, out, *, settings, **_):
+        seen["settings"] = settings
+        return TrainResult(adapter_dir=out, metrics={}, log_csv=out, plots=[])
+
+    monkeypatch.setattr("shared_utils.training.train_dpo", fake_train)
+    return seen

@@ -10,7 +10,6 @@ import pytest
 from shared_utils import notebooks, paths, recipes
 from shared_utils.cli import dpo_flags, lora_flags, main, trl_flags_of
 from shared_utils.models import REGISTRY
-from shared_utils.training.dpo import TrainResult
 
 
 def test_the_package_defaults_are_the_papers_settings():
@@ -129,18 +128,11 @@ def test_notebooks_name_the_recipe_and_hold_no_sizes():
             assert {"recipe", "overrides"} <= names, target.path
 
 
-def test_lora_flags_reach_the_trained_settings_and_misspelt_ones_fail(monkeypatch, tmp_path):
-    seen = {}
-
-    def fake_train(model, dataset, out, *, settings, **_):
-        seen["settings"] = settings
-        return TrainResult(adapter_dir=out, metrics={}, log_csv=out, plots=[])
-
-    monkeypatch.setattr("shared_utils.training.train_dpo", fake_train)
+def test_lora_flags_reach_the_trained_settings_and_misspelt_ones_fail(train_calls, tmp_path):
     base = ["train", "--model", "qwen3-4b", "--stage", "stage2c", "--dataset", str(tmp_path), "--out", str(tmp_path / "a"),
             "--init-adapter", str(tmp_path)]
     assert main(base + ["--lora", "r=32", "--lora", "target_modules=[q_proj, v_proj]", "--beta", "0.05"]) == 0
-    settings = seen["settings"]
+    settings = train_calls["settings"]
     assert settings.lora["r"] == 32 and settings.lora["target_modules"] == ["q_proj", "v_proj"]
     assert settings.lora["lora_alpha"] == 32 and settings.dpo["beta"] == 0.05  # the rest stays the recipe's
     assert settings.peft_config().r == 32

@@ -16,7 +16,7 @@ from datasets import Dataset
 from shared_utils import data, files, prompts, recipes
 from shared_utils.cli import main
 from shared_utils.preferences import label_global, preference_row
-from shared_utils.training import TrainResult, build_trainer, formats, load_pairs, train_dpo
+from shared_utils.training import build_trainer, formats, load_pairs, train_dpo
 from test_training_reference import toy_rows, toy_settings
 
 TASK = "Write a function to find the maximum of nth column from the given tuple list."
@@ -160,23 +160,16 @@ def test_published_pairs_fit_max_length_and_tokenise_apart(published_examples, t
 # Training on the as-published examples
 
 
-def test_the_format_is_a_protocol_switch_of_recipes_and_the_train_verb(monkeypatch, tmp_path):
+def test_the_format_is_a_protocol_switch_of_recipes_and_the_train_verb(train_calls, tmp_path):
     assert recipes.load().training("stage1").training_format == "conversational"
     assert recipes.load(None, protocol="paper").training("stage2c").training_format == "as_published"
     stage2c = recipes.load(None, {"protocol": {"switches": {"training_format": "as_published"}}}).training("stage2c")
     assert stage2c.training_format == "as_published" and stage2c.as_dict()["training_format"] == "as_published"
     with pytest.raises(ValueError, match="training_format must be one of"):
         dataclasses.replace(stage2c, training_format="plain")
-    seen = {}
-
-    def fake_train(model, dataset, out, *, settings, **_):
-        seen["settings"] = settings
-        return TrainResult(adapter_dir=out, metrics={}, log_csv=out, plots=[])
-
-    monkeypatch.setattr("shared_utils.training.train_dpo", fake_train)
     assert main(["train", "--model", "some/hub-model", "--dataset", str(tmp_path), "--out", str(tmp_path / "a"),
                  "--switch", "training_format=as_published", "--beta", "0.2"]) == 0
-    assert seen["settings"].training_format == "as_published" and seen["settings"].dpo["beta"] == 0.2
+    assert train_calls["settings"].training_format == "as_published" and train_calls["settings"].dpo["beta"] == 0.2
 
 
 @pytest.mark.slow
