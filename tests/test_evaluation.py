@@ -8,13 +8,9 @@ import pytest
 
 from shared_utils import data, evaluation, recipes
 from shared_utils.generation import read_paper_format
+from stand_ins import fake_adapter
 
 WRONG = "```python\ndef wrong(*args):\n    return None\n```"
-
-
-def _fake_adapter(folder):
-    folder.mkdir(parents=True)
-    (folder / "adapter_config.json").write_text("{}")
 
 
 @pytest.fixture
@@ -24,7 +20,7 @@ def plan(tmp_path):
                                                  evaluation_dir=tmp_path / "eval")
     data.prepare("demo", layout.global_.folder)
     for adapter in (layout.stage1_adapter, layout.further_adapter(1), layout.further_adapter(2)):
-        _fake_adapter(adapter)
+        fake_adapter(adapter)
     mbpp = data.load_problems(layout.global_.test_problems)[:3]
     humaneval = data.humaneval_problems()[:3]
     answers = [(p["task_id"], f"```python\n{p['code']}\n```") for p in mbpp + humaneval]

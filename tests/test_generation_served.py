@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import pytest
 
 from shared_utils.generation import openai_backend, read_paper_format
 from shared_utils.models import embedded_model_dir
+from stand_ins import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -28,12 +28,6 @@ PROBLEMS = [{"task_id": 11, "text": "Write a function to find the shared element
              "test_list": ["assert True"]},
             {"task_id": 12, "text": "Write a python function to tell whether a number is prime.", "code": "",
              "test_list": ["assert True"]}]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _wait_until_healthy(proc: subprocess.Popen, url: str, log, timeout: float = 120.0) -> None:
@@ -59,7 +53,7 @@ def served(tmp_path_factory):
     if not is_serve_available():
         pytest.skip("`transformers serve` needs its serving extra (fastapi, uvicorn: pinned in requirements-test.txt)")
     model = str(embedded_model_dir())
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     with log.open("wb") as out:

@@ -10,6 +10,7 @@ import pytest
 from shared_utils import evaluation, paths, recipes
 from shared_utils.layout import ArtifactLayout, GlobalLayout
 from shared_utils.models import get_spec
+from stand_ins import fake_adapter
 
 
 def _layout(tmp_path, epochs=250, further_epochs=None):
@@ -17,11 +18,6 @@ def _layout(tmp_path, epochs=250, further_epochs=None):
                                     further_epochs=further_epochs,
                                     global_dir=tmp_path / "global", model_dir=tmp_path / "model",
                                     evaluation_dir=tmp_path / "eval")
-
-
-def _fake_adapter(folder):
-    folder.mkdir(parents=True)
-    (folder / "adapter_config.json").write_text("{}")
 
 
 def test_paper_names_for_stage1_and_every_iteration(tmp_path):
@@ -50,10 +46,10 @@ def test_the_recipe_names_the_epochs_and_folders_default_to_the_repository():
 def test_variants_follow_the_adapters_that_exist_through_every_iteration(tmp_path):
     layout = _layout(tmp_path)
     assert layout.variants() == ["base"]
-    _fake_adapter(layout.stage1_adapter)
-    _fake_adapter(layout.further_adapter(1))
-    _fake_adapter(layout.further_adapter(2))
-    _fake_adapter(layout.further_adapter(4))  # a gap: iteration 3 is missing, so 4 is not reachable
+    fake_adapter(layout.stage1_adapter)
+    fake_adapter(layout.further_adapter(1))
+    fake_adapter(layout.further_adapter(2))
+    fake_adapter(layout.further_adapter(4))  # a gap: iteration 3 is missing, so 4 is not reachable
     assert layout.variants() == ["base", "dpo", "dpo-further", "dpo-further-iteration-2"]
     assert layout.adapter("dpo-further-iteration-2") == layout.further_adapter(2)
     assert layout.adapter("base") is None
@@ -87,7 +83,7 @@ def _scores(layout, variant, benchmark, passed_per_run):
 def test_comparison_covers_every_iteration_and_humaneval_when_computed(tmp_path):
     layout = _layout(tmp_path)
     for adapter in (layout.stage1_adapter, layout.further_adapter(1), layout.further_adapter(2)):
-        _fake_adapter(adapter)
+        fake_adapter(adapter)
     plan = evaluation.EvalPlan(layout, model="gemma3-4b", runs=2, samples=2, max_new_tokens=8)
     runs = {"base": [[False, False, False, True]] * 2, "dpo": [[True, False, False, True]] * 2,
             "dpo-further": [[True, True, False, True]] * 2, "dpo-further-iteration-2": [[True, True, True, True]] * 2}

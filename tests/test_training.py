@@ -11,6 +11,7 @@ from huggingface_hub import ModelCard
 
 from shared_utils.training import load_pairs, train_dpo
 from shared_utils.training import dpo as dpo_module
+from stand_ins import free_port
 from test_training_reference import toy_rows, toy_settings
 
 
@@ -110,7 +111,7 @@ def test_accelerate_launch_trains_on_two_cpu_processes(tiny_model_factory, tmp_p
     # --multi_gpu hands over to torchrun; with no GPU visible each process joins a gloo (CPU) group.
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               "--main_process_port", str(_free_port()),
+               "--main_process_port", str(free_port()),
                "-m", "shared_utils", "train", "--model", str(tiny), "--dataset", str(tmp_path / "pairs"),
                "--out", str(out), "--num_train_epochs", "1", "--per_device_train_batch_size", "2",
                "--gradient_accumulation_steps", "1", "--max_length", "128", "--learning_rate", "1e-2"]
@@ -120,14 +121,6 @@ def test_accelerate_launch_trains_on_two_cpu_processes(tiny_model_factory, tmp_p
     record = json.loads((out / "provenance.json").read_text())
     assert record["global_step"] == 2  # 8 pairs / (2 processes x 2 per device)
     assert (out / "adapter_model.safetensors").is_file() and not out.with_name("adapter.work").exists()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.slow
