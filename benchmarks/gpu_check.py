@@ -35,7 +35,9 @@ import time
 import traceback
 from pathlib import Path
 
-from _common import machine  # the script's own folder is on sys.path
+from _common import machine, publish  # the script's own folder is on sys.path
+
+from shared_utils import files
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -77,13 +79,14 @@ def toy_pairs(count: int = 4):
     from datasets import Dataset
 
     from shared_utils import data, prompts
+    from shared_utils.extraction import wrap_code
 
     rows = []
     for problem in data.demo_problems()[:count]:
         clumsy = problem["code"].replace("    ", "  ") + "\n  pass"
         rows.append({"prompt": prompts.messages(problem["text"]),
-                     "chosen": [{"role": "assistant", "content": f"```python\n{problem['code']}\n```"}],
-                     "rejected": [{"role": "assistant", "content": f"```python\n{clumsy}\n```"}]})
+                     "chosen": [{"role": "assistant", "content": wrap_code(problem["code"])}],
+                     "rejected": [{"role": "assistant", "content": wrap_code(clumsy)}]})
     return Dataset.from_list(rows)
 
 
@@ -274,12 +277,11 @@ def main(argv: list[str] | None = None) -> int:
             ("load", checker.load), ("load-4bit", checker.load_4bit), ("generate", checker.generate),
             ("dpo-qlora", checker.dpo_qlora), ("adapter-roundtrip", checker.adapter_roundtrip),
             ("vllm-lora", checker.vllm_lora))]
-    from shared_utils import files
-
     table = markdown(outcomes, args.model)
-    print(table)
     if args.report:
-        files.write_text(args.report, table)
+        publish(args.report, [table])
+    else:
+        print(table)
     if args.json:
         files.write_json(args.json, [dataclasses.asdict(outcome) for outcome in outcomes], indent=1)
     return 1 if any(outcome.status == "failed" for outcome in outcomes) else 0
