@@ -88,7 +88,7 @@ def main() -> None:
         f"| sandbox only (`check_many`, warm pool) | {sandbox_s:.1f} | {len(jobs) / sandbox_s:,.0f} |",
         f"| `evaluate_file` (extraction, sandbox, MI, summary; warm pool) | {evaluate_s:.1f} | "
         f"{len(jobs) / evaluate_s:,.0f} |",
-        f"| `python -m shared_utils evaluate --scoring corrected --json` (fresh process) | {cli_s:.1f} | {len(jobs) / cli_s:,.0f} |",
+        f"| `python -m shared_utils evaluate --scoring {SCORING} --json` (fresh process) | {cli_s:.1f} | {len(jobs) / cli_s:,.0f} |",
         "",
         f"Everything around the sandbox costs {evaluate_s - sandbox_s:.1f} s of the warm run "
         f"({(evaluate_s - sandbox_s) / evaluate_s:.0%}). {timeouts} mutants loop until the paper's 5 s "
