@@ -186,8 +186,7 @@ def _parse_inlined(responses: list, task_ids: list[int], match_by_answer: bool =
         if match_by_answer and pair.task_id is None:
             pair = PairResponse(task_id, None, None, f"{where}: the answer names no task_id")
         pairs[pair.task_id] = pair
-    pairs = {task_id: pair for task_id, pair in pairs.items() if task_id in task_ids}
-    for task_id in task_ids:
+    for task_id in task_ids:  # answers naming a task not asked are left out of the return
         pairs.setdefault(task_id, PairResponse(task_id, None, None, "no response in the batch results"))
     return {task_id: pairs[task_id] for task_id in task_ids}
 
