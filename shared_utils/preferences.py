@@ -118,15 +118,15 @@ def pairs_from_samples(problems: list[dict], samples: dict, *, generator: str, e
     return rows, counts
 
 
-def preference_row(problem: dict, chosen: str, rejected: str, key: Key, keys: tuple[float, float] | None = None,
+def preference_row(problem: dict, chosen: str, rejected: str, keys: tuple[float, float],
                    pair_format: str = "chat") -> dict:
     """One preference example plus the scores that explain it.
 
     ``pair_format="chat"``: TRL's conversational format (the answers as assistant messages);
     ``"authors"``: the authors' rows, the prompt's contents as lists of text parts and the
     answers as plain strings (what TRL 0.23 then re-split, see ``training.formats``).
-    ``keys`` gives the two key values when the caller has them (computed already, or on other text
-    than the code).
+    ``keys``: the key values of ``chosen`` and ``rejected``, as the caller ranked them (the key may
+    have been computed on other text than the code).
     """
     if pair_format not in ("chat", "authors"):
         raise ValueError(f"pair_format must be 'chat' or 'authors', not {pair_format!r}")
@@ -140,8 +140,8 @@ def preference_row(problem: dict, chosen: str, rejected: str, key: Key, keys: tu
         "rejected": [{"role": "assistant", "content": wrap_code(rejected)}] if chat else wrap_code(rejected),
         "chosen_code": chosen,
         "rejected_code": rejected,
-        "key_chosen": keys[0] if keys else key(chosen),
-        "key_rejected": keys[1] if keys else key(rejected),
+        "key_chosen": keys[0],
+        "key_rejected": keys[1],
     }
     for side, code in (("chosen", chosen), ("rejected", rejected)):
         components = score(code).as_dict()
@@ -158,7 +158,7 @@ def label_global(pairs: list[dict], key: Key = mi_score, pair_format: str = "cha
         if not ranked[0][1] >= ranked[1][1]:  # a tie keeps the first
             ranked.reverse()
         (chosen, chosen_key), (rejected, rejected_key) = ranked
-        rows.append(preference_row(pair, chosen, rejected, key, keys=(chosen_key, rejected_key),
+        rows.append(preference_row(pair, chosen, rejected, keys=(chosen_key, rejected_key),
                                    pair_format=pair_format))
     return rows
 
@@ -192,7 +192,7 @@ def label_local(problems: list[dict], passing: dict, *, key: Key = mi_score, min
         best, worst = order[0], order[-1]
         if math.isnan(keys[best] - keys[worst]) or keys[best] - keys[worst] < min_gap:
             continue
-        rows.append(preference_row(by_id[task_id], distinct[best][0], distinct[worst][0], key,
+        rows.append(preference_row(by_id[task_id], distinct[best][0], distinct[worst][0],
                                    keys=(keys[best], keys[worst]), pair_format=pair_format))
     return rows
 
@@ -205,7 +205,7 @@ def _argmax_pair(problem: dict, codes: list[str], texts: list[str], key: Key, pa
     best, worst = int(np.argmax(keys)), int(np.argmin(keys))
     if best == worst:
         return None
-    return preference_row(problem, codes[best], codes[worst], key, keys=(keys[best], keys[worst]),
+    return preference_row(problem, codes[best], codes[worst], keys=(keys[best], keys[worst]),
                           pair_format=pair_format)
 
 

@@ -26,7 +26,7 @@ LOOP = ("def max_of_nth(lst, n):\n    best = lst[0][n]\n    for row in lst:\n   
 
 
 def stored_row(chosen: str, rejected: str) -> dict:
-    return preference_row({"task_id": 611, "text": TASK}, chosen, rejected, key=len)
+    return preference_row({"task_id": 611, "text": TASK}, chosen, rejected, keys=(len(chosen), len(rejected)))
 
 
 def extracted(chosen: str, rejected: str) -> dict:
