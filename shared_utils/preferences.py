@@ -14,7 +14,6 @@ import math
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 
 from shared_utils import data, files, prompts
 from shared_utils.extraction import extract_code, wrap_code
@@ -199,6 +198,8 @@ def label_local(problems: list[dict], passing: dict, *, key: Key = mi_score, min
 
 def _argmax_pair(problem: dict, codes: list[str], texts: list[str], key: Key, pair_format: str) -> dict | None:
     """The paper's pair: ``argmax``/``argmin`` of the key (first occurrence on ties); None if they coincide."""
+    import numpy as np  # here, not at the top: the CLI imports this module for every verb
+
     if not codes:
         return None
     keys = [key(text) for text in texts]

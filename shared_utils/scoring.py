@@ -16,8 +16,6 @@ import math
 from pathlib import Path
 from typing import Iterable
 
-import numpy as np
-
 from shared_utils import files
 from shared_utils.extraction import extract_code
 from shared_utils.maintainability import score
@@ -101,6 +99,8 @@ def per_task(frame) -> "pd.DataFrame":
 
 def summarize(frame, ks: Iterable[int] = DEFAULT_KS) -> dict:
     """The metrics the CLI prints and the notebooks tabulate, for one run."""
+    import numpy as np  # here, not at the top: the CLI imports this module for every verb
+
     table = per_task(frame)
     n_min = int(table["n"].min()) if len(table) else 0
     pass_k = {int(k): float(np.mean([pass_at_k(int(n), int(c), int(k)) for n, c in zip(table["n"], table["c"])]))
@@ -125,6 +125,8 @@ def sandbox_label(frame) -> str:
 
 def paired_bootstrap(a, b, *, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
     """Mean of b - a over problems present in both (aligned Series) with a percentile interval."""
+    import numpy as np
+
     joined = np.asarray(b - a, dtype=float)
     joined = joined[~np.isnan(joined)]
     if joined.size == 0:
