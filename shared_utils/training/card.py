@@ -86,8 +86,6 @@ def card_data(record: dict, peft_card: Path | None = None, method: str = "dpo"):
 def model_card(name: str, record: dict, peft_card: Path | None = None):
     """A ``huggingface_hub.ModelCard``: ``card_data``'s metadata, then base model, data and hash, every
     hyperparameter, versions and final metrics in words and tables."""
-    from huggingface_hub import ModelCard
-
     dpo, lora = record["dpo"], record["lora"]
     reference = ("the base model with the adapter disabled (the paper's behaviour)" if record["reference"] == "base"
                  else "the Stage-1 policy (a frozen copy of the initial adapter)")
@@ -121,7 +119,7 @@ def model_card(name: str, record: dict, peft_card: Path | None = None):
         "",
         *_closing(record),
     ]
-    return ModelCard(f"---\n{card_data(record, peft_card).to_yaml()}\n---\n\n" + "\n".join(lines))
+    return _card(lines, record, peft_card)
 
 
 def write_grpo_artifacts(folder: Path, trainer, *, name: str, identity: dict, prompts: int, base_model: str) -> None:
@@ -140,8 +138,6 @@ def write_grpo_artifacts(folder: Path, trainer, *, name: str, identity: dict, pr
 def grpo_card(name: str, record: dict, peft_card: Path | None = None):
     """The GRPO adapter's ``huggingface_hub.ModelCard``: PEFT's metadata with the hub base-model link
     (``card_data``), then where it started, how samples were rewarded, every setting, final metrics."""
-    from huggingface_hub import ModelCard
-
     start = f"`{record['init_adapter']}` ({record['start']})" if record["init_adapter"] else "the base model (a fresh LoRA)"
     lines = [
         f"# {name}",
@@ -166,7 +162,14 @@ def grpo_card(name: str, record: dict, peft_card: Path | None = None):
         *_table("metric", record["metrics"]),
         *_closing(record),
     ]
-    return ModelCard(f"---\n{card_data(record, peft_card, method='grpo').to_yaml()}\n---\n\n" + "\n".join(lines))
+    return _card(lines, record, peft_card, method="grpo")
+
+
+def _card(lines: list[str], record: dict, peft_card: Path | None, method: str = "dpo"):
+    """A ``huggingface_hub.ModelCard``: ``card_data``'s metadata as its header, then these lines."""
+    from huggingface_hub import ModelCard
+
+    return ModelCard(f"---\n{card_data(record, peft_card, method).to_yaml()}\n---\n\n" + "\n".join(lines))
 
 
 def _table(header: str, values: dict) -> list[str]:
