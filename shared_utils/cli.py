@@ -23,9 +23,7 @@ from shared_utils.training.config import GRPO_STARTS
 
 def _protocol_arguments(parser) -> None:
     """``--protocol`` and ``--switch``: the same two options on every verb the protocol changes."""
-    from shared_utils.protocol import NAMES
-
-    parser.add_argument("--protocol", choices=NAMES, default=None,
+    parser.add_argument("--protocol", choices=PROTOCOL_NAMES, default=None,
                         help="paper: the authors' code byte for byte; corrected: this repository's (the default, "
                              "or the recipe's)")
     parser.add_argument("--switch", action="append", metavar="NAME=VALUE",
