@@ -13,7 +13,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from shared_utils import data, files, prompts, scoring
+from shared_utils import data, files, prompts, scoring, statistics
 from shared_utils.layout import BASE, BENCHMARKS, FURTHER, GRPO, STAGE1, ArtifactLayout
 
 SCORINGS = tuple(scoring.SCORINGS)  # every run is scored every way, from the same completions
@@ -123,14 +123,21 @@ def run_variant(plan: EvalPlan, variant: str, *, benchmark: str = "mbpp", progre
 class Report:
     table: object  # MBPP: mean ± std over runs per variant and metric
     per_run: object
-    paired: object
+    intervals: object  # per variant, scoring and metric: the estimate and its 95% bootstrap interval
+    paired: object  # per scoring: every comparison with its interval, Holm-adjusted p and verdict
     samples: dict  # (variant, scoring) -> pooled per-sample frame
     humaneval: "Report | None" = None  # the same for HumanEval, when its runs were made
 
     def text(self) -> str:
+        from shared_utils.statistics import family_note
+
+        text = self.table.to_string()
+        if not self.paired.empty:
+            notes = [f"{name}: {family_note(group)}" for name, group in self.paired.groupby("scoring", sort=False)]
+            text = "\n".join([text, "", self.paired.round(4).to_string(index=False), *notes])
         if self.humaneval is None:
-            return self.table.to_string()
-        return f"MBPP\n{self.table.to_string()}\n\nHumanEval\n{self.humaneval.table.to_string()}"
+            return text
+        return f"MBPP\n{text}\n\nHumanEval\n{self.humaneval.text()}"
 
 
 def _load_frames(plan: EvalPlan, benchmark: str) -> dict:
@@ -141,7 +148,7 @@ def _load_frames(plan: EvalPlan, benchmark: str) -> dict:
         for name in SCORINGS:
             tables = [scoring.score_files(plan.layout.run_stem(variant, run, benchmark), name)["samples"]
                       for run in range(plan.runs)]
-            parts = [pd.read_parquet(table).assign(run=run) for run, table in enumerate(tables) if table.is_file()]
+            parts = [pd.read_parquet(table).assign(seed=0, run=run) for run, table in enumerate(tables) if table.is_file()]
             if parts:
                 frames[(variant, name)] = pd.concat(parts, ignore_index=True)
     return frames
@@ -150,8 +157,10 @@ def _load_frames(plan: EvalPlan, benchmark: str) -> dict:
 def comparison(plan: EvalPlan) -> Report | None:
     """MBPP's comparison, with HumanEval's attached when its runs exist; each saved beside the runs.
 
-    Per benchmark: mean ± std over runs for every metric, the per-run rows, and paired bootstrap
-    differences between consecutive variants and between the base and the last one.
+    Per benchmark: mean ± std over runs for every metric, the per-run rows, each variant's metrics
+    with a 95% interval, and paired comparisons (``statistics``) between consecutive variants and
+    between the base and the last one, for every pass@k and average MI, under every scoring (each
+    scoring's comparisons are one Holm family).
     """
     reports = {benchmark: _compare(plan, benchmark) for benchmark in BENCHMARKS}
     report = reports["mbpp"]
@@ -177,12 +186,29 @@ def _compare(plan: EvalPlan, benchmark: str) -> Report | None:
     metrics = [c for c in per_run.columns if c.startswith("pass@") or c == "avg_mi"]
     grouped = per_run.groupby(["variant", "scoring"], sort=False)[metrics]
     table = grouped.mean().round(4).astype(str) + " ± " + grouped.std(ddof=1).fillna(0).round(4).astype(str)
-    names = [variant for variant in plan.variants() if (variant, "paper") in frames]
-    steps = list(zip(names, names[1:])) + ([(names[0], names[-1])] if len(names) > 2 else [])
-    paired = [{"from": a, "to": b, "metric": metric, **result}
-              for a, b in steps
-              for metric, result in scoring.compare(frames[(a, "paper")], frames[(b, "paper")]).items()]
-    report = Report(table=table, per_run=per_run, paired=pd.DataFrame(paired), samples=frames)
+    observed = {key: _observations(frame) for key, frame in frames.items()}
+    metrics = statistics.metric_names(plan.ks)
+    intervals = pd.DataFrame([{"variant": variant, "scoring": name, "metric": metric, **values}
+                              for (variant, name), rows in observed.items()
+                              for metric, values in statistics.interval(rows, metrics).items()])
+    paired = []
+    for name in SCORINGS:
+        names = [variant for variant in plan.variants() if (variant, name) in observed]
+        steps = list(zip(names, names[1:])) + ([(names[0], names[-1])] if len(names) > 2 else [])
+        if steps:
+            variants = {variant: observed[(variant, name)] for variant in names}
+            paired.append(statistics.comparisons(variants, steps, metrics, scoring=name))
+    paired = pd.concat(paired, ignore_index=True) if paired else pd.DataFrame()
+    report = Report(table=table, per_run=per_run, intervals=intervals, paired=paired, samples=frames)
     files.write_json(plan.layout.comparison(benchmark),
-                  {"per_run": per_run.to_dict("records"), "paired": report.paired.to_dict("records")})
+                     {"per_run": per_run.to_dict("records"), "intervals": intervals.to_dict("records"),
+                      "paired": paired.to_dict("records")})
     return report
+
+
+def _observations(frame):
+    """A variant's pooled per-sample frame as ``statistics`` observations: one row per (seed, run, task)."""
+    import pandas as pd
+
+    return pd.concat([statistics.observations(scoring.per_task(part), seed=seed, run=run)
+                      for (seed, run), part in frame.groupby(["seed", "run"], sort=True)], ignore_index=True)

@@ -6,7 +6,7 @@ problems with at least one passing sample out of 10, average MI = mean over solv
 the mean MI of their passing samples. The same completions are scored three ways side by side
 (``SCORINGS``): ``paper`` exactly so, ``corrected`` with the same extraction but the corrected
 execution (a real ``__main__``, set-up code run), ``fenced`` with the first fenced block as well.
-Beyond the paper: the unbiased pass@k estimator for any k <= n and paired bootstrap intervals.
+Beyond the paper: the unbiased pass@k estimator for any k <= n (``statistics``, which also compares variants).
 """
 
 from __future__ import annotations
@@ -47,15 +47,6 @@ def scorings(names: "str | Iterable[str] | None" = None) -> list[str]:
     if unknown or not chosen:
         raise ValueError(f"unknown scoring(s) {unknown or names!r}; expected some of {', '.join(SCORINGS)}")
     return chosen
-
-
-def pass_at_k(n: int, c: int, k: int) -> float:
-    """Chen et al. (2021): 1 - C(n-c, k) / C(n, k), the chance that k of n samples hold a pass."""
-    if k > n:
-        raise ValueError(f"pass@{k} needs at least {k} samples per problem, got {n}")
-    if n - c < k:
-        return 1.0
-    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
 
 
 def score_completions(completions: dict, problems: Iterable[dict], *, extract: str = "paper", protocol=None,
@@ -101,6 +92,8 @@ def summarize(frame, ks: Iterable[int] = DEFAULT_KS) -> dict:
     """The metrics the CLI prints and the notebooks tabulate, for one run."""
     import numpy as np  # here, not at the top: the CLI imports this module for every verb
 
+    from shared_utils.statistics import pass_at_k
+
     table = per_task(frame)
     n_min = int(table["n"].min()) if len(table) else 0
     pass_k = {int(k): float(np.mean([pass_at_k(int(n), int(c), int(k)) for n, c in zip(table["n"], table["c"])]))
@@ -121,32 +114,6 @@ def sandbox_label(frame) -> str:
     """How the verdicts were obtained: ``strict``, or a loud UNSAFE where any ran without the walls."""
     modes = set(frame["sandbox"]) if "sandbox" in frame else {"strict"}
     return "strict" if modes <= {"strict"} else "UNSAFE: isolation=none (candidates ran without every wall)"
-
-
-def paired_bootstrap(a, b, *, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
-    """Mean of b - a over problems present in both (aligned Series) with a percentile interval."""
-    import numpy as np
-
-    joined = np.asarray(b - a, dtype=float)
-    joined = joined[~np.isnan(joined)]
-    if joined.size == 0:
-        return {"mean": math.nan, "low": math.nan, "high": math.nan, "problems": 0}
-    rng = np.random.default_rng(seed)
-    means = rng.choice(joined, size=(n_boot, joined.size), replace=True).mean(axis=1)
-    tail = (1 - level) / 2 * 100
-    return {"mean": float(joined.mean()), "low": float(np.percentile(means, tail)),
-            "high": float(np.percentile(means, 100 - tail)), "problems": int(joined.size)}
-
-
-def compare(frame_a, frame_b, *, k: int = 1, seed: int = 0) -> dict:
-    """Paired differences (b - a) in per-problem pass@k and in per-problem MI of passing code."""
-    a, b = per_task(frame_a), per_task(frame_b)
-    common = a.index.intersection(b.index)
-    a, b = a.loc[common], b.loc[common]
-    pass_a = a.apply(lambda row: pass_at_k(int(row.n), int(row.c), k), axis=1)
-    pass_b = b.apply(lambda row: pass_at_k(int(row.n), int(row.c), k), axis=1)
-    return {f"pass_at_{k}": paired_bootstrap(pass_a, pass_b, seed=seed),
-            "avg_mi": paired_bootstrap(a["mi_passing"], b["mi_passing"], seed=seed)}
 
 
 def score_files(stem: str | Path, scoring: str) -> dict[str, Path]:

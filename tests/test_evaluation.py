@@ -48,6 +48,14 @@ def test_every_variant_and_benchmark_is_run_saved_and_compared(plan):
     assert list(dict.fromkeys(report.per_run["variant"])) == variants
     assert report.humaneval is not None and set(report.humaneval.per_run["pass@2"]) == {1.0}
     assert "HumanEval" in report.text() and plan.layout.comparison("humaneval").is_file()
+    paired = report.paired
+    assert set(paired["metric"]) == {"pass@1", "pass@2", "avg_mi"} and set(paired["scoring"]) == set(evaluation.SCORINGS)
+    steps = list(zip(variants, variants[1:])) + [(variants[0], variants[-1])]
+    assert list(dict.fromkeys(zip(paired["from"], paired["to"]))) == steps
+    assert set(paired["verdict"]) == {"no evidence"} and (paired["diff"] == 0).all()  # the same answers everywhere
+    assert set(paired["family"]) == {len(steps) * 3} and "Holm" in report.text()
+    intervals = report.intervals.set_index(["variant", "scoring", "metric"])
+    assert intervals.loc[("base", "paper", "pass@1"), "estimate"] == 0.5
 
 
 def test_a_finished_run_is_not_redone_and_a_missing_adapter_is_skipped(plan, capsys):

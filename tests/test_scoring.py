@@ -1,53 +1,17 @@
 """Scoring (``shared_utils.scoring``): the unbiased pass@k estimator, the per-run summary the paper
-reports (pass@k and average MI of passing code), scoring real MBPP test problems through the sandbox,
-and the paired bootstrap between variants."""
+reports (pass@k and average MI of passing code) and scoring real MBPP test problems through the sandbox.
+The estimator and the comparisons between variants are ``test_statistics.py``'s."""
 
 from __future__ import annotations
 
 import json
 import math
-from math import comb
 
 import pandas as pd
 import pytest
 
-from shared_utils import data, scoring
+from shared_utils import data, scoring, statistics
 from shared_utils.maintainability import mi_score
-
-# --------------------------------------------------------------------------------------------
-# pass@k
-
-
-@pytest.mark.parametrize("k", [1, 5, 10])
-@pytest.mark.parametrize("c", range(11))
-def test_pass_at_k_matches_the_closed_form(c, k):
-    n = 10
-    expected = 1 - comb(n - c, k) / comb(n, k)
-    assert scoring.pass_at_k(n, c, k) == pytest.approx(expected, abs=1e-12)
-
-
-def test_pass_at_k_known_values():
-    assert scoring.pass_at_k(10, 0, 1) == 0.0
-    assert scoring.pass_at_k(10, 1, 1) == pytest.approx(0.1)
-    assert scoring.pass_at_k(10, 3, 1) == pytest.approx(0.3)
-    assert scoring.pass_at_k(10, 1, 10) == 1.0
-    assert scoring.pass_at_k(10, 2, 5) == pytest.approx(1 - 56 / 252)  # C(8,5)/C(10,5)
-    assert scoring.pass_at_k(10, 10, 1) == 1.0
-
-
-def test_pass_at_k_is_monotone_in_c_and_k():
-    values = [[scoring.pass_at_k(10, c, k) for c in range(11)] for k in (1, 5, 10)]
-    for row in values:
-        assert row == sorted(row)
-    for c in range(11):
-        assert values[0][c] <= values[1][c] <= values[2][c]
-
-
-@pytest.mark.parametrize("n, k", [(10, 11), (1, 5), (5, 10)])
-def test_pass_at_k_with_k_above_n_raises(n, k):
-    with pytest.raises(ValueError, match=f"pass@{k}"):
-        scoring.pass_at_k(n, 0, k)
-
 
 # --------------------------------------------------------------------------------------------
 # summarize on a hand-built frame
@@ -112,7 +76,7 @@ def test_summarize_uneven_samples_uses_the_smallest_n():
     frame = frame[~((frame.task_id == 2) & (frame["sample"] >= 3))]  # task 2 keeps 3 samples
     summary = scoring.summarize(frame, ks=(1, 3, 5))
     assert set(summary["pass_at_k"]) == {1, 3}
-    assert summary["pass_at_k"][3] == pytest.approx((scoring.pass_at_k(5, 2, 3) + 1.0 + 0.0) / 3)
+    assert summary["pass_at_k"][3] == pytest.approx((statistics.pass_at_k(5, 2, 3) + 1.0 + 0.0) / 3)
     assert summary["candidates"] == 13 and summary["passed_candidates"] == 5
 
 
@@ -209,7 +173,7 @@ def test_score_then_summarize(scored, problems):
     assert summary["tasks"] == 3 and summary["candidates"] == 7
     assert summary["passed_candidates"] == 3 and summary["solved_tasks"] == 3
     assert summary["pass_at_k"][1] == pytest.approx((1 / 3 + 1 / 2 + 1 / 2) / 3)
-    assert summary["pass_at_k"][2] == pytest.approx((scoring.pass_at_k(3, 1, 2) + 1.0 + 1.0) / 3)
+    assert summary["pass_at_k"][2] == pytest.approx((statistics.pass_at_k(3, 1, 2) + 1.0 + 1.0) / 3)
     expected_mi = sum(mi_score(p["code"].strip()) for p in problems) / 3
     assert summary["avg_mi"] == pytest.approx(expected_mi)
 
@@ -235,60 +199,3 @@ def test_evaluate_file_paper_format(tmp_path, completions, problems):
     assert samples["passed"].tolist() == [True, False, False, True, False, False, True]
     saved = json.loads((out / "smollm2-135m_base_model_output_run_1.paper.summary.json").read_text())
     assert saved["passed_candidates"] == 3 and (saved["extract"], saved["protocol"]) == ("paper", "paper")
-
-
-# --------------------------------------------------------------------------------------------
-# Paired comparison
-
-
-def test_paired_bootstrap_constant_difference_is_a_point():
-    a = pd.Series([0.1, 0.5, 0.9, 0.3], index=[11, 12, 13, 14])
-    b = a + 0.25
-    result = scoring.paired_bootstrap(a, b)
-    assert result["problems"] == 4
-    for name in ("mean", "low", "high"):
-        assert result[name] == pytest.approx(0.25)
-
-
-def test_paired_bootstrap_skips_missing_and_brackets_the_mean():
-    a = pd.Series([0.0, 0.0, 0.0, 0.0, math.nan])
-    b = pd.Series([0.0, 1.0, 0.0, 1.0, 1.0])
-    result = scoring.paired_bootstrap(a, b, n_boot=500, seed=1)
-    assert result["problems"] == 4
-    assert result["mean"] == pytest.approx(0.5)
-    assert 0.0 <= result["low"] < 0.5 < result["high"] <= 1.0
-    assert scoring.paired_bootstrap(a, b, n_boot=500, seed=1) == result  # seeded
-
-
-def test_paired_bootstrap_no_overlap():
-    result = scoring.paired_bootstrap(pd.Series([math.nan]), pd.Series([1.0]))
-    assert result["problems"] == 0 and math.isnan(result["mean"])
-
-
-def frame_of(spec: dict) -> pd.DataFrame:
-    return pd.DataFrame([{"task_id": task_id, "sample": index, "passed": passed, "mi": mi}
-                         for task_id, samples in spec.items() for index, (passed, mi) in enumerate(samples)])
-
-
-def test_compare_returns_paired_differences():
-    base = frame_of({1: [(True, 70.0), (False, 10.0)], 2: [(False, 50.0), (False, 60.0)], 3: [(True, 40.0), (True, 50.0)]})
-    tuned = frame_of({1: [(True, 80.0), (True, 90.0)], 2: [(True, 75.0), (False, 0.0)], 3: [(True, 55.0), (True, 55.0)],
-                      4: [(True, 99.0), (True, 99.0)]})  # task 4 only in one variant: ignored
-    result = scoring.compare(base, tuned)
-    assert set(result) == {"pass_at_1", "avg_mi"}
-    # pass@1 per task: base (0.5, 0, 1), tuned (1, 0.5, 1): differences 0.5, 0.5, 0.
-    assert result["pass_at_1"]["mean"] == pytest.approx(1 / 3)
-    assert result["pass_at_1"]["problems"] == 3
-    # MI of passing code, tasks solved by both (1 and 3): 85 - 70 = 15 and 55 - 45 = 10.
-    assert result["avg_mi"]["mean"] == pytest.approx(12.5)
-    assert result["avg_mi"]["problems"] == 2
-    assert 10.0 <= result["avg_mi"]["low"] <= result["avg_mi"]["high"] <= 15.0
-
-
-def test_compare_with_itself_is_zero():
-    frame = hand_frame()
-    result = scoring.compare(frame, frame, k=5)
-    assert set(result) == {"pass_at_5", "avg_mi"}
-    for name in ("mean", "low", "high"):
-        assert result["pass_at_5"][name] == 0.0
-        assert result["avg_mi"][name] == 0.0

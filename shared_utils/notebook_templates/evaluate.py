@@ -7,10 +7,12 @@
 # are scored three ways, side by side (column `scoring`): `paper` exactly as published (the
 # comparable number), `corrected` (same extraction; the candidate runs as `__main__` and MBPP's
 # set-up code runs first) and `fenced` (the first fenced code block, corrected execution).
-# Beyond the paper: unbiased pass@k for k = 1, 5, 10, paired bootstrap intervals between variants
-# (on the `paper` scoring), every further self-tuning iteration's adapter, and HumanEval as an
-# out-of-distribution check (`evaluation.humaneval` in the recipe). Runs and samples are the
-# recipe's `evaluation` section.
+# Beyond the paper: unbiased pass@k for k = 1, 5, 10, a 95% interval for every metric of every
+# variant, paired comparisons between variants under every scoring (pass@k and the average MI the
+# paper reports, each variant on its own solved tasks; tasks, runs and training seeds resampled;
+# Holm's correction over each scoring's comparisons; verdict better / worse / no evidence), every
+# further self-tuning iteration's adapter, and HumanEval as an out-of-distribution check
+# (`evaluation.humaneval` in the recipe). Runs and samples are the recipe's `evaluation` section.
 
 # %% tags=["parameters"]
 recipe = "2_Fine_Tuning_Process/$model/recipe.yaml"  # relative to the repository root
@@ -33,6 +35,9 @@ report.table
 
 # %%
 report.per_run
+
+# %%
+report.intervals
 
 # %%
 report.paired
