@@ -190,6 +190,54 @@ def test_dangerous_system_call_is_refused(attack):
     assert refused(outcome), describe(outcome)
 
 
+# Families a candidate has no use for, each with an address to bind where one is cheap to
+# write: outside the network namespace (vsock reaches the hypervisor), or into the host kernel
+# (netlink, packet capture, the crypto API, key management, TIPC and RDS clusters).
+FOREIGN_FAMILIES = """
+import socket
+FAMILIES = {'AF_VSOCK': (40, ('VMADDR', 0)), 'AF_PACKET': (17, None), 'AF_NETLINK': (16, (0, 0)),
+            'AF_ALG': (38, ('hash', 'sha256')), 'AF_KEY': (15, None), 'AF_TIPC': (30, None),
+            'AF_RDS': (21, None), 'AF_CAN': (29, None), 'AF_XDP': (44, None), 'AF_BLUETOOTH': (31, None)}
+TYPES = (socket.SOCK_DGRAM, socket.SOCK_RAW, socket.SOCK_STREAM, socket.SOCK_SEQPACKET)
+
+def opened(family, address):
+    for kind in TYPES:
+        try:
+            sock = socket.socket(family, kind)
+        except OSError:
+            continue
+        with sock:
+            if address is None:
+                return 'opened'
+            if address[0] == 'VMADDR':
+                address = (socket.VMADDR_CID_ANY, socket.VMADDR_PORT_ANY)
+            try:
+                sock.bind(address)
+                return 'opened and bound'
+            except OSError:
+                return 'opened'
+    return None
+
+def f():
+    got = {name: opened(family, address) for name, (family, address) in FAMILIES.items()}
+    for name, (family, _) in FAMILIES.items():
+        try:
+            pair = socket.socketpair(family, socket.SOCK_DGRAM)
+        except OSError:
+            continue
+        for sock in pair:
+            sock.close()
+        got[name] = 'socketpair'
+    return sorted(f'{name} {how}' for name, how in got.items() if how)
+"""
+
+
+def test_socket_families_outside_the_allowed_ones_cannot_be_opened():
+    """Only Unix, IPv4 and IPv6 sockets (the latter two inside the empty network namespace)."""
+    outcome = run(FOREIGN_FAMILIES, ["assert f() == []"])
+    assert outcome.passed, describe(outcome)
+
+
 # --- the host's processes ---------------------------------------------------------------
 
 def _host_proc_probe(action: str) -> str:

@@ -46,6 +46,26 @@ def f():
     return subprocess.run([sys.executable, '-c', 'print(6 * 7)'], capture_output=True, text=True,
                           timeout=10).stdout.strip()
 """, "assert f() == '42'"),
+    "sockets of the allowed families, asyncio, name look-ups": ("""
+import asyncio, multiprocessing, socket
+def f():
+    left, right = socket.socketpair()
+    left.sendall(b'ping')
+    got = right.recv(4)
+    left.close(), right.close()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as v4, socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as v6:
+        v4.bind(('0.0.0.0', 0))
+        families = sorted({v4.family.name, v6.family.name})
+    async def twice(x):
+        await asyncio.sleep(0)
+        return 2 * x
+    with multiprocessing.Manager() as manager:
+        shared = manager.list([1, 2])
+        shared.append(3)
+        managed = list(shared)
+    resolved = {entry[4][0] for entry in socket.getaddrinfo('127.0.0.1', 80, type=socket.SOCK_STREAM)}
+    return [got, families, asyncio.run(twice(21)), managed, sorted(resolved)]
+""", "assert f() == [b'ping', ['AF_INET', 'AF_INET6'], 42, [1, 2, 3], ['127.0.0.1']]"),
     "tempfile": ("""
 import os, tempfile
 def f(text):

@@ -153,7 +153,7 @@ class Walls:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         if caps["seccomp"]:
             kernel.prctl(kernel.PR_SET_NO_NEW_PRIVS, 1)
-            kernel.prepared_seccomp(seccomp.program(seccomp.FOR_ZYGOTE))()
+            kernel.prepared_seccomp(seccomp.program(seccomp.FOR_ZYGOTE, seccomp.ALLOWED_FAMILIES))()
 
     def enter(self) -> dict:
         """Candidate side, right after the fork, before its job exists: every wall that does not

@@ -187,7 +187,8 @@ WALLS = {
     "no privileges (own uid or user namespace; every capability, bounding set included, dropped; "
     "securebits locked; no_new_privs)": lambda c: (c["candidate_uid"] is not None or c["user_namespace"])
     and c["capabilities_dropped"],
-    "seccomp filter (mount, unshare, setns, ptrace, bpf, keyctl, ... refused)": lambda c: c["seccomp"],
+    "seccomp filter (mount, unshare, setns, ptrace, bpf, keyctl, ... refused; sockets of the Unix, IPv4 and "
+    "IPv6 families only)": lambda c: c["seccomp"],
     "pid namespace per candidate (own /proc)": lambda c: c["pid_namespace"],
     "network namespace (no network)": lambda c: c["network_namespace"],
     "whitelisted read-only filesystem (Python, system folders; own /tmp and /dev/shm)":

@@ -6,7 +6,12 @@ set, ``ptrace`` and ``process_vm_readv`` of a same-uid process, ``bpf``, ``keyct
 ``io_uring`` which bypasses seccomp for the operations it queues) and for any capability
 check we did not anticipate.  Refused calls fail with EPERM, so well-behaved code sees an
 ordinary error; ``clone3`` fails with ENOSYS so that the C library falls back to ``clone``,
-whose namespace flags the filter can inspect.  Only x86-64 is described here: anywhere
+whose namespace flags the filter can inspect.  Sockets are allowed by family, not refused by
+family: ``socket`` and ``socketpair`` work for Unix, IPv4 and IPv6 (the latter two inside the
+worker's empty network namespace) and fail with EAFNOSUPPORT, as for a family this kernel was
+built without, for everything else: vsock reaches the hypervisor from any network namespace,
+netlink, packet, crypto (``AF_ALG``) and key sockets reach into the host kernel, and families
+added by future kernels are refused before anyone has looked at them.  Only x86-64 is described here: anywhere
 else the filter is unavailable, and the sandbox refuses to run without it.  The list is
 loaded in two parts (``FOR_ZYGOTE`` once, ``FOR_CANDIDATE`` per candidate); a candidate is
 under both.
@@ -43,6 +48,9 @@ DENIED_X86_64 = {
 }
 CLONE_X86_64 = 56
 CLONE3_X86_64 = 435
+SOCKET_X86_64 = {"socket": 41, "socketpair": 53}
+AF_UNIX, AF_INET, AF_INET6 = 1, 2, 10
+ALLOWED_FAMILIES = (AF_UNIX, AF_INET, AF_INET6)
 
 _LD_W_ABS, _JEQ, _JGE, _JSET, _RET = 0x20, 0x15, 0x35, 0x45, 0x06
 _RET_KILL_PROCESS, _RET_ERRNO, _RET_ALLOW = 0x80000000, 0x00050000, 0x7FFF0000
@@ -53,38 +61,54 @@ def available() -> bool:
     return os.uname().machine == "x86_64"
 
 
-def _op(code: int, k: int, jt: int = 0, jf: int = 0) -> bytes:
-    return struct.pack("HBBI", code, jt, jf, k)
-
-
 # The zygote keeps what it needs to fork a candidate into fresh namespaces; each candidate
 # then adds the second filter before its own code runs.  Two filters because loading one
-# costs a BPF compilation per candidate, which grows with its length.
+# costs a BPF compilation per candidate, which grows with its length.  The socket families
+# are checked in the zygote's part: the zygote opens no socket once it is loaded.
 FOR_CANDIDATE = frozenset({"mount", "umount2", "unshare", "setns"})
 FOR_ZYGOTE = frozenset(DENIED_X86_64) - FOR_CANDIDATE
 
 
-def program(names: frozenset[str] = frozenset(DENIED_X86_64)) -> bytes:
+def _assemble(lines: list) -> bytes:
+    """Classic BPF from ``(code, k, true_label, false_label)`` lines and label strings.
+
+    A label names the next line; a jump target is a label (forward only, as BPF requires)."""
+    ops = [line for line in lines if not isinstance(line, str)]
+    at, index = {}, 0
+    for line in lines:
+        if isinstance(line, str):
+            at[line] = index
+        else:
+            index += 1
+
+    def offset(label, here: int) -> int:
+        return 0 if label is None else at[label] - here - 1
+
+    return b"".join(struct.pack("HBBI", code, offset(true, here), offset(false, here), k)
+                    for here, (code, k, true, false) in enumerate(ops))
+
+
+def program(names: frozenset[str] = frozenset(DENIED_X86_64), families: tuple[int, ...] | None = None) -> bytes:
     """The filter as BPF bytes: wrong architecture kills, ``names`` and namespace flags to
-    ``clone`` get EPERM, ``clone3`` gets ENOSYS."""
-    denied = sorted(DENIED_X86_64[name] for name in names)
-    checks = len(denied) + 3  # the denied list, clone3, clone, then two clone-flag steps
-    ops = [
-        _op(_LD_W_ABS, _ARCH),
-        _op(_JEQ, AUDIT_ARCH_X86_64, jt=1),
-        _op(_RET, _RET_KILL_PROCESS),
-        _op(_LD_W_ABS, _NR),
-        _op(_JGE, X32_SYSCALL_BIT, jt=checks + 2),  # x32 numbers alias the same calls: refuse them all
-    ]
-    # Layout after the checks: [ld arg0][jset flags][ALLOW][EPERM][ENOSYS]
-    for index, number in enumerate(denied):
-        to_eperm = checks - index + 1
-        ops.append(_op(_JEQ, number, jt=to_eperm))
-    ops.append(_op(_JEQ, CLONE3_X86_64, jt=5))  # -> ENOSYS
-    ops.append(_op(_JEQ, CLONE_X86_64, jf=2))  # not clone -> ALLOW
-    ops.append(_op(_LD_W_ABS, _ARG0))
-    ops.append(_op(_JSET, NAMESPACE_FLAGS, jt=1))  # new namespaces -> EPERM, else ALLOW
-    ops.append(_op(_RET, _RET_ALLOW))
-    ops.append(_op(_RET, _RET_ERRNO | errno.EPERM))
-    ops.append(_op(_RET, _RET_ERRNO | errno.ENOSYS))
-    return b"".join(ops)
+    ``clone`` get EPERM, ``clone3`` gets ENOSYS, and with ``families`` a ``socket`` or
+    ``socketpair`` of any other family gets EAFNOSUPPORT."""
+    lines = [(_LD_W_ABS, _ARCH, None, None),
+             (_JEQ, AUDIT_ARCH_X86_64, "native", None),
+             (_RET, _RET_KILL_PROCESS, None, None),
+             "native", (_LD_W_ABS, _NR, None, None),
+             (_JGE, X32_SYSCALL_BIT, "eperm", None)]  # x32 numbers alias the same calls: refuse them all
+    lines += [(_JEQ, number, "eperm", None) for number in sorted(DENIED_X86_64[name] for name in names)]
+    if families is not None:
+        lines += [(_JEQ, number, "socket", None) for number in SOCKET_X86_64.values()]
+    lines += [(_JEQ, CLONE3_X86_64, "enosys", None),
+              (_JEQ, CLONE_X86_64, None, "allow"),
+              (_LD_W_ABS, _ARG0, None, None),
+              (_JSET, NAMESPACE_FLAGS, "eperm", "allow")]
+    if families is not None:
+        lines += ["socket", (_LD_W_ABS, _ARG0, None, None)]
+        lines += [(_JEQ, family, "allow", None) for family in families]
+        lines += [(_RET, _RET_ERRNO | errno.EAFNOSUPPORT, None, None)]
+    lines += ["allow", (_RET, _RET_ALLOW, None, None),
+              "eperm", (_RET, _RET_ERRNO | errno.EPERM, None, None),
+              "enosys", (_RET, _RET_ERRNO | errno.ENOSYS, None, None)]
+    return _assemble(lines)
