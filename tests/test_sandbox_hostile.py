@@ -8,9 +8,12 @@ candidates are unaffected.  ``sandbox_probes`` says how the probes stay harmless
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
 import secrets
 import socket
+import threading
 import time
 
 import pytest
@@ -20,7 +23,7 @@ from sandbox_probes import (CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWU
                             fresh_workers, host_cmdline, indented, needs_x86_64, refused, run,
                             syscall_candidate)
 from shared_utils.paths import REPO_ROOT, shared_data_dir
-from shared_utils.sandbox import check_many
+from shared_utils.sandbox import capabilities, check_many, isolation
 
 pytestmark = needs_x86_64
 __all__ = ["fresh_workers"]  # a fixture, used by name
@@ -516,6 +519,101 @@ def f():
                           progress=False)
     assert not outcomes[0].passed
     assert [describe(o) for o in outcomes[1:] if not o.passed] == []
+
+
+INOTIFY_HOG = """
+import ctypes, time
+libc = ctypes.CDLL(None, use_errno=True)
+def f():
+    held = 0
+    while held < 1000 and libc.inotify_init1(0o2000000) >= 0:
+        held += 1
+    time.sleep(1.5)
+    return held
+"""
+
+
+def test_per_user_kernel_quotas_of_the_caller_stay_its_own():
+    """A candidate takes every inotify instance it can and holds them: the caller's own
+    ``inotify_init1`` must keep working meanwhile (the kernel counts instances per user, and
+    on the user-namespace path the candidate's count is also the caller's)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    finished = {}
+    thread = threading.Thread(target=lambda: finished.update(outcome=run(INOTIFY_HOG, ["assert f() == 0"], timeout=10)))
+    thread.start()
+    failures, tries = [], 0
+    while thread.is_alive():
+        fd = libc.inotify_init1(os.O_CLOEXEC)
+        if fd < 0:
+            failures.append(errno.errorcode.get(ctypes.get_errno(), "?"))
+        else:
+            os.close(fd)
+        tries += 1
+        time.sleep(0.02)
+    thread.join()
+    assert not failures, (f"the caller's inotify_init1 failed {len(failures)} of {tries} times ({failures[0]}) "
+                          f"while the candidate held its instances ({describe(finished['outcome'])})")
+
+
+def test_queued_signals_are_bounded():
+    """Queued signals are kernel memory and a per-user count (the caller's too, on the
+    user-namespace path): a candidate may hold only a few."""
+    code = """
+import ctypes, signal, os
+libc = ctypes.CDLL(None, use_errno=True)
+def f():
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGRTMIN})
+    queued = 0
+    while queued < 200000 and libc.sigqueue(os.getpid(), signal.SIGRTMIN, ctypes.c_void_p(0)) == 0:
+        queued += 1
+    return queued
+"""
+    outcome = run(code, ["assert f() == 0"], timeout=10)
+    queued = int(outcome.results[0].message.removeprefix("got "))
+    assert queued <= isolation.SIGNALS_PENDING_LIMIT, f"{queued} signals queued at once"
+
+
+def test_socket_buffers_count_against_the_memory_budget():
+    """Fifteen processes fill Unix socket buffers (kernel memory, no resident page of theirs):
+    together more than the budget, unless something counts kernel memory."""
+    if capabilities()["memory_accounting"] == "resident-size sum":
+        pytest.skip("no cgroup here: kernel memory is outside the memory budget (capabilities' not_covered)")
+    code = """
+import os, select, socket, time
+def fill():
+    held, pairs = 0, []
+    try:
+        while len(pairs) < 120:
+            a, b = socket.socketpair()
+            a.setblocking(False)
+            pairs.append((a, b))
+            try:
+                while True:
+                    held += a.send(b'x' * 65536)
+            except BlockingIOError:
+                pass
+    except OSError:
+        pass
+    return held, pairs
+def f():
+    ready_r, ready_w = os.pipe()
+    for _ in range(15):
+        if os.fork() == 0:
+            held, pairs = fill()
+            os.write(ready_w, (str(held >> 20) + ',').encode())
+            time.sleep(30)
+            os._exit(0)
+    os.close(ready_w)
+    answers, deadline = b'', time.monotonic() + 8
+    while answers.count(b',') < 15 and select.select([ready_r], [], [], max(0, deadline - time.monotonic()))[0]:
+        chunk = os.read(ready_r, 100)
+        if not chunk:
+            break
+        answers += chunk
+    return sum(int(x) for x in answers.decode().split(',') if x)
+"""
+    outcome = run(code, ["assert f() == 0"], memory_limit=256 << 20, timeout=15)
+    assert outcome.status == "crashed" and outcome.exc_type == "MemoryLimit", f"{describe(outcome)} (MiB held at once)"
 
 
 # --- what the candidate can see of the host ---------------------------------------------

@@ -25,7 +25,7 @@ from typing import Callable, Iterable, Sequence
 from . import plain
 from .asserts import Block, Plan, Site, compile_job, evaluate
 from .child import MESSAGE_CHARS
-from .pool import POOL, SandboxUnavailable, Worker, WorkerDied, encode, require, summary  # noqa: F401 (re-exported)
+from .pool import POOL, SandboxUnavailable, Worker, WorkerDied, encode, not_covered, require, summary  # noqa: F401 (re-exported)
 from .zygote import SETUP_FAILED
 
 DEFAULT_MEMORY = 2 << 30
@@ -487,13 +487,15 @@ def capabilities() -> dict:
     """The walls this machine grants a candidate, and what each costs per candidate.
 
     Raw flags from a worker, plus ``walls`` (name -> active), ``missing`` (the walls that
-    make ``isolation="strict"`` refuse) and ``cost_us`` (mean CPU microseconds per candidate
-    of each set-up step, measured on a few empty candidates).
+    make ``isolation="strict"`` refuse), ``not_covered`` (what the standing walls leave open
+    on this machine, in words) and ``cost_us`` (mean CPU microseconds per candidate of each
+    set-up step, measured on a few empty candidates).
     """
     caps = POOL.capabilities()
     walls = summary(caps)
     missing = [name for name, active in walls.items() if not active]
     if not missing and not POOL.candidates:
         POOL.calibrate(CALIBRATION_JOBS, DEFAULT_MEMORY)
-    return {**caps, "walls": walls, "missing": missing, "cost_us": POOL.mean_costs_us()}
+    return {**caps, "walls": walls, "missing": missing, "not_covered": not_covered(caps),
+            "cost_us": POOL.mean_costs_us()}
 

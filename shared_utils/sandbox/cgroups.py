@@ -9,8 +9,10 @@ candidate is born inside (a move per candidate would cost a cgroup
 migration each).  Candidates run one at a time per worker, so the cgroup holds the zygote
 and one candidate's processes at most; the limits allow for the zygote.
 
-Where no cgroup can be made (a container with a read-only ``/sys/fs/cgroup``, an
-unprivileged user), ``Budget`` is inert: the worker then bounds processes with the
+An unprivileged caller gets one only where its own cgroup was delegated to it (systemd's
+``Delegate=``, a cluster's job cgroup), with the controllers enabled below it.  Where no
+cgroup can be made (a container with a read-only ``/sys/fs/cgroup``, most unprivileged
+users), ``Budget`` is inert: the worker then bounds processes with the
 candidate uid's ``RLIMIT_NPROC`` and memory by summing the resident sizes it sees in the
 candidate's PID namespace (``server``).
 """

@@ -33,6 +33,7 @@ from . import filesystem, kernel, seccomp
 FILE_SIZE_LIMIT = 16 << 20
 OPEN_FILES_LIMIT = 256
 PROCESS_LIMIT = 64
+SIGNALS_PENDING_LIMIT = 256  # queued signals: kernel memory, and a count per user the caller may share
 WORKER_PROCESSES = 3  # outer process, supervisor, zygote
 SPARES = 1  # the next candidate, forked while the current one runs (same uid, same cgroup)
 
@@ -54,11 +55,28 @@ def _enter_user_namespace() -> None:
             handle.write(text)
 
 
+# The kernel counts some objects per user, and counts what happens inside a user namespace
+# against its creator too, at every level up: without a uid of their own, candidates would
+# draw on the caller's allowance (128 inotify instances by default) and could exhaust it.
+# Capped here, in the worker's namespace, where nothing of the worker needs them.
+NAMESPACE_QUOTAS = {"max_inotify_instances": 0, "max_inotify_watches": 0, "max_fanotify_groups": 0,
+                    "max_fanotify_marks": 0}
+
+
+def _cap_namespace_quotas() -> None:
+    """Lower this user namespace's own limits (its creator holds CAP_SYS_RESOURCE in it)."""
+    for name, value in NAMESPACE_QUOTAS.items():
+        with open(f"/proc/sys/user/{name}", "w") as handle:
+            handle.write(str(value))
+
+
 def enter_worker_namespaces() -> dict:
-    """Outer process: a user namespace when unprivileged, then a PID namespace for the supervisor."""
-    caps = {"user_namespace": False, "pid_namespace": False}
+    """Outer process: a user namespace when unprivileged (its quotas capped), then a PID namespace
+    for the supervisor."""
+    caps = {"user_namespace": False, "pid_namespace": False, "namespace_quotas_capped": False}
     if os.geteuid() != 0:
         caps["user_namespace"] = _attempt(_enter_user_namespace)
+        caps["namespace_quotas_capped"] = caps["user_namespace"] and _attempt(_cap_namespace_quotas)
     caps["pid_namespace"] = _attempt(lambda: kernel.unshare(kernel.CLONE_NEWPID))
     caps["candidate_uid"] = 0x7FFF0000 + (os.getpid() & 0xFFFF) if os.geteuid() == 0 else None
     return caps
@@ -144,7 +162,7 @@ class Walls:
         self.filter = (kernel.prepared_seccomp(seccomp.program(seccomp.FOR_CANDIDATE)),) if caps["seccomp"] else ()
         kernel.lock_capabilities(kernel.last_capability())
         limits = {resource.RLIMIT_FSIZE: FILE_SIZE_LIMIT, resource.RLIMIT_NOFILE: OPEN_FILES_LIMIT,
-                  resource.RLIMIT_CORE: 0}
+                  resource.RLIMIT_CORE: 0, resource.RLIMIT_SIGPENDING: SIGNALS_PENDING_LIMIT}
         nproc = process_limit(caps)
         if nproc is not None:
             limits[resource.RLIMIT_NPROC] = nproc

@@ -23,6 +23,7 @@ import threading
 from pathlib import Path
 
 from . import hostfacts
+from .isolation import OPEN_FILES_LIMIT, PROCESS_LIMIT, SIGNALS_PENDING_LIMIT
 from .server import CANDIDATE_ENV, PIPE_MAX
 
 log = logging.getLogger(__name__)
@@ -209,6 +210,27 @@ class SandboxUnavailable(RuntimeError):
 def summary(caps: dict) -> dict[str, bool]:
     """The walls in words, each True where active on this machine."""
     return {name: bool(active(caps)) for name, active in WALLS.items()}
+
+
+def not_covered(caps: dict) -> list[str]:
+    """What the walls standing on this machine leave open, in words: the gaps that depend on
+    the machine (the README's threat model lists those that hold everywhere)."""
+    gaps = []
+    if not caps["cgroup"]:
+        gaps.append("kernel memory (socket and pipe buffers, page tables, kernel objects) is outside the memory "
+                    "budget: without a cgroup it is the resident size of the candidate's processes, and kernel "
+                    f"memory is bounded only by their number and open files ({PROCESS_LIMIT} processes of "
+                    f"{OPEN_FILES_LIMIT} descriptors, a Unix socket buffering about 200 KiB)")
+    if caps["candidate_uid"] is None:
+        capped = ("inotify and fanotify are capped at zero in the worker's user namespace, queued signals at "
+                  f"{SIGNALS_PENDING_LIMIT} per candidate" if caps["namespace_quotas_capped"]
+                  else "inotify instances and watches are NOT capped (this kernel refused to lower the user "
+                  "namespace's limits), so a candidate can exhaust the caller's")
+        gaps.append("no uid of its own: the kernel's per-user counters are the caller's too; " + capped
+                    + "; still shared: processes (a candidate's count toward the caller's RLIMIT_NPROC), pipe "
+                    "buffer pages (past pipe-user-pages-soft the caller's new pipes get two pages and cannot grow) "
+                    "and epoll watches (max_user_watches)")
+    return gaps
 
 
 def missing_walls(caps: dict) -> list[str]:
