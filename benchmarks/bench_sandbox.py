@@ -231,6 +231,7 @@ def render(info: dict, caps: dict, first: dict, second: dict, startup: float, ex
         f"Machine: {info['nproc']} cores ({info['cpu']}), Python {info['python']}, Linux {info['kernel']}, "
         f"{info['date']}; load average at start {info['load']}.",
         f"Active walls: {', '.join(k for k, v in summary(caps).items() if v)}.",
+        f"Not covered on this machine (`capabilities()['not_covered']`): {'; '.join(caps['not_covered']) or 'nothing beyond the threat model'}.",
         "",
         "What each per-candidate step costs (CPU microseconds per candidate, from `capabilities()`):",
         "",
