@@ -14,7 +14,7 @@ An unprivileged caller gets one only where its own cgroup was delegated to it (s
 cgroup can be made (a container with a read-only ``/sys/fs/cgroup``, most unprivileged
 users), ``Budget`` is inert: the worker then bounds processes with the
 candidate uid's ``RLIMIT_NPROC`` and memory by summing the resident sizes it sees in the
-candidate's PID namespace (``server``).
+candidate's PID namespace and what the worker's Unix sockets hold (``server``, ``sockbuffers``).
 """
 
 from __future__ import annotations

@@ -217,10 +217,12 @@ def not_covered(caps: dict) -> list[str]:
     the machine (the README's threat model lists those that hold everywhere)."""
     gaps = []
     if not caps["cgroup"]:
-        gaps.append("kernel memory (socket and pipe buffers, page tables, kernel objects) is outside the memory "
-                    "budget: without a cgroup it is the resident size of the candidate's processes, and kernel "
-                    f"memory is bounded only by their number and open files ({PROCESS_LIMIT} processes of "
-                    f"{OPEN_FILES_LIMIT} descriptors, a Unix socket buffering about 200 KiB)")
+        sockets = ("plus what Unix sockets hold" if "socket" in str(caps["memory_accounting"])
+                   else "and Unix socket buffers (about 200 KiB each) are not counted either")
+        gaps.append("most kernel memory is outside the memory budget: without a cgroup it is the resident size "
+                    f"of the candidate's processes, {sockets}; pipe buffers, page tables and kernel objects are "
+                    f"bounded only by {PROCESS_LIMIT} processes of {OPEN_FILES_LIMIT} descriptors (pipes: about "
+                    "64 MiB of enlarged ones per user, then 8 KiB each)")
     if caps["candidate_uid"] is None:
         capped = ("inotify and fanotify are capped at zero in the worker's user namespace, queued signals at "
                   f"{SIGNALS_PENDING_LIMIT} per candidate" if caps["namespace_quotas_capped"]

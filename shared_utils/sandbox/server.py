@@ -25,7 +25,7 @@ import stat
 import sys
 import time
 
-from . import cgroups, isolation, kernel, plain
+from . import cgroups, isolation, kernel, plain, sockbuffers
 from .zygote import Zygote, package
 
 OUTPUT_LIMIT = 64 << 10
@@ -240,8 +240,10 @@ class Supervisor:
         os.environ.update(HOME=self.workdir, TMPDIR=self.workdir)
         self.zygote = Zygote(caps, budget)
         self.janitor = _Janitor()  # threads are safe from here on: nothing forks from us any more
-        # Without a cgroup, memory is summed over the candidate's PID namespace (ours holds only it).
+        # Without a cgroup, memory is summed over the candidate's PID namespace (ours holds only it),
+        # with what the worker's Unix sockets hold (after the zygote's fork: none inherits it).
         self.poll_memory = budget.kind is None and caps["pid_namespace"]
+        self.socket_buffers = sockbuffers.SocketBuffers.open() if self.poll_memory else None
         self.ahead = None  # (the next job, its candidate or None), taken while the current one runs
 
     def serve(self, requests: _Requests) -> None:
@@ -297,7 +299,10 @@ class Supervisor:
         started, exclude = time.monotonic(), {os.getpid(), self.zygote.pid}
         if self.ahead is not None and self.ahead[1] is not None:
             exclude.add(self.ahead[1].pid)  # the next candidate, waiting for its job
-        return lambda: time.monotonic() - started > MEMORY_POLL and _resident_bytes(exclude) > limit
+        if self.socket_buffers is None:
+            return lambda: time.monotonic() - started > MEMORY_POLL and _resident_bytes(exclude) > limit
+        return lambda: (time.monotonic() - started > MEMORY_POLL
+                        and _resident_bytes(exclude) + self.socket_buffers.total() > limit)
 
     def _fresh_workdir(self) -> None:
         if not self.caps["filesystem_whitelist"]:
@@ -383,8 +388,10 @@ def _serve(scratch: str, caps: dict, budget: cgroups.Budget, host: dict) -> None
         caps["candidate_uid"] = None
     caps.update(isolation.probe_candidate_walls(caps))
     caps["cgroup"] = budget.kind
-    caps["memory_accounting"] = budget.kind or ("resident-size sum" if caps["pid_namespace"] else None)
     supervisor = Supervisor(scratch, caps, budget)
+    caps["memory_accounting"] = budget.kind or (("resident-size sum" if supervisor.socket_buffers is None else
+                                                 "resident-size sum and Unix socket buffers")
+                                                if caps["pid_namespace"] else None)
     os.write(1, plain.dumps({"capabilities": caps}))
     try:
         supervisor.serve(_Requests(0))
