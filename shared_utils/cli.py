@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 from pathlib import Path
 
@@ -28,6 +30,44 @@ def _protocol_arguments(parser) -> None:
                              "or the recipe's)")
     parser.add_argument("--switch", action="append", metavar="NAME=VALUE",
                         help="one protocol difference on its own, e.g. training_format=as_published (repeatable)")
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (``--n -3`` would write an empty file, ``--limit -2``
+    would slice from the end)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def writable(text: str) -> Path:
+    """An argparse type: an output path that can be written, checked before any work starts.
+
+    The path itself may not exist yet; its nearest existing ancestor must be a folder this user can write to.
+    """
+    path = Path(text)
+    existing = next(folder for folder in (path, *path.parents) if folder.exists())
+    if existing != path and not existing.is_dir():
+        raise argparse.ArgumentTypeError(f"{path}: cannot be created, {existing} is a file, not a folder")
+    folder = existing if existing.is_dir() else existing.parent
+    if not os.access(existing, os.W_OK) or not os.access(folder, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"{path}: {existing} is not writable by this user")
+    return path
+
+
+def model_name(text: str) -> str:
+    """An argparse type: a registered model, a folder or an ``owner/name`` hub id (typos get a suggestion)."""
+    from shared_utils.models import check_name
+
+    try:
+        check_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _protocol(args):
@@ -51,7 +91,7 @@ def _protocol_overlay(args) -> dict:
 def _verb_prepare(sub) -> None:
     parser = sub.add_parser("prepare", help="preprocess MBPP as the paper (train: class filter + signature)")
     parser.add_argument("--source", required=True, help="folder of <split>.jsonl files, or a hub dataset id")
-    parser.add_argument("--out", type=Path, required=True, help="folder for the two saved datasets")
+    parser.add_argument("--out", type=writable, required=True, help="folder for the two saved datasets")
     _protocol_arguments(parser)
 
     def run(args) -> int:
@@ -82,7 +122,7 @@ def _verb_mi(sub) -> None:
                 continue
             result = score(code)
             if args.json:
-                print(json.dumps({"file": str(file), **result.as_dict()}))
+                print(json.dumps({"file": str(file), **_json_safe(result.as_dict())}, allow_nan=False))
             elif result.scorable:
                 print(f"{file}: MI {result.mi:.2f}  halstead_volume {result.halstead_volume:.1f}  "
                       f"cyclomatic {result.cyclomatic_complexity:.0f}  sloc {result.sloc}  comments {result.comment_lines}")
@@ -93,17 +133,22 @@ def _verb_mi(sub) -> None:
     parser.set_defaults(run=run)
 
 
+def _json_safe(record: dict) -> dict:
+    """NaN (what cannot be scored) as JSON's null: ``NaN`` is not JSON, and strict parsers refuse it."""
+    return {key: None if isinstance(value, float) and math.isnan(value) else value for key, value in record.items()}
+
+
 def _verb_global_pairs(sub) -> None:
     parser = sub.add_parser("global-pairs", help="Stage 1a+b: two implementations per problem; keep those where both pass")
     parser.add_argument("--backend", choices=PAIR_BACKENDS, default="replay")
     parser.add_argument("--responses", type=Path, help="replay: JSON lines of {task_id, code_output_1, code_output_2}")
     parser.add_argument("--problems", type=Path, required=True, help="the output folder of `prepare`")
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=writable, required=True)
     parser.add_argument("--generator", default="gemini-2.5-pro",
                         help="gemini/openai: the model asked; local: a registry model or folder")
     parser.add_argument("--recipe", help="local: the registry model whose recipe sizes the sampling "
                                          "(default: --generator when registered, else the paper's settings)")
-    parser.add_argument("--limit", type=int, help="only the first N training problems")
+    parser.add_argument("--limit", type=positive_int, help="only the first N training problems")
     _protocol_arguments(parser)
 
     def run(args) -> int:
@@ -125,7 +170,7 @@ def _verb_global_pairs(sub) -> None:
 def _verb_label(sub) -> None:
     parser = sub.add_parser("label", help="Stage 1c: higher MI is chosen; writes the DPO-ready dataset")
     parser.add_argument("--pairs", type=Path, required=True, help="the global pairs dataset, or the folder holding it")
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=writable, required=True)
     _protocol_arguments(parser)
 
     def run(args) -> int:
@@ -152,7 +197,7 @@ def _verb_evaluate(sub) -> None:
                         help="only the scorings of one protocol (paper: exactly the published numbers)")
     parser.add_argument("--k", default="1,5,10", help="comma-separated k for pass@k")
     parser.add_argument("--json", action="store_true", help="print one JSON object: {scoring: summary}")
-    parser.add_argument("--out", type=Path, help="also save the per-sample Parquet and summary JSON here")
+    parser.add_argument("--out", type=writable, help="also save the per-sample Parquet and summary JSON here")
 
     def run(args) -> int:
         from shared_utils.scoring import evaluate_file
@@ -193,23 +238,24 @@ def _verb_render_notebooks(sub) -> None:
 
 def _verb_run(sub) -> None:
     parser = sub.add_parser("run", help="execute a model's notebooks headless, stage by stage")
-    parser.add_argument("--model", default=DEFAULT_MODEL)
+    parser.add_argument("--model", type=model_name, default=DEFAULT_MODEL)
     parser.add_argument("--stages", default="all", help="comma-separated: " + ",".join(STAGES)
                         + " (all: every stage but grpo, which goes beyond the paper)")
     parser.add_argument("--smoke", action="store_true", help="a handful of problems and one training step")
     parser.add_argument("--model-path", help="load these weights instead (e.g. a tiny look-alike)")
     parser.add_argument("--mbpp-source", default="mbpp", help="hub id or folder of MBPP JSONL splits")
     parser.add_argument("--responses", help="global pairs by replay of saved generator responses (JSON lines)")
-    parser.add_argument("--runs-dir", type=Path, help="where executed notebooks go (default: runs/<model>/<time>)")
-    parser.add_argument("--protocol", choices=PROTOCOL_NAMES, default=None,
-                        help="paper: every notebook as the authors' code (default: the recipe's, corrected)")
+    parser.add_argument("--runs-dir", type=writable, help="where executed notebooks go (default: runs/<model>/<time>)")
+    _protocol_arguments(parser)
 
     def run(args) -> int:
+        from shared_utils.protocol import parse_overrides
         from shared_utils.runner import RunOptions, run_pipeline
 
+        _protocol(args)  # an unknown switch or value is refused here, not in the first notebook that reads it
         options = RunOptions(model=args.model, stages=args.stages, smoke=args.smoke, model_path=args.model_path,
                              mbpp_source=args.mbpp_source, responses=args.responses, runs_dir=args.runs_dir,
-                             protocol=args.protocol)
+                             protocol=args.protocol, switches=parse_overrides(args.switch))
         return run_pipeline(options)
 
     parser.set_defaults(run=run)
@@ -217,17 +263,18 @@ def _verb_run(sub) -> None:
 
 def _model_arguments(parser) -> None:
     """What locates a model's recipe and artifacts: the same for every per-model verb."""
-    parser.add_argument("--model", required=True, help="registry name (its recipe and folders are used), or a hub "
+    parser.add_argument("--model", type=model_name, required=True,
+                        help="registry name (its recipe and folders are used), or a hub "
                                                        "id / folder (the paper's settings; give the paths)")
     parser.add_argument("--recipe", help="recipe file (default: 2_Fine_Tuning_Process/<model>/recipe.yaml)")
     parser.add_argument("--model-path", help="load these weights instead (e.g. a tiny look-alike)")
     parser.add_argument("--global-dir", type=Path, help="Stage 1's folder (default: the problem set's)")
-    parser.add_argument("--model-dir", type=Path, help="adapters and local datasets (default: the model's folder)")
+    parser.add_argument("--model-dir", type=writable, help="adapters and local datasets (default: the model's folder)")
 
 
 def _dpo_stage_arguments(parser) -> None:
     """What the DPO-side verbs (``train``, ``self-generate``) add: the iteration and the protocol."""
-    parser.add_argument("--iteration", type=int, default=1, help="self-tuning iteration (Stage 2a/2c)")
+    parser.add_argument("--iteration", type=positive_int, default=1, help="self-tuning iteration (Stage 2a/2c)")
     _protocol_arguments(parser)
 
 
@@ -240,7 +287,7 @@ def _verb_train(sub) -> None:
     _dpo_stage_arguments(parser)
     parser.add_argument("--stage", choices=TRAINING_STAGES, default="stage1")
     parser.add_argument("--dataset", type=Path, help="preference dataset (default: the layout's for the stage)")
-    parser.add_argument("--out", type=Path, help="adapter folder (default: the layout's for the stage)")
+    parser.add_argument("--out", type=writable, help="adapter folder (default: the layout's for the stage)")
     parser.add_argument("--init-adapter", type=Path, help="Stage 2c: the adapter to continue (default: the layout's)")
     parser.add_argument("--overwrite", action="store_true", help="retrain even if the adapter is complete")
     parser.add_argument("--lora", action="append", metavar="FIELD=VALUE",
@@ -378,17 +425,17 @@ def _verb_generate(sub) -> None:
                         help="Gemini's pair batch jobs: the global-pairs verb")
     parser.add_argument("--problems", type=Path, required=True,
                         help="saved dataset folder, .jsonl or .json; each problem needs task_id and text")
-    parser.add_argument("--n", type=int, default=10)
-    parser.add_argument("--out", type=Path, required=True, help="paper-format JSON")
-    parser.add_argument("--max-new-tokens", type=int, default=None,
+    parser.add_argument("--n", type=positive_int, default=10)
+    parser.add_argument("--out", type=writable, required=True, help="paper-format JSON")
+    parser.add_argument("--max-new-tokens", type=positive_int, default=None,
                         help="default: the evaluation's in the model's recipe (the paper's 1024 for other models)")
     parser.add_argument("--temperature", type=float, default=0.6)
     parser.add_argument("--top-p", type=float, default=0.9)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--limit", type=int, default=None, help="only the first N problems")
+    parser.add_argument("--batch-size", type=positive_int, default=None)
+    parser.add_argument("--limit", type=positive_int, default=None, help="only the first N problems")
     parser.add_argument("--paper-protocol", action="store_true", help="no code-end stop (evaluation protocol)")
-    parser.add_argument("--checkpoint", type=Path, default=None, help="default: <out>.ckpt.jsonl")
+    parser.add_argument("--checkpoint", type=writable, default=None, help="default: <out>.ckpt.jsonl")
     parser.add_argument("--source", type=Path, default=None, help="replay: earlier output (.json or .jsonl)")
     parser.add_argument("--base-url", default=None, help="openai: server base URL (else from the environment)")
     parser.add_argument("--served-model", default=None,
@@ -402,6 +449,10 @@ def _verb_generate(sub) -> None:
         from shared_utils import data, models, prompts, recipes
         from shared_utils.generation import Request, SamplingConfig, generate, write_paper_format
 
+        if args.backend in ("auto", "local", "vllm"):
+            models.check_name(args.model)
+        checkpoint = args.checkpoint or args.out.with_name(args.out.name + ".ckpt.jsonl")
+        args.interrupted = lambda: f"{_saved_samples(checkpoint)} samples saved in {checkpoint}"
         problems = data.load_problems(args.problems, data.PROMPT_FIELDS)[: args.limit]
         registered = models.find_spec(args.model) is not None
         recipe = recipes.load(args.model if registered else None)
@@ -415,7 +466,6 @@ def _verb_generate(sub) -> None:
             options["source"] = args.source or args.model
         if args.backend == "openai":
             options.update(base_url=args.base_url, served_model=args.served_model, per_sample=args.per_sample)
-        checkpoint = args.checkpoint or args.out.with_name(args.out.name + ".ckpt.jsonl")
         completions = generate(requests, backend=args.backend, model=args.model, adapter=args.adapter, sampling=sampling,
                                checkpoint=checkpoint, **options)
         write_paper_format(completions, args.out, metadata={
@@ -425,6 +475,12 @@ def _verb_generate(sub) -> None:
         return 0
 
     parser.set_defaults(run=run)
+
+
+def _saved_samples(checkpoint: Path) -> int:
+    from shared_utils.generation import read_checkpoint
+
+    return len(read_checkpoint(checkpoint)) if checkpoint.is_file() else 0
 
 
 VERBS = [_verb_prepare, _verb_mi, _verb_global_pairs, _verb_label, _verb_evaluate, _verb_render_notebooks, _verb_run,
@@ -446,5 +502,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args, unknown) if getattr(args, "takes_unknown", False) else args.run(args)
     except (ValueError, FileNotFoundError, KeyError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc.args[0] if isinstance(exc, KeyError) and exc.args else exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        saved = getattr(args, "interrupted", None)
+        print(f"interrupted: {saved() if saved else 'finished steps are kept (generation and trainer checkpoints)'}; "
+              f"rerun the same command to resume", file=sys.stderr)
+        return 130

@@ -163,9 +163,11 @@ def load_problems(path: str | Path, required: tuple[str, ...] = PROMPT_FIELDS + 
     elif path.suffix == ".jsonl":
         rows = files.read_jsonl(path)
     elif path.suffix == ".json":
-        rows = json.loads(path.read_text(encoding="utf-8"))
+        rows = json.loads(path.read_text(encoding="utf-8") or "[]")
     else:
         raise FileNotFoundError(f"{path}: not a saved dataset folder, .jsonl or .json file")
+    if not rows:
+        raise ProblemError(f"{path}: holds no problems")
     return validate(rows, str(path), required)
 
 

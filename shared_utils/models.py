@@ -7,7 +7,9 @@ the model's settings. A model differs by data, never by copied code.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
+import importlib.metadata
 import importlib.util
 import os
 from pathlib import Path
@@ -90,8 +92,25 @@ def added_spec(name: str) -> ModelSpec | None:
 def get_spec(name: str) -> ModelSpec:
     spec = REGISTRY.get(name) or added_spec(name)
     if spec is None:
-        raise KeyError(f"unknown model {name!r}; known: {', '.join(model_names())}")
+        raise KeyError(f"unknown model {name!r}{_did_you_mean(name)}; known: {', '.join(model_names())}")
     return spec
+
+
+def check_name(name_or_path: str) -> None:
+    """Refuse, before anything loads, a model that is neither a registered name, a folder, nor a hub id.
+
+    Hub ids are taken in their ``owner/name`` form, so a misspelt registry name (``smolm2-135m``) is
+    answered with the closest registered one instead of a hub lookup that fails many lines later.
+    """
+    if "/" in name_or_path or Path(name_or_path).is_dir() or find_spec(name_or_path) is not None:
+        return
+    raise ValueError(f"unknown model {name_or_path!r}{_did_you_mean(name_or_path)}: give a registered name "
+                     f"({', '.join(model_names())}), a folder, or a hub id as owner/name")
+
+
+def _did_you_mean(name: str) -> str:
+    close = difflib.get_close_matches(name, model_names(), n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def find_spec(name_or_path: str) -> ModelSpec | None:

@@ -49,8 +49,11 @@ CHOICES = {field.name: sorted({getattr(p, field.name) for p in PROTOCOLS.values(
            for field in dataclasses.fields(Protocol) if field.name != "name"}
 
 
-def resolve(protocol: "str | Protocol | None" = None, **switches) -> Protocol:
-    """A protocol by name (or as given), with individual switches overridden; the name says so."""
+def resolve(protocol: "str | Protocol | dict | None" = None, **switches) -> Protocol:
+    """A protocol by name (or as given, or a recipe's ``{name, switches}`` section), with individual
+    switches overridden; the name says so."""
+    if isinstance(protocol, dict):
+        return resolve(protocol.get("name"), **{**(protocol.get("switches") or {}), **switches})
     if isinstance(protocol, Protocol):
         base = protocol
     else:

@@ -134,7 +134,7 @@ class Recipe:
 
 
 def load(model: str | None = None, *overlays: dict | str | Path, recipe: str | Path | None = None,
-         protocol: str | None = None) -> Recipe:
+         protocol: str | dict | None = None) -> Recipe:
     """The paper's settings, then the model's recipe (or ``recipe``), then each overlay in order.
 
     A model added as a folder names a registered ``base``: its recipe comes between the paper's
@@ -142,10 +142,11 @@ def load(model: str | None = None, *overlays: dict | str | Path, recipe: str | P
 
     ``model=None`` (an unregistered model) keeps the paper's settings. An overlay is a mapping
     (a notebook's ``overrides``) or a YAML file (the smoke overlay). ``protocol`` (``paper`` or
-    ``corrected``), when given, is laid over everything (a notebook's or a verb's ``--protocol``).
+    ``corrected``, or a ``{name, switches}`` section), when given, is laid over everything (a notebook's
+    ``protocol``, or a verb's ``--protocol`` and ``--switch``).
     """
     if protocol is not None:
-        overlays = (*overlays, {"protocol": {"name": protocol}})
+        overlays = (*overlays, {"protocol": protocol if isinstance(protocol, dict) else {"name": protocol}})
     settings = read_yaml(PAPER)
     layers = [_relative(PAPER)]
     source = _find(recipe) if recipe else (recipe_file(model) if model else None)

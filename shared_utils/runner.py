@@ -42,6 +42,7 @@ class RunOptions:
     runs_dir: Path | None = None
     artifacts: Path | None = None  # where stage outputs go; default: next to the notebooks (smoke: the runs folder)
     protocol: str | None = None  # paper | corrected for every notebook; None: the recipe's
+    switches: dict = dataclasses.field(default_factory=dict)  # single protocol differences over it (--switch)
     overrides: dict = dataclasses.field(default_factory=dict)  # recipe values for every notebook, over the smoke ones
 
     def stage_list(self) -> list[str]:
@@ -87,7 +88,15 @@ def stage_parameters(options: RunOptions, stage: str, template: str, recipe: Rec
     params = (global_parameters(options, template, recipe, layout) if stage == "global"
               else model_parameters(options, layout))
     # GRPO is beyond the paper: it has no paper protocol to follow.
-    return {**params, "protocol": options.protocol} if options.protocol and stage != "grpo" else params
+    protocol = notebook_protocol(options)
+    return {**params, "protocol": protocol} if protocol and stage != "grpo" else params
+
+
+def notebook_protocol(options: RunOptions) -> "str | dict | None":
+    """A notebook's ``protocol`` parameter: the name alone, or with switches the recipe's section form."""
+    if not options.switches:
+        return options.protocol
+    return {**({"name": options.protocol} if options.protocol else {}), "switches": dict(options.switches)}
 
 
 def artifact_layout(options: RunOptions, runs_dir: Path) -> ArtifactLayout:

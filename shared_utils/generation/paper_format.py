@@ -31,9 +31,15 @@ def write_paper_format(completions: Iterable[Completion], path: str | os.PathLik
 
 def read_paper_format(path: str | os.PathLike) -> dict:
     """``{task_id: [text, ...]}`` from a paper-format file (ours or the published raw outputs)."""
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    text = Path(path).read_text(encoding="utf-8")
+    try:
+        data = json.loads(text) if text.strip() else []
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not JSON ({exc})") from None
     if not isinstance(data, list):
         raise ValueError(f"{path}: expected a JSON list of {{task_id, generated_sequences}} objects")
+    if not data:
+        raise ValueError(f"{path}: holds no completions")
     out: dict = {}
     for index, row in enumerate(data):
         if not isinstance(row, dict) or "task_id" not in row or not isinstance(row.get("generated_sequences"), list):

@@ -11,6 +11,8 @@ instead of each training alone), progress bars, and GRPO's generation with vLLM 
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 
 REFERENCES = ("base", "stage1")
 TRAINING_FORMATS = ("conversational", "as_published")  # ``training.formats`` explains both
@@ -33,12 +35,51 @@ def trl_config(config_class, fields: dict, output_dir: str, *, bf16: bool = Fals
 
 
 def lora_config(fields: dict, where: str):
+    """PEFT's ``LoraConfig``, its values checked first: PEFT itself accepts ``r=-3`` or ``r="abc"`` and
+    fails only once the model has loaded (or not at all), so each value must match its field's type
+    and the sizes must make sense."""
     from peft import LoraConfig
 
+    hints = typing.get_type_hints(LoraConfig)
+    for name, value in fields.items():
+        if name in hints and not _matches(value, hints[name]):
+            raise ValueError(f"{where}: lora: {name}={value!r} is not {_spelt(hints[name])}")
+    for name, low, high in (("r", 1, None), ("lora_alpha", 1e-12, None), ("lora_dropout", 0, 1)):
+        value = fields.get(name)
+        if value is not None and (value < low or (high is not None and value >= high)):
+            raise ValueError(f"{where}: lora: {name}={value!r} must be "
+                             + (f"at least {low}" if high is None else f"in [{low}, {high})"))
     try:
         return LoraConfig(**fields)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{where}: lora: {exc}") from None
+
+
+def _matches(value, hint) -> bool:
+    """Whether ``value`` (as YAML gives it) fits a type annotation of ``LoraConfig``."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is typing.Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in args)
+    if origin is typing.Literal:
+        return value in args
+    if origin in (list, tuple):
+        return isinstance(value, (list, tuple)) and all(_matches(item, args[0]) for item in value) if args \
+            else isinstance(value, (list, tuple))
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, origin or hint) if isinstance(origin or hint, type) else True
+
+
+def _spelt(hint) -> str:
+    return hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
 
 
 @dataclasses.dataclass(frozen=True)
