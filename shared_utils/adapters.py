@@ -13,9 +13,10 @@ from pathlib import Path
 
 from shared_utils import files
 
-CARD_FIELDS = ("model", "base_model", "init_adapter", "dataset", "dataset_sha256", "pairs", "max_pairs", "global_step",
+CARD_FIELDS = ("model", "base_model", "weights", "git_commit", "init_adapter", "dataset", "dataset_sha256", "pairs", "max_pairs", "global_step",
                "seed", "dpo", "reference", "protocol", "load_dtype", "training_format", "lora", "metrics", "versions",
-               "created", "kind", "problems", "prompts", "start", "grpo", "reward")
+               "created", "kind", "problems", "prompts", "start", "grpo", "reward", "evaluation")
+PROBE_FILE = "probe_answers.json"  # compare_answers' table, kept with the adapter it describes
 _LORA_KEY = re.compile(r"^(?P<path>.+)\.lora_(?P<kind>[AB])(?:\.[^.]+)?\.weight$")
 _LAYER = re.compile(r"layers\.(\d+)\.")
 
@@ -91,13 +92,21 @@ def _base_name(adapter_dir: Path) -> str:
 def compare_answers(adapter_dir: str | Path, problems: list[dict], n: int = 3, *, max_new_tokens: int = 512):
     """Greedy answers of the base and the adapted model to the first ``n`` problems, side by side.
 
-    Each answer gets its extracted code's MI and the sandbox verdict on the problem's asserts.
+    Each answer gets its extracted code's MI and the sandbox verdict on the problem's asserts. The
+    table is kept in the adapter folder (``PROBE_FILE``) and returned from there when the same
+    problems and token limit are asked again: on a CPU the probe takes longer than the training
+    it follows, and greedy answers of the same weights do not change. A retrained adapter is a new
+    folder, so its probe is made afresh.
     """
     import pandas as pd
 
     from shared_utils import models, prompts
 
     adapter_dir = Path(adapter_dir)
+    asked = {"task_ids": [problem.get("task_id") for problem in problems[:n]], "max_new_tokens": max_new_tokens}
+    cached = adapter_dir / PROBE_FILE
+    if cached.is_file() and (saved := json.loads(cached.read_text(encoding="utf-8")))["asked"] == asked:
+        return pd.DataFrame(saved["rows"])
     loaded = models.load_model(_base_name(adapter_dir), adapter=adapter_dir)
     rows = []
     for problem in problems[:n]:
@@ -107,6 +116,7 @@ def compare_answers(adapter_dir: str | Path, problems: list[dict], n: int = 3, *
         adapted = _greedy(loaded, text, max_new_tokens)
         rows.append({"task_id": problem.get("task_id"), **_judge("base", base, problem),
                      **_judge("adapted", adapted, problem)})
+    files.write_json(cached, {"asked": asked, "rows": rows})
     return pd.DataFrame(rows)
 
 
@@ -139,6 +149,8 @@ def summary(info: dict) -> str:
     """The text ``python -m shared_utils inspect`` prints."""
     import pandas as pd
 
+    from shared_utils.models import describe_weights
+
     metrics = info.get("metrics", {})
     if "grpo" in info:  # beyond the paper: refined online, rewarded by the sandbox and MI
         trained = [f"continued from: {info.get('init_adapter') or '-'}   reference: the starting policy",
@@ -155,6 +167,8 @@ def summary(info: dict) -> str:
     lines = [
         f"adapter: {info['adapter_dir']}",
         f"base model: {info.get('base_model', info.get('base_model_path'))}",
+        f"weights trained: {describe_weights(info['weights']) if 'weights' in info else '?'}",
+        f"repository commit: {info.get('git_commit') or '?'}",
         *trained,
         "lora: " + ", ".join(f"{key}={value}" for key, value in info["lora_config"].items()),
         "metrics: " + ", ".join(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"

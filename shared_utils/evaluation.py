@@ -203,6 +203,7 @@ def _compare(plan: EvalPlan, benchmark: str) -> Report | None:
     files.write_json(plan.layout.comparison(benchmark),
                      {"per_run": per_run.to_dict("records"), "intervals": intervals.to_dict("records"),
                       "paired": paired.to_dict("records")})
+    _record_in_adapters(plan, benchmark, table, frames)
     return report
 
 
@@ -212,3 +213,18 @@ def _observations(frame):
 
     return pd.concat([statistics.observations(scoring.per_task(part), seed=seed, run=run)
                       for (seed, run), part in frame.groupby(["seed", "run"], sort=True)], ignore_index=True)
+
+
+def _record_in_adapters(plan: EvalPlan, benchmark: str, table, frames: dict) -> None:
+    """Each evaluated adapter's card and provenance get its rows of the comparison table."""
+    from shared_utils.training.card import add_evaluation
+
+    for variant, rows in table.groupby(level="variant", sort=False):
+        adapter = plan.adapter(variant)
+        if adapter is None:
+            continue
+        add_evaluation(adapter, benchmark, {
+            "variant": variant, "runs": plan.runs, "samples": plan.samples,
+            "problems": int(frames[(variant, SCORINGS[0])]["task_id"].nunique()),
+            "comparison": plan.layout.comparison(benchmark).name,
+            "table": {scoring_name: row.to_dict() for (_, scoring_name), row in rows.iterrows()}})

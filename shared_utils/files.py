@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 from importlib import metadata
@@ -83,12 +84,29 @@ def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def repository_commit() -> str | None:
+    """The checkout's git commit, ``+dirty`` when tracked files differ from it; None outside a git clone."""
+    from shared_utils.paths import REPO_ROOT
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True, timeout=30,
+                              check=True).stdout.strip()
+
+    try:
+        head = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
 def provenance(**fields: Any) -> dict[str, Any]:
-    """What to record next to an artifact: the caller's fields plus time, library versions and
-    the sandbox's isolation (``none`` marks verdicts obtained without every wall)."""
+    """What to record next to an artifact: the caller's fields plus time, the repository's commit, library
+    versions and the sandbox's isolation (``none`` marks verdicts obtained without every wall)."""
     from shared_utils.sandbox.api import isolation_mode
 
-    return {**fields, "created": now(), "versions": library_versions(), "sandbox_isolation": isolation_mode()}
+    return {**fields, "created": now(), "git_commit": repository_commit(), "versions": library_versions(),
+            "sandbox_isolation": isolation_mode()}
 
 
 def write_provenance(folder: str | os.PathLike, **fields: Any) -> Path:

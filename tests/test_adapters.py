@@ -58,3 +58,12 @@ def test_compare_answers_puts_base_and_adapted_side_by_side_with_verdicts(adapte
         assert {f"{side}_answer", f"{side}_mi", f"{side}_passed", f"{side}_status"} <= set(table.columns)
     assert not table["adapted_passed"].any()  # six tokens of a random model pass nothing
     assert (table["base_answer"] != table["adapted_answer"]).any()  # the adapter really is switched off for the base
+
+    # Asked again (a rerun cell), the table comes from the adapter folder without loading a model.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("shared_utils.models.load_model", lambda *_, **__: pytest.fail("the probe ran again"))
+        again = adapters.compare_answers(folder, problems, max_new_tokens=6)
+    assert again.equals(table)
+    assert (folder / adapters.PROBE_FILE).is_file()
+    shorter = adapters.compare_answers(folder, problems[:1], max_new_tokens=6)  # other problems: a new probe
+    assert list(shorter["task_id"]) == [problems[0]["task_id"]]

@@ -8,7 +8,7 @@ import pytest
 
 from shared_utils import data, evaluation, recipes
 from shared_utils.generation import read_paper_format
-from stand_ins import fake_adapter
+from stand_ins import ADAPTER_RECORD, fake_adapter
 
 WRONG = "```python\ndef wrong(*args):\n    return None\n```"
 
@@ -44,8 +44,15 @@ def test_every_variant_and_benchmark_is_run_saved_and_compared(plan):
     assert stem.name == "humaneval_smollm2_135m_dpo-further-iteration-2_model_output_run_1"
     assert len(read_paper_format(stem.with_suffix(".json"))) == 3
 
+    trained_here = plan.adapter("dpo")
+    (trained_here / "provenance.json").write_text(json.dumps(ADAPTER_RECORD))
     report = evaluation.comparison(plan)
     assert list(dict.fromkeys(report.per_run["variant"])) == variants
+    recorded = json.loads((trained_here / "provenance.json").read_text())["evaluation"]
+    assert set(recorded) == {"mbpp", "humaneval"} and recorded["mbpp"]["problems"] == 3
+    assert recorded["mbpp"]["table"]["paper"]["pass@1"] == report.table.loc[("dpo", "paper"), "pass@1"]
+    assert "## Evaluation: humaneval" in (trained_here / "README.md").read_text()
+    assert not (plan.adapter("dpo-further") / "provenance.json").exists()  # not trained here: left as it is
     assert report.humaneval is not None and set(report.humaneval.per_run["pass@2"]) == {1.0}
     assert "HumanEval" in report.text() and plan.layout.comparison("humaneval").is_file()
     paired = report.paired

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from shared_utils import files
+from shared_utils.models import describe_weights, weights_record
 from shared_utils.training import curves
 
 LOG_NAME = "training_log.csv"
@@ -51,12 +52,35 @@ def write_artifacts(folder: Path, trainer, *, name: str, identity: dict, dataset
     frame.to_csv(folder / LOG_NAME, index=False)
     written = curves.plot_training(frame, folder)
     metrics = final_metrics(frame, trainer.state.log_history)
-    fields = dict(kind="dpo-lora-adapter", base_model=base_model, dataset=_describe(dataset), pairs=pairs,
-                  global_step=trainer.state.global_step, seed=trainer.args.seed, metrics=metrics,
-                  plots=[path.name for path in written], kl_estimate=KL_NOTE, **identity)
+    fields = dict(kind="dpo-lora-adapter", base_model=base_model, weights=weights_record(identity["model"]),
+                  dataset=_describe(dataset), pairs=pairs, global_step=trainer.state.global_step,
+                  seed=trainer.args.seed, metrics=metrics, plots=[path.name for path in written], kl_estimate=KL_NOTE,
+                  **identity)
     record = files.provenance(**fields)
+    portable_base(folder, base_model)
     files.write_json(folder / "provenance.json", record)
     files.write_text(folder / "README.md", str(model_card(name, record, peft_card=folder / "README.md")))
+
+
+def portable_base(folder: Path, base_model: str) -> None:
+    """PEFT records the folder the base weights loaded from (for the embedded model, this machine's cache);
+    the adapter names its base as a reader can find it: the hub id, or the folder it was given as."""
+    config_file = folder / "adapter_config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    files.write_json(config_file, {**config, "base_model_name_or_path": base_model})
+
+
+def add_evaluation(adapter_dir: Path, benchmark: str, evaluation: dict) -> None:
+    """Record a benchmark's evaluation summary in the adapter's provenance and card (rewritten from the
+    provenance); a later evaluation of the same benchmark replaces it."""
+    record = files.read_provenance(adapter_dir)
+    if record is None or record.get("kind") not in ("dpo-lora-adapter", "grpo-lora-adapter"):
+        return  # not trained here (a published adapter): there is no card of ours to extend
+    record["evaluation"] = {**record.get("evaluation", {}), benchmark: evaluation}
+    write_card = grpo_card if record.get("kind") == "grpo-lora-adapter" else model_card
+    files.write_json(adapter_dir / "provenance.json", record)
+    files.write_text(adapter_dir / "README.md",
+                     str(write_card(adapter_dir.name, record, peft_card=adapter_dir / "README.md")))
 
 
 def _describe(dataset) -> str:
@@ -95,7 +119,7 @@ def model_card(name: str, record: dict, peft_card: Path | None = None):
         "A LoRA adapter trained with Direct Preference Optimisation (TRL `DPOTrainer`) on MBPP preference pairs "
         "ranked by the Maintainability Index.",
         "",
-        f"- Base model: `{record['base_model']}` (loaded from `{record['model']}`)",
+        *_origin(record),
         f"- Continued from: `{record['init_adapter']}`" if record["init_adapter"] else "- Initial adapter: none (fresh LoRA)",
         f"- Reference model: {reference}",
         f"- Training format: {TRAINING_FORMATS[record['training_format']]}",
@@ -117,6 +141,7 @@ def model_card(name: str, record: dict, peft_card: Path | None = None):
         *_table("metric", record["metrics"]),
         KL_NOTE,
         "",
+        *_evaluation(record),
         *_closing(record),
     ]
     return _card(lines, record, peft_card)
@@ -128,9 +153,10 @@ def write_grpo_artifacts(folder: Path, trainer, *, name: str, identity: dict, pr
     frame.to_csv(folder / LOG_NAME, index=False)
     written = curves.plot_training(frame, folder, curves.GRPO_PLOTS)
     metrics = final_metrics(frame, trainer.state.log_history, GRPO_FINAL_KEYS)
-    record = files.provenance(kind="grpo-lora-adapter", base_model=base_model, prompts=prompts,
-                              global_step=trainer.state.global_step, seed=trainer.args.seed, metrics=metrics,
-                              plots=[path.name for path in written], **identity)
+    record = files.provenance(kind="grpo-lora-adapter", base_model=base_model, weights=weights_record(identity["model"]),
+                              prompts=prompts, global_step=trainer.state.global_step, seed=trainer.args.seed,
+                              metrics=metrics, plots=[path.name for path in written], **identity)
+    portable_base(folder, base_model)
     files.write_json(folder / "provenance.json", record)
     files.write_text(folder / "README.md", str(grpo_card(name, record, peft_card=folder / "README.md")))
 
@@ -147,7 +173,7 @@ def grpo_card(name: str, record: dict, peft_card: Path | None = None):
         "problem's asserts in the sandbox and rewards correct, maintainable code (`shared_utils.rewards`: "
         "correctness, plus MI / 100 of passing code, weighted as below).",
         "",
-        f"- Base model: `{record['base_model']}` (loaded from `{record['model']}`)",
+        *_origin(record),
         f"- Started from: {start}; the KL reference is the starting policy",
         f"- Prompts: {record['prompts']} from `{record['problems']}`",
         f"- Steps: {record['global_step']}, seed {record['seed']}",
@@ -160,6 +186,7 @@ def grpo_card(name: str, record: dict, peft_card: Path | None = None):
         "## Final metrics",
         "",
         *_table("metric", record["metrics"]),
+        *_evaluation(record),
         *_closing(record),
     ]
     return _card(lines, record, peft_card, method="grpo")
@@ -170,6 +197,29 @@ def _card(lines: list[str], record: dict, peft_card: Path | None, method: str = 
     from huggingface_hub import ModelCard
 
     return ModelCard(f"---\n{card_data(record, peft_card, method).to_yaml()}\n---\n\n" + "\n".join(lines))
+
+
+def _origin(record: dict) -> list[str]:
+    """Which weights were trained (not only a hub id) and from which commit of this repository."""
+    weights = record.get("weights")
+    return [f"- Base model: `{record['base_model']}`; the weights trained: "
+            + (describe_weights(weights) if weights else f"loaded from `{record['model']}`"),
+            f"- Repository commit: `{record.get('git_commit') or 'unknown (not a git clone)'}`"]
+
+
+def _evaluation(record: dict) -> list[str]:
+    """The evaluation's summary, once ``add_evaluation`` has recorded one."""
+    lines = []
+    for benchmark, evaluation in (record.get("evaluation") or {}).items():
+        metrics = list(next(iter(evaluation["table"].values())))
+        lines += [f"## Evaluation: {benchmark}", "",
+                  f"{evaluation['problems']} problems x {evaluation['samples']} samples x {evaluation['runs']} runs "
+                  f"as the `{evaluation['variant']}` variant, mean ± std over runs (per run and paired differences: "
+                  f"`{evaluation['comparison']}`).", "",
+                  "| scoring | " + " | ".join(metrics) + " |", "|---|" + "---|" * len(metrics),
+                  *[f"| {name} | " + " | ".join(row[metric] for metric in metrics) + " |"
+                    for name, row in evaluation["table"].items()], ""]
+    return lines
 
 
 def _table(header: str, values: dict) -> list[str]:
