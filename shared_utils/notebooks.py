@@ -119,18 +119,48 @@ def readme_with_table(text: str) -> str:
     return before + model_table() + rest.split(TABLE_END, 1)[1]
 
 
+def as_rendered(text: str) -> str:
+    """A notebook as its template renders it: outputs, execution counts and the metadata Jupyter adds
+    when it saves (language version, widget state, cell timings, collapsed or scrolled cells) dropped.
+
+    Running a notebook and saving it therefore leaves it up to date; only a change to its cells'
+    source (which belongs in the template) makes it stale.
+    """
+    import nbformat
+
+    notebook = nbformat.reads(text, as_version=4)
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+        cell.metadata = {key: value for key, value in cell.metadata.items() if key == "tags"}
+        cell.pop("attachments", None)
+    notebook.metadata = {"kernelspec": KERNEL, "language_info": {"name": "python"}}
+    return nbformat.writes(notebook) + "\n"
+
+
+def is_stale(path: Path, rendered: str) -> bool:
+    """Whether the notebook at ``path`` differs from its rendering in anything but outputs (``as_rendered``);
+    a missing or unreadable one is stale."""
+    try:
+        return as_rendered(path.read_text()) != rendered
+    except (OSError, ValueError):
+        return True
+
+
 def render_all(*, check: bool = False) -> list[Path]:
     """Write every notebook (and the README's model table) whose content differs from its rendering.
 
-    Returns those paths; with ``check=True`` nothing is written and they are the stale ones.
+    Returns those paths; with ``check=True`` nothing is written and they are the stale ones. A notebook
+    saved with its outputs is not stale (``as_rendered``) and keeps them.
     """
-    stale = []
-    rendered = [(target.path, render(target)) for target in targets()]
-    for path, text in rendered + [(README, readme_with_table(README.read_text()))]:
-        if not path.is_file() or path.read_text() != text:
-            stale.append(path)
-            if not check:
-                files.write_text(path, text)
+    rendered = {target.path: render(target) for target in targets()}
+    stale = [path for path, text in rendered.items() if is_stale(path, text)]
+    rendered[README] = readme_with_table(README.read_text())
+    if README.read_text() != rendered[README]:
+        stale.append(README)
+    if not check:
+        for path in stale:
+            files.write_text(path, rendered[path])
     return stale
 
 

@@ -12,9 +12,14 @@ from pathlib import Path
 
 from shared_utils import data, files, preferences
 from shared_utils.layout import ArtifactLayout, GlobalLayout
+from shared_utils.models import DEFAULT_MODEL
 from shared_utils.recipes import Recipe
 
 PAIR_BACKENDS = ("replay", "local", "gemini", "openai")
+# The global notebooks' CPU path (`make demo`'s) behind one parameter, ``cpu_demo``: the embedded model's
+# demo problem set, whose pairs the embedded model samples itself, sized by its own recipe.
+CPU_DEMO = {"source": data.DEMO_SOURCE, "problem_set": "demo", "backend": "local", "generator": DEFAULT_MODEL,
+            "recipe": DEFAULT_MODEL}
 
 
 @dataclasses.dataclass

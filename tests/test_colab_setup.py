@@ -94,7 +94,10 @@ def test_a_version_still_wrong_after_the_install_is_named_with_its_pin():
 
 
 def test_nothing_to_install_after_make_setup_and_never_torch():
-    """Here (after `make setup`) every pin is met; torch is never among the requirements it compares."""
+    """Here (after `make setup`) every pin is met, Jupyter's included; torch is never among the requirements
+    it compares."""
     assert notebook_env.requirements_to_install() == {}
+    assert notebook_env.requirements_to_install("requirements-jupyter.txt") == {}
+    assert "requirements-jupyter.txt" in (paths.REPO_ROOT / "Makefile").read_text()
     for file in ("requirements.txt", "requirements-gpu.txt"):
         assert all(not spec.startswith("torch") for spec in notebook_env.requirement_specs(file))

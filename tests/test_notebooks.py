@@ -28,16 +28,70 @@ def test_readme_model_table_comes_from_the_registry_and_recipes():
     assert "4-bit under 40 GB" in next(row for row in rows if row.startswith("| `gemma3-12b`"))
 
 
-def test_every_notebook_is_output_free_with_a_parameters_cell_and_a_summary():
+def test_every_rendering_is_output_free_with_a_parameters_cell_and_a_summary():
     found = notebooks.targets()
     assert len(found) == 3 + 5 * len(model_names())
     for target in found:
-        notebook = nbformat.read(target.path, as_version=4)
+        notebook = nbformat.reads(notebooks.render(target), as_version=4)
         code = [cell for cell in notebook.cells if cell.cell_type == "code"]
         assert all(not cell.outputs and cell.execution_count is None for cell in code), target.path
         assert sum("parameters" in cell.metadata.get("tags", []) for cell in code) == 1, target.path
         assert "notebook_env.prepare" in code[0].source, target.path
         assert notebook.cells[-2].source.strip() == "## Summary", target.path
+
+
+def test_a_notebook_saved_with_its_outputs_is_not_stale(tmp_path):
+    """What Jupyter writes on save (outputs, counts, language version, widget state, timings) is not a change;
+    a change to a cell's source is, and re-rendering is then the advice."""
+    target = next(t for t in notebooks.targets() if t.template == "model_1_dpo")
+    rendered = notebooks.render(target)
+    notebook = nbformat.reads(rendered, as_version=4)
+    for count, cell in enumerate((cell for cell in notebook.cells if cell.cell_type == "code"), 1):
+        cell.execution_count = count
+        cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="42 pairs\n"),
+                        nbformat.v4.new_output("display_data", data={"text/plain": "<Figure>"})]
+        cell.metadata.update(execution={"iopub.status.idle": "2026-12-04T16:00:00Z"}, scrolled=True)
+    notebook.metadata.language_info = {"name": "python", "version": "3.11.9", "mimetype": "text/x-python"}
+    notebook.metadata.widgets = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
+    saved = tmp_path / target.path.name
+    nbformat.write(notebook, saved)
+    assert not notebooks.is_stale(saved, rendered)
+
+    notebook.cells[-1].source += "\nprint('edited by hand')"
+    nbformat.write(notebook, saved)
+    assert notebooks.is_stale(saved, rendered)
+    assert notebooks.is_stale(tmp_path / "missing.ipynb", rendered)
+
+
+def _with_cpu_demo(target) -> dict:
+    """A global notebook's names after its parameters cell with ``cpu_demo=True`` and the statements that read it."""
+    import ast
+
+    cells = [cell.source for cell in nbformat.reads(notebooks.render(target), as_version=4).cells
+             if cell.cell_type == "code"]
+    names: dict = {}
+    exec(cells[1] + "\ncpu_demo = True", names)  # the parameters cell, as papermill injects a parameter
+    switch = [node for node in ast.parse(cells[2]).body if isinstance(node, ast.If)
+              and isinstance(node.test, ast.Name) and node.test.id == "cpu_demo"]
+    assert len(switch) == 1, target.path
+    exec("from shared_utils import stages\n" + ast.unparse(switch[0]), names)
+    return names
+
+
+def test_one_parameter_selects_the_cpu_path_of_every_global_notebook(tmp_path):
+    """``cpu_demo=True`` gives each global notebook what the headless demo run passes it."""
+    from shared_utils import recipes
+    from shared_utils.runner import global_parameters
+
+    options = RunOptions(model="smollm2-135m")
+    recipe = recipes.load(options.model)
+    layout = artifact_layout(options, tmp_path)
+    for target in (t for t in notebooks.targets() if t.template.startswith("global_")):
+        names = _with_cpu_demo(target)
+        expected = global_parameters(options, target.template, recipe, layout)
+        for name in set(expected) & {"source", "problem_set", "backend", "generator", "recipe"}:
+            assert names[name] == expected[name], (target.path, name)
+    assert _with_cpu_demo(next(t for t in notebooks.targets() if t.template.startswith("global_2")))["backend"] == "local"
 
 
 def _executed_outputs(path) -> str:

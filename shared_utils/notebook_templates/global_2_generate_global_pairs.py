@@ -8,8 +8,11 @@
 # independent answers; the first two different passing ones are kept, as many as its recipe's
 # `global_pairs` section says). With `protocol="paper"` the implementations run exactly as
 # returned (no fence stripping) and Gemini is asked with the authors' `Task_ID:` prompt.
+# `cpu_demo=True` is the CPU path of `make demo` in one switch: the demo problem set, backend
+# `local`, the embedded model as generator and as the recipe that sizes its sampling.
 
 # %% tags=["parameters"]
+cpu_demo = False  # True: problem_set, backend, generator and recipe of the CPU path (stages.CPU_DEMO)
 backend = "replay"  # gemini | openai | replay | local
 responses = None  # replay: a JSON-lines file of {task_id, code_output_1, code_output_2}
 generator = "gemini-2.5-pro"  # gemini/openai model name, or for `local` a registry model or folder
@@ -24,6 +27,9 @@ output_dir = None  # default: the problem set's folder in 1_Global_Dataset_Gener
 from shared_utils import recipes, stages
 from shared_utils.layout import GlobalLayout
 
+if cpu_demo:
+    problem_set, backend, generator, recipe = (stages.CPU_DEMO[key] for key in ("problem_set", "backend",
+                                                                                 "generator", "recipe"))
 out = GlobalLayout.for_problem_set(problem_set, output_dir)
 settings = recipes.load(recipe, overrides, protocol=protocol)
 pairs = stages.global_pairs(out, settings, backend=backend, generator=generator, responses=responses,
