@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from shared_utils.generation import BACKENDS
+from shared_utils.inputs import GROUPS
 from shared_utils.models import DEFAULT_MODEL
 from shared_utils.protocol import NAMES as PROTOCOL_NAMES
 from shared_utils.recipes import TRAINING_STAGES
@@ -90,7 +91,9 @@ def _protocol_overlay(args) -> dict:
 
 def _verb_prepare(sub) -> None:
     parser = sub.add_parser("prepare", help="preprocess MBPP as the paper (train: class filter + signature)")
-    parser.add_argument("--source", required=True, help="folder of <split>.jsonl files, or a hub dataset id")
+    parser.add_argument("--source", default="mbpp",
+                        help="folder of <split>.jsonl files, or a hub dataset id (default: mbpp, read from the local "
+                             "data folder's mbpp/ when it holds the splits, else from the hub)")
     parser.add_argument("--out", type=writable, required=True, help="folder for the two saved datasets")
     _protocol_arguments(parser)
 
@@ -198,6 +201,8 @@ def _verb_evaluate(sub) -> None:
     parser.add_argument("--k", default="1,5,10", help="comma-separated k for pass@k")
     parser.add_argument("--json", action="store_true", help="print one JSON object: {scoring: summary}")
     parser.add_argument("--out", type=writable, help="also save the per-sample Parquet and summary JSON here")
+    parser.add_argument("--baseline", type=Path, help="a completions file of the same problems to compare against: "
+                                                      "paired differences with 95%% intervals and Holm verdicts")
 
     def run(args) -> int:
         from shared_utils.scoring import evaluate_file
@@ -206,7 +211,7 @@ def _verb_evaluate(sub) -> None:
         chosen = args.scoring or ([name for name, how in SCORINGS.items() if how.protocol == args.protocol]
                                   if args.protocol else None)
         summaries = evaluate_file(args.completions, args.problems, scoring=chosen, ks=ks, out=args.out,
-                                  progress=not args.json)
+                                  baseline=args.baseline, progress=not args.json)
         if args.json:
             print(json.dumps(summaries))
             return 0
@@ -216,7 +221,68 @@ def _verb_evaluate(sub) -> None:
             print(f"{key:18s}" + "".join(f"{summary[key]:>12.4g}" for summary in summaries.values()))
         for k in next(iter(summaries.values()))["pass_at_k"]:
             print(f"{'pass@' + str(k):18s}" + "".join(f"{s['pass_at_k'][k]:>12.4f}" for s in summaries.values()))
+        print("95% intervals (tasks resampled):")
+        for metric in next(iter(summaries.values()))["intervals"]:
+            print(f"{'  ' + metric:18s}" + "".join(f"{'[%.3g, %.3g]' % tuple(s['intervals'][metric]):>18s}"
+                                                  for s in summaries.values()))
+        for name, summary in summaries.items():
+            for metric, row in summary.get("versus_baseline", {}).items():
+                print(f"{name} vs baseline, {metric}: {row['diff']:+.4g} [{row['low']:+.4g}, {row['high']:+.4g}] "
+                      f"{row['verdict']} (Holm over this scoring's {len(summary['versus_baseline'])} metrics)"
+                      + (f"; {row['note']}" if row["note"] else ""))
         return 0
+
+    parser.set_defaults(run=run)
+
+
+def _verb_paper_outputs(sub) -> None:
+    parser = sub.add_parser("paper-outputs", help="re-score the authors' 50 published completion files under paper and "
+                                                  "corrected: their table, paired comparisons, protocol differences")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="folder of the published files (default: published/ in the local data folder)")
+    parser.add_argument("--out", type=Path, default=None, help="results folder (default: results/paper-outputs)")
+    parser.add_argument("--no-reuse", action="store_true",
+                        help="run every candidate (default: each distinct program once per task and protocol, its "
+                             "verdict reused for its copies)")
+    parser.add_argument("--workers", type=int, default=None, help="sandbox workers (default: 4 per core)")
+    parser.add_argument("--update-readme", action="store_true",
+                        help="rewrite the README's section on the paper's outputs from the results")
+
+    def run(args) -> int:
+        from shared_utils import paper_outputs
+
+        results = paper_outputs.run(args.data, args.out or paper_outputs.RESULTS_DIR, reuse=not args.no_reuse,
+                                    workers=args.workers)
+        print(paper_outputs.summary_text(results))
+        if args.update_readme:
+            print(f"updated {paper_outputs.update_readme(args.out or paper_outputs.RESULTS_DIR)}")
+        return 1 if len(paper_outputs.mismatches(results)) else 0
+
+    parser.set_defaults(run=run)
+
+
+def _verb_download_data(sub) -> None:
+    parser = sub.add_parser("download-data", help="fetch the authors' files (Gemini answers, published outputs) into "
+                                                  "the data folder and check their sizes and sha256")
+    parser.add_argument("--what", default=",".join(GROUPS), help="comma-separated, of " + ",".join(GROUPS))
+    parser.add_argument("--to", type=Path, default=None, help="default: $SHARED_DATA_DIR, else .cache/data")
+    parser.add_argument("--url", default=None, help="the address the files are under (default: inputs.AUTHORS_BASE_URL)")
+    parser.add_argument("--check", action="store_true", help="fetch nothing; check the local copies")
+
+    def run(args) -> int:
+        from shared_utils import inputs
+
+        groups = [name.strip() for name in args.what.split(",") if name.strip()]
+        unknown = [name for name in groups if name not in GROUPS]
+        if unknown or not groups:
+            raise ValueError(f"--what {args.what!r}: expected some of {', '.join(GROUPS)}")
+        if not args.check:
+            inputs.download(groups, args.to, base_url=args.url)
+        problems = {path: problem for path, problem in inputs.status(groups, args.to).items() if problem}
+        for path, problem in problems.items():
+            print(f"{path}: {problem}")
+        print(f"{len(problems)} of {len(inputs.status(groups, args.to))} file(s) missing or different")
+        return 1 if problems else 0
 
     parser.set_defaults(run=run)
 
@@ -483,8 +549,9 @@ def _saved_samples(checkpoint: Path) -> int:
     return len(read_checkpoint(checkpoint)) if checkpoint.is_file() else 0
 
 
-VERBS = [_verb_prepare, _verb_mi, _verb_global_pairs, _verb_label, _verb_evaluate, _verb_render_notebooks, _verb_run,
-         _verb_train, _verb_grpo, _verb_self_generate, _verb_inspect, _verb_generate]
+VERBS = [_verb_prepare, _verb_mi, _verb_global_pairs, _verb_label, _verb_evaluate, _verb_paper_outputs,
+         _verb_download_data, _verb_render_notebooks, _verb_run, _verb_train, _verb_grpo, _verb_self_generate,
+         _verb_inspect, _verb_generate]
 
 
 def build_parser() -> argparse.ArgumentParser:

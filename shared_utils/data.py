@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Iterable
 
-from shared_utils import files
+from shared_utils import files, paths
 from shared_utils.layout import GlobalLayout
 from shared_utils.paths import GLOBAL_DIR
 
@@ -24,6 +24,7 @@ SPLITS = ("train", "test", "validation", "prompt")
 SIGNATURE_TEMPLATE = "\nThe main function is defined by the function signature: {sig}\n"
 DEMO_PATH = Path(__file__).parent / "resources" / "demo_problems.jsonl"
 DEMO_SOURCE = "demo"
+HUB_ID = "mbpp"  # the paper's load_dataset("mbpp"), "full" configuration
 _DEF = re.compile(r"def\s+\w+\s*\(.*?\)")
 # The authors' pattern: no space allowed before "(", and the greedy ".*" runs to the line's last ")".
 _PAPER_DEF = re.compile(r"def\s+[\w_]+\(.*\)\s*")
@@ -69,6 +70,15 @@ def validate(rows: Iterable[dict], source: str, required: tuple[str, ...] = MBPP
             "challenge_test_list": list(row.get("challenge_test_list") or []),
         })
     return checked
+
+
+def mbpp_source(source: str | Path = HUB_ID) -> str | Path:
+    """Where MBPP is read from: ``source``, except that the hub id gives way to a local copy of its
+    splits in the data folder (``paths.shared_data_dir()/mbpp``), so that no path needs editing offline."""
+    local = paths.shared_data_dir()
+    if str(source) == HUB_ID and local is not None and (local / "mbpp" / "test.jsonl").is_file():
+        return local / "mbpp"
+    return source
 
 
 def load_mbpp(source: str | Path, split: str) -> list[dict]:
@@ -133,6 +143,7 @@ def prepare(source: str | Path, out_dir: str | Path = GLOBAL_DIR, protocol=None)
 
     protocol = resolve(protocol)
     layout = GlobalLayout(Path(out_dir))
+    source = mbpp_source(source)
     if str(source) == DEMO_SOURCE:
         train = demo_problems("train", with_signatures=False)
         test = demo_problems("test", with_signatures=False)

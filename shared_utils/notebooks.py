@@ -45,6 +45,7 @@ def targets() -> list[Target]:
         for template in sorted(TEMPLATES.glob("model_*.py")):
             found.append(Target(template.stem, paths.model_dir(spec.name) / _model_name(spec, template.stem), spec))
         found.append(Target("evaluate", paths.evaluation_dir(spec.name) / f"evaluate_{spec.slug}.ipynb", spec))
+    found.append(Target("paper_outputs", paths.EVALUATION_DIR / "paper_outputs.ipynb"))
     return found
 
 
@@ -92,7 +93,8 @@ def model_table() -> str:
 
     by_model: dict[str, list[Target]] = {}
     for target in targets():
-        by_model.setdefault(target.model.name if target.model else "", []).append(target)
+        if target.model is not None or target.template.startswith("global_"):  # the paper-outputs notebook: its section
+            by_model.setdefault(target.model.name if target.model else "", []).append(target)
     lines = [TABLE_START, "",
              "Global dataset (run first): " + " → ".join(notebook_link(t.path) for t in by_model.pop("")), "",
              "| model | hub id | runs on | Stage 1 (from its `recipe.yaml`) | notebooks |", "|---|---|---|---|---|"]

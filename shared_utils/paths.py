@@ -17,10 +17,25 @@ def cache_dir() -> Path:
     return Path(os.environ.get("SHARED_UTILS_CACHE", REPO_ROOT / ".cache"))
 
 
+DATA_VARIABLE = "SHARED_DATA_DIR"  # names the local data folder (MBPP splits, the authors' files); see the README
+
+
+def data_dir_candidates() -> list[Path]:
+    """Where a local data folder is looked for, in order: ``$SHARED_DATA_DIR`` alone when it is set;
+    else ``../shared/data`` beside the checkout, then the cache that ``download-data`` fills."""
+    if os.environ.get(DATA_VARIABLE):
+        return [Path(os.environ[DATA_VARIABLE]).expanduser()]
+    return [REPO_ROOT.parent / "shared" / "data", cache_dir() / "data"]
+
+
 def shared_data_dir() -> Path | None:
-    """The read-only data folder laid beside the checkout (``../shared/data``), if present."""
-    candidate = Path(os.environ.get("SHARED_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
-    return candidate if candidate.is_dir() else None
+    """The local data folder (``data_dir_candidates``'s first existing one), or None."""
+    return next((candidate for candidate in data_dir_candidates() if candidate.is_dir()), None)
+
+
+def data_download_dir() -> Path:
+    """Where ``download-data`` writes: ``$SHARED_DATA_DIR`` when set, else the git-ignored cache."""
+    return data_dir_candidates()[0] if os.environ.get(DATA_VARIABLE) else cache_dir() / "data"
 
 
 def global_dir(problem_set: str = "mbpp") -> Path:

@@ -90,3 +90,27 @@ def grpo_training(log):
         ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def paired_differences(comparisons):
+    """Paired differences (to - from) with their 95% intervals under ``paper``, one panel per metric."""
+    table = comparisons[comparisons["protocol"] == "paper"]
+    metrics = list(dict.fromkeys(table["metric"]))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 0.45 * table.groupby("metric").size().max() + 1.5),
+                             sharey=True)
+    colours = {"better": "tab:green", "worse": "tab:red", "no evidence": "tab:gray"}
+    for ax, metric in zip(axes, metrics):
+        rows = table[table["metric"] == metric].reset_index(drop=True)
+        labels = [f"{model}: {a} → {b}" for model, a, b in zip(rows["model"], rows["from"], rows["to"])]
+        for y, row in rows.iterrows():
+            ax.errorbar(row["diff"], y, xerr=[[row["diff"] - row["low"]], [row["high"] - row["diff"]]], fmt="o",
+                        color=colours[row["verdict"]], capsize=3)
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_yticks(range(len(labels)), labels)
+        ax.invert_yaxis()
+        ax.set(title=metric, xlabel="difference (to - from), 95% interval")
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle("The authors' published outputs re-scored (paper protocol): green better, red worse, "
+                 "grey no evidence (Holm)")
+    fig.tight_layout()
+    return fig

@@ -89,16 +89,19 @@ def per_task(frame) -> "pd.DataFrame":
 
 
 def summarize(frame, ks: Iterable[int] = DEFAULT_KS) -> dict:
-    """The metrics the CLI prints and the notebooks tabulate, for one run."""
+    """The metrics the CLI prints and the notebooks tabulate, for one run, each with its 95% interval."""
     import numpy as np  # here, not at the top: the CLI imports this module for every verb
 
-    from shared_utils.statistics import pass_at_k
+    from shared_utils import statistics
 
     table = per_task(frame)
     n_min = int(table["n"].min()) if len(table) else 0
-    pass_k = {int(k): float(np.mean([pass_at_k(int(n), int(c), int(k)) for n, c in zip(table["n"], table["c"])]))
+    pass_k = {int(k): float(np.mean([statistics.pass_at_k(int(n), int(c), int(k))
+                                     for n, c in zip(table["n"], table["c"])]))
               for k in ks if k <= n_min}
     solved = table["c"] > 0
+    intervals = (statistics.interval(statistics.observations(table), statistics.metric_names(pass_k))
+                 if len(table) else {})
     return {
         "tasks": int(len(table)),
         "candidates": int(len(frame)),
@@ -106,6 +109,7 @@ def summarize(frame, ks: Iterable[int] = DEFAULT_KS) -> dict:
         "solved_tasks": int(solved.sum()),
         "pass_at_k": pass_k,
         "avg_mi": float(table.loc[solved, "mi_passing"].mean()) if solved.any() else math.nan,
+        "intervals": {metric: [found["low"], found["high"]] for metric, found in intervals.items()},  # 95%, tasks resampled
         "sandbox": sandbox_label(frame),
     }
 
@@ -147,19 +151,37 @@ def score_all(completions: dict, problems: list[dict], names: Iterable[str], *, 
 
 def evaluate_file(completions_path: str | Path, problems_path: str | Path, *, scoring: "str | Iterable[str] | None" = None,
                   ks: Iterable[int] = DEFAULT_KS, timeout: float = 5.0, out: str | Path | None = None,
-                  progress: bool = True) -> dict:
+                  baseline: str | Path | None = None, progress: bool = True) -> dict:
     """Score a completions file in the paper's format against a problem set (the ``evaluate`` verb).
 
     Returns ``{scoring: summary}``, every scoring of ``SCORINGS`` unless ``scoring`` names some.
+    With ``baseline`` (a second completions file of the same problems), each summary also holds
+    ``versus_baseline``: per metric the paired difference (these - baseline), its 95% interval, the
+    Holm-adjusted p (the family: this scoring's metrics) and the verdict.
     """
     from shared_utils.data import TEST_FIELDS, load_problems
     from shared_utils.generation import read_paper_format
 
-    completions = read_paper_format(completions_path)
     problems = load_problems(problems_path, TEST_FIELDS)
-    scored = score_all(completions, problems, scorings(scoring), ks=ks, timeout=timeout, progress=progress,
-                       source=str(completions_path))
+    chosen = scorings(scoring)
+    scored = score_all(read_paper_format(completions_path), problems, chosen, ks=ks, timeout=timeout,
+                       progress=progress, source=str(completions_path))
     if out is not None:
         for name, (frame, summary) in scored.items():
             save_scores(frame, summary, Path(out) / Path(completions_path).stem, name)
-    return {name: summary for name, (_, summary) in scored.items()}
+    summaries = {name: summary for name, (_, summary) in scored.items()}
+    if baseline is not None:
+        before = score_all(read_paper_format(baseline), problems, chosen, ks=ks, timeout=timeout, progress=progress)
+        for name, summary in summaries.items():
+            summary["versus_baseline"] = versus(before[name][0], scored[name][0], summary["pass_at_k"])
+    return summaries
+
+
+def versus(before, after, ks: Iterable[int]) -> dict:
+    """``{metric: {diff, low, high, p_holm, verdict}}`` of ``after`` against ``before`` (per-sample frames of one run)."""
+    from shared_utils import statistics
+
+    observed = {"baseline": statistics.observations(per_task(before)), "these": statistics.observations(per_task(after))}
+    table = statistics.comparisons(observed, [("baseline", "these")], statistics.metric_names(ks))
+    return {row["metric"]: {key: row[key] for key in ("diff", "low", "high", "p_holm", "verdict", "tasks", "note")}
+            for row in table.to_dict("records")}

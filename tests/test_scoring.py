@@ -199,3 +199,22 @@ def test_evaluate_file_paper_format(tmp_path, completions, problems):
     assert samples["passed"].tolist() == [True, False, False, True, False, False, True]
     saved = json.loads((out / "smollm2-135m_base_model_output_run_1.paper.summary.json").read_text())
     assert saved["passed_candidates"] == 3 and (saved["extract"], saved["protocol"]) == ("paper", "paper")
+    low, high = summary["intervals"]["pass@1"]
+    assert low <= summary["pass_at_k"][1] <= high and set(summary["intervals"]) == {"pass@1", "avg_mi"}
+
+
+def test_evaluate_file_against_a_baseline_gives_paired_verdicts(tmp_path, completions, problems):
+    def written(name, answers):
+        path = tmp_path / name
+        path.write_text(json.dumps([{"task_id": task_id, "generated_sequences": texts} for task_id, texts in answers.items()]))
+        return path
+
+    wrong = {task_id: ["def nothing():\n    return None"] * len(texts) for task_id, texts in completions.items()}
+    problems_path = tmp_path / "problems.jsonl"
+    problems_path.write_text("".join(json.dumps(p) + "\n" for p in problems))
+    summaries = scoring.evaluate_file(written("tuned.json", completions), problems_path, scoring="paper", ks=(1,),
+                                      baseline=written("base.json", wrong), progress=False)
+    versus = summaries["paper"]["versus_baseline"]
+    assert versus["pass@1"]["diff"] == pytest.approx((1 / 3 + 1 / 2 + 1 / 2) / 3)
+    assert versus["pass@1"]["low"] > 0 and versus["pass@1"]["verdict"] == "better"  # every task gains
+    assert versus["avg_mi"]["verdict"] == "no evidence"  # the baseline solves nothing: no MI to compare

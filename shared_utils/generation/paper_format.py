@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import lzma
 import os
 from pathlib import Path
 from typing import Iterable
@@ -30,8 +31,9 @@ def write_paper_format(completions: Iterable[Completion], path: str | os.PathLik
 
 
 def read_paper_format(path: str | os.PathLike) -> dict:
-    """``{task_id: [text, ...]}`` from a paper-format file (ours or the published raw outputs)."""
-    text = Path(path).read_text(encoding="utf-8")
+    """``{task_id: [text, ...]}`` from a paper-format file (ours or the published raw outputs, ``.xz`` or not)."""
+    path = Path(path)
+    text = (lzma.decompress(path.read_bytes()) if path.suffix == ".xz" else path.read_bytes()).decode("utf-8")
     try:
         data = json.loads(text) if text.strip() else []
     except json.JSONDecodeError as exc:
