@@ -240,7 +240,7 @@ def _verb_paper_outputs(sub) -> None:
                                                   "corrected: their table, paired comparisons, protocol differences")
     parser.add_argument("--data", type=Path, default=None,
                         help="folder of the published files (default: published/ in the local data folder)")
-    parser.add_argument("--out", type=Path, default=None, help="results folder (default: results/paper-outputs)")
+    parser.add_argument("--out", type=writable, default=None, help="results folder (default: results/paper-outputs)")
     parser.add_argument("--no-reuse", action="store_true",
                         help="run every candidate (default: each distinct program once per task and protocol, its "
                              "verdict reused for its copies)")
@@ -265,7 +265,7 @@ def _verb_download_data(sub) -> None:
     parser = sub.add_parser("download-data", help="fetch the authors' files (Gemini answers, published outputs) into "
                                                   "the data folder and check their sizes and sha256")
     parser.add_argument("--what", default=",".join(GROUPS), help="comma-separated, of " + ",".join(GROUPS))
-    parser.add_argument("--to", type=Path, default=None, help="default: $SHARED_DATA_DIR, else .cache/data")
+    parser.add_argument("--to", type=writable, default=None, help="default: $SHARED_DATA_DIR, else .cache/data")
     parser.add_argument("--url", default=None, help="the address the files are under (default: inputs.AUTHORS_BASE_URL)")
     parser.add_argument("--check", action="store_true", help="fetch nothing; check the local copies")
 
