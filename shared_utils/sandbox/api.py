@@ -114,8 +114,15 @@ class _Raised(Exception):
         self.exc_type, self.text = exc_type, message
 
 
+class _Missing(Exception):
+    """A replaying site's template needed a value its hole never reported."""
+
+
 class _Values:
-    """A site's operand values by index; one that raised in its process raises when used."""
+    """A site's operand values by index; one that raised in its process raises when used.
+
+    A replaying site's are queues, one per hole: each use takes the next value it reported.
+    """
 
     def __init__(self, results, unavailable: str | None = None):
         self.results, self.unavailable, self.seen = results, unavailable, []
@@ -123,7 +130,12 @@ class _Values:
     def __getitem__(self, index: int):
         if self.results is None:
             raise _Raised("ExpectedValueError", f"the expected value could not be computed: {self.unavailable}")
-        result = self.results[index]
+        if isinstance(self.results, dict):
+            if not self.results.get(index):
+                raise _Missing
+            result = self.results[index].popleft()
+        else:
+            result = self.results[index]
         if isinstance(result, _Raised):
             raise result
         self.seen.append(result)
@@ -135,6 +147,18 @@ def _hole_results(results, count: int) -> list:
     if not isinstance(results, list) or len(results) != count:
         raise plain.Unreadable("wrong number of values")
     return [_hole_result(result) for result in results]
+
+
+def _replayed_results(pairs, count: int) -> dict:
+    """A replaying site's ``[[hole, value], ...]``, decoded into one queue per hole."""
+    if not isinstance(pairs, list):
+        raise plain.Unreadable("malformed values")
+    queues = {}
+    for pair in pairs:
+        if not (isinstance(pair, list) and len(pair) == 2 and type(pair[0]) is int and 0 <= pair[0] < count):
+            raise plain.Unreadable("malformed value")
+        queues.setdefault(pair[0], deque()).append(_hole_result(pair[1]))
+    return queues
 
 
 def _hole_result(result):
@@ -162,6 +186,8 @@ def _decide(source: str, site: Site, holes: list, expected: _Values) -> TestResu
             return None
     except _Raised as exc:
         return TestResult(source, "error", exc.exc_type, exc.text[:MESSAGE_CHARS])
+    except _Missing:
+        raise plain.Unreadable("an assert was not reported") from None
     except Exception as exc:  # the comparison itself raised, as it would have in the paper's exec
         return TestResult(source, "error", type(exc).__name__, _safe_str(exc))
     got = ", ".join(plain.short_repr(value, MESSAGE_CHARS) for value in values.seen)
@@ -210,7 +236,8 @@ def _judge_reports(block: Block, message, expected: _Expected) -> TestResult:
             if reached >= len(tops) or tops[reached] != report[0]:
                 raise plain.Unreadable("asserts reported out of order")
             reached += 1
-        verdict = _decide(block.source, site, _hole_results(report[1], site.holes), expected.at(report[0]))
+        holes = (_replayed_results if site.replay else _hole_results)(report[1], site.holes)
+        verdict = _decide(block.source, site, holes, expected.at(report[0]))
         if verdict is not None:
             return verdict
     if "e" in message:

@@ -50,6 +50,7 @@ import ast
 import builtins
 import functools
 import importlib.machinery
+import itertools
 import json
 import math
 import operator
@@ -57,15 +58,17 @@ import sys
 from dataclasses import dataclass
 from types import CodeType
 
-from .child import REPORT
+from .child import REPLAY_HOLE, REPORT
 
 TRUSTED_BUILTINS = {
     name: getattr(builtins, name)
     for name in ("abs", "all", "any", "bool", "bytearray", "bytes", "chr", "complex", "dict", "divmod",
-                 "enumerate", "float", "frozenset", "hex", "int", "isinstance", "len", "list", "max", "min", "oct",
-                 "ord", "pow", "range", "reversed", "round", "set", "sorted", "str", "sum", "tuple", "zip")
+                 "enumerate", "filter", "float", "frozenset", "hex", "int", "isinstance", "len", "list", "map", "max",
+                 "min", "oct", "ord", "pow", "range", "reversed", "round", "set", "sorted", "str", "sum", "tuple",
+                 "zip")
 }
 TRUSTED_MODULES = {"math": math}
+PURE_MODULES = frozenset({"math", "cmath", "operator", "string", "fractions", "statistics"})
 BUILTIN_NAMES = frozenset(dir(builtins))
 _LITERAL_NODES = (ast.Constant, ast.Tuple, ast.List, ast.Set, ast.Dict, ast.Name, ast.Attribute, ast.Call,
                   ast.keyword, ast.UnaryOp, ast.BinOp, ast.Compare, ast.Subscript, ast.Slice, ast.Starred,
@@ -94,6 +97,7 @@ class Site:
     holes: int
     expected: int
     top: bool  # a statement of the test itself: must report exactly once, in order
+    replay: bool = False  # reports [hole, value] pairs in the order the holes ran (see ``_Splitter``)
 
 
 @dataclass(frozen=True)
@@ -248,12 +252,13 @@ def redefined_names(code: str, names: frozenset[str]) -> frozenset[str]:
 
 # --- splitting one assert --------------------------------------------------------------
 
-def _literal(node: ast.AST, rebound: frozenset[str]) -> bool:
+def _literal(node: ast.AST, rebound: frozenset[str], local: frozenset[str] = frozenset()) -> bool:
+    """Built only from constants, pure builtins and ``local`` names (a comprehension's own)."""
     for sub in ast.walk(node):
         if not isinstance(sub, _LITERAL_NODES):
             return False
-        if isinstance(sub, ast.Name) and (sub.id in rebound or (sub.id not in TRUSTED_BUILTINS
-                                                                and sub.id not in TRUSTED_MODULES)):
+        if isinstance(sub, ast.Name) and sub.id not in local and (
+                sub.id in rebound or (sub.id not in TRUSTED_BUILTINS and sub.id not in TRUSTED_MODULES)):
             return False
         if isinstance(sub, ast.Attribute) and sub.attr.startswith("_"):
             return False
@@ -265,26 +270,103 @@ def _is_isclose(node: ast.AST, rebound: frozenset[str]) -> bool:
             and _literal(node.func, rebound) and not any(isinstance(a, ast.Starred) for a in node.args))
 
 
+_COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+
+
+def _decides(node: ast.AST) -> bool:
+    """Does a comparison or a truth test sit anywhere in this expression?"""
+    return any(isinstance(sub, (ast.Compare, ast.BoolOp, ast.IfExp)) or
+               (isinstance(sub, ast.UnaryOp) and isinstance(sub.op, ast.Not)) for sub in ast.walk(node))
+
+
+def _targets(node: ast.AST) -> set[str]:
+    """The names a comprehension's ``for`` targets or a lambda's parameters bind."""
+    if isinstance(node, ast.Lambda):
+        return _bindings(node.args)[0]
+    return set().union(*(_bindings(generator.target)[0] for generator in node.generators))
+
+
 class _Splitter:
-    """Cuts an assert's test into operands; each becomes a hole, stays, or goes to the reference."""
+    """Cuts an assert's test into operands; each becomes a hole, stays, or goes to the reference.
+
+    An operand of the candidate's that contains a comparison (``all(f(i) == i for i in
+    ...)``, ``bool(f(3) == 9)``, ``[f(2) == 4][0]``) is not a hole: its calls, displays,
+    subscripts, comprehensions and lambdas are rebuilt here around smaller holes.  A hole
+    inside a comprehension or lambda reads that scope's variables: such a site *replays*
+    (``replay``): the candidate's process evaluates the whole assert, each hole reporting
+    every value it takes, in order, and the template here takes them in the same order
+    while it runs the comprehension itself.
+    """
 
     def __init__(self, candidate: set[str], rebound: frozenset[str], nested: bool):
         self.candidate, self.rebound, self.nested = candidate, rebound, nested
         self.holes: list[str] = []
         self.expected: list[str] = []
         self.hole_names: set[str] = set()
+        self.hole_nodes: dict[int, int] = {}  # id(original node) -> hole index
+        self.local: frozenset[str] = frozenset()  # the enclosing comprehensions' and lambdas' names
+        self.replay = False
 
     def _side(self, node: ast.expr) -> str:
         if _free(node) & self.candidate:
             return HOLE
-        if _literal(node, self.rebound):
+        if _literal(node, self.rebound, self.local):
             return LITERAL
-        return HOLE if self.nested else REFERENCE
+        return HOLE if self.nested or _free(node) & self.local else REFERENCE
 
     def _slot(self, node: ast.expr, truth: bool, into: list[str], name: str) -> ast.expr:
         expr = ast.Call(ast.Name("bool", ast.Load()), [node], []) if truth else node
         into.append(ast.unparse(expr))
+        if into is self.holes:
+            self.hole_nodes[id(node)] = len(into) - 1
+            self.replay |= bool(_free(node) & self.local)
         return ast.Subscript(ast.Name(name, ast.Load()), ast.Constant(len(into) - 1), ast.Load())
+
+    def _rooted(self, node: ast.expr) -> bool:
+        """Is this the candidate's own object, or something reached through it (``f(x)[0]``)?"""
+        while isinstance(node, (ast.Call, ast.Attribute, ast.Subscript, ast.Starred)):
+            node = node.func if isinstance(node, ast.Call) else node.value
+        return isinstance(node, ast.Name) and node.id in self.candidate
+
+    def _trusted_call(self, node: ast.expr) -> bool:
+        func = node.func
+        if isinstance(func, ast.Lambda):
+            return True
+        if isinstance(func, ast.Name):
+            return func.id in TRUSTED_BUILTINS and func.id not in self.rebound | self.candidate | self.local
+        return isinstance(func, ast.Attribute) and not self._rooted(func.value) and _literal(func.value, self.rebound)
+
+    def _opened(self, node: ast.expr) -> bool:
+        """Must this operand of the candidate's be computed here around smaller holes?"""
+        if isinstance(node, (ast.BinOp, ast.UnaryOp, ast.IfExp)):
+            return True
+        if not _decides(node) and not self._mixed(node):
+            return False
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            return not any(isinstance(e, ast.Starred) for e in node.elts)
+        if isinstance(node, ast.Dict):
+            return None not in node.keys
+        if isinstance(node, ast.Subscript):
+            return not self._rooted(node.value)
+        if isinstance(node, ast.Call):
+            return (self._trusted_call(node) and not any(isinstance(a, ast.Starred) for a in node.args)
+                    and all(k.arg for k in node.keywords))
+        return isinstance(node, (*_COMPREHENSIONS, ast.Lambda))
+
+    def _scoped(self, node: ast.expr) -> ast.expr:
+        """A comprehension or lambda rebuilt here, its own names local to what it holds."""
+        outer = self.local
+        self.local = outer | _targets(node)
+        try:
+            if isinstance(node, ast.Lambda):
+                return ast.Lambda(node.args, self.split(node.body))
+            generators = [ast.comprehension(g.target, self.split(g.iter), [self.split(i, True) for i in g.ifs],
+                                            g.is_async) for g in node.generators]
+            if isinstance(node, ast.DictComp):
+                return ast.DictComp(self.split(node.key), self.split(node.value), generators)
+            return type(node)(self.split(node.elt), generators)
+        finally:
+            self.local = outer
 
     def _parts(self, node: ast.expr) -> list[ast.expr] | None:
         """The operands the trusted side can combine itself, for the node kinds it computes."""
@@ -314,6 +396,16 @@ class _Splitter:
                                          or (self.nested and isinstance(part, ast.Name)) for part in parts)
 
     def _rebuild(self, node: ast.expr, truth: bool) -> ast.expr:
+        if isinstance(node, (*_COMPREHENSIONS, ast.Lambda)):
+            return self._scoped(node)
+        if isinstance(node, ast.Subscript):
+            return ast.Subscript(self.split(node.value), self._slice(node.slice), ast.Load())
+        if isinstance(node, ast.Dict):
+            return ast.Dict([self.split(k) for k in node.keys], [self.split(v) for v in node.values])
+        if isinstance(node, ast.Call) and not isinstance(node.func, ast.Name):
+            func = self.split(node.func) if isinstance(node.func, ast.Lambda) else node.func
+            return ast.Call(func, [self.split(a) for a in node.args],
+                            [ast.keyword(k.arg, self.split(k.value)) for k in node.keywords])
         if isinstance(node, (ast.BinOp, ast.UnaryOp)):
             operands = [node.left, node.right] if isinstance(node, ast.BinOp) else [node.operand]
             return ast.Call(ast.Name(OPERATE, ast.Load()),
@@ -324,6 +416,11 @@ class _Splitter:
             return ast.Call(node.func, [self.split(a) for a in node.args],
                             [ast.keyword(k.arg, self.split(k.value)) for k in node.keywords])
         return type(node)([self.split(e) for e in node.elts], ast.Load())
+
+    def _slice(self, node: ast.expr) -> ast.expr:
+        if isinstance(node, ast.Slice):
+            return ast.Slice(*(part and self.split(part) for part in (node.lower, node.upper, node.step)))
+        return self.split(node)
 
     def split(self, node: ast.expr, truth: bool = False) -> ast.expr:
         if isinstance(node, ast.BoolOp):
@@ -336,7 +433,7 @@ class _Splitter:
             return ast.Call(node.func, [self.split(a) for a in node.args],
                             [ast.keyword(k.arg, self.split(k.value)) for k in node.keywords])
         side = self._side(node)
-        if side == HOLE and self._mixed(node):
+        if side == HOLE and not self._rooted(node) and self._opened(node):
             return self._rebuild(node, truth)
         if side == HOLE:
             self.hole_names |= _free(node)
@@ -355,7 +452,31 @@ def split_assert(test: ast.expr, candidate: set[str], shadowing: frozenset[str],
         splitter = _Splitter(candidate | (_loaded(test) & shadowing), rebound, nested)
         template = splitter.split(test, truth=True)
     code = compile(ast.fix_missing_locations(ast.Expression(template)), "<assert>", "eval")
-    return Site(code, len(splitter.holes), len(splitter.expected), top), splitter
+    return Site(code, len(splitter.holes), len(splitter.expected), top, splitter.replay), splitter
+
+
+class _Replaying(ast.NodeTransformer):
+    """The assert as the candidate's process evaluates it for a replaying site: each hole
+    becomes ``__sandbox_hole__(index, lambda: hole)``, which reports every value it takes."""
+
+    def __init__(self, splitter: _Splitter):
+        self.splitter = splitter
+
+    def visit(self, node: ast.AST) -> ast.AST:
+        index = self.splitter.hole_nodes.get(id(node))
+        if index is None:
+            return self.generic_visit(node)
+        return ast.Call(ast.Name(REPLAY_HOLE, ast.Load()),
+                        [ast.Constant(index), _thunk(self.splitter.holes[index])], [])
+
+
+def _thunk(source: str) -> ast.Lambda:
+    return ast.Lambda(ast.arguments([], [], None, [], [], None, []), ast.parse(source, mode="eval").body)
+
+
+def replayed(test: ast.expr, splitter: _Splitter) -> ast.expr:
+    """The candidate's side of a replaying site (``test`` is spent: its nodes are replaced)."""
+    return ast.fix_missing_locations(_Replaying(splitter).visit(test))
 
 
 def _too_large(name: str, left, right=None) -> bool:
@@ -402,10 +523,11 @@ class _Nested(ast.NodeTransformer):
         site, splitter = split_assert(node.test, compiler.candidate, compiler.shadowing, compiler.rebound,
                                       nested=True, top=False)
         compiler.sites.append(site)
-        thunks = [ast.Lambda(ast.arguments([], [], None, [], [], None, []), ast.parse(h, mode="eval").body)
-                  for h in splitter.holes]
-        call = ast.Call(ast.Name(REPORT, ast.Load()),
-                        [ast.Constant(len(compiler.sites) - 1), ast.Tuple(thunks, ast.Load())], [])
+        if site.replay:
+            arguments = [ast.Tuple([], ast.Load()), ast.Lambda(_thunk("0").args, replayed(node.test, splitter))]
+        else:
+            arguments = [ast.Tuple([_thunk(h) for h in splitter.holes], ast.Load())]
+        call = ast.Call(ast.Name(REPORT, ast.Load()), [ast.Constant(len(compiler.sites) - 1), *arguments], [])
         return ast.copy_location(ast.Expr(call), node)
 
 
@@ -428,24 +550,48 @@ def _may_leave_early(node: ast.stmt) -> bool:
     return False
 
 
-def _iterations(node: ast.stmt) -> int:
-    """How often a statement runs its body for sure: ``for`` over ``range(<constants>)``, ``with``."""
-    if isinstance(node, ast.With):
-        return 1
-    if not (isinstance(node, ast.For) and isinstance(node.iter, ast.Call) and isinstance(node.iter.func, ast.Name)
-            and node.iter.func.id == "range" and not node.iter.keywords and not node.orelse):
-        return 0
+def _constant(node: ast.expr, rebound: frozenset[str]):
+    """The value of a literal expression (``range(3)``, ``[(1, 2)]``, ``True``), else None."""
+    if not _literal(node, rebound):
+        return None
     try:
-        return min(len(range(*(ast.literal_eval(arg) for arg in node.iter.args))), MAX_REQUIRED)
-    except (ValueError, TypeError, SyntaxError):
-        return 0
+        return eval(compile(ast.Expression(node), "<literal>", "eval"),
+                    {"__builtins__": TRUSTED_BUILTINS, **TRUSTED_MODULES})
+    except Exception:
+        return None
 
 
-def _always_reported(body: list[ast.stmt]) -> list[int]:
+def _runs(node: ast.stmt, rebound: frozenset[str]) -> list[list[ast.stmt]]:
+    """The statement lists a compound statement runs for sure, as often as it runs them.
+
+    ``for`` over a literal iterable (``range(3)``, ``[1, 2]``), ``if`` on a literal test,
+    ``with``, a ``try``'s ``finally`` and the reports that open its body (a report never
+    raises: a hole's exception is kept in the report).  Anything else (``while``, a loop
+    over computed values) may legitimately run its body any number of times.
+    """
+    if isinstance(node, ast.With):
+        return [node.body]
+    if isinstance(node, ast.If):
+        test = _constant(node.test, rebound)
+        return [] if test is None else [node.body if test else node.orelse]
+    if isinstance(node, ast.Try):
+        opening = list(itertools.takewhile(lambda statement: _report_site(statement) is not None, node.body))
+        return [opening, node.finalbody]
+    if isinstance(node, ast.For) and not node.orelse:
+        iterable = _constant(node.iter, rebound)
+        try:
+            return [node.body] * min(len(iterable), MAX_REQUIRED) if iterable is not None else []
+        except TypeError:
+            return []
+    return []
+
+
+def _always_reported(body: list[ast.stmt], rebound: frozenset[str]) -> list[int]:
     """The sites a block of statements reports whenever it runs to its end, once per report.
 
-    A candidate's process that swallowed reports (by rebinding the report function) would
-    otherwise pass a check function, or a loop, by saying nothing.
+    A candidate's process that swallowed reports (by rebinding the report function, or a
+    tracing hook that jumps over lines) would otherwise pass a check function, or a loop,
+    by saying nothing.
     """
     required = []
     for node in body:
@@ -455,7 +601,10 @@ def _always_reported(body: list[ast.stmt]) -> list[int]:
             continue
         if _may_leave_early(node):
             break
-        required += _always_reported(getattr(node, "body", [])) * _iterations(node)
+        for statements in _runs(node, rebound):
+            required += _always_reported(statements, rebound)
+            if len(required) >= MAX_REQUIRED:
+                return required[:MAX_REQUIRED]
     return required[:MAX_REQUIRED]
 
 
@@ -468,37 +617,46 @@ class _BlockCompiler:
         self.functions: dict[str, list[int]] = dict(functions or {})  # name -> sites a call must report
         self.required: list[int] = []
         self.steps: list = []
+        self.private: list[set[str] | None] = []  # per step: the names it binds, if it may be withheld
         self.reference_steps: list = []
 
     def assertion(self, node: ast.Assert) -> None:
         site, splitter = split_assert(node.test, self.candidate, self.shadowing, self.rebound,
                                       nested=False, top=True)
         self.sites.append(site)
-        self.steps.append(["a", len(self.sites) - 1, splitter.holes])
+        if site.replay:
+            self.steps.append(["r", len(self.sites) - 1, ast.unparse(replayed(node.test, splitter))])
+        else:
+            self.steps.append(["a", len(self.sites) - 1, splitter.holes])
+        self.private.append(None)
         if splitter.expected:
             self.reference_steps.append(["a", len(self.sites) - 1, splitter.expected])
         self.candidate |= splitter.hole_names & self.data_names  # the candidate may have mutated them
 
     def statement(self, node: ast.stmt) -> None:
         bound, loaded = _bindings(node)[0], _free(node)
-        source = ast.unparse(ast.fix_missing_locations(_Nested(self).visit(node)))
+        node = ast.fix_missing_locations(_Nested(self).visit(node))
+        source = ast.unparse(node)
         self.steps.append(["x", source])
         self.note_function(node)
         if (isinstance(node, ast.Expr) and isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Name)
                 and node.value.func.id in self.functions):
             self.required += self.functions[node.value.func.id]
+        self.required += _always_reported([node], self.rebound)
         if loaded & self.candidate:
             self.candidate |= bound | (loaded & self.data_names)
+            self.private.append(None)
         else:
             self.candidate -= bound
             self.data_names |= bound
             self.reference_steps.append(["x", source])
+            self.private.append(bound if _withholdable(node, self.rebound) else None)
 
 
     def note_function(self, node: ast.stmt) -> None:
         """A function defined here: which reports a call of it must produce."""
         if isinstance(node, ast.FunctionDef):
-            self.functions[node.name] = _always_reported(node.body)
+            self.functions[node.name] = _always_reported(node.body, self.rebound)
 
 
 def _setup_functions(tree: ast.Module, compiler: _BlockCompiler) -> _BlockCompiler:
@@ -515,18 +673,82 @@ def _setup_functions(tree: ast.Module, compiler: _BlockCompiler) -> _BlockCompil
     return compiler
 
 
-def _setup_statements(tree: ast.Module, candidate: set[str], data_names: set[str]) -> list[str]:
-    """Walk the set-up: statements that use the candidate's names taint what they touch."""
-    clean = []
+def _setup_statements(tree: ast.Module, candidate: set[str], data_names: set[str],
+                      rebound: frozenset[str]) -> tuple[list[str], list, list]:
+    """Walk the set-up: statements that use the candidate's names taint what they touch.
+
+    Returns the clean statements (for the reference run), and every statement as a step
+    with the names it binds where it may be withheld from the candidate's process.
+    """
+    clean, steps, private = [], [], []
     for node in tree.body:
         bound, loaded = _bindings(node)[0], _free(node)
+        source = ast.unparse(node)
+        steps.append(["x", source])
         if loaded & candidate:
             candidate |= bound | (loaded & data_names)
+            private.append(None)
         else:
             candidate -= bound
             data_names |= bound
-            clean.append(ast.unparse(node))
-    return clean
+            clean.append(source)
+            private.append(bound if _withholdable(node, rebound) else None)
+    return clean, steps, private
+
+
+def _withholdable(node: ast.stmt, rebound: frozenset[str]) -> bool:
+    """An assignment of data computed without the candidate and without side effects.
+
+    Such a statement (``expected = sum(...)``) runs only in the reference run unless the
+    candidate's side reads what it binds: there the candidate could read the expected
+    value through its globals, a frame or ``gc``.  Calls of anything but a pure builtin
+    might change state the candidate's side relies on (a seeded ``random``): those run
+    in both.
+    """
+    if not isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+        return False
+    for sub in ast.walk(node):
+        if isinstance(sub, (ast.Await, ast.Yield, ast.YieldFrom, ast.NamedExpr)):
+            return False
+        if isinstance(sub, ast.Call) and not _pure(sub.func, rebound):
+            return False
+    return True
+
+
+def _pure(func: ast.expr, rebound: frozenset[str]) -> bool:
+    """A pure builtin, a function of a pure module (``math.factorial``), or a literal's method."""
+    if isinstance(func, ast.Name):
+        return func.id in TRUSTED_BUILTINS and func.id not in rebound
+    if not isinstance(func, ast.Attribute) or func.attr.startswith("_"):
+        return False
+    root = func.value
+    while isinstance(root, ast.Attribute):
+        root = root.value
+    return (isinstance(root, ast.Name) and root.id in PURE_MODULES) or isinstance(
+        func.value, (ast.Constant, ast.Tuple, ast.List, ast.Set, ast.Dict))
+
+
+def _reads(step: list) -> set[str]:
+    sources = {"x": [step[1]], "r": [step[-1]]}.get(step[0], step[-1])
+    return set().union(*(_loaded(_parse(source) or ast.Module([], [])) for source in sources))
+
+
+def _withhold(parts: list[tuple[list, list]]) -> list[list]:
+    """Each part's steps without the withholdable ones whose names the candidate's side never reads.
+
+    ``parts`` are the set-up's and each test's (steps, private) in the order they run; a
+    name is read if any later step of the candidate's reads it.
+    """
+    needed, kept_parts = set(), []
+    for steps, private in reversed(parts):
+        kept = []
+        for step, binds in zip(reversed(steps), reversed(private)):
+            if binds is not None and not binds & needed:
+                continue
+            needed |= _reads(step)
+            kept.append(step)
+        kept_parts.append(kept[::-1])
+    return kept_parts[::-1]
 
 
 def _reference_imports(blocks: list[Block], known: set[str]) -> list[str]:
@@ -550,21 +772,24 @@ def _compile(tests: tuple[str, ...], setup: str, redefined: frozenset[str]) -> P
     candidate, data_names = used - _trusted_names(tests, setup), set()
     shadowing = redefined - rebound
     in_setup = _setup_functions(setup_tree, _BlockCompiler(candidate, shadowing, rebound, data_names))
-    sent_setup = ast.unparse(setup_tree) if in_setup.sites else setup
-    clean_setup = _setup_statements(setup_tree, candidate, data_names)
-    blocks = []
+    clean_setup, setup_steps, setup_private = _setup_statements(setup_tree, candidate, data_names, rebound)
+    compilers = []
     for source, tree in zip(tests, trees):
         compiler = _BlockCompiler(candidate, shadowing, rebound, data_names, tuple(in_setup.sites), in_setup.functions)
         if tree is None:
             compiler.steps.append(["x", source])  # compiling it in the child raises the SyntaxError there
+            compiler.private.append(None)
         for node in tree.body if tree is not None else ():
             compiler.assertion(node) if isinstance(node, ast.Assert) else compiler.statement(node)
         candidate = compiler.candidate
-        blocks.append(Block(source, tuple(compiler.steps), tuple(compiler.reference_steps), tuple(compiler.sites),
-                            tuple(compiler.required)))
+        compilers.append(compiler)
+    sent_setup, *sent_steps = _withhold([(setup_steps, setup_private)] + [(c.steps, c.private) for c in compilers])
+    blocks = [Block(source, tuple(steps), tuple(c.reference_steps), tuple(c.sites), tuple(c.required))
+              for source, c, steps in zip(tests, compilers, sent_steps)]
     reference = None
     if any(block.needs_reference for block in blocks):
         imports = _reference_imports(blocks, data_names | _bindings(setup_tree)[0])
         reference = {"code": "\n".join(imports), "setup": "\n".join(clean_setup),
                      "tests": [list(block.reference_steps) for block in blocks]}
-    return Plan(tuple(blocks), sent_setup, reference)
+    setup_source = "\n".join(step[1] for step in sent_setup) if _parse(setup) is not None else setup
+    return Plan(tuple(blocks), setup_source, reference)

@@ -9,7 +9,8 @@ so it has nothing to forge with: the trusted side compares.
 Lines on the result channel: ``{"ready":1}`` or ``{"error":[type,msg]}`` for the
 setup+candidate phase, then one line per test: ``{"c":[[site,[hole,...]],...]}`` with each
 hole ``{"v":value}`` or ``{"e":[type,msg]}``, in the order the asserts ran (a nested
-assert reports each time it runs), plus ``"e":[type,msg]`` when a statement raised (the
+assert reports each time it runs; a replaying one reports ``[[hole, value], ...]``, every
+value each hole took while the whole assert ran here), plus ``"e":[type,msg]`` when a statement raised (the
 test's remaining steps are skipped, as the statement would have ended it).
 """
 
@@ -25,6 +26,7 @@ from . import plain
 
 RESULT_FD = 3
 REPORT = "__sandbox_report__"  # the function a nested assert calls (see ``asserts``)
+REPLAY_HOLE = "__sandbox_hole__"  # the function each hole of a replaying assert calls
 MESSAGE_CHARS = 300
 COMPILED_CACHE = 4096  # sources compiled in the worker: a task's tests recur with every sample
 
@@ -60,6 +62,14 @@ def _compiled(source: str, filename: str, mode: str):
         return exc
 
 
+def _prepared(step: list) -> tuple:
+    if step[0] == "x":
+        return "x", _compiled(step[1], "<test>", "exec")
+    if step[0] == "r":
+        return "r", step[1], _compiled(step[2], "<test>", "eval")
+    return "a", step[1], [_compiled(hole, "<test>", "eval") for hole in step[2]]
+
+
 def prepare(job: dict) -> tuple:
     """Compile everything in the warm worker, before forking.
 
@@ -68,9 +78,7 @@ def prepare(job: dict) -> tuple:
     and raised in the child, where it is reported like any other exception.  Sources seen
     before (a task's tests with each of its samples, repeated answers) are compiled once.
     """
-    tests = [[("x", _compiled(step[1], "<test>", "exec")) if step[0] == "x"
-              else ("a", step[1], [_compiled(hole, "<test>", "eval") for hole in step[2]]) for step in block]
-             for block in job["tests"]]
+    tests = [[_prepared(step) for step in block] for block in job["tests"]]
     return (_compiled(job["code"], "<candidate>", "exec"), _compiled(job["setup"], "<setup>", "exec"), tests,
             job.get("namespace", "main"))
 
@@ -81,14 +89,71 @@ def _execute(compiled, namespace: dict):
     return eval(compiled, namespace)
 
 
+def _untrace() -> None:
+    """Undo what a candidate's call may have hooked to skip the lines that report.
+
+    A tracing hook can jump over a report, and a rebound report function can swallow it;
+    the trusted side refuses a test whose required reports are missing, and this keeps an
+    honest-looking hook from silencing the others (it cannot stop one written in C).
+    """
+    sys.settrace(None)
+    sys.setprofile(None)
+    frame = sys._getframe(1)
+    while frame is not None:
+        frame.f_trace = None
+        frame = frame.f_back
+
+
 def _hole(evaluate) -> dict:
     try:
         return {"v": plain.encode(evaluate())}
     except BaseException as exc:
         return {"e": _describe(exc)}
+    finally:
+        _untrace()
 
 
-def _run_block(block: list, namespace: dict, records: list) -> dict:
+def _replay(evaluate) -> list:
+    """Run a replaying assert: ``[hole, value]`` for each value a hole took, in order.
+
+    Each hole hands the candidate's own value on, so the assert runs here as in plain
+    Python; its verdict is ignored (the trusted side runs the assert again on these values).
+    """
+    pairs = []
+
+    def hole(index, thunk):
+        try:
+            value = thunk()
+        except BaseException as exc:
+            pairs.append([index, {"e": _describe(exc)}])
+            raise
+        finally:
+            _untrace()
+        pairs.append([index, {"v": plain.encode(value)}])
+        return value
+
+    previous = REPLAYING[:]
+    REPLAYING[:] = [hole]
+    try:
+        evaluate()
+    except BaseException:
+        pass
+    finally:
+        REPLAYING[:] = previous
+        _untrace()
+    return pairs
+
+
+REPLAYING: list = []  # the hole function of the replaying assert now running
+
+
+def _replay_hole(index, thunk):
+    if not REPLAYING:
+        raise RuntimeError("a replaying hole outside its assert")
+    return REPLAYING[-1](index, thunk)
+
+
+def _run_block(block: list, namespace: dict, records: list, report) -> dict:
     message = {"c": records}
     for step in block:
         if step[0] == "x":
@@ -97,6 +162,11 @@ def _run_block(block: list, namespace: dict, records: list) -> dict:
             except BaseException as exc:
                 message["e"] = _describe(exc)
                 break
+            finally:
+                _untrace()
+                namespace[REPORT], namespace[REPLAY_HOLE] = report, _replay_hole
+        elif step[0] == "r":
+            records.append([step[1], _replay(lambda c=step[2]: _execute(c, namespace))])
         else:
             records.append([step[1], [_hole(lambda c=c: _execute(c, namespace)) for c in step[2]]])
     return message
@@ -121,10 +191,17 @@ def _run(program: tuple) -> None:
     code, setup, tests, kind = program
     namespace = _namespace(kind)
     records: list = []  # what the set-up reports while it runs is dropped: only tests count
+
+    def report(site, holes, replaying=None):
+        records.append([site, _replay(replaying) if replaying else [_hole(h) for h in holes]])
+        namespace[REPORT], namespace[REPLAY_HOLE] = report, _replay_hole
+
     try:
         _execute(code, namespace)
-        namespace[REPORT] = lambda site, holes: records.append([site, [_hole(h) for h in holes]])
+        _untrace()
+        namespace[REPORT], namespace[REPLAY_HOLE] = report, _replay_hole
         _execute(setup, namespace)
+        _untrace()
         message = {"ready": 1}
     except BaseException as exc:
         message = {"error": _describe(exc)}
@@ -133,7 +210,8 @@ def _run(program: tuple) -> None:
     if "ready" in message:
         for block in tests:
             records = []
-            message = _run_block(block, namespace, records)
+            namespace[REPORT], namespace[REPLAY_HOLE] = report, _replay_hole
+            message = _run_block(block, namespace, records, report)
             _flush_output()
             _send(message)
 

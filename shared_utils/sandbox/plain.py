@@ -3,10 +3,16 @@
 The candidate process sends the *values* its expressions produced; the trusted side
 decides equality.  So values travel as JSON (never pickle: decoding must not run code),
 with a one-key object tagging each non-JSON type.  Builtin subclasses travel as their
-base value (a namedtuple as a tuple, a Counter as a dict, an IntEnum as an int): that
-keeps the paper's legitimate equalities and throws away any overridden ``__eq__``.
-Anything else becomes an ``Opaque`` that equals nothing, so an object whose ``__eq__``
-always answers True cannot pass a comparison.
+base value (a namedtuple as a tuple, an IntEnum as an int): that keeps the paper's
+legitimate equalities and throws away any overridden ``__eq__``.  The library types whose
+``==`` differs from their base's, or that have no builtin base, travel as themselves and
+are rebuilt here from their fields, so they compare exactly as in plain Python: numpy
+scalars (``np.float32(0.1) == 0.1`` holds, ``np.bool_(True) is True`` does not),
+``Fraction``, ``Decimal``, ``date``/``datetime``/``time``/``timedelta`` (fixed-offset time
+zones), ``OrderedDict`` (order counts between two of them), ``Counter`` and ``deque``.
+Anything else becomes an ``Opaque``: comparing it raises ``UncheckableValue``, which names
+its type, so an object whose ``__eq__`` always answers True cannot pass and a correct
+answer of a type the judge cannot carry is reported as such, never as a wrong one.
 
 Decoding runs in the trusted process on bytes the candidate wrote, so it is bounded: the
 JSON nesting depth (``MAX_DEPTH`` levels of values; deeper values travel as an ``Opaque``
@@ -21,21 +27,27 @@ from __future__ import annotations
 
 import json
 import math
-from collections import Counter
+import sys
+from collections import Counter, OrderedDict, deque
 
 _SMALL_INT_BITS = 63  # beyond this, hex: JSON digit strings are capped at 4300 digits in 3.11
 MAX_DEPTH = 100
 MAX_SAME_HASH = 64
 MAX_CONTAINERS = 500_000  # per result line: lists, tuples, sets, dicts...
 MAX_ITEMS = 4_000_000  # per result line: values of any kind (commas, strings' own included)
+MAX_DECIMAL_CHARS = 10_000  # a Decimal's digits and exponent, as text
 
 
 class Unreadable(ValueError):
     """What the candidate's process sent is not plain data within our bounds."""
 
 
+class UncheckableValue(TypeError):
+    """A comparison reached a value the judge cannot carry (an ``Opaque``)."""
+
+
 class Opaque:
-    """Stand-in for a value that is not plain data: unequal to everything, even itself."""
+    """Stand-in for a value that is not plain data: comparing it raises ``UncheckableValue``."""
 
     __slots__ = ("type_name",)
 
@@ -43,10 +55,9 @@ class Opaque:
         self.type_name = printable(str(type_name)[:100])
 
     def __eq__(self, other):
-        return False
+        raise UncheckableValue(f"the judge cannot compare a value of type {self.type_name} (not plain data)")
 
-    def __ne__(self, other):
-        return True
+    __ne__ = __eq__
 
     __hash__ = object.__hash__
 
@@ -66,12 +77,61 @@ def _encode_int(value: int):
     return value if value.bit_length() <= _SMALL_INT_BITS else {"I": format(value, "x")}
 
 
+_NUMPY_KINDS = frozenset({"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+                          "float16", "float32", "float64", "complex64", "complex128"})
+
+
+def _library_value(value, depth: int):
+    """A numpy scalar, Fraction, Decimal, date/time or ordered mapping as its fields, else None.
+
+    Found through ``sys.modules``: a candidate that made such a value has imported its
+    module, and one that did not costs no import.
+    """
+    modules = sys.modules
+    numpy, fractions, decimal, datetime = (modules.get(name) for name in ("numpy", "fractions", "decimal", "datetime"))
+    if numpy is not None and isinstance(value, numpy.generic):
+        kind = numpy.dtype(type(value)).name
+        return {"n": [kind, _to_plain(value.item(), depth + 1)]} if kind in _NUMPY_KINDS else None
+    if fractions is not None and isinstance(value, fractions.Fraction):
+        return {"F": [_encode_int(value.numerator), _encode_int(value.denominator)]}
+    if decimal is not None and isinstance(value, decimal.Decimal):
+        return {"D": decimal.Decimal.__str__(value)}
+    if datetime is not None and isinstance(value, (datetime.date, datetime.time, datetime.timedelta)):
+        return _datetime_fields(value, datetime)
+    if isinstance(value, (OrderedDict, Counter)):
+        tag = "od" if isinstance(value, OrderedDict) else "C"
+        return {tag: [[_to_plain(k, depth + 1), _to_plain(v, depth + 1)] for k, v in dict.items(value)]}
+    if isinstance(value, deque):
+        return {"q": [[_to_plain(item, depth + 1) for item in deque.__iter__(value)], value.maxlen]}
+    return None
+
+
+def _datetime_fields(value, datetime):
+    if isinstance(value, datetime.timedelta):
+        return {"td": [value.days, value.seconds, value.microseconds]}
+    zone = getattr(value, "tzinfo", None)
+    if zone is not None and type(zone) is not datetime.timezone:
+        return None  # a zone database entry: not carried
+    offset = None if zone is None else [*_datetime_fields(zone.utcoffset(None), datetime)["td"], zone.tzname(None)]
+    if isinstance(value, datetime.datetime):
+        fields = ["datetime", value.year, value.month, value.day, value.hour, value.minute, value.second,
+                  value.microsecond, value.fold, offset]
+    elif isinstance(value, datetime.date):
+        fields = ["date", value.year, value.month, value.day]
+    else:
+        fields = ["time", value.hour, value.minute, value.second, value.microsecond, value.fold, offset]
+    return {"dt": fields}
+
+
 _CONTAINERS = (
     (tuple, "t", tuple.__iter__),
     (frozenset, "f", frozenset.__iter__),
     (set, "s", set.__iter__),
     (list, None, list.__iter__),
 )
+
+
+_BUILTIN_TYPES = frozenset({list, tuple, dict, set, frozenset, bytes, bytearray, complex})
 
 
 def _to_plain(value, depth: int = 0):
@@ -81,6 +141,13 @@ def _to_plain(value, depth: int = 0):
         return value
     if isinstance(value, str):
         return str.__str__(value)
+    if type(value) is float:
+        return value
+    if type(value) is int:
+        return _encode_int(value)
+    library = None if type(value) in _BUILTIN_TYPES else _library_value(value, depth)
+    if library is not None:
+        return library
     if isinstance(value, float):
         return float.__float__(value)
     if isinstance(value, int):
@@ -127,6 +194,79 @@ def _int(text: str) -> int:
     return -int(text[1:], 16) if text.startswith("-") else int(text, 16)
 
 
+def _whole(data, depth: int) -> int:
+    value = _from_plain(data, depth)
+    if type(value) is not int:
+        raise Unreadable("expected an integer")
+    return value
+
+
+def _numpy_scalar(payload, depth: int):
+    import numpy
+
+    kind, value = payload
+    if kind not in _NUMPY_KINDS:
+        raise Unreadable(f"not a carried numpy type: {kind}")
+    value = _from_plain(value, depth)
+    if type(value) not in (bool, int, float, complex):
+        raise Unreadable("malformed numpy scalar")
+    return numpy.dtype(kind).type(value)
+
+
+def _fraction(payload, depth: int):
+    from fractions import Fraction
+
+    numerator, denominator = (_whole(part, depth) for part in payload)
+    return Fraction(numerator, denominator)
+
+
+def _decimal(text, depth: int):
+    from decimal import Decimal
+
+    if not isinstance(text, str) or len(text) > MAX_DECIMAL_CHARS:
+        raise Unreadable("malformed decimal")
+    return Decimal(text)
+
+
+def _zone(offset, datetime):
+    if offset is None:
+        return None
+    days, seconds, microseconds, name = offset
+    return datetime.timezone(datetime.timedelta(days, seconds, microseconds), str(name))
+
+
+def _datetime(fields, depth: int):
+    import datetime
+
+    if not isinstance(fields, list) or not all(type(field) is int for field in fields[1:-1]):
+        raise Unreadable("malformed date or time")
+    kind, *values = fields
+    if kind == "date":
+        return datetime.date(*values)
+    if kind == "datetime":
+        *parts, fold, zone = values
+        return datetime.datetime(*parts, tzinfo=_zone(zone, datetime), fold=fold)
+    if kind == "time":
+        *parts, fold, zone = values
+        return datetime.time(*parts, tzinfo=_zone(zone, datetime), fold=fold)
+    raise Unreadable("malformed date or time")
+
+
+def _timedelta(fields, depth: int):
+    import datetime
+
+    if not isinstance(fields, list) or len(fields) != 3 or not all(type(field) is int for field in fields):
+        raise Unreadable("malformed timedelta")
+    return datetime.timedelta(*fields)
+
+
+def _deque(payload, depth: int):
+    items, maxlen = payload
+    if maxlen is not None and type(maxlen) is not int:
+        raise Unreadable("malformed deque")
+    return deque(_items(items, depth), maxlen)
+
+
 _DECODERS = {
     "t": lambda v, depth: tuple(_items(v, depth)),
     "f": lambda v, depth: frozenset(_hashable(_items(v, depth))),
@@ -137,6 +277,14 @@ _DECODERS = {
     "c": lambda v, depth: complex(float(v[0]), float(v[1])),
     "I": lambda v, depth: _int(v),
     "o": lambda v, depth: Opaque(v),
+    "n": _numpy_scalar,
+    "F": _fraction,
+    "D": _decimal,
+    "dt": _datetime,
+    "td": _timedelta,
+    "od": lambda v, depth: OrderedDict(_pairs(v, depth)),
+    "C": lambda v, depth: Counter(dict(_pairs(v, depth))),
+    "q": _deque,
 }
 
 

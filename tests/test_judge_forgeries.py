@@ -1,0 +1,260 @@
+"""Adversarial completions against the judge: forged passes, values Python compares exactly, bounds.
+
+A policy trained on the sandbox's verdicts is rewarded for any way to a pass, so each probe
+here is a completion that would pass without solving its task if the judge let it.  Every
+probe was first run against the judge it targets and seen to forge (or to reject a correct
+answer); each test keeps the honest answer beside the cheat, so it cannot pass by failing
+everything.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import fractions
+import time
+import tracemalloc
+from collections import OrderedDict
+
+import pytest
+
+from shared_utils.sandbox import api, check_many, plain
+
+FAST = {"timeout": 3.0}
+ALWAYS = ("class Always(int):\n    def __eq__(self, other):\n        return True\n"
+          "    def __ne__(self, other):\n        return False\n    def __bool__(self):\n        return True\n"
+          "    __hash__ = int.__hash__\n")
+SQUARE = "def f(x):\n    return x * x\n"
+
+
+def _verdicts(jobs: list[tuple]) -> list:
+    return check_many([(code, tests, setup) for code, tests, setup in jobs], workers=2, progress=False, **FAST)
+
+
+def _assert_cheats_fail(honest: str, cheats: dict[str, str], tests: list[str], setup: str = "") -> None:
+    """The honest answer passes; every cheat does not (one batch: the machine is shared)."""
+    jobs = [(honest, tests, setup)] + [(code, tests, setup) for code in cheats.values()]
+    first, *rest = _verdicts(jobs)
+    assert first.passed, (tests, first)
+    forged = {name: o.status for name, o in zip(cheats, rest) if o.passed}
+    assert forged == {}, tests
+
+
+# --- forged passes: comparisons nested in calls, displays, comprehensions, lambdas ------------
+
+NESTED = [
+    "assert all(f(i) == i * i for i in range(3))",
+    "assert any(f(i) == 100 for i in range(3)) is False or f(10) == 100",
+    "assert bool(f(3) == 9)",
+    "assert sum(f(i) == i * i for i in range(4)) == 4",
+    "assert [f(2) == 4][0]",
+    "assert (f(2) == 4,)[-1] and {'k': f(3) == 9}['k']",
+    "assert (lambda: f(2) == 4)()",
+    "assert all(map(lambda p: f(p[0]) == p[1], [(1, 1), (2, 4), (3, 9)]))",
+    "assert [f(i) for i in range(3)] == [0, 1, 4]",
+    "assert all([f(x) == y for x, y in {2: 4, 3: 9}.items()])",
+    "assert min(f(2), 100) == 4 and max([f(3), 0]) == 9",
+    "assert sorted([f(3), f(2)]) == [4, 9]",
+    "assert len([x for x in range(5) if f(x) == x * x]) == 5",
+    "assert f(3) in [9] and f(2) not in (5, 6)",
+]
+
+
+@pytest.mark.parametrize("test", NESTED)
+def test_a_comparison_nested_in_an_expression_is_decided_here(test):
+    cheats = {
+        "always-equal": ALWAYS + "def f(x):\n    return Always(0)\n",
+        "patched builtins": "import builtins\nfor name in ('all', 'any', 'bool', 'sum', 'len', 'min', 'max', 'sorted', 'map'):\n"
+                            "    setattr(builtins, name, lambda *a, **k: True)\ndef f(x):\n    return 0\n",
+        "list subclass": "class L(list):\n    def __eq__(self, other):\n        return True\n"
+                         "def f(x):\n    return L()\n",
+    }
+    _assert_cheats_fail(SQUARE, cheats, [test])
+
+
+# --- forged passes: compound statements and check functions that report nothing ---------------
+
+QUIET = ("import sys\ndef _quiet(frame=None, *hook):\n    frame = frame or sys._getframe(1)\n    while frame:\n"
+         "        for name in list(frame.f_globals):\n"
+         "            if name.startswith('__sandbox'):\n"
+         "                frame.f_globals[name] = lambda *a, **k: None\n"
+         "        frame = frame.f_back\n")
+SKIP = ("import sys\ndef _skip(frame, event, arg):\n    if event == 'line' and frame.f_code.co_filename == '<test>':\n"
+        "        try:\n            frame.f_lineno = frame.f_code.co_firstlineno + 999\n"
+        "        except ValueError:\n            pass\n    return _skip\n"
+        "def _hook():\n    caller = sys._getframe(1)\n    while caller:\n"
+        "        caller.f_trace = _skip\n        caller = caller.f_back\n    sys.settrace(_skip)\n")
+ONCE = "calls = []\ndef f(x):\n    calls.append(x)\n    if len(calls) == 1:\n        return x * x\n"
+SILENCERS = {  # right on the first call, then silent; or silent from the start and wrong
+    "report rebound": QUIET + ONCE + "    _quiet()\n    return 0\n",
+    "report rebound by a profile hook": QUIET + "sys.setprofile(_quiet)\ndef f(x):\n    return 0\n",
+    "lines skipped": SKIP + ONCE + "    _hook()\n    return 0\n",
+    "lines skipped from the start": SKIP + "_hook()\ndef f(x):\n    return 0\n",
+}
+EXITS = {
+    "os._exit": "import os\ndef f(x):\n    os._exit(0)\n",
+    "sys.exit": "import sys\ndef f(x):\n    sys.exit(0)\n",
+    "SystemExit": "def f(x):\n    raise SystemExit\n",
+    "KeyboardInterrupt": "def f(x):\n    raise KeyboardInterrupt\n",
+    "GeneratorExit": "def f(x):\n    raise GeneratorExit\n",
+}
+COMPOUND = [
+    "for x in [1, 2, 3]:\n    assert f(x) == x * x",
+    "for x in range(1, 4):\n    assert f(x) == x * x",
+    "if True:\n    assert f(2) == 4\n    assert f(3) == 9",
+    "i = 0\nwhile i < 3:\n    assert f(i) == i * i\n    i += 1",
+    "try:\n    assert f(2) == 4\n    assert f(3) == 9\nexcept ZeroDivisionError:\n    pass",
+    "with open('/dev/null') as handle:\n    assert f(2) == 4\n    assert f(3) == 9",
+    "def check(candidate):\n    for x in [1, 2]:\n        assert candidate(x) == x * x\ncheck(f)",
+    "assert f(1) == 1\nfor x in (2, 3):\n    assert f(x) == x * x",
+]
+
+
+@pytest.mark.parametrize("test", COMPOUND)
+def test_a_compound_statement_whose_asserts_are_silenced_fails(test):
+    _assert_cheats_fail(SQUARE, {**SILENCERS, **EXITS}, [test])
+
+
+def test_a_check_function_in_the_setup_that_is_silenced_fails():
+    setup = ("def check(candidate):\n    for x in [1, 2]:\n        assert candidate(x) == x * x\n"
+             "    try:\n        candidate('a')\n    except TypeError:\n        pass\n    else:\n"
+             "        assert False, 'no TypeError'\n")
+    _assert_cheats_fail(SQUARE, {**SILENCERS, **EXITS},
+                        ["check(f)"], setup)
+
+
+# --- forged passes: names the test or the set-up binds ---------------------------------------
+
+READERS = {
+    "globals": "def f(x):\n    return globals()['expected']\n",
+    "caller frame": "import sys\ndef f(x):\n    frame = sys._getframe(1)\n    while frame:\n"
+                    "        if 'expected' in frame.f_globals:\n            return frame.f_globals['expected']\n"
+                    "        if 'expected' in frame.f_locals:\n            return frame.f_locals['expected']\n"
+                    "        frame = frame.f_back\n    return None\n",
+    "gc": "import gc\ndef f(x):\n    for o in gc.get_objects():\n"
+          "        if isinstance(o, dict) and 'expected' in o and o.get('expected') is not None:\n"
+          "            return o['expected']\n    return None\n",
+}
+
+
+@pytest.mark.parametrize(("tests", "setup"), [
+    (["expected = 9\nassert f(3) == expected"], ""),
+    (["expected = sum([4, 5])\nassert f(3) == expected, 'message'"], ""),
+    (["assert f(3) == expected"], "expected = 9"),
+    (["assert f(3) == expected - 0"], "import math\nexpected = math.factorial(3) + 3"),
+])
+def test_a_name_bound_without_the_candidate_is_not_in_its_process(tests, setup):
+    _assert_cheats_fail(SQUARE, READERS, tests, setup)
+
+
+def test_humaneval_151s_shape_a_variable_computed_by_the_test():
+    tests = ["lst = list(range(-9, 10, 2))\nodd_sum = sum([i ** 2 for i in lst if i % 2 != 0 and i > 0])\n"
+             "assert f(lst) == odd_sum"]
+    honest = "def f(lst):\n    return sum(i * i for i in lst if i > 0 and i % 2)\n"
+    readers = {name: code.replace("'expected'", "'odd_sum'") for name, code in READERS.items()}
+    _assert_cheats_fail(honest, readers, tests)
+
+
+# --- values compared as Python compares them ----------------------------------------------
+
+TYPED = [
+    ("import numpy as np\ndef f():\n    return np.int64(7)", "assert f() == 7", True),
+    ("import numpy as np\ndef f():\n    return np.float64(0.5)", "assert f() == 0.5", True),
+    ("import numpy as np\ndef f():\n    return np.bool_(True)", "assert f() == True", True),
+    ("import numpy as np\ndef f():\n    return np.bool_(True)", "assert f() is True", False),
+    ("import numpy as np\ndef f():\n    return [np.int32(1), np.uint8(255)]", "assert f() == [1, 255]", True),
+    ("import numpy as np\ndef f():\n    return np.int64(7)", "assert isinstance(f(), int)", False),
+    ("import numpy as np\ndef f():\n    return np.float32(0.1)", "assert f() == 0.1", True),
+    ("from fractions import Fraction\ndef f():\n    return Fraction(1, 3)", "assert f() == Fraction(2, 6)", True),
+    ("from fractions import Fraction\ndef f():\n    return Fraction(1, 3)", "assert f() == 1 / 3", False),
+    ("from fractions import Fraction\ndef f():\n    return {Fraction(1, 2): [Fraction(3)]}", "assert f() == {0.5: [3]}", True),
+    ("from decimal import Decimal\ndef f():\n    return Decimal('0.10')", "assert f() == Decimal('0.1')", True),
+    ("from decimal import Decimal\ndef f():\n    return Decimal('0.1')", "assert f() == 0.1", False),
+    ("from decimal import Decimal\ndef f():\n    return (Decimal('2.50'),)", "assert f() == (2.5,)", True),
+    ("import datetime\ndef f():\n    return datetime.date(2024, 2, 29)", "assert f() == datetime.date(2024, 2, 29)", True),
+    ("import datetime\ndef f():\n    return datetime.date(2024, 2, 28)", "assert f() == datetime.date(2024, 2, 29)", False),
+    ("import datetime\ndef f():\n    return datetime.datetime(2024, 1, 1, 12, 30, tzinfo=datetime.timezone.utc)",
+     "assert f() == datetime.datetime(2024, 1, 1, 13, 30, tzinfo=datetime.timezone(datetime.timedelta(hours=1)))", True),
+    ("import datetime\ndef f():\n    return [datetime.timedelta(days=1)]", "assert f() == [datetime.timedelta(hours=24)]", True),
+    ("from collections import OrderedDict\ndef f():\n    return OrderedDict([(1, 'a'), (2, 'b')])",
+     "assert f() == OrderedDict([(1, 'a'), (2, 'b')])", True),
+    ("from collections import OrderedDict\ndef f():\n    return OrderedDict([(2, 'b'), (1, 'a')])",
+     "assert f() == OrderedDict([(1, 'a'), (2, 'b')])", False),
+    ("from collections import OrderedDict\ndef f():\n    return OrderedDict([(2, 'b'), (1, 'a')])",
+     "assert f() == {1: 'a', 2: 'b'}", True),
+    ("from collections import Counter\ndef f():\n    return Counter('abca')", "assert f() == Counter(a=2, b=1, c=1, d=0)", True),
+    ("from collections import deque\ndef f():\n    return deque([1, 2])", "assert f() == deque([1, 2])", True),
+    ("from collections import deque\ndef f():\n    return deque([1, 2])", "assert f() == [1, 2]", False),
+]
+
+
+def test_values_of_library_types_compare_as_in_plain_python():
+    imports = "import datetime\nfrom fractions import Fraction\nfrom decimal import Decimal\n" \
+              "from collections import OrderedDict, Counter, deque"
+    for code, test, want in TYPED:  # the expectation is plain Python's own verdict
+        namespace = {}
+        exec(code + "\n" + imports, namespace)
+        try:
+            exec(test, namespace)
+        except AssertionError:
+            assert not want, test
+        else:
+            assert want, test
+    outcomes = _verdicts([(code, [test], imports) for code, test, _ in TYPED])
+    got = [(test, o.passed) for (_, test, _), o in zip(TYPED, outcomes)]
+    assert got == [(test, want) for _, test, want in TYPED]
+    assert all(o.status in ("passed", "failed") for o in outcomes), [o.error for o in outcomes if not o.passed]
+
+
+def test_a_value_the_judge_cannot_carry_is_named_not_called_wrong():
+    code = "class Point:\n    def __init__(self, x):\n        self.x = x\n    def __eq__(self, other):\n" \
+           "        return self.x == other.x\ndef f():\n    return Point(1)\n"
+    outcome = api.check(code, ["assert f() == f()"], **FAST)
+    assert (outcome.status, outcome.exc_type) == ("error", "UncheckableValue"), outcome
+    assert "Point" in outcome.message
+
+
+def test_plain_decoding_round_trips_the_library_types():
+    values = [fractions.Fraction(-7, 3), decimal.Decimal("-0.000"), decimal.Decimal("NaN"),
+              datetime.date(1, 1, 1), datetime.datetime(2024, 5, 6, 7, 8, 9, 10, fold=1),
+              datetime.time(23, 59, tzinfo=datetime.timezone(datetime.timedelta(hours=-3), "X")),
+              datetime.timedelta(days=-1, microseconds=5), OrderedDict([("b", 1), ("a", 2)])]
+    for value in values:
+        back = plain.decode(plain.loads(plain.dumps(plain.encode(value)).decode()))
+        assert type(back) is type(value) and repr(back) == repr(value)
+
+
+# --- the trusted side is bounded for any operation on a candidate's values ----------------------
+
+WORST = [
+    ("def f(x):\n    return (999_999_999, 1)", "assert '%*d' % f(0) == ' 1'"),
+    ("def f(x):\n    return 999_999_999", "assert '{:>{}}'.format(1, f(0)) == ' 1'"),
+    ("def f(x):\n    return 999_999_999", "assert f'{1:>{f(0)}}' == ' 1'"),
+    ("def f(x):\n    return 10 ** 8", "assert pow(3, f(0)) == 3"),
+    ("def f(x):\n    return 10 ** 8", "assert 3 ** f(0) == 3"),
+    ("def f(x):\n    return 10 ** 9", "assert [0] * f(0) == []"),
+    ("def f(x):\n    return 10 ** 9", "assert 'ab' * f(0) == ''"),
+    ("def f(x):\n    return 1 << 1_000_000", "assert f(0) // 3 ** 300_000 == 1"),
+    ("def f(x):\n    return -(10 ** 9)", "assert round(12, f(0)) == 0"),
+    ("from decimal import Decimal\ndef f(x):\n    return Decimal('1e999999999')", "assert int(f(0)) == 1"),
+    ("def f(x):\n    return 10 ** 7", "assert sum(range(f(0))) == 1"),
+    ("def f(x):\n    return 10 ** 7", "assert any(i < 0 for i in range(f(0)))"),
+    ("def f(x):\n    return 10 ** 6", "assert math.factorial(f(0)) == 1"),
+    ("def f(x):\n    return [[0] * 1000] * 1000", "assert sum(f(0), []) == []"),
+    ("def f(x):\n    return 'a' * (1 << 24)", "assert f(0).center(1 << 30) == 'a'"),
+]
+
+
+def test_the_worst_values_found_cost_the_trusted_side_little():
+    jobs = [(code, [test], "import math") for code, test in WORST]
+    tracemalloc.start()
+    started = time.monotonic()
+    try:
+        outcomes = _verdicts(jobs)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    elapsed = time.monotonic() - started
+    assert [o.passed for o in outcomes] == [False] * len(WORST)
+    assert peak < 256 << 20, f"the judge allocated {peak >> 20} MiB"
+    assert elapsed < 30 + 3 * len(WORST) / 2, elapsed
