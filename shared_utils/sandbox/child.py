@@ -96,6 +96,8 @@ def _untrace() -> None:
     the trusted side refuses a test whose required reports are missing, and this keeps an
     honest-looking hook from silencing the others (it cannot stop one written in C).
     """
+    if sys.gettrace() is None and sys.getprofile() is None:
+        return  # a frame's own f_trace runs only under a trace function
     sys.settrace(None)
     sys.setprofile(None)
     frame = sys._getframe(1)
