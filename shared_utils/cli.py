@@ -352,16 +352,19 @@ def _verb_train(sub) -> None:
     _model_arguments(parser)
     _dpo_stage_arguments(parser)
     parser.add_argument("--stage", choices=TRAINING_STAGES, default="stage1")
-    parser.add_argument("--dataset", type=Path, help="preference dataset (default: the layout's for the stage)")
-    parser.add_argument("--out", type=writable, help="adapter folder (default: the layout's for the stage)")
-    parser.add_argument("--init-adapter", type=Path, help="Stage 2c: the adapter to continue (default: the layout's)")
-    parser.add_argument("--overwrite", action="store_true", help="retrain even if the adapter is complete")
+    parser.add_argument("--dataset", type=Path, help="preference dataset (with --out: paths given by hand; default: "
+                                                     "what the model's manifest records for the stage)")
+    parser.add_argument("--out", type=writable, help="adapter folder (with --dataset: paths given by hand; default: "
+                                                     "the layout's for the stage)")
+    parser.add_argument("--init-adapter", type=Path, help="Stage 2c by hand: the adapter to continue")
+    parser.add_argument("--overwrite", action="store_true", help="train again even if an adapter made with other "
+                                                                 "settings is there")
     parser.add_argument("--lora", action="append", metavar="FIELD=VALUE",
                         help="a PEFT LoraConfig field over the recipe's, value in YAML (repeatable): --lora r=32 "
                              "--lora 'target_modules=[q_proj, v_proj]'")
 
     def run(args, trl_flags: list[str]) -> int:
-        from shared_utils import recipes
+        from shared_utils import recipes, stages
         from shared_utils.models import find_spec
         from shared_utils.training import train_dpo
 
@@ -370,18 +373,22 @@ def _verb_train(sub) -> None:
         recipe = recipes.load(args.model if registered else None, {args.stage: stage}, _protocol_overlay(args),
                               recipe=args.recipe)
         stage1 = args.stage == "stage1"
-        if registered:
+        by_hand = args.dataset is not None or args.out is not None or args.init_adapter is not None
+        if registered and not by_hand:  # the stage's own inputs and output, as its notebook finds them
             layout = recipe.layout(global_dir=args.global_dir, model_dir=args.model_dir)
-            dataset = args.dataset or (layout.global_.dataset if stage1 else layout.local_dataset(args.iteration))
-            out = args.out or (layout.stage1_adapter if stage1 else layout.further_adapter(args.iteration))
-            init_adapter = None if stage1 else args.init_adapter or layout.start_adapter(args.iteration)
+            result = (stages.train_stage1(recipe, layout, model=args.model_path, overwrite=args.overwrite) if stage1
+                      else stages.train_stage2(recipe, layout, args.iteration, model=args.model_path,
+                                               overwrite=args.overwrite))
+            if result is None:
+                raise FileNotFoundError(f"{layout.manifest.file}: no local pairs recorded for iteration "
+                                        f"{args.iteration}; run self-generate first")
         elif args.dataset is None or args.out is None or (not stage1 and args.init_adapter is None):
-            raise ValueError(f"{args.model} is not a registry model, so it has no folders: give --dataset and --out"
-                             + ("" if stage1 else " and --init-adapter"))
+            raise ValueError("paths given by hand need --dataset and --out" + ("" if stage1 else " and --init-adapter")
+                             + ("" if registered else f" ({args.model} is not a registry model, so it has no folders)"))
         else:
-            dataset, out, init_adapter = args.dataset, args.out, args.init_adapter
-        result = train_dpo(args.model_path or args.model, dataset, out, settings=recipe.training(args.stage),
-                           init_adapter=init_adapter, overwrite=args.overwrite)
+            result = train_dpo(args.model_path or args.model, args.dataset, args.out,
+                               settings=recipe.training(args.stage), init_adapter=args.init_adapter,
+                               overwrite=args.overwrite)
         print(f"adapter: {result.adapter_dir}")
         print(json.dumps(result.metrics, indent=1, default=str))
         return 0

@@ -3,8 +3,10 @@
 Every run writes, next to the evaluation notebook: the raw completions in the paper's JSON
 format (``<model>_<variant>_model_output_run_<i>.json``), a per-sample Parquet table and a
 summary JSON per scoring (``scoring.SCORINGS``: the paper's protocol exactly, the corrected
-execution, the fenced extraction). A run whose summary exists is not redone, and generation
-itself resumes from its checkpoint, so rerunning a cell after an interruption is cheap.
+execution, the fenced extraction). A run whose summary exists and whose identity (model, adapter
+and its weights' hash, sampling, problems) the evaluation folder's manifest records is not redone;
+one made otherwise stops the run (``overwrite`` redoes it). Generation itself resumes from its
+checkpoint, so rerunning a cell after an interruption is cheap.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import json
 from pathlib import Path
 
 from shared_utils import data, files, prompts, scoring, statistics
-from shared_utils.layout import BASE, BENCHMARKS, FURTHER, GRPO, STAGE1, ArtifactLayout
+from shared_utils.layout import BASE, BENCHMARKS, EVALUATION_RUN, FURTHER, GRPO, STAGE1, ArtifactLayout
 
 SCORINGS = tuple(scoring.SCORINGS)  # every run is scored every way, from the same completions
 VARIANTS = (BASE, STAGE1, FURTHER, GRPO)  # always listed by ``describe``; later iterations once they exist
@@ -33,6 +35,7 @@ class EvalPlan:
     seed: int = 0
     generation: dict = dataclasses.field(default_factory=dict)  # generate() options (replay); empty: ``backend``
     backend: str = "local"  # local | vllm: loads ``model`` and each variant's adapter (vLLM: one engine, LoRARequests)
+    overwrite: bool = False  # redo runs recorded with another identity instead of stopping
 
     @property
     def spec(self):
@@ -71,29 +74,45 @@ class EvalPlan:
               f"generation: {self.generation.get('backend') or self.backend}")
         found = self.variants()
         for variant in dict.fromkeys([*VARIANTS, *found]):
-            adapter = self.adapter(variant)
-            state = "base weights" if adapter is None else (adapter if variant in found else "missing")
+            state = "base weights" if variant == BASE else (self.adapter(variant) if variant in found else "missing")
             print(f"  {variant:12s} {state}")
 
 
+def run_identity(plan: EvalPlan, variant: str, run: int, benchmark: str, problems: list[dict]) -> dict:
+    """What one evaluation run is made of: reused only when the manifest records exactly this."""
+    from shared_utils.manifest import adapter_sha256
+    from shared_utils.preferences import content_hash
+
+    adapter = plan.adapter(variant)
+    return dict(model=plan.model, variant=variant, adapter=str(adapter) if adapter else None,
+                adapter_sha256=adapter_sha256(adapter), benchmark=benchmark, problems_sha256=content_hash(problems),
+                sampling=dataclasses.asdict(plan.sampling(run)), generation=plan.generation or plan.backend,
+                scorings=list(SCORINGS), ks=list(plan.ks))
+
+
 def run_variant(plan: EvalPlan, variant: str, *, benchmark: str = "mbpp", progress: bool = True):
-    """All runs of one variant; returns the per-run summary table (None if its adapter is missing)."""
+    """All runs of one variant; returns the per-run summary table (None if no adapter is recorded for it)."""
     import pandas as pd
 
     from shared_utils.generation import Request, generate, write_paper_format
+    from shared_utils.generation.checkpoint import discard
     from shared_utils.models import load_model
 
     if variant not in plan.variants():
-        print(f"{variant}: no adapter at {plan.adapter(variant)}; skipped")
+        print(f"{variant}: no adapter recorded in {plan.layout.manifest.file}; skipped")
         return None
     adapter = plan.adapter(variant)
     problems = plan.problems(benchmark)
+    manifest = plan.layout.evaluation_manifest
     loaded = None
     rows = []
     for run in range(plan.runs):
         stem = plan.layout.run_stem(variant, run, benchmark)
         summary_files = {name: scoring.score_files(stem, name)["summary"] for name in SCORINGS}
-        if not all(path.is_file() for path in summary_files.values()):
+        identity = run_identity(plan, variant, run, benchmark, problems)
+        complete = all(path.is_file() for path in summary_files.values())
+        if not manifest.reuse(stem.with_suffix(".json"), identity, overwrite=plan.overwrite, complete=complete,
+                              what="evaluation run"):
             if plan.generation:
                 options = plan.generation
             elif plan.backend == "vllm":  # the base weights stay in the engine; the adapter is a LoRARequest
@@ -102,9 +121,10 @@ def run_variant(plan: EvalPlan, variant: str, *, benchmark: str = "mbpp", progre
                 loaded = loaded or load_model(plan.model, adapter=adapter)
                 options = {"loaded": loaded}
             requests = [Request(p["task_id"], prompts.messages(p["text"])) for p in problems]
-            sampling = plan.sampling(run)
-            completions = generate(requests, **options, sampling=sampling,
-                                   checkpoint=stem.with_name(stem.name + ".ckpt.jsonl"), progress=progress)
+            sampling, checkpoint = plan.sampling(run), stem.with_name(stem.name + ".ckpt.jsonl")
+            if plan.overwrite:
+                discard(checkpoint)
+            completions = generate(requests, **options, sampling=sampling, checkpoint=checkpoint, progress=progress)
             metadata = {"model": plan.model, "adapter": str(adapter) if adapter else None, "variant": variant,
                         "run": run, "benchmark": benchmark, "sampling": dataclasses.asdict(sampling)}
             write_paper_format(completions, stem.with_suffix(".json"), metadata=metadata)
@@ -114,6 +134,7 @@ def run_variant(plan: EvalPlan, variant: str, *, benchmark: str = "mbpp", progre
             scored = scoring.score_all(texts, problems, SCORINGS, ks=plan.ks, progress=progress, **metadata)
             for name, (frame, summary) in scored.items():
                 scoring.save_scores(frame, summary, stem, name)
+            manifest.record(stem.with_suffix(".json"), EVALUATION_RUN, identity)
         for path in summary_files.values():
             rows.append(json.loads(path.read_text()))
     return pd.json_normalize(rows)

@@ -15,6 +15,10 @@ The paper's names, defined here and nowhere else:
 - evaluation: one variant per adapter (``base``, ``dpo``, ``dpo-further``,
   ``dpo-further-iteration-<k>``, ``grpo``), raw completions and scores per run and benchmark, one
   comparison file per benchmark.
+
+Those names say where a stage *writes*. What a stage *reads* comes from the record of what was
+written (``manifest.Manifest``, ``manifest.json`` in the model's and the evaluation's folders): the
+latest artifact of each role, whatever settings named its folder.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import dataclasses
 from pathlib import Path
 
 from shared_utils import paths
+from shared_utils.manifest import Manifest
 from shared_utils.models import ModelSpec
 
 GLOBAL_PAIRS_NAME = "mbpp_custom_dataset_with_correct_gemini_pairs"
@@ -30,6 +35,7 @@ GLOBAL_DPO_NAME = "mbpp_custom_dataset_with_correct_gemini_pairs_dpo_ready_with_
 TRAIN_NAME = "mbpp_preprocessed_dataset"
 TEST_NAME = "mbpp_test_with_signatures"
 BASE, STAGE1, FURTHER, GRPO = "base", "dpo", "dpo-further", "grpo"
+LOCAL_PAIRS, EVALUATION_RUN = "local-pairs", "evaluation-run"  # the manifest's roles besides the adapters'
 BENCHMARKS = ("mbpp", "humaneval")
 
 
@@ -99,16 +105,30 @@ class ArtifactLayout:
                    evaluation_dir=Path(evaluation_dir or paths.evaluation_dir(spec.name)),
                    epochs=int(epochs), further_epochs=int(further_epochs or epochs))
 
-    # ---------------------------------------------------------------- Stage 1
+    @property
+    def manifest(self) -> Manifest:
+        """The record of the adapters and local datasets written into the model's folder."""
+        return Manifest(self.model_dir)
+
+    @property
+    def evaluation_manifest(self) -> Manifest:
+        return Manifest(self.evaluation_dir)
+
+    def recorded(self, role: str, iteration: int | None = None) -> Path:
+        """The latest artifact of a role the manifest records (``STAGE1``, ``FURTHER`` with its iteration, ...)."""
+        entry = self.manifest.latest(role, iteration)
+        if entry is None:
+            what = role + (f" (iteration {iteration})" if iteration else "")
+            raise FileNotFoundError(f"{self.manifest.file}: no {what} recorded; run the stage that makes it first")
+        return entry.path
+
+    def has(self, role: str, iteration: int | None = None) -> bool:
+        return self.manifest.latest(role, iteration) is not None
+
+    # ---------------------------------------------------------------- where each stage writes
     @property
     def stage1_adapter(self) -> Path:
         return self.model_dir / f"{self.spec.adapter_prefix}-dpo-{self.epochs}-epochs"
-
-    # ---------------------------------------------------------------- self-tuning iterations
-    def start_adapter(self, iteration: int = 1) -> Path:
-        """The adapter iteration k continues: Stage 1's for k = 1, else iteration k-1's."""
-        _check_iteration(iteration)
-        return self.stage1_adapter if iteration == 1 else self.further_adapter(iteration - 1)
 
     def further_adapter(self, iteration: int = 1) -> Path:
         _check_iteration(iteration)
@@ -124,18 +144,23 @@ class ArtifactLayout:
         dataset = self.local_dataset(iteration)
         return dataset.with_name(dataset.name + ".generation.jsonl")
 
-    def iterations(self) -> list[int]:
-        """The self-tuning iterations whose adapter is complete, in order (1, 2, ...)."""
-        found, iteration = [], 1
-        while _is_adapter(self.further_adapter(iteration)):
-            found.append(iteration)
-            iteration += 1
-        return found
-
-    # ---------------------------------------------------------------- GRPO (beyond the paper)
     @property
     def grpo_adapter(self) -> Path:
         return self.model_dir / f"{self.spec.adapter_prefix}-grpo"
+
+    # ---------------------------------------------------------------- what each stage reads (the record)
+    def start_adapter(self, iteration: int = 1) -> Path:
+        """The adapter iteration k continues: the recorded Stage-1 adapter for k = 1, else iteration k-1's."""
+        _check_iteration(iteration)
+        return self.recorded(STAGE1) if iteration == 1 else self.recorded(FURTHER, iteration - 1)
+
+    def iterations(self) -> list[int]:
+        """The self-tuning iterations whose adapter is recorded, in order (1, 2, ...)."""
+        found, iteration = [], 1
+        while self.has(FURTHER, iteration):
+            found.append(iteration)
+            iteration += 1
+        return found
 
     def grpo_start(self, start: str) -> Path | None:
         """The adapter GRPO refines: the latest self-tuning iteration's (``dpo-further``), Stage 1's
@@ -143,27 +168,25 @@ class ArtifactLayout:
         if start == BASE:
             return None
         if start == STAGE1:
-            return self.stage1_adapter
+            return self.recorded(STAGE1)
         if start == FURTHER:
-            return self.further_adapter(max(self.iterations(), default=1))
+            return self.recorded(FURTHER, max(self.iterations(), default=1))
         raise ValueError(f"unknown GRPO start {start!r}; expected {FURTHER}, {STAGE1} or {BASE}")
 
     # ---------------------------------------------------------------- evaluation
     def variants(self) -> list[str]:
-        """The variants that can be evaluated now: the base always, each adapter once it exists."""
-        found = [BASE] + ([STAGE1] if _is_adapter(self.stage1_adapter) else [])
+        """The variants that can be evaluated now: the base always, each adapter once it is recorded."""
+        found = [BASE] + ([STAGE1] if self.has(STAGE1) else [])
         found += [further_variant(iteration) for iteration in self.iterations()]
-        return found + ([GRPO] if _is_adapter(self.grpo_adapter) else [])
+        return found + ([GRPO] if self.has(GRPO) else [])
 
     def adapter(self, variant: str) -> Path | None:
-        """The adapter a variant loads (None for the base weights)."""
+        """The recorded adapter a variant loads (None for the base weights)."""
         if variant == BASE:
             return None
-        if variant == STAGE1:
-            return self.stage1_adapter
-        if variant == GRPO:
-            return self.grpo_adapter
-        return self.further_adapter(_variant_iteration(variant))
+        if variant in (STAGE1, GRPO):
+            return self.recorded(variant)
+        return self.recorded(FURTHER, _variant_iteration(variant))
 
     def run_stem(self, variant: str, run: int, benchmark: str = "mbpp") -> Path:
         """``<slug>_<variant>_model_output_run_<i>`` (HumanEval's prefixed): completions, scores, summaries."""
@@ -204,7 +227,3 @@ def _check_iteration(iteration: int) -> None:
 def _check_benchmark(benchmark: str) -> None:
     if benchmark not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {benchmark!r}; expected one of {', '.join(BENCHMARKS)}")
-
-
-def _is_adapter(folder: Path) -> bool:
-    return (folder / "adapter_config.json").is_file()

@@ -11,7 +11,7 @@ import dataclasses
 from pathlib import Path
 
 from shared_utils import data, files, preferences
-from shared_utils.layout import ArtifactLayout, GlobalLayout
+from shared_utils.layout import FURTHER, GRPO, LOCAL_PAIRS, STAGE1, ArtifactLayout, GlobalLayout
 from shared_utils.models import DEFAULT_MODEL
 from shared_utils.recipes import Recipe
 
@@ -93,12 +93,27 @@ def label(pairs: str | Path, out: GlobalLayout, protocol=None) -> tuple[list[dic
     return rows, saved
 
 
-def train_stage1(recipe: Recipe, layout: ArtifactLayout, *, model: str | None = None, progress: bool = True):
-    """Stage 1: DPO + LoRA on the global dataset, into the layout's Stage-1 adapter."""
-    from shared_utils.training import train_dpo
+def train_stage1(recipe: Recipe, layout: ArtifactLayout, *, model: str | None = None, progress: bool = True,
+                 overwrite: bool = False):
+    """Stage 1: DPO + LoRA on the global dataset, into the layout's Stage-1 adapter, recorded in its manifest."""
+    return _train_adapter(layout, STAGE1, None, model or recipe.model, layout.global_.dataset, layout.stage1_adapter,
+                          recipe.training("stage1"), progress=progress, overwrite=overwrite)
 
-    return train_dpo(model or recipe.model, layout.global_.dataset, layout.stage1_adapter,
-                     settings=recipe.training("stage1"), progress=progress)
+
+def _train_adapter(layout: ArtifactLayout, role: str, iteration: int | None, model: str, dataset, out: Path, settings,
+                   *, init_adapter: Path | None = None, progress: bool, overwrite: bool):
+    """Reuse the recorded adapter when its identity is the one asked for, else train it and record it."""
+    from shared_utils import training
+    from shared_utils.training import card
+    from shared_utils.training.dpo import is_complete
+
+    identity = training.run_identity(model, dataset, settings, init_adapter)
+    if layout.manifest.reuse(out, identity, overwrite=overwrite, complete=is_complete(out), what="adapter"):
+        return card.read_result(out)
+    result = training.train_dpo(model, dataset, out, settings=settings, init_adapter=init_adapter, progress=progress,
+                                overwrite=True)
+    layout.manifest.record(out, role, identity, iteration)
+    return result
 
 
 @dataclasses.dataclass
@@ -111,14 +126,15 @@ class LocalPairs:
 
 
 def self_generate(recipe: Recipe, layout: ArtifactLayout, iteration: int = 1, *, model: str | None = None,
-                  progress: bool = True) -> LocalPairs:
-    """Stage 2a: the iteration's starting adapter samples, is checked and builds its own pairs.
+                  progress: bool = True, overwrite: bool = False) -> LocalPairs:
+    """Stage 2a: the iteration's starting adapter (the recorded one) samples, is checked and builds its own pairs.
 
-    Through vLLM where it is installed and a GPU is present, else the local loop.
+    Through vLLM where it is installed and a GPU is present, else the local loop. A local dataset
+    recorded with the same identity is reused.
     """
-    import pandas as pd
-
     from shared_utils import generation, self_generation
+    from shared_utils.generation.checkpoint import discard
+    from shared_utils.manifest import adapter_sha256
     from shared_utils.models import load_model
 
     section = recipe.section("stage2a")
@@ -127,6 +143,14 @@ def self_generate(recipe: Recipe, layout: ArtifactLayout, iteration: int = 1, *,
     problems = data.load_problems(layout.global_.train_problems)[: section["limit"]]
     protocol = recipe.protocol()
     sampling = generation.SamplingConfig(n=section["samples"], max_new_tokens=section["max_new_tokens"])
+    identity = dict(model=str(model), start_adapter=str(start), start_adapter_sha256=adapter_sha256(start),
+                    problems_sha256=preferences.content_hash(problems), stage2a=section, sampling=sampling.__dict__,
+                    protocol=protocol.switches())
+    out = layout.local_dataset(iteration)
+    if layout.manifest.reuse(out, identity, overwrite=overwrite, what="local dataset"):
+        return _saved_local_pairs(out, problems)
+    if overwrite:
+        discard(layout.generation_checkpoint(iteration))
     if generation.resolve_backend("auto") == "vllm":  # one engine for every round, the adapter a LoRARequest
         source = {"backend": "vllm", "model": model, "adapter": start}
     else:
@@ -135,58 +159,82 @@ def self_generate(recipe: Recipe, layout: ArtifactLayout, iteration: int = 1, *,
         problems, sampling=sampling,
         config=self_generation.SelfGenConfig(rounds=section["rounds"], feedback=section["feedback"], protocol=protocol),
         checkpoint=layout.generation_checkpoint(iteration), progress=progress, **source)
-    rounds = pd.DataFrame(result.rounds)
-    if len(rounds):
-        rounds["pass_rate"] = rounds["samples_passed"] / rounds["samples"].clip(lower=1)
+    rounds = _rounds_frame(result.rounds)
     rows = self_generation.local_pairs(problems, result, min_gap=section["min_gap"], protocol=protocol)
     dataset = None
     if rows:
-        dataset = preferences.save_pairs(rows, layout.local_dataset(iteration), start_adapter=str(start),
-                                         sampling=sampling.__dict__, rounds=rounds.to_dict("records"),
-                                         recipe=recipe.describe(), protocol=protocol.switches())
+        dataset = preferences.save_pairs(rows, out, start_adapter=str(start), sampling=sampling.__dict__,
+                                         rounds=rounds.to_dict("records"), recipe=recipe.describe(),
+                                         protocol=protocol.switches())
+        layout.manifest.record(dataset, LOCAL_PAIRS, identity, iteration)
     return LocalPairs(problems=problems, generation=result, rounds=rounds, rows=rows, dataset=dataset)
 
 
-def train_stage2(recipe: Recipe, layout: ArtifactLayout, iteration: int = 1, *, model: str | None = None,
-                 progress: bool = True):
-    """Stage 2c: continue the iteration's starting adapter on its local pairs; None when there are none."""
-    from shared_utils.training import train_dpo
+def _rounds_frame(rounds: list[dict]):
+    import pandas as pd
 
-    dataset = layout.local_dataset(iteration)
-    if not dataset.exists():
+    frame = pd.DataFrame(rounds)
+    if len(frame) and "pass_rate" not in frame:
+        frame["pass_rate"] = frame["samples_passed"] / frame["samples"].clip(lower=1)
+    return frame
+
+
+def _saved_local_pairs(dataset: Path, problems: list[dict]) -> LocalPairs:
+    """A reused local dataset as Stage 2a returns it: its rows and the rounds its provenance recorded."""
+    rounds = (files.read_provenance(dataset) or {}).get("rounds", [])
+    return LocalPairs(problems=problems, generation=None, rounds=_rounds_frame(rounds),
+                      rows=preferences.load_rows(dataset), dataset=dataset)
+
+
+def train_stage2(recipe: Recipe, layout: ArtifactLayout, iteration: int = 1, *, model: str | None = None,
+                 progress: bool = True, overwrite: bool = False):
+    """Stage 2c: continue the iteration's starting adapter on its local pairs (both as recorded); None when
+    Stage 2a recorded no pairs."""
+    if not layout.has(LOCAL_PAIRS, iteration):
         return None
-    return train_dpo(model or recipe.model, dataset, layout.further_adapter(iteration),
-                     init_adapter=layout.start_adapter(iteration), settings=recipe.training("stage2c"), progress=progress)
+    return _train_adapter(layout, FURTHER, iteration, model or recipe.model, layout.recorded(LOCAL_PAIRS, iteration),
+                          layout.further_adapter(iteration), recipe.training("stage2c"),
+                          init_adapter=layout.start_adapter(iteration), progress=progress, overwrite=overwrite)
 
 
 def train_grpo(recipe: Recipe, layout: ArtifactLayout, *, model: str | None = None, progress: bool = True,
                overwrite: bool = False):
-    """Beyond the paper: GRPO from the recipe's ``grpo.start`` adapter on the training prompts, into the
-    layout's GRPO adapter."""
-    from shared_utils.training import train_grpo as train
+    """Beyond the paper: GRPO from the recipe's ``grpo.start`` adapter (the recorded one) on the training prompts,
+    into the layout's GRPO adapter, recorded in its manifest."""
+    from shared_utils import training
+    from shared_utils.training import card
+    from shared_utils.training.dpo import is_complete
 
     settings = recipe.grpo()
-    problems = layout.global_.train_problems
-    return train(model or recipe.model, data.load_problems(problems), layout.grpo_adapter, settings=settings,
-                 init_adapter=layout.grpo_start(settings.start), problems_source=str(problems), progress=progress,
-                 overwrite=overwrite)
+    model = model or recipe.model
+    source = layout.global_.train_problems
+    problems, start, out = data.load_problems(source), layout.grpo_start(settings.start), layout.grpo_adapter
+    identity = training.grpo_identity(model, problems, settings, init_adapter=start, problems_source=str(source))
+    if layout.manifest.reuse(out, identity, overwrite=overwrite, complete=is_complete(out), what="adapter"):
+        return card.read_result(out)
+    result = training.train_grpo(model, problems, out, settings=settings, init_adapter=start,
+                                 problems_source=str(source), progress=progress, overwrite=True)
+    layout.manifest.record(out, GRPO, identity)
+    return result
 
 
-def evaluation_plan(recipe: Recipe, layout: ArtifactLayout, *, model: str | None = None):
+def evaluation_plan(recipe: Recipe, layout: ArtifactLayout, *, model: str | None = None, overwrite: bool = False):
     """The recipe's evaluation, generating through vLLM where it is installed and a GPU is present."""
     from shared_utils.evaluation import EvalPlan
     from shared_utils.generation import resolve_backend
 
     section = recipe.section("evaluation")
     return EvalPlan(layout, model=str(model or recipe.model), runs=section["runs"], samples=section["samples"],
-                    max_new_tokens=section["max_new_tokens"], limit=section["limit"], backend=resolve_backend("auto"))
+                    max_new_tokens=section["max_new_tokens"], limit=section["limit"], backend=resolve_backend("auto"),
+                    overwrite=overwrite)
 
 
-def evaluate(recipe: Recipe, layout: ArtifactLayout, *, model: str | None = None, progress: bool = True):
-    """Evaluation: every variant's runs (HumanEval too when the recipe asks), then the comparison."""
+def evaluate(recipe: Recipe, layout: ArtifactLayout, *, model: str | None = None, progress: bool = True,
+             overwrite: bool = False):
+    """Evaluation: every recorded variant's runs (HumanEval too when the recipe asks), then the comparison."""
     from shared_utils import evaluation
 
-    plan = evaluation_plan(recipe, layout, model=model)
+    plan = evaluation_plan(recipe, layout, model=model, overwrite=overwrite)
     benchmarks = ["mbpp"] + (["humaneval"] if recipe.section("evaluation")["humaneval"] else [])
     for benchmark in benchmarks:
         for variant in plan.variants():

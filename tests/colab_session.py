@@ -30,8 +30,9 @@ real_run = subprocess.run
 
 
 def fake_run(command, *args, **kwargs):
-    if not (isinstance(command, list) and (command[0] == "git" or command[1:3] == ["-m", "pip"])):
-        return real_run(command, *args, **kwargs)  # anything else the libraries run (uname...) runs
+    fetches = isinstance(command, list) and command[0] == "git" and {"clone", "pull"} & set(command)
+    if not (fetches or isinstance(command, list) and command[1:3] == ["-m", "pip"]):
+        return real_run(command, *args, **kwargs)  # anything else (uname, git rev-parse in the clone...) runs
     command = [str(part) for part in command]
     commands.append(command)
     if command[:2] == ["git", "clone"]:
@@ -69,14 +70,19 @@ def what_it_finds_and_writes(notebook: str, names: dict) -> dict:
         layout = settings.layout(global_dir=names["global_dir"], model_dir=names["fine_tuning_dir"],
                                  evaluation_dir=names["output_dir"])
         return {"found": layout.variants(), "reads": str(layout.global_.test_problems.parent.resolve())}
+    from shared_utils.layout import FURTHER, LOCAL_PAIRS, STAGE1
+
     layout = settings.layout(global_dir=names["global_dir"], model_dir=names["output_dir"])
     stage = Path(notebook).name.split("_")[0]
-    reads = {"1": layout.global_.dataset, "2": layout.start_adapter(names.get("iteration", 1)),
-             "3": layout.local_dataset(names.get("iteration", 1))}[stage]
-    writes = {"1": layout.stage1_adapter, "2": layout.local_dataset(), "3": layout.further_adapter()}[stage]
+    iteration = names.get("iteration", 1)
+    reads = {"1": lambda: layout.global_.dataset, "2": lambda: layout.start_adapter(iteration),
+             "3": lambda: layout.recorded(LOCAL_PAIRS, iteration)}[stage]()
+    writes, role = {"1": (layout.stage1_adapter, STAGE1), "2": (layout.local_dataset(), LOCAL_PAIRS),
+                    "3": (layout.further_adapter(), FURTHER)}[stage]
     writes.mkdir(parents=True, exist_ok=True)
     if stage != "2":
         (writes / "adapter_config.json").write_text("{}")
+    layout.manifest.record(writes, role, {}, None if stage == "1" else iteration)  # as the stage records it
     return {"found": reads.exists(), "reads": str(reads.resolve()), "wrote": str(writes.resolve())}
 
 

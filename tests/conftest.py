@@ -50,13 +50,17 @@ def tiny_model_factory(tmp_path_factory):
 
 @pytest.fixture
 def train_calls(monkeypatch) -> dict:
-    """Stand in for ``train_dpo``: the ``train`` verb runs to the end, and ``settings`` holds what it passed."""
+    """Stand in for ``train_dpo``: it writes a fake adapter at ``out`` (its weights name the settings) and
+    records what it was passed: ``settings`` (the last), ``calls`` (every call's dataset, out and init_adapter)."""
     from shared_utils.training import TrainResult
+    from stand_ins import fake_adapter
 
-    seen = {}
+    seen = {"calls": []}
 
-    def fake_train(model, dataset, out, *, settings, **_):
+    def fake_train(model, dataset, out, *, settings, init_adapter=None, **_):
         seen["settings"] = settings
+        seen["calls"].append({"dataset": dataset, "out": out, "init_adapter": init_adapter, "settings": settings})
+        fake_adapter(out, weights=repr(settings.as_dict()), complete=True)
         return TrainResult(adapter_dir=out, metrics={}, log_csv=out, plots=[])
 
     monkeypatch.setattr("shared_utils.training.train_dpo", fake_train)

@@ -1,4 +1,4 @@
-"""Small stand-ins several test modules need: an adapter folder that is only its marker file, a free port."""
+"""Small stand-ins several test modules need: an adapter folder of empty files, recorded or not, a free port."""
 
 from __future__ import annotations
 
@@ -15,10 +15,29 @@ ADAPTER_RECORD = dict(
     metrics={"loss": 0.69}, plots=["loss.png"], versions={"trl": "1.16.0"})
 
 
-def fake_adapter(folder: Path) -> Path:
-    """A folder that the layout and the backends take for a trained adapter (its config, empty)."""
-    folder.mkdir(parents=True)
+def fake_adapter(folder: Path, weights: str = "", *, complete: bool = False) -> Path:
+    """A folder that the layout and the backends take for an adapter (its config and weights, nearly empty);
+    ``weights`` stands for what was trained (the adapter's hash follows it). ``complete``: with the card and
+    provenance training writes last, so training takes it for a finished one."""
+    folder.mkdir(parents=True, exist_ok=True)
     (folder / "adapter_config.json").write_text("{}")
+    (folder / "adapter_model.safetensors").write_text(weights)
+    if complete:
+        (folder / "README.md").write_text("")
+        (folder / "provenance.json").write_text("{}")
+    return folder
+
+
+def recorded_adapter(layout, variant: str) -> Path:
+    """A fake adapter where the layout writes ``variant``'s, recorded in the model's manifest as that stage does."""
+    from shared_utils.layout import _variant_iteration
+
+    if variant in ("dpo", "grpo"):
+        folder, role, iteration = (layout.stage1_adapter if variant == "dpo" else layout.grpo_adapter), variant, None
+    else:
+        iteration = _variant_iteration(variant)
+        folder, role = layout.further_adapter(iteration), "dpo-further"
+    layout.manifest.record(fake_adapter(folder), role, {"variant": variant}, iteration)
     return folder
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from shared_utils import data, evaluation, recipes
 from shared_utils.generation import read_paper_format
-from stand_ins import ADAPTER_RECORD, fake_adapter
+from stand_ins import ADAPTER_RECORD, fake_adapter, recorded_adapter
 
 WRONG = "```python\ndef wrong(*args):\n    return None\n```"
 
@@ -19,8 +19,8 @@ def plan(tmp_path):
     layout = recipes.load("smollm2-135m").layout(global_dir=tmp_path / "global", model_dir=tmp_path / "model",
                                                  evaluation_dir=tmp_path / "eval")
     data.prepare("demo", layout.global_.folder)
-    for adapter in (layout.stage1_adapter, layout.further_adapter(1), layout.further_adapter(2)):
-        fake_adapter(adapter)
+    for variant in ("dpo", "dpo-further", "dpo-further-iteration-2"):
+        recorded_adapter(layout, variant)
     mbpp = data.load_problems(layout.global_.test_problems)[:3]
     humaneval = data.humaneval_problems()[:3]
     answers = [(p["task_id"], f"```python\n{p['code']}\n```") for p in mbpp + humaneval]
@@ -72,4 +72,4 @@ def test_a_finished_run_is_not_redone_and_a_missing_adapter_is_skipped(plan, cap
     again = evaluation.run_variant(plan, "dpo", progress=False)
     assert again.equals(first)
     assert evaluation.run_variant(plan, "dpo-further-iteration-3", progress=False) is None
-    assert "dpo-further-iteration-3: no adapter at" in capsys.readouterr().out
+    assert "dpo-further-iteration-3: no adapter recorded in" in capsys.readouterr().out

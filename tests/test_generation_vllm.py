@@ -13,7 +13,7 @@ import pytest
 from shared_utils import data, models, prompts, recipes, stages
 from shared_utils.generation import Request, SamplingConfig, generate, vllm_backend
 from shared_utils.generation.checkpoint import meta_path
-from stand_ins import fake_adapter
+from stand_ins import recorded_adapter
 
 TINY = "qwen3-4b"
 OPENING_ONLY = "Here it is:\n```\ndef f():\n    return 1\n"
@@ -108,7 +108,7 @@ def test_evaluation_on_a_gpu_loads_the_base_once_and_each_adapter_as_a_lora_requ
     layout = settings.layout(global_dir=tmp_path / "global", model_dir=tmp_path / "model",
                              evaluation_dir=tmp_path / "eval")
     data.prepare("demo", layout.global_.folder)
-    stage1, further = fake_adapter(layout.stage1_adapter), fake_adapter(layout.further_adapter(1))
+    stage1, further = recorded_adapter(layout, "dpo"), recorded_adapter(layout, "dpo-further")
     plan = stages.evaluation_plan(settings, layout, model=str(tiny))
     assert plan.backend == "vllm"
     for variant in plan.variants():
@@ -124,7 +124,7 @@ def test_self_generation_on_a_gpu_samples_the_start_adapter_through_vllm(on_a_gp
     settings = recipes.load("smollm2-135m", {"stage2a": {"rounds": 1, "samples": 2, "limit": 2}})
     layout = settings.layout(global_dir=tmp_path / "global", model_dir=tmp_path / "model")
     data.prepare("demo", layout.global_.folder)
-    start = fake_adapter(layout.stage1_adapter)
+    start = recorded_adapter(layout, "dpo")
     local = stages.self_generate(settings, layout, 1, model=str(tiny), progress=False)
     assert local.rounds["samples"].tolist() == [4]
     assert [request.lora_path for request in on_a_gpu["lora_requests"]] == [str(start.resolve())]

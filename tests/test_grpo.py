@@ -12,6 +12,7 @@ from huggingface_hub import ModelCard
 from shared_utils import data, prompts, recipes
 from shared_utils.layout import GRPO
 from shared_utils.training import train_grpo
+from stand_ins import recorded_adapter
 
 pytestmark = pytest.mark.slow
 
@@ -78,9 +79,12 @@ def test_grpo_settings_are_checked_and_the_layout_names_its_adapter(tmp_path):
     recipe = recipes.load("smollm2-135m", {"grpo": {"start": "dpo"}})
     layout = recipe.layout(model_dir=tmp_path)
     assert GRPO not in layout.variants()
-    layout.grpo_adapter.mkdir()
-    (layout.grpo_adapter / "adapter_config.json").write_text("{}")
-    assert layout.variants() == ["base", GRPO]  # evaluated, and compared, once it exists
+    recorded_adapter(layout, GRPO)
+    assert layout.variants() == ["base", GRPO]  # evaluated, and compared, once it is recorded
+    with pytest.raises(FileNotFoundError, match="no dpo recorded"):
+        layout.grpo_start("dpo")
+    recorded_adapter(layout, "dpo")
+    recorded_adapter(layout, "dpo-further")
     assert layout.grpo_start("dpo") == layout.stage1_adapter and layout.grpo_start("base") is None
     assert layout.grpo_start("dpo-further") == layout.further_adapter(1)
     assert layout.adapter(GRPO) == layout.grpo_adapter and layout.grpo_adapter.name == "smollm2-135m-grpo"

@@ -10,7 +10,7 @@ import pytest
 from shared_utils import evaluation, paths, recipes
 from shared_utils.layout import ArtifactLayout, GlobalLayout
 from shared_utils.models import get_spec
-from stand_ins import fake_adapter
+from stand_ins import fake_adapter, recorded_adapter
 
 
 def _layout(tmp_path, epochs=250, further_epochs=None):
@@ -23,10 +23,8 @@ def _layout(tmp_path, epochs=250, further_epochs=None):
 def test_paper_names_for_stage1_and_every_iteration(tmp_path):
     layout = _layout(tmp_path, epochs=250, further_epochs=100)
     assert layout.stage1_adapter == tmp_path / "model" / "gemma-3-4b-dpo-250-epochs"
-    assert layout.start_adapter(1) == layout.stage1_adapter
     assert layout.further_adapter(1).name == "gemma-3-4b-dpo-250-epochs-further-100-epochs"
     assert layout.further_adapter(2).name == "gemma-3-4b-dpo-250-epochs-further-100-epochs-iteration-2"
-    assert layout.start_adapter(3) == layout.further_adapter(2)
     assert layout.local_dataset(1).name == "further_dpo_dataset_gemma3_4b_250_epochs"
     assert layout.local_dataset(2).name == "further_dpo_dataset_gemma3_4b_250_epochs_iteration_2"
     assert layout.generation_checkpoint(2).name == "further_dpo_dataset_gemma3_4b_250_epochs_iteration_2.generation.jsonl"
@@ -46,12 +44,12 @@ def test_the_recipe_names_the_epochs_and_folders_default_to_the_repository():
 def test_variants_follow_the_adapters_that_exist_through_every_iteration(tmp_path):
     layout = _layout(tmp_path)
     assert layout.variants() == ["base"]
-    fake_adapter(layout.stage1_adapter)
-    fake_adapter(layout.further_adapter(1))
-    fake_adapter(layout.further_adapter(2))
-    fake_adapter(layout.further_adapter(4))  # a gap: iteration 3 is missing, so 4 is not reachable
+    for variant in ("dpo", "dpo-further", "dpo-further-iteration-2", "dpo-further-iteration-4"):
+        recorded_adapter(layout, variant)  # a gap: iteration 3 is missing, so 4 is not reachable
+    fake_adapter(layout.further_adapter(3))  # on disk but never recorded: not an input
     assert layout.variants() == ["base", "dpo", "dpo-further", "dpo-further-iteration-2"]
     assert layout.adapter("dpo-further-iteration-2") == layout.further_adapter(2)
+    assert layout.start_adapter(1) == layout.stage1_adapter and layout.start_adapter(3) == layout.further_adapter(2)
     assert layout.adapter("base") is None
     for bad in ("dpo-further-iteration-1", "dpo-further-iteration-x", "sft"):
         with pytest.raises(ValueError, match="unknown variant"):
@@ -82,8 +80,8 @@ def _scores(layout, variant, benchmark, passed_per_run):
 
 def test_comparison_covers_every_iteration_and_humaneval_when_computed(tmp_path):
     layout = _layout(tmp_path)
-    for adapter in (layout.stage1_adapter, layout.further_adapter(1), layout.further_adapter(2)):
-        fake_adapter(adapter)
+    for variant in ("dpo", "dpo-further", "dpo-further-iteration-2"):
+        recorded_adapter(layout, variant)
     plan = evaluation.EvalPlan(layout, model="gemma3-4b", runs=2, samples=2, max_new_tokens=8)
     runs = {"base": [[False, False, False, True]] * 2, "dpo": [[True, False, False, True]] * 2,
             "dpo-further": [[True, True, False, True]] * 2, "dpo-further-iteration-2": [[True, True, True, True]] * 2}

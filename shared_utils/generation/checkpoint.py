@@ -92,6 +92,12 @@ class Checkpoint:
         files.write_json(meta_path(self.path), self.meta)
 
 
+def discard(path: str | os.PathLike) -> None:
+    """Remove a checkpoint and its sidecar: its artifact is made again (``overwrite``), from nothing."""
+    Path(path).unlink(missing_ok=True)
+    meta_path(path).unlink(missing_ok=True)
+
+
 def read_checkpoint(path: str | os.PathLike) -> list[Completion]:
     """The completions in a checkpoint file (a torn last line ignored), without touching it."""
     raw = Path(path).read_bytes()

@@ -21,6 +21,7 @@ model_path = None
 global_dir = None  # Stage 1's folder (for the test problems); default: the problem set's
 fine_tuning_dir = None  # where the adapters are; default: 2_Fine_Tuning_Process/$model
 output_dir = "."
+overwrite = False  # True: make this stage's output again even though one made with other settings exists
 
 # %%
 from shared_utils import plots, recipes, stages
@@ -30,7 +31,7 @@ layout = settings.layout(global_dir=global_dir, model_dir=fine_tuning_dir, evalu
 stages.evaluation_plan(settings, layout, model=model_path).describe()
 
 # %%
-report = stages.evaluate(settings, layout, model=model_path)
+report = stages.evaluate(settings, layout, model=model_path, overwrite=overwrite)
 report.table
 
 # %%

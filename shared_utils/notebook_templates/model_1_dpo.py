@@ -24,6 +24,7 @@ protocol = None  # "paper": the authors' code byte for byte; None: the recipe's 
 model_path = None  # a local folder to load instead of the registry weights (e.g. a tiny look-alike)
 global_dir = None  # Stage 1's folder; default: 1_Global_Dataset_Generation (or its demo/ for the demo model)
 output_dir = "."  # where the adapter goes (this model's folder)
+overwrite = False  # True: make this stage's output again even though one made with other settings exists
 
 # %%
 from shared_utils import adapters, notebook_display, recipes, stages, training
@@ -39,7 +40,7 @@ stage1.as_dict()
 notebook_display.token_length_stats(model_path or settings.model, dataset)
 
 # %%
-result = stages.train_stage1(settings, layout, model=model_path)
+result = stages.train_stage1(settings, layout, model=model_path, overwrite=overwrite)
 result.metrics
 
 # %%

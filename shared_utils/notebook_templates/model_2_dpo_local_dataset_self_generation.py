@@ -22,6 +22,7 @@ protocol = None  # "paper": the authors' code byte for byte; None: the recipe's 
 model_path = None
 global_dir = None  # Stage 1's folder (for the training prompts); default: the problem set's
 output_dir = "."
+overwrite = False  # True: make this stage's output again even though one made with other settings exists
 
 # %%
 from shared_utils import notebook_display, plots, preferences, recipes, stages
@@ -32,7 +33,7 @@ print(f"from {layout.start_adapter(iteration)}; recipe: {settings.describe()}")
 settings.section("stage2a")
 
 # %%
-local = stages.self_generate(settings, layout, iteration, model=model_path)
+local = stages.self_generate(settings, layout, iteration, model=model_path, overwrite=overwrite)
 local.rounds
 
 # %%

@@ -15,20 +15,21 @@ protocol = None  # "paper": the authors' code byte for byte; None: the recipe's 
 model_path = None
 global_dir = None  # Stage 1's folder (for the held-out probe problems); default: the problem set's
 output_dir = "."
+overwrite = False  # True: make this stage's output again even though one made with other settings exists
 
 # %%
 from shared_utils import adapters, notebook_display, recipes, stages
 
 settings = recipes.load("$model", overrides, recipe=recipe, protocol=protocol)
 layout = settings.layout(global_dir=global_dir, model_dir=output_dir)
-print(f"continuing {layout.start_adapter(iteration)} on {layout.local_dataset(iteration)}; "
+print(f"continuing {layout.start_adapter(iteration)} on the local pairs Stage 2a recorded; "
       f"recipe: {settings.describe()}")
 settings.training("stage2c").as_dict()
 
 # %%
-result = stages.train_stage2(settings, layout, iteration, model=model_path)
+result = stages.train_stage2(settings, layout, iteration, model=model_path, overwrite=overwrite)
 if result is None:
-    print(f"No local dataset at {layout.local_dataset(iteration)}: Stage 2a found no task with two different "
+    print(f"No local dataset recorded in {layout.manifest.file}: Stage 2a found no task with two different "
           "passing samples, so there is nothing to train on. Stage 2c is skipped.")
 else:
     notebook_display.show_images(result.plots)

@@ -17,6 +17,7 @@ overrides = {}  # e.g. {"grpo": {"start": "dpo", "reward": {"correctness": "all"
 model_path = None  # a local folder to load instead of the registry weights (e.g. a tiny look-alike)
 global_dir = None  # Stage 1's folder (the training prompts); default: the problem set's
 output_dir = "."  # where the adapters are and the GRPO adapter goes (this model's folder)
+overwrite = False  # True: make this stage's output again even though one made with other settings exists
 
 # %%
 from shared_utils import adapters, plots, recipes, stages
@@ -29,7 +30,7 @@ print(f"refining {layout.grpo_start(grpo.start) or 'the base model (a fresh LoRA
 grpo.as_dict()
 
 # %%
-result = stages.train_grpo(settings, layout, model=model_path)
+result = stages.train_grpo(settings, layout, model=model_path, overwrite=overwrite)
 print(adapters.summary(adapters.inspect(result.adapter_dir)))
 
 # %% [markdown]

@@ -236,6 +236,16 @@ def _closing(record: dict) -> list[str]:
             ""]
 
 
+def reuse(out_dir: Path, identity: dict):
+    """The ``TrainResult`` of a finished adapter whose provenance records ``identity``; a differing one is refused."""
+    from shared_utils.manifest import same_or_stop
+
+    record = json.loads((out_dir / "provenance.json").read_text())
+    same_or_stop(out_dir, {key: record.get(key) for key in identity}, identity, made=record.get("created"),
+                 what="adapter")
+    return read_result(out_dir)
+
+
 def read_result(out_dir: Path):
     """The ``TrainResult`` of a finished adapter folder."""
     from shared_utils.training.dpo import TrainResult

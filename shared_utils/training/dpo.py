@@ -170,10 +170,19 @@ def is_complete(out_dir: Path) -> bool:
     return all((out_dir / name).is_file() for name in REQUIRED_FILES)
 
 
-def _identity(model, pairs_hash, init_adapter, settings: TrainingSettings) -> dict:
-    """What must match for a checkpoint in the work folder to be resumed."""
-    return dict(model=str(model), dataset_sha256=pairs_hash, init_adapter=str(init_adapter) if init_adapter else None,
-                **settings.as_dict())
+def identity(model, pairs, init_adapter, settings: TrainingSettings) -> dict:
+    """What a DPO run is made of: the model, the pairs' hash, the starting adapter and its weights' hash, every
+    setting. A checkpoint is resumed, and a finished adapter reused, only when it matches; the card records it."""
+    from shared_utils.manifest import adapter_sha256
+
+    return dict(model=str(model), dataset_sha256=dataset_hash(pairs),
+                init_adapter=str(init_adapter) if init_adapter else None,
+                init_adapter_sha256=adapter_sha256(init_adapter), **settings.as_dict())
+
+
+def run_identity(model, dataset, settings: TrainingSettings, init_adapter=None) -> dict:
+    """``identity`` of training ``model`` on a saved dataset (or a Dataset), before any training."""
+    return identity(model, load_pairs(dataset, settings.max_pairs), init_adapter, settings)
 
 
 def prepare_work_dir(work_dir: Path, identity: dict) -> bool:
@@ -196,28 +205,25 @@ def train_dpo(model: str, dataset, out_dir: str | os.PathLike, *, settings: Trai
 
     Training happens in ``<out_dir>.work/`` with checkpoints; rerun with the same settings
     after an interruption, it resumes from the last one. ``out_dir`` appears only when
-    complete; an existing complete one is returned as is unless ``overwrite``.
+    complete; an existing complete one is returned as is when its card records the same ``identity``,
+    refused when it records another, and trained again with ``overwrite``.
     """
     from accelerate import PartialState
 
     from shared_utils.training import card
 
     out_dir = Path(out_dir)
-    if is_complete(out_dir) and not overwrite:
-        made_under = (files.read_provenance(out_dir) or {}).get("protocol", "corrected")
-        if made_under != settings.protocol:
-            raise ValueError(f"{out_dir}: trained under protocol {made_under!r}, this run asks for "
-                             f"{settings.protocol!r}; give another output folder, or overwrite")
-        return card.read_result(out_dir)
-    spec = models.find_spec(model)
     pairs = load_pairs(dataset, settings.max_pairs)
-    identity = _identity(model, dataset_hash(pairs), init_adapter, settings)
+    made = identity(model, pairs, init_adapter, settings)
+    if is_complete(out_dir) and not overwrite:
+        return card.reuse(out_dir, made)
+    spec = models.find_spec(model)
     work_dir = out_dir.with_name(out_dir.name + ".work")
     # cpu=True lets processes started by torchrun/accelerate on a machine without GPUs form a gloo group.
     state = PartialState(cpu=models.device() == "cpu")
     resume = [False]
     if state.is_main_process:
-        resume[0] = prepare_work_dir(work_dir, identity)
+        resume[0] = prepare_work_dir(work_dir, made)
     resume = _broadcast(resume)
     state.wait_for_everyone()
 
@@ -227,7 +233,7 @@ def train_dpo(model: str, dataset, out_dir: str | os.PathLike, *, settings: Trai
     trainer.save_model(str(final))
     if state.is_main_process:
         keep_only_trained_adapter(final, trainer)
-        card.write_artifacts(final, trainer, name=out_dir.name, identity=identity, dataset=dataset, pairs=len(pairs),
+        card.write_artifacts(final, trainer, name=out_dir.name, identity=made, dataset=dataset, pairs=len(pairs),
                              base_model=models.resolve(model) if spec is None else spec.hub_id)
         with files.atomic_path(out_dir) as tmp:
             os.replace(final, tmp)

@@ -66,6 +66,18 @@ def build_trainer(model: str, dataset, work_dir: Path, *, settings: GRPOSettings
     return trainer
 
 
+def identity(model: str, problems: list[dict], settings: GRPOSettings, *, init_adapter=None,
+             problems_source: str = "in memory", reward: Callable | None = None) -> dict:
+    """What a GRPO run is made of (resume, reuse and the card check it): the model, the prompts, the starting
+    adapter and its weights' hash, the reward and every setting."""
+    from shared_utils.manifest import adapter_sha256
+
+    return dict(model=str(model), init_adapter=str(init_adapter) if init_adapter else None,
+                init_adapter_sha256=adapter_sha256(init_adapter), problems=problems_source,
+                task_ids=[p["task_id"] for p in problems[: settings.limit]],
+                reward_function=getattr(reward, "__name__", "code") if reward else "code", **settings.as_dict())
+
+
 def train_grpo(model: str, problems: list[dict], out_dir: str | os.PathLike, *, settings: GRPOSettings,
                init_adapter: str | os.PathLike | None = None, problems_source: str = "in memory",
                reward: Callable | None = None, progress: bool = True, overwrite: bool = False):
@@ -73,22 +85,22 @@ def train_grpo(model: str, problems: list[dict], out_dir: str | os.PathLike, *, 
 
     As ``train_dpo``: training happens in ``<out_dir>.work/`` with checkpoints and resumes after
     an interruption when the settings match; ``out_dir`` appears only when complete, and an
-    existing complete one is returned as is unless ``overwrite``. Single process.
+    existing complete one is reused only when made with the same ``identity`` (``overwrite`` makes it
+    again). Single process.
     """
     from shared_utils.training import card
 
     out_dir = Path(out_dir)
-    if is_complete(out_dir) and not overwrite:
-        return card.read_result(out_dir)
     if init_adapter is not None and not (Path(init_adapter) / "adapter_config.json").is_file():
         raise FileNotFoundError(f"{init_adapter}: no adapter to start GRPO from (train it first, or set grpo.start)")
+    made = identity(model, problems, settings, init_adapter=init_adapter, problems_source=problems_source,
+                    reward=reward)
+    if is_complete(out_dir) and not overwrite:
+        return card.reuse(out_dir, made)
     problems = problems[: settings.limit]
     dataset = prompt_dataset(problems, models.find_spec(model))
-    identity = dict(model=str(model), init_adapter=str(init_adapter) if init_adapter else None,
-                    problems=problems_source, task_ids=[p["task_id"] for p in problems],
-                    reward_function=getattr(reward, "__name__", "code") if reward else "code", **settings.as_dict())
     work_dir = out_dir.with_name(out_dir.name + ".work")
-    resume = prepare_work_dir(work_dir, identity)
+    resume = prepare_work_dir(work_dir, made)
     trainer = build_trainer(model, dataset, work_dir, settings=settings, init_adapter=init_adapter, reward=reward,
                             progress=progress)
     trainer.train(resume_from_checkpoint=True if resume else None)
@@ -96,7 +108,7 @@ def train_grpo(model: str, problems: list[dict], out_dir: str | os.PathLike, *, 
     trainer.save_model(str(final))
     keep_only_trained_adapter(final, trainer)
     spec = models.find_spec(model)
-    card.write_grpo_artifacts(final, trainer, name=out_dir.name, identity=identity, prompts=len(problems),
+    card.write_grpo_artifacts(final, trainer, name=out_dir.name, identity=made, prompts=len(problems),
                               base_model=models.resolve(model) if spec is None else spec.hub_id)
     with files.atomic_path(out_dir) as tmp:
         os.replace(final, tmp)

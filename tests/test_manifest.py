@@ -1,0 +1,155 @@
+"""The record of what each stage produced: later stages read their inputs from it, and a changed setting
+never returns an old result. Training and sampling are stand-ins (``train_calls``), so these run in seconds."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from shared_utils import data, preferences, recipes, stages
+from shared_utils.layout import FURTHER, GRPO, LOCAL_PAIRS, STAGE1
+from shared_utils.manifest import Manifest, differences
+from stand_ins import fake_adapter
+
+PAIRS = [{"prompt": [{"role": "user", "content": f"task {i}"}], "chosen": f"def f():\n    return {i}",
+          "rejected": f"def f():\n    x = {i}\n    return x", "task_id": i} for i in range(4)]
+
+
+@pytest.fixture
+def folders(tmp_path):
+    """The demo problems and a labelled global dataset under tmp_path; the model's folder beside them."""
+    layout = recipes.load("smollm2-135m").layout(global_dir=tmp_path / "global", model_dir=tmp_path / "model",
+                                                 evaluation_dir=tmp_path / "eval")
+    data.prepare("demo", layout.global_.folder)
+    preferences.save_pairs(PAIRS, layout.global_.dataset)
+    return {"global_dir": tmp_path / "global", "model_dir": tmp_path / "model", "evaluation_dir": tmp_path / "eval"}
+
+
+def _recipe_and_layout(folders, overrides=None):
+    recipe = recipes.load("smollm2-135m", overrides or {})
+    return recipe, recipe.layout(**folders)
+
+
+@pytest.fixture
+def sampled(monkeypatch):
+    """Stage 2a's model and sampling stood in for: the adapter it loads is noted, every task yields a pair."""
+    from shared_utils import self_generation
+
+    seen = {}
+
+    def load_model(model, *, adapter=None, **_):
+        seen["adapter"] = adapter
+        return object()
+
+    monkeypatch.setattr("shared_utils.models.load_model", load_model)
+    monkeypatch.setattr(self_generation, "self_generate", lambda problems, **_: self_generation.SelfGenResult(
+        passing={}, failed={}, rounds=[{"round": 0, "samples": 2, "samples_passed": 2}], passing_texts={}))
+    monkeypatch.setattr(self_generation, "local_pairs", lambda problems, result, **_: PAIRS[:2])
+    return seen
+
+
+@pytest.fixture
+def grpo_calls(monkeypatch) -> list:
+    from shared_utils.training import TrainResult
+
+    calls = []
+
+    def train(model, problems, out, *, init_adapter=None, **_):
+        calls.append({"out": out, "init_adapter": init_adapter})
+        fake_adapter(out, complete=True)
+        return TrainResult(adapter_dir=out, metrics={}, log_csv=out, plots=[])
+
+    monkeypatch.setattr("shared_utils.training.train_grpo", train)
+    return calls
+
+
+def test_stage1_with_other_epochs_feeds_every_later_stage_without_a_path(folders, train_calls, sampled, grpo_calls):
+    """Stage 1 run with 3 epochs (a notebook's overrides); the later notebooks keep the recipe's 2 and find it."""
+    recipe, layout = _recipe_and_layout(folders, {"stage1": {"training": {"num_train_epochs": 3}}})
+    stage1 = stages.train_stage1(recipe, layout).adapter_dir
+    assert stage1.name == "smollm2-135m-dpo-3-epochs"
+
+    recipe, layout = _recipe_and_layout(folders)  # the next notebooks: the recipe as it is
+    assert layout.stage1_adapter.name == "smollm2-135m-dpo-2-epochs"  # where Stage 1 would write, not what it wrote
+    local = stages.self_generate(recipe, layout, 1, progress=False)
+    assert sampled["adapter"] == stage1 and len(local.rows) == 2
+    further = stages.train_stage2(recipe, layout, 1).adapter_dir
+    assert train_calls["calls"][-1]["init_adapter"] == stage1
+    assert train_calls["calls"][-1]["dataset"] == local.dataset == layout.recorded(LOCAL_PAIRS, 1)
+    stages.train_grpo(recipes.load("smollm2-135m", {"grpo": {"start": "dpo"}}), layout)
+    assert grpo_calls[-1]["init_adapter"] == stage1
+
+    plan = stages.evaluation_plan(recipe, layout)
+    assert plan.variants() == ["base", STAGE1, FURTHER, GRPO]
+    assert (plan.adapter(STAGE1), plan.adapter(FURTHER)) == (stage1, further)
+    record = json.loads(layout.manifest.file.read_text())["artifacts"]
+    assert record[stage1.name]["role"] == STAGE1 and record[stage1.name]["identity"]["dpo"]["num_train_epochs"] == 3
+    assert record[further.name]["identity"]["init_adapter"] == str(stage1)
+    assert record[local.dataset.name]["identity"]["start_adapter"] == str(stage1)
+    assert {"created", "commit"} <= set(record[stage1.name])
+
+
+@pytest.mark.parametrize("changed, field", [({"training": {"beta": 0.05}}, "dpo.beta: 0.1 -> 0.05"),
+                                            ({"training": {"learning_rate": 3e-4}}, "dpo.learning_rate: 0.0001 -> 0.0003"),
+                                            ({"lora": {"r": 8}}, "lora.r: 16 -> 8")])
+def test_a_rerun_with_another_setting_is_not_served_the_old_adapter(folders, train_calls, capsys, changed, field):
+    recipe, layout = _recipe_and_layout(folders)
+    first = stages.train_stage1(recipe, layout).adapter_dir
+    assert len(train_calls["calls"]) == 1
+
+    stages.train_stage1(recipe, layout)  # the same settings: reused, and said so
+    assert len(train_calls["calls"]) == 1
+    printed = capsys.readouterr().out
+    assert f"reusing {first}, trained " in printed and printed.rstrip().endswith("same settings")
+
+    other, layout = _recipe_and_layout(folders, {"stage1": changed})
+    with pytest.raises(ValueError, match="made with other settings") as refused:
+        stages.train_stage1(other, layout)
+    assert field in str(refused.value) and "new output folder" in str(refused.value)
+    assert "overwrite=True" in str(refused.value) and len(train_calls["calls"]) == 1
+
+    again = stages.train_stage1(other, layout, overwrite=True).adapter_dir
+    assert again == first and len(train_calls["calls"]) == 2
+    assert train_calls["calls"][-1]["settings"].as_dict() == other.training("stage1").as_dict()
+    stages.train_stage1(other, layout)  # now recorded with the new settings: reused
+    assert len(train_calls["calls"]) == 2
+
+
+def test_what_was_made_from_a_replaced_adapter_is_refused_too(folders, train_calls, sampled):
+    """Stage 1 trained again (overwrite): the local pairs sampled from its old weights are not reused."""
+    recipe, layout = _recipe_and_layout(folders)
+    stages.train_stage1(recipe, layout)
+    stages.self_generate(recipe, layout, 1, progress=False)
+    stages.self_generate(recipe, layout, 1, progress=False)  # reused: no sampling stand-in needed twice
+    other, layout = _recipe_and_layout(folders, {"stage1": {"training": {"beta": 0.3}}})
+    stages.train_stage1(other, layout, overwrite=True)
+    with pytest.raises(ValueError, match=r"start_adapter_sha256"):
+        stages.self_generate(recipe, layout, 1, progress=False)
+    assert stages.self_generate(recipe, layout, 1, progress=False, overwrite=True).dataset is not None
+
+
+def test_the_train_verb_finds_the_stage_inputs_in_the_record(folders, train_calls, sampled):
+    from shared_utils.cli import main
+
+    given = ["--global-dir", str(folders["global_dir"]), "--model-dir", str(folders["model_dir"])]
+    assert main(["train", "--model", "smollm2-135m", "--num_train_epochs", "3", *given]) == 0
+    recipe, layout = _recipe_and_layout(folders)
+    stages.self_generate(recipe, layout, 1, progress=False)
+    assert main(["train", "--model", "smollm2-135m", "--stage", "stage2c", *given]) == 0
+    assert train_calls["calls"][-1]["init_adapter"].name == "smollm2-135m-dpo-3-epochs"
+    assert main(["train", "--model", "smollm2-135m", "--num_train_epochs", "3", "--beta", "0.3", *given]) == 2
+
+
+def test_an_unrecorded_artifact_is_never_reused_and_the_record_is_per_folder(tmp_path):
+    manifest = Manifest(tmp_path)
+    fake_adapter(tmp_path / "adapter")
+    with pytest.raises(ValueError, match="does not record how it was made"):
+        manifest.reuse(tmp_path / "adapter", {"beta": 0.1})
+    assert manifest.reuse(tmp_path / "adapter", {"beta": 0.1}, overwrite=True) is None
+    manifest.record(tmp_path / "adapter", STAGE1, {"dpo": {"beta": 0.1}, "path": tmp_path})
+    assert manifest.reuse(tmp_path / "adapter", {"dpo": {"beta": 0.1}, "path": str(tmp_path)}).role == STAGE1
+    with pytest.raises(ValueError, match="not inside"):
+        manifest.record(tmp_path / "elsewhere" / "adapter", STAGE1, {})
+    assert differences({"a": {"b": 1}, "c": 2}, {"a": {"b": 2}, "d": 3}) == ["a.b: 1 -> 2", "c: 2 -> None",
+                                                                          "d: None -> 3"]
