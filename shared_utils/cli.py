@@ -62,7 +62,7 @@ def writable(text: str) -> Path:
 
 def model_name(text: str) -> str:
     """An argparse type: a registered model, a folder or an ``owner/name`` hub id (typos get a suggestion)."""
-    from shared_utils.models import check_name
+    from shared_utils.recipes import check_name
 
     try:
         check_name(text)
@@ -157,9 +157,8 @@ def _verb_global_pairs(sub) -> None:
     def run(args) -> int:
         from shared_utils import recipes, stages
         from shared_utils.layout import GlobalLayout
-        from shared_utils.models import find_spec
-
-        recipe = recipes.load(args.recipe or (args.generator if find_spec(args.generator) else None),
+        recipe = recipes.load(args.recipe or (args.generator if recipes.model_spec(args.generator, required=False)
+                                              else None),
                               {"global_pairs": {"limit": args.limit}} if args.limit else {}, _protocol_overlay(args))
         pairs = stages.global_pairs(GlobalLayout(args.out), recipe, backend=args.backend, generator=args.generator,
                                     responses=args.responses, problems=GlobalLayout(args.problems).train_problems)
@@ -365,10 +364,9 @@ def _verb_train(sub) -> None:
 
     def run(args, trl_flags: list[str]) -> int:
         from shared_utils import recipes, stages
-        from shared_utils.models import find_spec
         from shared_utils.training import train_dpo
 
-        registered = find_spec(args.model) is not None
+        registered = recipes.model_spec(args.model, required=False) is not None
         stage = {"training": dpo_flags(trl_flags), "lora": lora_flags(args.lora)}
         recipe = recipes.load(args.model if registered else None, {args.stage: stage}, _protocol_overlay(args),
                               recipe=args.recipe)
@@ -386,7 +384,7 @@ def _verb_train(sub) -> None:
             raise ValueError("paths given by hand need --dataset and --out" + ("" if stage1 else " and --init-adapter")
                              + ("" if registered else f" ({args.model} is not a registry model, so it has no folders)"))
         else:
-            result = train_dpo(args.model_path or args.model, args.dataset, args.out,
+            result = train_dpo(args.model_path or recipe.weights or args.model, args.dataset, args.out,
                                settings=recipe.training(args.stage), init_adapter=args.init_adapter,
                                overwrite=args.overwrite)
         print(f"adapter: {result.adapter_dir}")
@@ -519,15 +517,15 @@ def _verb_generate(sub) -> None:
                         help="default: the model's generation_config (local, vllm) or the server's (openai)")
 
     def run(args) -> int:
-        from shared_utils import data, models, prompts, recipes
+        from shared_utils import data, prompts, recipes
         from shared_utils.generation import Request, SamplingConfig, generate, write_paper_format
 
         if args.backend in ("auto", "local", "vllm"):
-            models.check_name(args.model)
+            recipes.check_name(args.model)
         checkpoint = args.checkpoint or args.out.with_name(args.out.name + ".ckpt.jsonl")
         args.interrupted = lambda: f"{_saved_samples(checkpoint)} samples saved in {checkpoint}"
         problems = data.load_problems(args.problems, data.PROMPT_FIELDS)[: args.limit]
-        registered = models.find_spec(args.model) is not None
+        registered = recipes.model_spec(args.model, required=False) is not None
         recipe = recipes.load(args.model if registered else None)
         max_new = args.max_new_tokens or recipe.section("evaluation")["max_new_tokens"]
         sampling = SamplingConfig(n=args.n, temperature=args.temperature, top_p=args.top_p, max_new_tokens=max_new,

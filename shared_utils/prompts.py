@@ -1,16 +1,23 @@
 """The paper's prompts and every chat-template quirk, handled in one place.
 
-Quirks (see ``models.ChatQuirks``): Gemma 3 has no system turn, so the system text is folded
+Quirks (``ChatQuirks``, one per model in ``models.REGISTRY``): Gemma 3 has no system turn, so the system text is folded
 into the first user turn exactly as Gemma's own template does; templates that already emit
 a BOS token must be tokenised without adding another; Qwen3-Instruct-2507 must not think.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import dataclasses
 
-if TYPE_CHECKING:
-    from shared_utils.models import ChatQuirks
+
+@dataclasses.dataclass(frozen=True)
+class ChatQuirks:
+    """How a model's chat template differs from the plain system/user/assistant form."""
+
+    system_role: bool = True
+    template_kwargs: dict = dataclasses.field(default_factory=dict)
+    chat_template: str | None = None  # file under resources/chat_templates for tiny look-alikes
+
 
 SYSTEM_PROMPT = (
     "You are a code generation model. Your task is to generate code snippets based on user prompts. "
@@ -58,7 +65,7 @@ def paper_global_pair_prompt(task_id, text: str) -> str:
     return f"Task_ID:{task_id}\n\n{GLOBAL_PAIR_INSTRUCTION}\n\n{text}"
 
 
-def render(tokenizer, chat: list[dict], quirks: "ChatQuirks | None" = None) -> str:
+def render(tokenizer, chat: list[dict], quirks: ChatQuirks | None = None) -> str:
     """The generation prompt as text, rendered by the model's own chat template with its quirks applied.
 
     The one place quirks act on a prompt (``models.LoadedModel.render`` and the vLLM backend call it).

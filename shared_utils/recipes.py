@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 from pathlib import Path
 
 from shared_utils import paths
+from shared_utils.models import REGISTRY, ModelSpec
 
 RECIPES = Path(__file__).parent / "resources" / "recipes"
 PAPER = RECIPES / "paper.yaml"
@@ -55,6 +57,29 @@ def recipe_file(model: str) -> Path:
     return paths.model_dir(model) / FILE_NAME
 
 
+def model_names() -> list[str]:
+    """Every model with a folder: the registry's, then the folders added with a recipe naming a ``base``."""
+    added = sorted(file.parent.name for file in paths.FINE_TUNING_DIR.glob(f"*/{FILE_NAME}")
+                   if file.parent.name not in REGISTRY)
+    return list(REGISTRY) + added
+
+
+def model_spec(name: str, *, required: bool = True) -> ModelSpec | None:
+    """A model's identity: the registry's entry, or for a model added as a folder its ``base``'s under its own
+    name. ``required=False``: None for anything else (a hub id, a local folder)."""
+    if name in REGISTRY:
+        return REGISTRY[name]
+    source = recipe_file(name) if name and "/" not in name else None
+    if source is None or not source.is_file():
+        if required:
+            raise KeyError(f"unknown model {name!r}{_did_you_mean(name)}; known: {', '.join(model_names())}")
+        return None
+    base = base_of(source)
+    if base is None:
+        raise ValueError(f"{_relative(source)}: a model outside the registry needs `base: <registered model>`")
+    return dataclasses.replace(REGISTRY[base], name=name)
+
+
 def check_keys(layer: dict, where: str) -> None:
     """Every key of ``layer`` must be one the paper's recipe sets (training and LoRA keys aside)."""
     schema = read_yaml(PAPER)
@@ -72,6 +97,23 @@ def check_keys(layer: dict, where: str) -> None:
                              f"{section} takes {', '.join(allowed)}")
 
 
+def check_name(name_or_path: str) -> None:
+    """Refuse, before anything loads, a model that is neither a registered name, a folder, nor a hub id.
+
+    Hub ids are taken in their ``owner/name`` form, so a misspelt registry name (``smolm2-135m``) is
+    answered with the closest registered one instead of a hub lookup that fails many lines later.
+    """
+    if "/" in name_or_path or Path(name_or_path).is_dir() or model_spec(name_or_path, required=False) is not None:
+        return
+    raise ValueError(f"unknown model {name_or_path!r}{_did_you_mean(name_or_path)}: give a registered name "
+                     f"({', '.join(model_names())}), a folder, or a hub id as owner/name")
+
+
+def _did_you_mean(name: str) -> str:
+    close = difflib.get_close_matches(name, model_names(), n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 @dataclasses.dataclass(frozen=True)
 class Recipe:
     """A model's merged settings and the layers they came from (recorded next to what they produce)."""
@@ -79,6 +121,16 @@ class Recipe:
     model: str | None
     settings: dict
     layers: tuple[str, ...]
+    base: str | None = None  # a model added as a folder: the registered model whose weights it trains
+
+    @property
+    def weights(self) -> str | None:
+        """The registered model whose weights the stages load."""
+        return self.base or self.model
+
+    @property
+    def spec(self) -> ModelSpec:
+        return model_spec(self.model)
 
     @property
     def problem_set(self) -> str:
@@ -121,13 +173,13 @@ class Recipe:
                             where=f"{self.describe()}: grpo")
 
     def layout(self, **folders):
-        """The model's artifact layout; adapter names carry the recipe's epochs."""
+        """The model's artifact layout; the folders it writes are named after the recipe's epochs."""
         from shared_utils.layout import ArtifactLayout
-        from shared_utils.models import get_spec
 
-        return ArtifactLayout.for_model(get_spec(self.model), problem_set=self.problem_set,
-                                        epochs=self.training("stage1").epochs,
-                                        further_epochs=self.training("stage2c").epochs, **folders)
+        return ArtifactLayout.for_model(self.spec, problem_set=self.problem_set,
+                                        epochs=self.section("stage1")["training"]["num_train_epochs"],
+                                        further_epochs=self.section("stage2c")["training"]["num_train_epochs"],
+                                        **folders)
 
     def describe(self) -> str:
         return " + ".join(self.layers)
@@ -158,13 +210,11 @@ def load(model: str | None = None, *overlays: dict | str | Path, recipe: str | P
         settings = merge(settings, values)
         if values or where != "overrides":
             layers.append(where)
-    return Recipe(model=model, settings=settings, layers=tuple(layers))
+    return Recipe(model=model, settings=settings, layers=tuple(layers), base=base)
 
 
 def base_of(source: Path) -> str | None:
     """The registered model a recipe starts from (its ``base``), checked; None when it names none."""
-    from shared_utils.models import REGISTRY
-
     base = read_yaml(source).get("base")
     if base is not None and base not in REGISTRY:
         raise ValueError(f"{_relative(source)}: `base` must name a registered model ({', '.join(REGISTRY)}), "

@@ -96,7 +96,7 @@ def label(pairs: str | Path, out: GlobalLayout, protocol=None) -> tuple[list[dic
 def train_stage1(recipe: Recipe, layout: ArtifactLayout, *, model: str | None = None, progress: bool = True,
                  overwrite: bool = False):
     """Stage 1: DPO + LoRA on the global dataset, into the layout's Stage-1 adapter, recorded in its manifest."""
-    return _train_adapter(layout, STAGE1, None, model or recipe.model, layout.global_.dataset, layout.stage1_adapter,
+    return _train_adapter(layout, STAGE1, None, model or recipe.weights, layout.global_.dataset, layout.stage1_adapter,
                           recipe.training("stage1"), progress=progress, overwrite=overwrite)
 
 
@@ -138,7 +138,7 @@ def self_generate(recipe: Recipe, layout: ArtifactLayout, iteration: int = 1, *,
     from shared_utils.models import load_model
 
     section = recipe.section("stage2a")
-    model = model or recipe.model
+    model = model or recipe.weights
     start = layout.start_adapter(iteration)
     problems = data.load_problems(layout.global_.train_problems)[: section["limit"]]
     protocol = recipe.protocol()
@@ -192,7 +192,7 @@ def train_stage2(recipe: Recipe, layout: ArtifactLayout, iteration: int = 1, *, 
     Stage 2a recorded no pairs."""
     if not layout.has(LOCAL_PAIRS, iteration):
         return None
-    return _train_adapter(layout, FURTHER, iteration, model or recipe.model, layout.recorded(LOCAL_PAIRS, iteration),
+    return _train_adapter(layout, FURTHER, iteration, model or recipe.weights, layout.recorded(LOCAL_PAIRS, iteration),
                           layout.further_adapter(iteration), recipe.training("stage2c"),
                           init_adapter=layout.start_adapter(iteration), progress=progress, overwrite=overwrite)
 
@@ -206,7 +206,7 @@ def train_grpo(recipe: Recipe, layout: ArtifactLayout, *, model: str | None = No
     from shared_utils.training.dpo import is_complete
 
     settings = recipe.grpo()
-    model = model or recipe.model
+    model = model or recipe.weights
     source = layout.global_.train_problems
     problems, start, out = data.load_problems(source), layout.grpo_start(settings.start), layout.grpo_adapter
     identity = training.grpo_identity(model, problems, settings, init_adapter=start, problems_source=str(source))
@@ -224,7 +224,7 @@ def evaluation_plan(recipe: Recipe, layout: ArtifactLayout, *, model: str | None
     from shared_utils.generation import resolve_backend
 
     section = recipe.section("evaluation")
-    return EvalPlan(layout, model=str(model or recipe.model), runs=section["runs"], samples=section["samples"],
+    return EvalPlan(layout, model=str(model or recipe.weights), runs=section["runs"], samples=section["samples"],
                     max_new_tokens=section["max_new_tokens"], limit=section["limit"], backend=resolve_backend("auto"),
                     overwrite=overwrite)
 

@@ -9,7 +9,8 @@ import nbformat
 import pytest
 
 from shared_utils import notebooks, paths
-from shared_utils.models import REGISTRY, get_spec, model_names
+from shared_utils.models import REGISTRY
+from shared_utils.recipes import model_names, model_spec
 from shared_utils.runner import RunOptions, artifact_layout, run_pipeline
 
 
@@ -125,7 +126,7 @@ def test_a_model_added_as_a_folder_with_a_recipe_renders_and_runs(tmp_path):
     try:
         folder.mkdir()
         (folder / "recipe.yaml").write_text("base: smollm2-135m\nstage1:\n  training:\n    beta: 0.3\n")
-        assert name in model_names() and get_spec(name).hub_id == REGISTRY["smollm2-135m"].hub_id
+        assert name in model_names() and model_spec(name).hub_id == REGISTRY["smollm2-135m"].hub_id
         added = [target for target in notebooks.targets() if target.model and target.model.name == name]
         assert len(added) == 5 and notebooks.README in notebooks.render_all(check=True)  # the table lacks it
         for target in added:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -25,6 +26,16 @@ GRPO_FINAL_KEYS = ("loss", "reward", "reward_std", "code/correctness", "code/mai
                    "completions/mean_length", "mi/written", "mi/scored")
 FINAL_KEYS = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies",
               "logps/chosen", "logps/rejected", KL_COLUMN)
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What a finished adapter folder holds besides its weights, as training returns it."""
+
+    adapter_dir: Path
+    metrics: dict
+    log_csv: Path
+    plots: list[Path]
 
 
 def training_log(log_history: list[dict], beta: float):
@@ -248,8 +259,6 @@ def reuse(out_dir: Path, identity: dict):
 
 def read_result(out_dir: Path):
     """The ``TrainResult`` of a finished adapter folder."""
-    from shared_utils.training.dpo import TrainResult
-
     record = json.loads((out_dir / "provenance.json").read_text())
     return TrainResult(adapter_dir=out_dir, metrics=record.get("metrics", {}), log_csv=out_dir / LOG_NAME,
                        plots=[out_dir / name for name in record.get("plots", [])])

@@ -27,18 +27,11 @@ import shutil
 from pathlib import Path
 
 from shared_utils import files, models, prompts
+from shared_utils.training.card import TrainResult
 from shared_utils.training.config import TrainingSettings
 
 TRAINED_ADAPTER = "default"
 REQUIRED_FILES = ("adapter_config.json", "adapter_model.safetensors", "README.md", "provenance.json")
-
-
-@dataclasses.dataclass
-class TrainResult:
-    adapter_dir: Path
-    metrics: dict
-    log_csv: Path
-    plots: list[Path]
 
 
 def load_pairs(dataset, max_pairs: int | None = None):
