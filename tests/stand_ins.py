@@ -28,6 +28,18 @@ def fake_adapter(folder: Path, weights: str = "", *, complete: bool = False) -> 
     return folder
 
 
+TOY_PAIRS = [{"prompt": [{"role": "user", "content": f"task {i}"}], "chosen": f"def f():\n    return {i}",
+              "rejected": f"def f():\n    x = {i}\n    return x", "task_id": i} for i in range(4)]
+
+
+def global_dataset(folder: Path) -> Path:
+    """Four toy pairs saved as the labelled global dataset of ``folder`` (what Stage 1 trains on)."""
+    from shared_utils import preferences
+    from shared_utils.layout import GlobalLayout
+
+    return preferences.save_pairs(TOY_PAIRS, GlobalLayout(folder).dataset)
+
+
 def recorded_adapter(layout, variant: str) -> Path:
     """A fake adapter where the layout writes ``variant``'s, recorded in the model's manifest as that stage does."""
     from shared_utils.layout import _variant_iteration

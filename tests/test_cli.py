@@ -12,6 +12,7 @@ import pytest
 
 from shared_utils import cli
 from shared_utils.generation import read_checkpoint, read_paper_format
+from stand_ins import global_dataset
 
 
 def problems_file(tmp_path, count: int = 3):
@@ -110,8 +111,11 @@ def test_lora_values_are_checked_before_the_model_loads(train_calls, capsys, ite
     assert "settings" not in train_calls  # train_dpo, which loads the model, was never reached
 
 
-def test_valid_lora_values_reach_training(train_calls):
-    assert cli.main(["train", "--model", "smollm2-135m", "--lora", "r=8", "--lora", "target_modules=[q_proj]"]) == 0
+def test_valid_lora_values_reach_training(train_calls, tmp_path):
+    global_dataset(tmp_path / "global")
+    folders = ["--global-dir", str(tmp_path / "global"), "--model-dir", str(tmp_path / "model")]
+    assert cli.main(["train", "--model", "smollm2-135m", *folders, "--lora", "r=8", "--lora",
+                     "target_modules=[q_proj]"]) == 0
     assert train_calls["settings"].lora["r"] == 8 and train_calls["settings"].lora["target_modules"] == ["q_proj"]
 
 

@@ -7,13 +7,10 @@ import json
 
 import pytest
 
-from shared_utils import data, preferences, recipes, stages
+from shared_utils import data, recipes, stages
 from shared_utils.layout import FURTHER, GRPO, LOCAL_PAIRS, STAGE1
 from shared_utils.manifest import Manifest, differences
-from stand_ins import fake_adapter
-
-PAIRS = [{"prompt": [{"role": "user", "content": f"task {i}"}], "chosen": f"def f():\n    return {i}",
-          "rejected": f"def f():\n    x = {i}\n    return x", "task_id": i} for i in range(4)]
+from stand_ins import TOY_PAIRS, fake_adapter, global_dataset
 
 
 @pytest.fixture
@@ -22,7 +19,7 @@ def folders(tmp_path):
     layout = recipes.load("smollm2-135m").layout(global_dir=tmp_path / "global", model_dir=tmp_path / "model",
                                                  evaluation_dir=tmp_path / "eval")
     data.prepare("demo", layout.global_.folder)
-    preferences.save_pairs(PAIRS, layout.global_.dataset)
+    global_dataset(layout.global_.folder)
     return {"global_dir": tmp_path / "global", "model_dir": tmp_path / "model", "evaluation_dir": tmp_path / "eval"}
 
 
@@ -45,7 +42,7 @@ def sampled(monkeypatch):
     monkeypatch.setattr("shared_utils.models.load_model", load_model)
     monkeypatch.setattr(self_generation, "self_generate", lambda problems, **_: self_generation.SelfGenResult(
         passing={}, failed={}, rounds=[{"round": 0, "samples": 2, "samples_passed": 2}], passing_texts={}))
-    monkeypatch.setattr(self_generation, "local_pairs", lambda problems, result, **_: PAIRS[:2])
+    monkeypatch.setattr(self_generation, "local_pairs", lambda problems, result, **_: TOY_PAIRS[:2])
     return seen
 
 
