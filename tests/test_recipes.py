@@ -118,7 +118,8 @@ def test_grpo_flags_are_grpo_config_fields(capsys):
 def test_notebooks_name_the_recipe_and_hold_no_sizes():
     """Sizes live in recipes: a parameters cell sets paths, the recipe, overrides and the iteration, nothing else."""
     allowed = {"recipe", "overrides", "model_path", "global_dir", "fine_tuning_dir", "output_dir", "iteration",
-               "backend", "responses", "generator", "problem_set", "problems_dir", "source", "protocol", "overwrite"}
+               "backend", "responses", "generator", "problem_set", "problems_dir", "source", "protocol", "overwrite",
+               "cpu_demo"}
     for target in notebooks.targets():
         cells = nbformat.read(target.path, as_version=4).cells
         parameters = next(cell for cell in cells if "parameters" in cell.metadata.get("tags", []))
