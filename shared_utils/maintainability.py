@@ -31,6 +31,8 @@ class MIResult:
         return dataclasses.asdict(self)
 
 
+# The Halstead volume of one binary operation (`x + 1`: 3 operators and operands of 3 distinct, 3 * log2(3)).
+ONE_OPERATION_VOLUME = 3 * math.log2(3)
 NOT_SCORABLE = dict(mi=math.nan, halstead_volume=math.nan, cyclomatic_complexity=math.nan, sloc=0, comment_lines=0)
 
 
@@ -39,15 +41,21 @@ def mi_score(code: str) -> float:
     return score(code).mi
 
 
-def score(code: str) -> MIResult:
+def score(code: str, *, volume_floor: float = 0.0) -> MIResult:
+    """MI and its components; ``volume_floor`` > 0 charges the MI formula at least that Halstead volume.
+
+    radon's MI is 100 whenever the volume is 0 (code without a single operator node), a jump of
+    10 or more points over the same code with one ``+``. With ``volume_floor=ONE_OPERATION_VOLUME``
+    that jump is gone: removing the last operator, by any rewriting, gains nothing, while every
+    other operator still counts as radon counts it. ``halstead_volume`` stays radon's own.
+    """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", SyntaxWarning)
             # What radon's mi_visit(code, multi=True) computes, taken apart once: the volume and the
             # (module-total) complexity its MI formula uses come with the MI at no extra parse.
-            parameters = mi_parameters(code, count_multi=True)
-            mi = mi_compute(*parameters)
-            volume, complexity, _, _ = parameters
+            volume, complexity, logical_lines, comments = mi_parameters(code, count_multi=True)
+            mi = mi_compute(max(volume, volume_floor), complexity, logical_lines, comments)
             raw = analyze(code)
     except (SyntaxError, ValueError, TypeError, IndentationError, RecursionError, MemoryError) as exc:
         return MIResult(**NOT_SCORABLE, scorable=False, error=f"not scorable: {type(exc).__name__}: {exc}")
