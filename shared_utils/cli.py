@@ -144,7 +144,8 @@ def _json_safe(record: dict) -> dict:
 def _verb_global_pairs(sub) -> None:
     parser = sub.add_parser("global-pairs", help="Stage 1a+b: two implementations per problem; keep those where both pass")
     parser.add_argument("--backend", choices=PAIR_BACKENDS, default="replay")
-    parser.add_argument("--responses", type=Path, help="replay: JSON lines of {task_id, code_output_1, code_output_2}")
+    parser.add_argument("--responses", type=Path, help="replay: JSON lines of {task_id, code_output_1, code_output_2} "
+                                                       "(default: the authors' Gemini answers in the local data folder)")
     parser.add_argument("--problems", type=Path, required=True, help="the output folder of `prepare`")
     parser.add_argument("--out", type=writable, required=True)
     parser.add_argument("--generator", default="gemini-2.5-pro",

@@ -65,6 +65,19 @@ def group_dir(group: str, folder: Path | None = None) -> Path:
     return (folder or data_dir()) / relative.parent
 
 
+def gemini_pairs() -> Path:
+    """The authors' Gemini answers in the local data folder, checked against the manifest (the replay default)."""
+    relative, expected = next(iter(manifest()["gemini"].items()))
+    path = data_dir() / relative
+    problem = check(path, expected)
+    if problem == "missing":
+        raise FileNotFoundError(f"{path}: missing; run `python -m shared_utils download-data --what gemini` "
+                                "or pass the responses file")
+    if problem:
+        raise ValueError(f"{path}: {problem} (not the authors' file recorded in {MANIFEST.name})")
+    return path
+
+
 def status(groups=GROUPS, folder: Path | None = None) -> dict[str, str | None]:
     """Every file of ``groups`` in ``folder`` (default: the local data folder) and what is wrong with it."""
     folder = folder or paths.shared_data_dir() or paths.data_download_dir()

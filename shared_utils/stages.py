@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from shared_utils import data, files, preferences
+from shared_utils import data, files, inputs, preferences
 from shared_utils.layout import FURTHER, GRPO, LOCAL_PAIRS, STAGE1, ArtifactLayout, GlobalLayout
 from shared_utils.models import DEFAULT_MODEL
 from shared_utils.recipes import Recipe
@@ -34,7 +34,8 @@ def global_pairs(out: GlobalLayout, recipe: Recipe, *, backend: str = "replay", 
                  progress: bool = True, **backend_options) -> GlobalPairs:
     """Stage 1a+b: two implementations per training problem; the tasks where both pass are kept.
 
-    ``replay`` checks saved answers (``responses``: the paper's DPOPair JSON lines), ``gemini``
+    ``replay`` checks saved answers (``responses``: the paper's DPOPair JSON lines; by default the
+    authors' Gemini answers in the local data folder, ``inputs.gemini_pairs``), ``gemini``
     and ``openai`` ask a remote model, ``local`` samples ``generator`` (a model that cannot follow
     the JSON schema: the first two different passing samples make a pair, sized by the recipe's
     ``global_pairs`` section, which also holds the problem ``limit``).
@@ -58,8 +59,8 @@ def global_pairs(out: GlobalLayout, recipe: Recipe, *, backend: str = "replay", 
     else:
         if backend == "replay":
             if responses is None:
-                raise ValueError("the replay backend needs responses= (JSON lines of {task_id, code_output_1, "
-                                 "code_output_2})")
+                responses = inputs.gemini_pairs()
+                print(f"replay: the authors' Gemini answers, {responses}")
             wanted = {p["task_id"] for p in tasks}
             answers = {k: v for k, v in generation.replay_pairs(responses).items() if k in wanted}
         else:

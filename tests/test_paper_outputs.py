@@ -134,3 +134,13 @@ def test_the_data_folder_setting_and_the_local_mbpp(shared_data, tmp_path, monke
     with pytest.raises(FileNotFoundError, match="download-data"):
         inputs.data_dir()
     assert paths.data_download_dir() == tmp_path / "absent"
+
+
+def test_replay_finds_the_authors_gemini_answers_and_refuses_another_file(shared_data, tmp_path, monkeypatch):
+    monkeypatch.setenv(paths.DATA_VARIABLE, str(shared_data))
+    assert inputs.gemini_pairs() == shared_data / "global_dpo" / "gemini_pairs.jsonl"
+    (tmp_path / "global_dpo").mkdir()
+    (tmp_path / "global_dpo" / "gemini_pairs.jsonl").write_text('{"task_id": 601}\n')
+    monkeypatch.setenv(paths.DATA_VARIABLE, str(tmp_path))
+    with pytest.raises(ValueError, match="not the authors' file"):
+        inputs.gemini_pairs()

@@ -14,7 +14,7 @@
 # %% tags=["parameters"]
 cpu_demo = False  # True: problem_set, backend, generator and recipe of the CPU path (stages.CPU_DEMO)
 backend = "replay"  # gemini | openai | replay | local
-responses = None  # replay: a JSON-lines file of {task_id, code_output_1, code_output_2}
+responses = None  # replay: a JSON-lines file of {task_id, code_output_1, code_output_2}; None: the authors' Gemini answers in the local data folder
 generator = "gemini-2.5-pro"  # gemini/openai model name, or for `local` a registry model or folder
 recipe = None  # local: the registry model whose recipe sizes the sampling; None: the paper's settings
 overrides = {}  # e.g. {"global_pairs": {"limit": 10}}
