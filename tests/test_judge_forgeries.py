@@ -44,7 +44,7 @@ def _assert_cheats_fail(honest: str, cheats: dict[str, str], tests: list[str], s
 
 NESTED = [
     "assert all(f(i) == i * i for i in range(3))",
-    "assert any(f(i) == 100 for i in range(3)) is False or f(10) == 100",
+    "assert any(f(i) == 4 for i in range(3)) and not any(f(i) == 5 for i in range(3))",
     "assert bool(f(3) == 9)",
     "assert sum(f(i) == i * i for i in range(4)) == 4",
     "assert [f(2) == 4][0]",
@@ -70,6 +70,38 @@ def test_a_comparison_nested_in_an_expression_is_decided_here(test):
                          "def f(x):\n    return L()\n",
     }
     _assert_cheats_fail(SQUARE, cheats, [test])
+
+
+PATCH = "import builtins\nbuiltins.{name} = lambda *a, **k: {value}\n"
+DUNDERS = [  # (cheat, test, honest): the candidate's own methods or patched builtins would decide
+    (PATCH.format(name="all", value=True) + "def f(x):\n    return [False]", "assert all(f(1))",
+     "def f(x):\n    return [True]"),
+    (PATCH.format(name="len", value=3) + "def f(x):\n    return []", "assert len(f(1)) == 3",
+     "def f(x):\n    return [1, 2, 3]"),
+    (PATCH.format(name="sorted", value=[1, 2]) + "def f(x):\n    return [2, 2]", "assert sorted(f(1)) == [1, 2]",
+     "def f(x):\n    return [2, 1]"),
+    (PATCH.format(name="isinstance", value=True) + "def f(x):\n    return 0", "assert isinstance(f(1), list)",
+     "def f(x):\n    return []"),
+    (PATCH.format(name="abs", value=0) + "def f(x):\n    return 5", "assert abs(f(1) - 2) < 1e-6",
+     "def f(x):\n    return 2"),
+    ("import math\nmath.sqrt = lambda x: 2.0\ndef f(x):\n    return 5", "assert math.sqrt(f(4)) == 2",
+     "def f(x):\n    return x"),
+    ("class I(int):\n    def __format__(self, spec):\n        return '9'\ndef f(x):\n    return I(0)",
+     "assert f'{f(1)}' == '9'", "def f(x):\n    return 9"),
+    ("class I(int):\n    def __format__(self, spec):\n        return '9'\ndef f(x):\n    return I(0)",
+     "assert '{}'.format(f(1)) == '9'", "def f(x):\n    return 9"),
+    ("class I(int):\n    def __add__(self, other):\n        return 3\ndef f(x):\n    return I(0)",
+     "assert f(1) + f(2) == 3", "def f(x):\n    return x"),
+    ("class S(str):\n    def __eq__(self, other):\n        return True\n    __hash__ = str.__hash__\n"
+     "def f(x):\n    return S('no')", "assert f(1) == 'yes'", "def f(x):\n    return 'yes'"),
+    ("class L:\n    __class__ = list\n    def __eq__(self, other):\n        return True\ndef f(x):\n    return L()",
+     "assert f(1) == [1]", "def f(x):\n    return [x]"),
+]
+
+
+@pytest.mark.parametrize(("cheat", "test", "honest"), DUNDERS, ids=[test for _, test, _ in DUNDERS])
+def test_the_candidates_own_methods_and_patched_builtins_decide_nothing(cheat, test, honest):
+    _assert_cheats_fail(honest, {"cheat": cheat}, [test], "import math")
 
 
 # --- forged passes: compound statements and check functions that report nothing ---------------

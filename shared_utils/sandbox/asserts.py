@@ -83,7 +83,7 @@ BUILTIN_NAMES = frozenset(dir(builtins))
 _LITERAL_NODES = (ast.Constant, ast.Tuple, ast.List, ast.Set, ast.Dict, ast.Name, ast.Attribute, ast.Call,
                   ast.keyword, ast.UnaryOp, ast.BinOp, ast.Compare, ast.Subscript, ast.Slice, ast.Starred,
                   ast.expr_context, ast.unaryop, ast.operator, ast.cmpop)
-HOLES, EXPECTED, OPERATE, CALL, METHOD, STEPS = "__h", "__r", "__op", "__call", "__method", "__steps"
+HOLES, EXPECTED, OPERATE, CALL, METHOD, STEPS, FORMAT = "__h", "__r", "__op", "__call", "__method", "__steps", "__format"
 # Builtins the trusted side may apply to the candidate's values (abs(f(x) - 1.5)): each costs
 # time in proportion to its arguments' size, which plain decoding bounds.
 _SPLIT_CALLS = frozenset({"abs", "round", "min", "max", "int", "float", "complex", "bool", "len", "sum",
@@ -196,8 +196,9 @@ def _outer_bound(tree: ast.Module, source: str) -> set[str]:
 
 
 def _bound(node: ast.AST) -> set[str]:
-    """Every name a source could bind, in any scope (conservative)."""
-    outer, inner = _bindings(node)
+    """Every name a source could bind, in any scope (conservative); ``import math`` binds the
+    real module, which is what a test naming ``math`` means anyway."""
+    outer, inner = _bindings(node, plain_imports=False)
     return outer | inner
 
 
@@ -344,8 +345,16 @@ class _Splitter:
         return isinstance(func, ast.Attribute) and not self._rooted(func.value) and _literal(func.value, self.rebound)
 
     def _opened(self, node: ast.expr) -> bool:
-        """Must this operand of the candidate's be computed here around smaller holes?"""
-        if isinstance(node, (ast.BinOp, ast.UnaryOp, ast.IfExp)):
+        """Must this operand of the candidate's be computed here around smaller holes?
+
+        Always for arithmetic, f-strings and a literal's methods or ``math``'s functions
+        (the candidate's ``__add__`` or ``__format__`` must not decide, nor its patched
+        ``math``); for the rest, where it holds a comparison or mixes in an expected value.
+        """
+        if isinstance(node, (ast.BinOp, ast.UnaryOp, ast.IfExp, ast.JoinedStr)):
+            return True
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and self._trusted_call(node)
+                and not any(isinstance(a, ast.Starred) for a in node.args) and all(k.arg for k in node.keywords)):
             return True
         if not _decides(node) and not self._mixed(node):
             return False
@@ -405,6 +414,12 @@ class _Splitter:
     def _rebuild(self, node: ast.expr, truth: bool) -> ast.expr:
         if isinstance(node, (*_COMPREHENSIONS, ast.Lambda)):
             return self._scoped(node)
+        if isinstance(node, ast.JoinedStr):  # ''.join of its parts, each formatted (and bounded) here
+            parts = [ast.Call(ast.Name(FORMAT, ast.Load()), [self.split(part.value), ast.Constant(part.conversion),
+                                                              self.split(part.format_spec) if part.format_spec
+                                                              else ast.Constant("")], [])
+                     if isinstance(part, ast.FormattedValue) else part for part in node.values]
+            return ast.Call(ast.Attribute(ast.Constant(""), "join", ast.Load()), [ast.List(parts, ast.Load())], [])
         if isinstance(node, ast.Subscript):
             return ast.Subscript(self.split(node.value), self._slice(node.slice), ast.Load())
         if isinstance(node, ast.Dict):
@@ -491,7 +506,8 @@ def replayed(test: ast.expr, splitter: _Splitter) -> ast.expr:
 def evaluate(site: Site, holes, expected) -> bool:
     """The template on the candidate's values and the reference's (their exceptions propagate)."""
     scope = {"__builtins__": TRUSTED_BUILTINS, **TRUSTED_MODULES, HOLES: holes, EXPECTED: expected,
-             OPERATE: bounds.operate, CALL: bounds.call_function, METHOD: bounds.call_method, STEPS: bounds.Steps()}
+             OPERATE: bounds.operate, CALL: bounds.call_function, METHOD: bounds.call_method, STEPS: bounds.Steps(),
+             FORMAT: bounds.format_value}
     return bool(eval(site.template, scope))
 
 

@@ -36,7 +36,7 @@ MAX_MODULAR_BITS = 1 << 13
 MAX_DIGITS = 4300  # Python's own limit on printing an int
 MAX_FACTORIAL = 20_000
 MAX_ITEMS = 1 << 22
-MAX_STEPS = 1 << 20
+MAX_STEPS = 1 << 18
 
 OPERATORS = {
     "Add": operator.add, "Sub": operator.sub, "Mult": operator.mul, "Div": operator.truediv,
@@ -193,6 +193,17 @@ def call_method(receiver, name: str, *arguments, **keywords):
             isinstance(v, int) and v > MAX_ITEMS for v in (*arguments, *keywords.values())):
         refuse()
     return getattr(receiver, name)(*arguments, **keywords)
+
+
+_SPEC_NUMBERS = re.compile(r"\d+")
+_CONVERSIONS = {-1: lambda value: value, ord("s"): str, ord("r"): repr, ord("a"): ascii}
+
+
+def format_value(value, conversion: int, spec: str) -> str:
+    """One ``{value!conversion:spec}`` of an f-string, refused where the spec's width is huge."""
+    if any(int(digits) > MAX_ITEMS for digits in _SPEC_NUMBERS.findall(spec[:100])) or len(spec) > 100:
+        refuse()
+    return builtins.format(_CONVERSIONS[conversion](value), spec)
 
 
 class Steps:

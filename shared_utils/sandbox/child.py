@@ -106,6 +106,20 @@ def _untrace() -> None:
         frame = frame.f_back
 
 
+BUILTINS = dict(vars(builtins))  # as they were before any candidate ran (this module loads in the worker)
+
+
+def _restore_builtins(namespace: dict) -> None:
+    """Undo a candidate's patching of ``builtins.all`` (or of its own ``__builtins__``) before
+    a hole runs: ``all(f(x))`` is then the real ``all`` applied to what ``f`` returned.
+
+    Runs before each hole and statement of a test; the candidate's own module-level names
+    (MBPP 126's ``def sum``) are its globals, not builtins, and stay.
+    """
+    vars(builtins).update(BUILTINS)
+    namespace["__builtins__"] = builtins
+
+
 def _hole(evaluate) -> dict:
     try:
         return {"v": plain.encode(evaluate())}
@@ -158,6 +172,7 @@ def _replay_hole(index, thunk):
 def _run_block(block: list, namespace: dict, records: list, report) -> dict:
     message = {"c": records}
     for step in block:
+        _restore_builtins(namespace)
         if step[0] == "x":
             try:
                 _execute(step[1], namespace)
@@ -170,7 +185,8 @@ def _run_block(block: list, namespace: dict, records: list, report) -> dict:
         elif step[0] == "r":
             records.append([step[1], _replay(lambda c=step[2]: _execute(c, namespace))])
         else:
-            records.append([step[1], [_hole(lambda c=c: _execute(c, namespace)) for c in step[2]]])
+            records.append([step[1], [_hole(lambda c=c: _restore_builtins(namespace) or _execute(c, namespace))
+                                      for c in step[2]]])
     return message
 
 
@@ -195,7 +211,8 @@ def _run(program: tuple) -> None:
     records: list = []  # what the set-up reports while it runs is dropped: only tests count
 
     def report(site, holes, replaying=None):
-        records.append([site, _replay(replaying) if replaying else [_hole(h) for h in holes]])
+        records.append([site, _replay(replaying) if replaying else
+                        [_hole(lambda h=h: _restore_builtins(namespace) or h()) for h in holes]])
         namespace[REPORT], namespace[REPLAY_HOLE] = report, _replay_hole
 
     try:
