@@ -109,15 +109,38 @@ def _untrace() -> None:
 BUILTINS = dict(vars(builtins))  # as they were before any candidate ran (this module loads in the worker)
 
 
-def _restore_builtins(namespace: dict) -> None:
-    """Undo a candidate's patching of ``builtins.all`` (or of its own ``__builtins__``) before
-    a hole runs: ``all(f(x))`` is then the real ``all`` applied to what ``f`` returned.
+@functools.lru_cache(maxsize=COMPILED_CACHE)
+def _builtin_names(code: types.CodeType) -> tuple[str, ...]:
+    """The builtins a piece of code (its comprehensions' and lambdas' included) may look up."""
+    names = set(code.co_names) & BUILTINS.keys()
+    for constant in code.co_consts:
+        if isinstance(constant, types.CodeType):
+            names.update(_builtin_names(constant))
+    return tuple(sorted(names))
 
-    Runs before each hole and statement of a test; the candidate's own module-level names
-    (MBPP 126's ``def sum``) are its globals, not builtins, and stay.
+
+def _restore_builtins(namespace: dict, code) -> None:
+    """Undo a candidate's patching of the builtins this code looks up (``builtins.all``, or
+    its own ``__builtins__``) before a hole or statement runs: ``all(f(x))`` is then the
+    real ``all`` applied to what ``f`` returned.
+
+    The candidate's own module-level names (MBPP 126's ``def sum``) are its globals, not
+    builtins, and stay.  Only what differs is written back: a write to the builtins resets
+    every global look-up cache.
     """
-    vars(builtins).update(BUILTINS)
-    namespace["__builtins__"] = builtins
+    if isinstance(code, types.CodeType):
+        current = vars(builtins)
+        for name in _builtin_names(code):
+            if current.get(name) is not BUILTINS[name]:
+                current[name] = BUILTINS[name]
+    if namespace.get("__builtins__") not in (builtins, vars(builtins)):
+        namespace["__builtins__"] = builtins
+
+
+def _rebind(namespace: dict, report) -> None:
+    """Give back the report functions a candidate's call may have rebound (only where it did)."""
+    if namespace.get(REPORT) is not report or namespace.get(REPLAY_HOLE) is not _replay_hole:
+        namespace[REPORT], namespace[REPLAY_HOLE] = report, _replay_hole
 
 
 def _hole(evaluate) -> dict:
@@ -172,8 +195,8 @@ def _replay_hole(index, thunk):
 def _run_block(block: list, namespace: dict, records: list, report) -> dict:
     message = {"c": records}
     for step in block:
-        _restore_builtins(namespace)
         if step[0] == "x":
+            _restore_builtins(namespace, step[1])
             try:
                 _execute(step[1], namespace)
             except BaseException as exc:
@@ -181,11 +204,12 @@ def _run_block(block: list, namespace: dict, records: list, report) -> dict:
                 break
             finally:
                 _untrace()
-                namespace[REPORT], namespace[REPLAY_HOLE] = report, _replay_hole
+                _rebind(namespace, report)
         elif step[0] == "r":
+            _restore_builtins(namespace, step[2])
             records.append([step[1], _replay(lambda c=step[2]: _execute(c, namespace))])
         else:
-            records.append([step[1], [_hole(lambda c=c: _restore_builtins(namespace) or _execute(c, namespace))
+            records.append([step[1], [_hole(lambda c=c: _restore_builtins(namespace, c) or _execute(c, namespace))
                                       for c in step[2]]])
     return message
 
@@ -212,13 +236,13 @@ def _run(program: tuple) -> None:
 
     def report(site, holes, replaying=None):
         records.append([site, _replay(replaying) if replaying else
-                        [_hole(lambda h=h: _restore_builtins(namespace) or h()) for h in holes]])
-        namespace[REPORT], namespace[REPLAY_HOLE] = report, _replay_hole
+                        [_hole(lambda h=h: _restore_builtins(namespace, h.__code__) or h()) for h in holes]])
+        _rebind(namespace, report)
 
     try:
         _execute(code, namespace)
         _untrace()
-        namespace[REPORT], namespace[REPLAY_HOLE] = report, _replay_hole
+        _rebind(namespace, report)
         _execute(setup, namespace)
         _untrace()
         message = {"ready": 1}
@@ -229,7 +253,7 @@ def _run(program: tuple) -> None:
     if "ready" in message:
         for block in tests:
             records = []
-            namespace[REPORT], namespace[REPLAY_HOLE] = report, _replay_hole
+            _rebind(namespace, report)
             message = _run_block(block, namespace, records, report)
             _flush_output()
             _send(message)
