@@ -164,8 +164,9 @@ class GpuCheck:
             max_steps=self.steps, learning_rate=PAPER_LEARNING_RATE, per_device_train_batch_size=2,
             gradient_accumulation_steps=1, max_length=256, save_strategy="no", logging_steps=1,
             activation_checkpointing=False)
+        settings = dataclasses.replace(settings, load_in_4bit=self.quantized)
         trainer = dpo.build_trainer(self.model, dpo.load_pairs(toy_pairs()), self.work / "train", settings=settings,
-                                    progress=False, load_in_4bit=self.quantized)
+                                    progress=False)
         lora_a = {name: param for name, param in trainer.model.named_parameters() if "lora_A" in name}
         before = {name: param.detach().clone() for name, param in lora_a.items()}
         trainer.train()

@@ -196,6 +196,8 @@ def torch_dtype(spec: ModelSpec | None, requested: str | None = None):
 
 
 def wants_4bit(spec: ModelSpec | None, requested: bool | None = None) -> bool:
+    """Whether to load NF4 4-bit weights: ``requested`` when given (True works on a CPU too, through
+    bitsandbytes' CPU backend), else the model's policy, which asks for 4-bit only on CUDA."""
     if requested is not None:
         return requested
     if spec is None or spec.load_in_4bit == "never" or device() != "cuda":
@@ -250,12 +252,12 @@ class LoadedModel:
         return dataclasses.replace(self, model=model, adapter=Path(adapter))
 
 
-def _local_gpu() -> int:
-    """This process's GPU: under ``accelerate launch``/torchrun each process trains its own copy of a
-    quantized model (which cannot be moved after loading) on the GPU of its local rank, not all on GPU 0."""
+def _quantized_device() -> int | str:
+    """Where a quantized model (which cannot be moved after loading) goes: the CPU without a GPU; under
+    ``accelerate launch``/torchrun each process's own copy on the GPU of its local rank, not all on GPU 0."""
     from accelerate import PartialState
 
-    return PartialState().local_process_index
+    return PartialState().local_process_index if device() == "cuda" else "cpu"
 
 
 def load_model(
@@ -270,7 +272,8 @@ def load_model(
     """The base weights plus an optional LoRA adapter, with their tokenizer and registry entry.
 
     ``trainable=True`` loads the adapter with its weights trainable (continued training);
-    otherwise the model is put in eval mode.
+    otherwise the model is put in eval mode. ``load_in_4bit`` overrides the model's 4-bit policy
+    (``wants_4bit``); 4-bit weights compute in the load dtype.
     """
     from transformers import AutoModelForCausalLM
 
@@ -282,7 +285,7 @@ def load_model(
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=kwargs["dtype"],
             bnb_4bit_use_double_quant=True)
-        kwargs["device_map"] = {"": _local_gpu()}
+        kwargs["device_map"] = {"": _quantized_device()}
     model = AutoModelForCausalLM.from_pretrained(resolve(name_or_path, source=source), **kwargs)
     if "device_map" not in kwargs:
         model.to(device())

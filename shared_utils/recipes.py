@@ -153,6 +153,7 @@ class Recipe:
                                 reference=section.get("reference", "base"), protocol=protocol.name,
                                 training_format=protocol.training_format,
                                 load_dtype="float32" if protocol.training_dtype == "float32" else None,
+                                load_in_4bit=section["load_in_4bit"],
                                 where=f"{self.describe()}: {stage}")
 
     def protocol(self):

@@ -11,6 +11,7 @@ ADAPTER_RECORD = dict(
     kind="dpo-lora-adapter", dpo={"beta": 0.1, "learning_rate": 5e-7}, lora={"r": 16, "lora_alpha": 32},
     reference="base", training_format="conversational", base_model="google/gemma-3-1b-it", model="gemma3-1b",
     weights={"hub_id": "google/gemma-3-1b-it", "revision": None}, git_commit="0123abcd" * 5, init_adapter=None,
+    base_weights={"load_in_4bit": False, "dtype": "bfloat16"},
     dataset="pairs", pairs=4, dataset_sha256="ab" * 32, global_step=2, seed=42, max_pairs=None,
     metrics={"loss": 0.69}, plots=["loss.png"], versions={"trl": "1.16.0"})
 

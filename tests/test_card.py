@@ -30,7 +30,7 @@ def test_card_keeps_pefts_metadata_and_links_the_hub_base_model(tmp_path):
     assert set(loaded.data.tags) == {"base_model:adapter:google/gemma-3-1b-it", "lora", "transformers", "peft",
                                      "dpo", "trl"}
     for fact in ("# gemma-3-1b-dpo-2-epochs", "| learning_rate | 5e-07 |", "| lora_alpha | 32 |", "ab" * 32,
-                 "adapter disabled", "- trl: 1.16.0"):
+                 "adapter disabled", "- trl: 1.16.0", "- Base weights in training: bfloat16, not quantised"):
         assert fact in loaded.text
 
 

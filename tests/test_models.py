@@ -24,6 +24,7 @@ def test_a_4bit_model_loads_on_the_gpu_of_its_local_process(tiny_model_factory, 
         return Loaded()
 
     monkeypatch.setattr(accelerate, "PartialState", lambda *a, **k: types.SimpleNamespace(local_process_index=1))
+    monkeypatch.setattr(models, "device", lambda: "cuda")
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", from_pretrained)
     models.load_model(str(tiny), load_in_4bit=True)
     assert asked["device_map"] == {"": 1}

@@ -64,6 +64,7 @@ def write_artifacts(folder: Path, trainer, *, name: str, identity: dict, dataset
     written = curves.plot_training(frame, folder)
     metrics = final_metrics(frame, trainer.state.log_history)
     fields = dict(kind="dpo-lora-adapter", base_model=base_model, weights=weights_record(identity["model"]),
+                  base_weights=base_weights(trainer.model),
                   dataset=_describe(dataset), pairs=pairs, global_step=trainer.state.global_step,
                   seed=trainer.args.seed, metrics=metrics, plots=[path.name for path in written], kl_estimate=KL_NOTE,
                   **identity)
@@ -92,6 +93,30 @@ def add_evaluation(adapter_dir: Path, benchmark: str, evaluation: dict) -> None:
     files.write_json(adapter_dir / "provenance.json", record)
     files.write_text(adapter_dir / "README.md",
                      str(write_card(adapter_dir.name, record, peft_card=adapter_dir / "README.md")))
+
+
+def base_weights(model) -> dict:
+    """How the base weights under the adapter were held during training: NF4 4-bit (QLoRA) or a plain dtype."""
+    config = getattr(model.config, "quantization_config", None)
+    if not getattr(model, "is_loaded_in_4bit", False) or config is None:
+        return {"load_in_4bit": False, "dtype": _dtype_name(model.dtype)}
+    return {"load_in_4bit": True, "quant_type": config.bnb_4bit_quant_type,
+            "double_quant": config.bnb_4bit_use_double_quant, "compute_dtype": _dtype_name(config.bnb_4bit_compute_dtype)}
+
+
+def _dtype_name(dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _base_weights_lines(weights: dict | None) -> list[str]:
+    """How the base weights were held in training (none recorded by adapters trained before it was)."""
+    if weights is None:
+        return []
+    if not weights["load_in_4bit"]:
+        return [f"- Base weights in training: {weights['dtype']}, not quantised"]
+    return [f"- Base weights in training: 4-bit {weights['quant_type'].upper()} (bitsandbytes"
+            + (", double quantisation" if weights["double_quant"] else "")
+            + f", computing in {weights['compute_dtype']}): QLoRA, the adapter itself trained in float32"]
 
 
 def _describe(dataset) -> str:
@@ -131,6 +156,7 @@ def model_card(name: str, record: dict, peft_card: Path | None = None):
         "ranked by the Maintainability Index.",
         "",
         *_origin(record),
+        *_base_weights_lines(record.get("base_weights")),
         f"- Continued from: `{record['init_adapter']}`" if record["init_adapter"] else "- Initial adapter: none (fresh LoRA)",
         f"- Reference model: {reference}",
         f"- Training format: {TRAINING_FORMATS[record['training_format']]}",

@@ -87,14 +87,17 @@ class TrainingSettings:
     """``dpo``: DPOConfig fields; ``lora``: LoraConfig fields; ``reference``: what DPO compares the policy
     with (``training.dpo`` explains both); ``max_pairs``: train on the N shortest pairs only;
     ``load_dtype``: the weights' dtype for training (None: the model's own, see ``models.torch_dtype``;
-    the paper's protocol loads float32 and trains under bf16 autocast); ``training_format``: the pairs
-    as chat, or as the authors' TRL 0.23 saw them (``training.formats``); ``protocol``: its name, recorded."""
+    the paper's protocol loads float32 and trains under bf16 autocast); ``load_in_4bit``: NF4 4-bit base
+    weights (QLoRA) when True, on a CPU too; None follows the model's policy (``models.wants_4bit``);
+    ``training_format``: the pairs as chat, or as the authors' TRL 0.23 saw them (``training.formats``);
+    ``protocol``: its name, recorded."""
 
     dpo: dict
     lora: dict
     reference: str = "base"
     max_pairs: int | None = None
     load_dtype: str | None = None
+    load_in_4bit: bool | None = None
     training_format: str = "conversational"
     protocol: str = "corrected"
     where: str = "training settings"  # named in error messages: the recipe layers and the stage
@@ -105,6 +108,8 @@ class TrainingSettings:
         if self.training_format not in TRAINING_FORMATS:
             raise ValueError(f"{self.where}: training_format must be one of {TRAINING_FORMATS}, "
                              f"got {self.training_format!r}")
+        if self.load_in_4bit not in (None, True, False):
+            raise ValueError(f"{self.where}: load_in_4bit must be true, false or null, got {self.load_in_4bit!r}")
         self.dpo_config("unused")
         self.peft_config()
 
@@ -137,7 +142,8 @@ class TrainingSettings:
     def as_dict(self) -> dict:
         """What the adapter's card and the resume check record."""
         return {"dpo": dict(self.dpo), "lora": dict(self.lora), "reference": self.reference,
-                "max_pairs": self.max_pairs, "load_dtype": self.load_dtype, "training_format": self.training_format,
+                "max_pairs": self.max_pairs, "load_dtype": self.load_dtype, "load_in_4bit": self.load_in_4bit,
+                "training_format": self.training_format,
                 "protocol": self.protocol}
 
 

@@ -71,12 +71,10 @@ def use_bf16(spec) -> bool:
 
 
 def build_trainer(model: str, pairs, work_dir: Path, *, init_adapter=None, settings: TrainingSettings,
-                  progress: bool = True, load_in_4bit: bool | None = None):
+                  progress: bool = True):
     """A ``DPOTrainer`` whose reference is the one ``settings.reference`` names (module docstring), fed the
-    pairs in ``settings.training_format`` (``training.formats``).
-
-    ``load_in_4bit`` overrides the model's 4-bit policy (the GPU check trains any model as QLoRA).
-    """
+    pairs in ``settings.training_format`` (``training.formats``), on 4-bit base weights where
+    ``settings.load_in_4bit`` or the model's policy asks."""
     from peft import PeftConfig, PeftModel
     from trl import DPOTrainer
 
@@ -84,7 +82,7 @@ def build_trainer(model: str, pairs, work_dir: Path, *, init_adapter=None, setti
 
     if settings.reference == "stage1" and init_adapter is None:
         raise ValueError('reference="stage1" needs init_adapter (the Stage-1 adapter to continue)')
-    loaded = models.load_model(model, trainable=True, dtype=settings.load_dtype, load_in_4bit=load_in_4bit)
+    loaded = models.load_model(model, trainable=True, dtype=settings.load_dtype, load_in_4bit=settings.load_in_4bit)
     base, spec, tokenizer = loaded.model, loaded.spec, prompts.for_training(loaded.tokenizer)
     config = settings.dpo_config(str(work_dir), bf16=use_bf16(spec), progress=progress)
     if settings.training_format == "as_published":
