@@ -33,14 +33,16 @@ def _tiny_config(architecture: str, vocab_size: int, special: dict):
                                 **special)
 
 
-def build_tiny_model(name: str, out_dir: str | os.PathLike, *, seed: int = 0) -> Path:
-    """A look-alike of registry model ``name`` saved to ``out_dir`` (weights seeded by ``seed``)."""
+def build_tiny_model(name: str, out_dir: str | os.PathLike, *, seed: int = 0,
+                     tokenizer_dir: str | os.PathLike | None = None) -> Path:
+    """A look-alike of registry model ``name`` saved to ``out_dir`` (weights seeded by ``seed``), with the
+    embedded model's tokenizer (or a saved copy of it: ``tokenizer_dir``, as the GPU bundle carries it)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     spec = get_spec(name)
     out_dir = Path(out_dir)
-    tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir())
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir or embedded_model_dir())
     if spec.quirks.chat_template:
         tokenizer.chat_template = (CHAT_TEMPLATES / spec.quirks.chat_template).read_text()
     special = dict(pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
