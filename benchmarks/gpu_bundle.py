@@ -52,14 +52,19 @@ def canonical(name: str) -> str:
 
 
 def requirements(name: str, python_version: str) -> set[str]:
-    """The distributions ``name`` (as installed here) requires on the target Python, extras left out."""
+    """The distributions ``name`` (as installed here) requires on the target Python, extras left out; none
+    known for one not installed here (a ``--have`` of the machine's own)."""
     from packaging.requirements import Requirement
 
+    try:
+        lines = importlib.metadata.requires(name) or []
+    except importlib.metadata.PackageNotFoundError:
+        return set()
     environment = {"python_version": python_version, "python_full_version": python_version + ".0",
                    "sys_platform": "linux", "platform_system": "Linux", "platform_machine": "x86_64",
                    "implementation_name": "cpython", "platform_python_implementation": "CPython", "extra": ""}
     needed = set()
-    for line in importlib.metadata.requires(name) or []:
+    for line in lines:
         requirement = Requirement(line)
         if requirement.marker is None or requirement.marker.evaluate(environment):
             needed.add(canonical(requirement.name))
@@ -99,8 +104,19 @@ def pack(sizes: dict[str, int], limit: int) -> list[list[str]]:
     return parts
 
 
+def installed_here(name: str) -> bool:
+    try:
+        return bool(importlib.metadata.version(name))
+    except importlib.metadata.PackageNotFoundError:
+        return False
+
+
 def download(names: list[str], python_version: str, folder: Path) -> dict[str, Path]:
     """Each distribution's wheel at the version installed here, for the target Python and manylinux."""
+    absent = [name for name in names if not installed_here(name)]
+    if absent:
+        raise SystemExit(f"not installed here, so no version to pin: {', '.join(absent)} "
+                         "(pip install -r requirements.txt -r requirements-test.txt first)")
     pins = [f"{name}=={importlib.metadata.version(name)}" for name in names]
     platforms = [option for tag in PLATFORMS for option in ("--platform", tag)]
     subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
