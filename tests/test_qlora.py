@@ -18,6 +18,7 @@ from datasets import Dataset
 from transformers import TrainerCallback
 
 from shared_utils import models, recipes, stages
+from shared_utils.layout import LOCAL_PAIRS
 from shared_utils.training import dpo as dpo_module
 from shared_utils.training import load_pairs
 from test_training_reference import toy_rows, toy_settings
@@ -157,6 +158,7 @@ def test_stage1_and_stage2c_train_through_the_stage_functions_in_4bit(tiny, tmp_
     Dataset.from_list(toy_rows()).save_to_disk(str(layout.global_.dataset))
     stage1 = stages.train_stage1(recipe, layout, model=tiny, progress=False)
     Dataset.from_list(toy_rows()).save_to_disk(str(layout.local_dataset(1)))
+    layout.manifest.record(layout.local_dataset(1), LOCAL_PAIRS, {}, 1)  # as Stage 2a records its pairs
     stage2 = stages.train_stage2(recipe, layout, 1, model=tiny, progress=False)
     for result in (stage1, stage2):
         record = json.loads((result.adapter_dir / "provenance.json").read_text())
