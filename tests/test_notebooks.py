@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import nbformat
 import pytest
 
 from shared_utils import notebooks, paths
+from shared_utils.layout import STAGE1
+from shared_utils.manifest import Manifest
 from shared_utils.models import REGISTRY
-from shared_utils.recipes import model_names, model_spec
+from shared_utils.recipes import model_names
 from shared_utils.runner import RunOptions, artifact_layout, run_pipeline
 
 
@@ -117,30 +123,48 @@ def test_demo_model_runs_every_notebook_in_smoke_mode(tmp_path, capsys):
     assert layout.comparison().is_file()
 
 
+def copy_of_the_checkout(destination: Path) -> Path:
+    """The checkout's tracked and not ignored files in a fresh folder: a clone without its history."""
+    listed = subprocess.run(["git", "-C", str(paths.REPO_ROOT), "ls-files", "--cached", "--others", "--exclude-standard",
+                             "-z"], capture_output=True, text=True, check=True).stdout
+    for name in filter(None, listed.split("\0")):
+        if (paths.REPO_ROOT / name).is_file():
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(paths.REPO_ROOT / name, destination / name)
+    return destination
+
+
 @pytest.mark.slow
 def test_a_model_added_as_a_folder_with_a_recipe_renders_and_runs(tmp_path):
-    """A variant of the demo model with another Stage-1 beta: one folder, one recipe, its rendered notebooks."""
+    """A variant of the demo model with another Stage-1 beta: one folder, one recipe, its rendered notebooks.
+
+    Added to a copy of the checkout, so that the checkout itself never holds it (not even when the run is killed).
+    """
     name = "smollm2-135m-beta-0.3"
-    folder = paths.model_dir(name)
-    assert not folder.exists()
-    try:
-        folder.mkdir()
-        (folder / "recipe.yaml").write_text("base: smollm2-135m\nstage1:\n  training:\n    beta: 0.3\n")
-        assert name in model_names() and model_spec(name).hub_id == REGISTRY["smollm2-135m"].hub_id
-        added = [target for target in notebooks.targets() if target.model and target.model.name == name]
-        assert len(added) == 5 and notebooks.README in notebooks.render_all(check=True)  # the table lacks it
-        for target in added:
-            if target.path.parent == folder:
-                target.path.write_text(notebooks.render(target))
-        options = RunOptions(model=name, stages="global,stage1", smoke=True, runs_dir=tmp_path / "runs",
-                             artifacts=tmp_path / "out")
-        assert run_pipeline(options) == 0
-        layout = artifact_layout(options, tmp_path / "runs")
-        card = json.loads((layout.stage1_adapter / "provenance.json").read_text())
-        assert card["dpo"]["beta"] == 0.3 and card["dpo"]["learning_rate"] == 1e-4  # its own, then its base's
-        assert layout.stage1_adapter.parent == tmp_path / "out" / name
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    clone = copy_of_the_checkout(tmp_path / "clone")
+    folder = clone / paths.FINE_TUNING_DIR.name / name
+    folder.mkdir()
+    (folder / "recipe.yaml").write_text("base: smollm2-135m\nstage1:\n  training:\n    beta: 0.3\n")
+    env = {**os.environ, "PYTHONPATH": str(clone), "SHARED_UTILS_CACHE": str(paths.cache_dir())}
+
+    def in_the_clone(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, *argv], cwd=clone, env=env, capture_output=True, text=True)
+
+    probe = in_the_clone("-c", "from shared_utils import notebooks, recipes; "
+                               f"print(recipes.model_spec({name!r}).hub_id, len([t for t in notebooks.targets() "
+                               f"if t.model and t.model.name == {name!r}]))")
+    assert probe.stdout.split() == [REGISTRY["smollm2-135m"].hub_id, "5"], probe.stderr
+    stale = in_the_clone("-m", "shared_utils", "render-notebooks", "--check").stdout
+    assert "README.md" in stale and f"{name}/1_" in stale  # the table and the folder lack it until rendered
+    assert in_the_clone("-m", "shared_utils", "render-notebooks").returncode == 0
+    run = in_the_clone("-m", "shared_utils", "run", "--model", name, "--stages", "global,stage1", "--smoke",
+                       "--runs-dir", str(tmp_path / "runs"))
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    model_dir = tmp_path / "runs" / "artifacts" / name
+    adapter = Manifest(model_dir).latest(STAGE1).path
+    card = json.loads((adapter / "provenance.json").read_text())
+    assert card["dpo"]["beta"] == 0.3 and card["dpo"]["learning_rate"] == 1e-4  # its own, then its base's
+    assert not paths.model_dir(name).exists()
 
 
 @pytest.fixture(scope="module")
