@@ -13,14 +13,13 @@ import os
 import sys
 from pathlib import Path
 
-from shared_utils.generation import BACKENDS
+from shared_utils.generation import COMPLETION_BACKENDS, PAIR_BACKENDS
 from shared_utils.inputs import GROUPS
 from shared_utils.models import DEFAULT_MODEL
 from shared_utils.protocol import NAMES as PROTOCOL_NAMES
 from shared_utils.recipes import TRAINING_STAGES
 from shared_utils.runner import STAGES
 from shared_utils.scoring import SCORINGS
-from shared_utils.stages import PAIR_BACKENDS
 from shared_utils.training.config import GRPO_STARTS
 
 
@@ -493,7 +492,7 @@ def _verb_generate(sub) -> None:
     parser = sub.add_parser("generate", help="sample completions for problems (resumable) into the paper's output format")
     parser.add_argument("--model", required=True, help="registry name, hub id or folder (openai: served model name)")
     parser.add_argument("--adapter", default=None, help="LoRA adapter folder")
-    parser.add_argument("--backend", default="auto", choices=[name for name in BACKENDS if name != "gemini"],
+    parser.add_argument("--backend", default="auto", choices=COMPLETION_BACKENDS,
                         help="Gemini's pair batch jobs: the global-pairs verb")
     parser.add_argument("--problems", type=Path, required=True,
                         help="saved dataset folder, .jsonl or .json; each problem needs task_id and text")

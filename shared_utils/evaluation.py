@@ -81,11 +81,9 @@ class EvalPlan:
 def run_identity(plan: EvalPlan, variant: str, run: int, benchmark: str, problems: list[dict]) -> dict:
     """What one evaluation run is made of: reused only when the manifest records exactly this."""
     from shared_utils.manifest import adapter_sha256
-    from shared_utils.preferences import content_hash
-
     adapter = plan.adapter(variant)
     return dict(model=plan.model, variant=variant, adapter=str(adapter) if adapter else None,
-                adapter_sha256=adapter_sha256(adapter), benchmark=benchmark, problems_sha256=content_hash(problems),
+                adapter_sha256=adapter_sha256(adapter), benchmark=benchmark, problems_sha256=files.content_hash(problems),
                 sampling=dataclasses.asdict(plan.sampling(run)), generation=plan.generation or plan.backend,
                 scorings=list(SCORINGS), ks=list(plan.ks))
 

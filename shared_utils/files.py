@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import hashlib
 import json
 import os
 import platform
@@ -13,7 +14,7 @@ import sys
 import tempfile
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 TRACKED_PACKAGES = (
     "torch", "transformers", "trl", "peft", "accelerate", "datasets", "radon", "bitsandbytes", "vllm",
@@ -70,6 +71,16 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
             except json.JSONDecodeError as exc:
                 raise ValueError(f"{path}: line {number} is not valid JSON ({exc.msg})") from None
     return rows
+
+
+def content_hash(rows: Iterable[dict], fields: tuple[str, ...] | None = None) -> str:
+    """SHA-256 of rows' content in order (only ``fields`` of each, when given), independent of how they are stored:
+    the one hash of datasets, pairs and problems that provenance and identities record."""
+    digest = hashlib.sha256()
+    for row in rows:
+        content = row if fields is None else {field: row[field] for field in fields}
+        digest.update(json.dumps(content, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
 
 
 def library_versions() -> dict[str, str]:

@@ -8,8 +8,6 @@ Everything returns plain rows (lists of dicts); ``save_pairs`` writes them as a
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 from pathlib import Path
 from typing import Callable
@@ -210,18 +208,11 @@ def _argmax_pair(problem: dict, codes: list[str], texts: list[str], key: Key, pa
                           pair_format=pair_format)
 
 
-def content_hash(rows: list[dict]) -> str:
-    digest = hashlib.sha256()
-    for row in rows:
-        digest.update(json.dumps(row, sort_keys=True, default=str).encode())
-    return digest.hexdigest()[:16]
-
-
 def save_pairs(rows: list[dict], out: str | Path, **provenance) -> Path:
     """Save pair rows as a ``datasets`` folder (atomically) with provenance and a content hash."""
     if not rows:
         raise ValueError(f"{out}: no pairs to save")
-    return data.save_dataset(rows, Path(out), content_hash=content_hash(rows), **provenance)
+    return data.save_dataset(rows, Path(out), content_hash=files.content_hash(rows), **provenance)
 
 
 def load_rows(path: str | Path) -> list[dict]:

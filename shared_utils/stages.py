@@ -15,7 +15,6 @@ from shared_utils.layout import FURTHER, GRPO, LOCAL_PAIRS, STAGE1, ArtifactLayo
 from shared_utils.models import DEFAULT_MODEL
 from shared_utils.recipes import Recipe
 
-PAIR_BACKENDS = ("replay", "local", "gemini", "openai")
 # The global notebooks' CPU path (`make demo`'s) behind one parameter, ``cpu_demo``: the embedded model's
 # demo problem set, whose pairs the embedded model samples itself, sized by its own recipe.
 CPU_DEMO = {"source": data.DEMO_SOURCE, "problem_set": "demo", "backend": "local", "generator": DEFAULT_MODEL,
@@ -42,8 +41,8 @@ def global_pairs(out: GlobalLayout, recipe: Recipe, *, backend: str = "replay", 
     """
     from shared_utils import generation, prompts
 
-    if backend not in PAIR_BACKENDS:
-        raise ValueError(f"unknown pair backend {backend!r}; expected one of {', '.join(PAIR_BACKENDS)}")
+    if backend not in generation.PAIR_BACKENDS:
+        raise ValueError(f"unknown pair backend {backend!r}; expected one of {', '.join(generation.PAIR_BACKENDS)}")
     section = recipe.section("global_pairs")
     protocol = recipe.protocol()
     tasks = data.load_problems(problems or out.train_problems)[: section["limit"]]
@@ -145,7 +144,7 @@ def self_generate(recipe: Recipe, layout: ArtifactLayout, iteration: int = 1, *,
     protocol = recipe.protocol()
     sampling = generation.SamplingConfig(n=section["samples"], max_new_tokens=section["max_new_tokens"])
     identity = dict(model=str(model), start_adapter=str(start), start_adapter_sha256=adapter_sha256(start),
-                    problems_sha256=preferences.content_hash(problems), stage2a=section, sampling=sampling.__dict__,
+                    problems_sha256=files.content_hash(problems), stage2a=section, sampling=sampling.__dict__,
                     protocol=protocol.switches())
     out = layout.local_dataset(iteration)
     if layout.manifest.reuse(out, identity, overwrite=overwrite, what="local dataset"):

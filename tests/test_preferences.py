@@ -13,7 +13,7 @@ import math
 
 import pytest
 
-from shared_utils import data, preferences
+from shared_utils import data, files, preferences
 from shared_utils.generation import PairResponse, replay_pairs
 from shared_utils.maintainability import mi_score
 
@@ -289,8 +289,8 @@ def test_save_pairs_writes_a_dataset_with_provenance(tmp_path):
     out = preferences.save_pairs(rows, tmp_path / "pairs", stage="test")
     assert out == tmp_path / "pairs"
     record = json.loads((out / "provenance.json").read_text())
-    assert record["content_hash"] == preferences.content_hash(rows)
-    assert len(record["content_hash"]) == 16
+    assert record["content_hash"] == files.content_hash(rows)
+    assert len(record["content_hash"]) == 64
     assert record["rows"] == 2 and record["stage"] == "test"
     loaded = list(load_from_disk(str(out)))
     assert [row["chosen_code"] for row in loaded] == [row["chosen_code"] for row in rows]
@@ -303,8 +303,8 @@ def test_content_hash_tracks_content():
     rows = preferences.label_global([pair(SLICING, SET_BASED)])
     same = preferences.label_global([pair(SET_BASED, SLICING)])
     other = preferences.label_global([pair(SLICING, COMMENTED)])
-    assert preferences.content_hash(rows) == preferences.content_hash(same)
-    assert preferences.content_hash(rows) != preferences.content_hash(other)
+    assert files.content_hash(rows) == files.content_hash(same)
+    assert files.content_hash(rows) != files.content_hash(other)
 
 
 def test_save_pairs_refuses_no_rows(tmp_path):

@@ -9,6 +9,7 @@ import pytest
 from datasets import Dataset
 from huggingface_hub import ModelCard
 
+from shared_utils import files
 from shared_utils.training import load_pairs, train_dpo
 from shared_utils.training import dpo as dpo_module
 from stand_ins import free_port
@@ -47,7 +48,7 @@ def test_stage1_writes_a_complete_adapter_and_reruns_for_free(tiny_model_factory
     assert log["kl_estimate"].iloc[-1] == pytest.approx(log["rewards/chosen"].iloc[-1] / 0.1)
     assert result.metrics["rewards/margins"] == pytest.approx(log["rewards/margins"].iloc[-1])
     record = json.loads((out / "provenance.json").read_text())
-    assert record["dataset_sha256"] == dpo_module.dataset_hash(load_pairs(pairs)) and record["lora"]["r"] == 16
+    assert record["dataset_sha256"] == files.content_hash(load_pairs(pairs), dpo_module.PAIR_COLUMNS) and record["lora"]["r"] == 16
     assert record["versions"]["trl"] and record["global_step"] == 4
     card = (out / "README.md").read_text()
     for fact in (record["dataset_sha256"], "| learning_rate | 0.01 |", "| lora_alpha | 32 |", "adapter disabled", "trl"):

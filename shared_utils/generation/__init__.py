@@ -31,10 +31,15 @@ from shared_utils.generation.replay import PairResponse, replay_pairs
 __all__ = [
     "SamplingConfig", "Request", "Completion", "generate", "write_paper_format", "read_paper_format",
     "PairResponse", "request_pairs", "replay_pairs", "Checkpoint", "CheckpointMismatch", "read_checkpoint",
-    "code_end", "truncate_at_code_end", "resolve_backend", "BACKENDS",
+    "code_end", "truncate_at_code_end", "resolve_backend", "BACKENDS", "COMPLETION_BACKENDS", "PAIR_BACKENDS",
 ]
 
-BACKENDS = ("auto", "local", "vllm", "openai", "gemini", "replay")
+# Every backend and what it makes: ``completions`` (sampled answers, ``generate``) and/or ``pairs`` (Stage 1b's two
+# implementations per problem, ``stages.global_pairs``).
+BACKENDS = {"auto": ("completions",), "local": ("completions", "pairs"), "vllm": ("completions",),
+            "openai": ("completions", "pairs"), "gemini": ("pairs",), "replay": ("completions", "pairs")}
+COMPLETION_BACKENDS = tuple(name for name, makes in BACKENDS.items() if "completions" in makes)
+PAIR_BACKENDS = tuple(name for name, makes in BACKENDS.items() if "pairs" in makes)
 
 
 def resolve_backend(backend: str, loaded=None) -> str:

@@ -20,7 +20,6 @@ adapter). So:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import shutil
@@ -31,6 +30,7 @@ from shared_utils.training.card import TrainResult
 from shared_utils.training.config import TrainingSettings
 
 TRAINED_ADAPTER = "default"
+PAIR_COLUMNS = ("prompt", "chosen", "rejected")  # what DPO trains on, and what the pairs' hash covers
 REQUIRED_FILES = ("adapter_config.json", "adapter_model.safetensors", "README.md", "provenance.json")
 
 
@@ -48,22 +48,14 @@ def load_pairs(dataset, max_pairs: int | None = None):
         if not path.is_dir():
             raise FileNotFoundError(f"{path}: not a saved dataset folder (datasets.save_to_disk)")
         dataset = load_from_disk(str(path), keep_in_memory=True)
-    missing = {"prompt", "chosen", "rejected"} - set(dataset.column_names)
+    missing = set(PAIR_COLUMNS) - set(dataset.column_names)
     if missing:
         raise ValueError(f"the preference dataset lacks column(s) {', '.join(sorted(missing))}")
-    dataset = dataset.select_columns(["prompt", "chosen", "rejected"])
+    dataset = dataset.select_columns(list(PAIR_COLUMNS))
     if max_pairs is not None and len(dataset) > max_pairs:
         sizes = [len(json.dumps(row)) for row in dataset]
         dataset = dataset.select(sorted(sorted(range(len(sizes)), key=sizes.__getitem__)[:max_pairs]))
     return dataset
-
-
-def dataset_hash(dataset) -> str:
-    """SHA-256 of the pairs' content (prompt, chosen, rejected in order), independent of storage."""
-    digest = hashlib.sha256()
-    for row in dataset:
-        digest.update(json.dumps([row["prompt"], row["chosen"], row["rejected"]], sort_keys=True).encode())
-    return digest.hexdigest()
 
 
 def use_bf16(spec) -> bool:
@@ -166,7 +158,7 @@ def identity(model, pairs, init_adapter, settings: TrainingSettings) -> dict:
     setting. A checkpoint is resumed, and a finished adapter reused, only when it matches; the card records it."""
     from shared_utils.manifest import adapter_sha256
 
-    return dict(model=str(model), dataset_sha256=dataset_hash(pairs),
+    return dict(model=str(model), dataset_sha256=files.content_hash(pairs, PAIR_COLUMNS),
                 init_adapter=str(init_adapter) if init_adapter else None,
                 init_adapter_sha256=adapter_sha256(init_adapter), **settings.as_dict())
 
