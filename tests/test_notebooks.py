@@ -201,3 +201,21 @@ def test_readme_opens_with_the_two_commands_and_links_every_notebook_in_colab():
         assert f"]({relative})" in readme, relative
         assert f"colab.research.google.com/github/{notebooks.REPOSITORY}/blob/main/{relative})" in readme, relative
 
+
+
+def test_readme_starts_with_set_up_data_and_each_notebooks_parameters_and_time():
+    """Before any reference material: how to set up, where the data comes from, what each notebook takes and costs."""
+    readme = (paths.REPO_ROOT / "README.md").read_text()
+    headings = [line for line in readme.splitlines() if line.startswith("## ")]
+    assert headings[:4] == ["## Set-up", "## The data: where each input comes from",
+                            "## The notebooks: parameters and CPU times",
+                            "## Where to change what"]
+    times = readme.split("## The notebooks: parameters and CPU times")[1].split("\n## ")[0]
+    for target in notebooks.targets():
+        if target.model is None or target.model.name == "smollm2-135m":
+            kind = target.path.stem.replace(target.model.slug, "<model>") if target.model else target.path.stem
+            row = next(line for line in times.splitlines() if line.startswith(f"| `{kind}`"))
+            parameters = nbformat.reads(notebooks.render(target), as_version=4).cells
+            tagged = next(cell.source for cell in parameters if "parameters" in cell.metadata.get("tags", []))
+            for name in (line.split(" = ")[0] for line in tagged.splitlines() if " = " in line):
+                assert f"`{name}`" in row, (kind, name)
