@@ -1,10 +1,17 @@
 """Adversarial completions against the judge: forged passes, values Python compares exactly, bounds.
 
 A policy trained on the sandbox's verdicts is rewarded for any way to a pass, so each probe
-here is a completion that would pass without solving its task if the judge let it.  Every
-probe was first run against the judge it targets and seen to forge (or to reject a correct
-answer); each test keeps the honest answer beside the cheat, so it cannot pass by failing
-everything.
+here is a completion that would pass without solving its task if the judge let it.  The
+probes were run against the judge before these fixes: comparisons nested in ``all``/``any``/
+``sum``/``bool``, displays, subscripts, comprehensions and lambdas passed always-equal objects
+and patched builtins; compound statements and check functions passed a profile hook that
+rebinds the report function; names the test or set-up binds were read through ``globals()``,
+frames and ``gc``; patched ``all``/``len``/``sorted`` and an ``__format__`` decided holes;
+numpy scalars, ``Fraction``, ``Decimal``, dates, ``Counter`` and ``deque`` failed correct
+answers and a reordered ``OrderedDict`` passed; ``'%*d' % f(0)`` took 5 s and 1 GB of the
+judge's memory, ``round(12, f(0))`` did not return, a quadratic ``sum(..., [])`` took 8 s.
+The other probes guard neighbouring shapes that already held.  Each test keeps the honest
+answer beside the cheat, so it cannot pass by failing everything.
 """
 
 from __future__ import annotations
