@@ -8,6 +8,7 @@ under ``paper``; the README's section is the rendering of the committed results.
 from __future__ import annotations
 
 import os
+import re
 
 import pandas as pd
 import pytest
@@ -144,3 +145,28 @@ def test_replay_finds_the_authors_gemini_answers_and_refuses_another_file(shared
     monkeypatch.setenv(paths.DATA_VARIABLE, str(tmp_path))
     with pytest.raises(ValueError, match="not the authors' file"):
         inputs.gemini_pairs()
+
+
+def test_the_verbs_score_a_folder_and_check_the_local_copies(published, tmp_path, monkeypatch, capsys):
+    import json
+    import lzma
+
+    from shared_utils.cli import main
+
+    monkeypatch.setenv("SHARED_UTILS_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "published"
+    folder.mkdir()
+    for name in ("gemma_1b_baseline_model_output_run_1.json.xz", "gemma_1b_dpo_250_model_output_run_1.json.xz"):
+        rows = json.loads(lzma.decompress((published / name).read_bytes()))[:3]  # three tasks: not the authors' runs
+        (folder / name).write_bytes(lzma.compress(json.dumps(rows).encode()))
+    (folder / paper_outputs.AUTHORS_TABLE).write_bytes((published / paper_outputs.AUTHORS_TABLE).read_bytes())
+    status = main(["paper-outputs", "--data", str(folder), "--out", str(tmp_path / "out"), "--workers", "2"])
+    out = capsys.readouterr().out
+    assert status == 1 and "2 file(s) differ from the authors' per-run numbers" in out
+    assert re.search(r"paper\s+gemma3-1b\s+base\s+dpo\s+pass@1", out) and "one family per protocol" in out
+    assert {path.name for path in (tmp_path / "out").iterdir()} == {
+        "per_run.csv", "table.csv", "comparisons.csv", "disagreements.csv", "figure.png", "provenance.json"}
+    assert main(["download-data", "--check", "--to", str(published.parent)]) == 0
+    assert "0 of 53 file(s) missing or different" in capsys.readouterr().out
+    assert main(["download-data", "--what", "gemini", "--to", str(tmp_path / "empty")]) == 2
+    assert "address is not set" in capsys.readouterr().err
