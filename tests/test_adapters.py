@@ -23,7 +23,7 @@ def adapter(tiny_model_factory, tmp_path_factory):
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny), config)
     out = tmp_path_factory.mktemp("adapter") / "smollm2-135m-dpo-2-epochs"
     model.save_pretrained(out)
-    files.write_json(out / "provenance.json", {"model": str(tiny), "reference": "stage1", "pairs": 4,
+    files.write_json(out / "provenance.json", {"model": str(tiny), "reference": "dpo", "pairs": 4,
                                                "dpo": {"beta": 0.1}, "metrics": {"loss": 0.25}})
     return out, model
 
@@ -32,7 +32,7 @@ def test_inspect_counts_parameters_and_measures_each_update_without_the_base(ada
     folder, model = adapter
     info = adapters.inspect(folder)
     assert info["trainable_parameters"] == sum(p.numel() for name, p in model.named_parameters() if "lora_" in name)
-    assert info["reference"] == "stage1" and info["pairs"] == 4 and info["lora_config"]["lora_alpha"] == 32
+    assert info["reference"] == "dpo" and info["pairs"] == 4 and info["lora_config"]["lora_alpha"] == 32
     updates = info["updates"]
     assert set(updates["module"]) == MODULES and set(updates["layer"]) == {0, 1}
     q_proj = model.base_model.model.model.layers[1].self_attn.q_proj
@@ -41,7 +41,7 @@ def test_inspect_counts_parameters_and_measures_each_update_without_the_base(ada
     assert row["update_norm"] == pytest.approx(float(by_hand.detach().norm()), rel=1e-5)
     assert info["update_table"].shape == (2, 7)
     text = adapters.summary(info)
-    assert "reference: stage1" in text and "loss=0.25" in text and f"{info['trainable_parameters']:,}" in text
+    assert "reference: dpo" in text and "loss=0.25" in text and f"{info['trainable_parameters']:,}" in text
 
 
 def test_inspect_says_what_is_missing(tmp_path):

@@ -62,11 +62,11 @@ def test_a_models_recipe_overrides_only_what_it_names():
 def test_stage2c_starts_from_stage1_and_changes_only_its_own(tmp_path):
     """Where qwen3-4b's Stage-2c beta changes: its recipe's stage2c.training, nothing else moves."""
     recipe_file = tmp_path / "recipe.yaml"
-    recipe_file.write_text("stage2c:\n  training:\n    beta: 0.05\n  reference: stage1\n")
+    recipe_file.write_text("stage2c:\n  training:\n    beta: 0.05\n  reference: dpo\n")
     recipe = recipes.load("qwen3-4b", recipe=recipe_file)
     stage1, stage2c = recipe.training("stage1"), recipe.training("stage2c")
     assert stage2c.dpo_config("unused").beta == 0.05 and stage1.dpo_config("unused").beta == 0.1
-    assert stage2c.reference == "stage1" and stage2c.lora == stage1.lora
+    assert stage2c.reference == "dpo" and stage2c.lora == stage1.lora
     assert stage2c.dpo["learning_rate"] == stage1.dpo["learning_rate"] == 5e-7
     assert recipe.layout().further_adapter(1).name == "qwen3-4b-dpo-250-epochs-further-250-epochs"
 

@@ -1,6 +1,6 @@
 """Stage 2c: which reference model does DPO use? Proven on a tiny model for both modes.
 
-A Stage-1 adapter with random (non-zero) B makes "base" and "stage1" log-probs differ, so the
+A Stage-1 adapter with random (non-zero) B makes "base" and "dpo" log-probs differ, so the
 trainer's reference log-probs can be matched against each, computed by hand from independently
 loaded models.
 """
@@ -66,7 +66,7 @@ def references(tiny, stage1):
 
     base = AutoModelForCausalLM.from_pretrained(tiny).eval()
     adapted = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny), str(stage1)).eval()
-    return {"base": lambda batch: sequence_logps(base, batch), "stage1": lambda batch: sequence_logps(adapted, batch)}
+    return {"base": lambda batch: sequence_logps(base, batch), "dpo": lambda batch: sequence_logps(adapted, batch)}
 
 
 def sequence_logps(model, batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -83,7 +83,7 @@ def first_batch(trainer):
     return trainer.data_collator([trainer.train_dataset[i] for i in range(len(trainer.train_dataset))])
 
 
-@pytest.mark.parametrize("reference", ["base", "stage1"])
+@pytest.mark.parametrize("reference", ["base", "dpo"])
 def test_trainer_reference_is_the_requested_model(tiny, stage1, references, tmp_path, reference):
     """Both TRL paths agree with the hand computation: precomputed log-probs and the on-the-fly forward."""
     trainer = build_trainer(str(tiny), load_pairs(Dataset.from_list(toy_rows())), tmp_path / "work",
@@ -91,20 +91,20 @@ def test_trainer_reference_is_the_requested_model(tiny, stage1, references, tmp_
     batch = first_batch(trainer)
     precomputed = batch["ref_chosen_logps"], batch["ref_rejected_logps"]
     on_the_fly = trainer.compute_ref_log_probs(trainer.model, batch)
-    other = "stage1" if reference == "base" else "base"
+    other = "dpo" if reference == "base" else "base"
     expected, unexpected = references[reference](batch), references[other](batch)
     for value, want, not_want in zip((*precomputed, *on_the_fly), expected * 2, unexpected * 2):
         torch.testing.assert_close(value, want, atol=1e-4, rtol=1e-5)
         assert (value - not_want).abs().max() > 0.1, "base and Stage-1 agree; the test would prove nothing"
     # in both modes training starts from the Stage-1 weights
     trainer.model.eval()
-    for policy, want in zip(sequence_logps(trainer.model, batch), references["stage1"](batch)):
+    for policy, want in zip(sequence_logps(trainer.model, batch), references["dpo"](batch)):
         torch.testing.assert_close(policy, want, atol=1e-4, rtol=1e-5)
     names = set(trainer.model.peft_config)
-    assert names == ({"default", "ref"} if reference == "stage1" else {"default"})
+    assert names == ({"default", "ref"} if reference == "dpo" else {"default"})
 
 
-@pytest.mark.parametrize("reference", ["base", "stage1"])
+@pytest.mark.parametrize("reference", ["base", "dpo"])
 def test_training_uses_the_reference_and_saves_only_the_trained_adapter(tiny, stage1, references, tmp_path,
                                                                          reference):
     """The first logged step's reward is beta * (Stage-1 policy - reference) on the chosen answers."""
@@ -118,7 +118,7 @@ def test_training_uses_the_reference_and_saves_only_the_trained_adapter(tiny, st
     trainer = build_trainer(str(tiny), load_pairs(pairs), tmp_path / "probe", init_adapter=stage1, progress=False,
                             settings=toy_settings(reference))
     batch = first_batch(trainer)
-    policy_chosen, _ = references["stage1"](batch)
+    policy_chosen, _ = references["dpo"](batch)
     ref_chosen, _ = references[reference](batch)
     log = pd.read_csv(result.log_csv)
     assert log["rewards/chosen"].iloc[0] == pytest.approx(BETA * float((policy_chosen - ref_chosen).mean()), abs=1e-3)
@@ -130,7 +130,7 @@ def test_training_uses_the_reference_and_saves_only_the_trained_adapter(tiny, st
     assert keys and all(".ref." not in key for key in keys)
     record = json.loads((folder / "provenance.json").read_text())
     assert record["reference"] == reference and record["init_adapter"] == str(stage1)
-    assert ("Stage-1 policy" if reference == "stage1" else "adapter disabled") in (folder / "README.md").read_text()
+    assert ("Stage-1 policy" if reference == "dpo" else "adapter disabled") in (folder / "README.md").read_text()
     trained = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny), str(folder)).eval()
     moved = (sequence_logps(trained, batch)[0] - policy_chosen).abs().max()
     assert moved > 1e-3, "the saved adapter is still the Stage-1 adapter"
@@ -138,4 +138,4 @@ def test_training_uses_the_reference_and_saves_only_the_trained_adapter(tiny, st
 
 def test_stage1_reference_needs_an_initial_adapter(tiny, tmp_path):
     with pytest.raises(ValueError, match="init_adapter"):
-        train_dpo(str(tiny), Dataset.from_list(toy_rows()), tmp_path / "out", settings=toy_settings("stage1"), progress=False)
+        train_dpo(str(tiny), Dataset.from_list(toy_rows()), tmp_path / "out", settings=toy_settings("dpo"), progress=False)

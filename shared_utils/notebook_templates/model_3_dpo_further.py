@@ -5,11 +5,11 @@
 # reference model is explicit (`stage2c.reference`):
 # - `base` (default, the paper's behaviour: its TRL disabled the adapter, so the reference was
 #   the original base model);
-# - `stage1`: the Stage-1 policy is the reference, the usual choice for iterative DPO.
+# - `dpo`: the Stage-1 adapter's policy is the reference, the usual choice for iterative DPO.
 
 # %% tags=["parameters"]
 recipe = "2_Fine_Tuning_Process/$model/recipe.yaml"  # relative to the repository root
-overrides = {}  # e.g. {"stage2c": {"reference": "stage1"}}
+overrides = {}  # e.g. {"stage2c": {"reference": "dpo"}}
 iteration = 1
 protocol = None  # "paper": the authors' code byte for byte; None: the recipe's ("corrected")
 model_path = None

@@ -14,9 +14,11 @@ import dataclasses
 import types
 import typing
 
-REFERENCES = ("base", "stage1")
+from shared_utils.layout import BASE, FURTHER, STAGE1
+
+REFERENCES = (BASE, STAGE1)  # the base model, or the Stage-1 adapter (``dpo``, the layout's name for it)
 TRAINING_FORMATS = ("conversational", "as_published")  # ``training.formats`` explains both
-GRPO_STARTS = ("dpo-further", "dpo", "base")
+GRPO_STARTS = (FURTHER, STAGE1, BASE)
 
 
 def trl_config(config_class, fields: dict, output_dir: str, *, bf16: bool = False, progress: bool = True,

@@ -10,7 +10,7 @@ adapter). So:
     The policy is the base model plus a fresh LoRA made by TRL from ``peft_config``; for
     Stage 2c the Stage-1 weights are then loaded into that adapter. No ``"ref"`` adapter
     exists, so the reference is the base with adapters disabled (the paper's behaviour).
-``reference="stage1"``
+``reference="dpo"`` (the Stage-1 adapter, by the layout's name for it)
     The policy is ``PeftModel.from_pretrained(base, stage1, is_trainable=True)``; TRL copies
     it into the frozen ``"ref"`` adapter, so the reference is the Stage-1 policy. Only the
     small LoRA tensors are duplicated, never the base weights. ``"ref"`` is left out of the
@@ -26,6 +26,7 @@ import shutil
 from pathlib import Path
 
 from shared_utils import files, models, prompts
+from shared_utils.layout import STAGE1
 from shared_utils.training.card import TrainResult
 from shared_utils.training.config import TrainingSettings
 
@@ -72,8 +73,8 @@ def build_trainer(model: str, pairs, work_dir: Path, *, init_adapter=None, setti
 
     from shared_utils.training import formats
 
-    if settings.reference == "stage1" and init_adapter is None:
-        raise ValueError('reference="stage1" needs init_adapter (the Stage-1 adapter to continue)')
+    if settings.reference == STAGE1 and init_adapter is None:
+        raise ValueError(f'reference="{STAGE1}" needs init_adapter (the Stage-1 adapter to continue)')
     loaded = models.load_model(model, trainable=True, dtype=settings.load_dtype, load_in_4bit=settings.load_in_4bit)
     base, spec, tokenizer = loaded.model, loaded.spec, prompts.for_training(loaded.tokenizer)
     config = settings.dpo_config(str(work_dir), bf16=use_bf16(spec), progress=progress)
@@ -84,7 +85,7 @@ def build_trainer(model: str, pairs, work_dir: Path, *, init_adapter=None, setti
     common = dict(args=config, train_dataset=pairs, processing_class=tokenizer)
     if init_adapter is None:
         trainer = trainer_class(model=base, peft_config=language_model_only(settings.peft_config(), base), **common)
-    elif settings.reference == "stage1":
+    elif settings.reference == STAGE1:
         policy = PeftModel.from_pretrained(base, str(init_adapter), is_trainable=True)
         trainer = trainer_class(model=policy, **common)
         if "ref" not in trainer.model.peft_config:
