@@ -158,3 +158,24 @@ def test_the_sandbox_probe_reports_the_walls_this_machine_lacks():
     from shared_utils.sandbox import capabilities
 
     assert notebook_env._missing_sandbox_walls() == capabilities()["missing"]
+
+
+def test_the_pairs_notebook_fetches_the_authors_answers_only_where_they_are_missing(monkeypatch):
+    """Colab has no local data folder: replay's default input is downloaded (checked) before it is read."""
+    import ast
+
+    from shared_utils import inputs, notebooks
+
+    target = next(t for t in notebooks.targets() if t.template == "global_2_generate_global_pairs")
+    cell = [c.source for c in nbformat.reads(notebooks.render(target), as_version=4).cells if c.cell_type == "code"][2]
+    fetch = next(node for node in ast.parse(cell).body if isinstance(node, ast.If) and "download" in ast.unparse(node))
+    fetched = []
+    monkeypatch.setattr(inputs, "download", lambda groups: fetched.append(groups))
+    for found, backend, responses, expected in [("missing", "replay", None, [["gemini"]]),
+                                                (None, "replay", None, []),
+                                                ("missing", "replay", "mine.jsonl", []),
+                                                ("missing", "gemini", None, [])]:
+        fetched.clear()
+        monkeypatch.setattr(inputs, "status", lambda groups, found=found: {"global_dpo/gemini_pairs.jsonl": found})
+        exec(ast.unparse(fetch), {"inputs": inputs, "backend": backend, "responses": responses})
+        assert fetched == expected, (found, backend, responses)

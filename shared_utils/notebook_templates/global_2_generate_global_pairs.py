@@ -8,6 +8,8 @@
 # independent answers; the first two different passing ones are kept, as many as its recipe's
 # `global_pairs` section says). With `protocol="paper"` the implementations run exactly as
 # returned (no fence stripping) and Gemini is asked with the authors' `Task_ID:` prompt.
+# Replay without a `responses` file reads the authors' Gemini answers from the local data folder
+# and, where none holds them (a fresh clone, Colab), fetches them first (`download-data`).
 # `cpu_demo=True` is the CPU path of `make demo` in one switch: the demo problem set, backend
 # `local`, the embedded model as generator and as the recipe that sizes its sampling.
 
@@ -24,12 +26,14 @@ problems_dir = None  # default: the preprocessed train set of the problem set
 output_dir = None  # default: the problem set's folder in 1_Global_Dataset_Generation
 
 # %%
-from shared_utils import recipes, stages
+from shared_utils import inputs, recipes, stages
 from shared_utils.layout import GlobalLayout
 
 if cpu_demo:
     problem_set, backend, generator, recipe = (stages.CPU_DEMO[key] for key in ("problem_set", "backend",
                                                                                  "generator", "recipe"))
+if backend == "replay" and responses is None and any(inputs.status(["gemini"]).values()):
+    inputs.download(["gemini"])  # the authors' answers, where no local data folder holds them (Colab): sha256-checked
 out = GlobalLayout.for_problem_set(problem_set, output_dir)
 settings = recipes.load(recipe, overrides, protocol=protocol)
 pairs = stages.global_pairs(out, settings, backend=backend, generator=generator, responses=responses,
