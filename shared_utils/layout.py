@@ -36,6 +36,29 @@ TRAIN_NAME = "mbpp_preprocessed_dataset"
 TEST_NAME = "mbpp_test_with_signatures"
 BASE, STAGE1, FURTHER, GRPO = "base", "dpo", "dpo-further", "grpo"
 LOCAL_PAIRS, EVALUATION_RUN = "local-pairs", "evaluation-run"  # the manifest's roles besides the adapters'
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """One stage of the pipeline under its one name (the runner's ``--stages``, the recipe's section of the DPO
+    stages): the templates of its notebooks and the role of what it writes in the manifest."""
+
+    name: str
+    templates: tuple[str, ...]
+    writes: str | None = None  # None: the global datasets, shared by the models of a problem set
+    paper: bool = True  # part of the paper's pipeline (``--stages all``)
+
+
+STAGES = {stage.name: stage for stage in (
+    Stage("global", ("global_1_dataset_preprocessing", "global_2_generate_global_pairs",
+                     "global_3_automated_global_dataset_labelling")),
+    Stage("stage1", ("model_1_dpo",), STAGE1),
+    Stage("stage2a", ("model_2_dpo_local_dataset_self_generation",), LOCAL_PAIRS),
+    Stage("stage2c", ("model_3_dpo_further",), FURTHER),
+    Stage("grpo", ("model_4_grpo",), GRPO, paper=False),
+    Stage("eval", ("evaluate",), EVALUATION_RUN),
+)}
+DPO_STAGES = tuple(name for name, stage in STAGES.items() if stage.writes in (STAGE1, FURTHER))  # trained with DPO
 BENCHMARKS = ("mbpp", "humaneval")
 
 

@@ -20,13 +20,14 @@ import difflib
 from pathlib import Path
 
 from shared_utils import paths
+from shared_utils.layout import DPO_STAGES
 from shared_utils.models import REGISTRY, ModelSpec
 
 RECIPES = Path(__file__).parent / "resources" / "recipes"
 PAPER = RECIPES / "paper.yaml"
 SMOKE = RECIPES / "smoke.yaml"
 FILE_NAME = "recipe.yaml"
-TRAINING_STAGES = ("stage1", "stage2c")
+TRAINING_STAGES = DPO_STAGES  # the sections ``Recipe.training`` reads
 FREE_FORM = ("training", "lora")  # checked by TRL's and PEFT's classes instead
 
 

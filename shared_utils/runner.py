@@ -13,22 +13,13 @@ import time
 from pathlib import Path
 
 from shared_utils import paths, recipes
-from shared_utils.layout import ArtifactLayout
+from shared_utils.layout import STAGES as PIPELINE, ArtifactLayout
 from shared_utils.models import DEFAULT_MODEL
 from shared_utils.notebooks import targets
 from shared_utils.recipes import Recipe
 
-STAGES = ("global", "stage1", "stage2a", "stage2c", "grpo", "eval")
-DEFAULT_STAGES = tuple(stage for stage in STAGES if stage != "grpo")  # "all": the paper's; grpo only when named
-STAGE_TEMPLATES = {
-    "global": ("global_1_dataset_preprocessing", "global_2_generate_global_pairs",
-               "global_3_automated_global_dataset_labelling"),
-    "stage1": ("model_1_dpo",),
-    "stage2a": ("model_2_dpo_local_dataset_self_generation",),
-    "stage2c": ("model_3_dpo_further",),
-    "grpo": ("model_4_grpo",),
-    "eval": ("evaluate",),
-}
+STAGES = tuple(PIPELINE)
+DEFAULT_STAGES = tuple(name for name, stage in PIPELINE.items() if stage.paper)  # "all": grpo only when named
 
 
 @dataclasses.dataclass
@@ -121,7 +112,7 @@ def run_pipeline(options: RunOptions) -> int:
     layout = artifact_layout(options, runs_dir)
     by_template = {(t.template, t.model.name if t.model else None): t.path for t in targets()}
     for stage in options.stage_list():
-        for template in STAGE_TEMPLATES[stage]:
+        for template in PIPELINE[stage].templates:
             notebook = by_template[(template, None if stage == "global" else options.model)]
             executed = runs_dir / notebook.name
             params = stage_parameters(options, stage, template, recipe, layout)

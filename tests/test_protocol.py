@@ -15,7 +15,7 @@ import pytest
 from shared_utils import data, files, preferences, prompts, protocol, recipes, runner, scoring, stages
 from shared_utils.generation import SamplingConfig
 from shared_utils.generation.replay import PairResponse
-from shared_utils.layout import GlobalLayout
+from shared_utils.layout import STAGES, GlobalLayout
 from shared_utils.maintainability import mi_score
 from shared_utils.self_generation import SelfGenConfig, local_pairs, self_generate
 
@@ -54,8 +54,8 @@ def test_the_runner_hands_the_protocol_to_every_notebook_but_evaluation_and_grpo
     options = runner.RunOptions(model="smollm2-135m", protocol="paper", artifacts=tmp_path)
     recipe = recipes.load("smollm2-135m")
     layout = runner.artifact_layout(options, tmp_path)
-    for stage, templates in runner.STAGE_TEMPLATES.items():
-        for template in templates:
+    for stage, step in STAGES.items():
+        for template in step.templates:
             params = runner.stage_parameters(options, stage, template, recipe, layout)
             assert ("protocol" in params) == (stage not in ("eval", "grpo")), (stage, template)
 
