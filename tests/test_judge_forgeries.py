@@ -31,7 +31,7 @@ FAST = {"timeout": 3.0}
 ALWAYS = ("class Always(int):\n    def __eq__(self, other):\n        return True\n"
           "    def __ne__(self, other):\n        return False\n    def __bool__(self):\n        return True\n"
           "    __hash__ = int.__hash__\n")
-SQUARE = "def f(x):\n    return x * x\n"
+SQUARE = "def f(x):\n    if x == -1:\n        raise ValueError(x)\n    return x * x\n"
 
 
 def _verdicts(jobs: list[tuple]) -> list:
@@ -146,6 +146,8 @@ COMPOUND = [
     "with open('/dev/null') as handle:\n    assert f(2) == 4\n    assert f(3) == 9",
     "def check(candidate):\n    for x in [1, 2]:\n        assert candidate(x) == x * x\ncheck(f)",
     "assert f(1) == 1\nfor x in (2, 3):\n    assert f(x) == x * x",
+    "try:\n    f(-1)\nexcept ValueError:\n    pass\nelse:\n    assert False, 'no ValueError'\nassert f(2) == 4",
+    "xs = [1, 2, 3]\nfor x in xs[:]:\n    r = f(x)\n    assert r == x * x",
 ]
 
 

@@ -532,6 +532,34 @@ class _Nested(ast.NodeTransformer):
         return ast.copy_location(ast.Expr(call), node)
 
 
+SEAL = "__sandbox_seal__"
+
+
+def sealed(node: ast.stmt) -> str:
+    """A statement with reports, run inside a function that receives the report functions.
+
+    Its reports then call a parameter (a closure cell for the functions it defines, such
+    as HumanEval's ``check``), not a global: a candidate's call inside the statement
+    (``f(-1)`` in a ``try``, ``r = f(x)`` in a loop) cannot silence the reports after it
+    by rebinding a name in its globals.  Names the statement binds stay globals.  A
+    statement the function would change (``from m import *``, a top-level ``return``) is
+    left as it is.
+    """
+    source = ast.unparse(node)
+    if REPORT not in source and REPLAY_HOLE not in source:
+        return source
+    if _may_leave_early(node) or any(isinstance(sub, ast.ImportFrom) and any(a.name == "*" for a in sub.names)
+                                     for sub in ast.walk(node)):
+        return source
+    names = sorted(_bindings(node)[0] - {REPORT, REPLAY_HOLE})
+    parameters = ast.arguments([], [ast.arg(REPORT), ast.arg(REPLAY_HOLE)], None, [], [], None, [])
+    body = ([ast.Global(names)] if names else []) + [node]
+    wrapper = ast.FunctionDef(SEAL, parameters, body, [], None, None)
+    call = ast.Expr(ast.Call(ast.Name(SEAL, ast.Load()), [ast.Name(REPORT, ast.Load()),
+                                                           ast.Name(REPLAY_HOLE, ast.Load())], []))
+    return ast.unparse(ast.fix_missing_locations(ast.Module([wrapper, call], [])))
+
+
 def _report_site(node: ast.stmt) -> int | None:
     """The site of a statement that is a rewritten assert, else None."""
     if (isinstance(node, ast.Expr) and isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Name)
@@ -637,7 +665,7 @@ class _BlockCompiler:
     def statement(self, node: ast.stmt) -> None:
         bound, loaded = _bindings(node)[0], _free(node)
         node = ast.fix_missing_locations(_Nested(self).visit(node))
-        source = ast.unparse(node)
+        source = sealed(node)
         self.steps.append(["x", source])
         self.note_function(node)
         if (isinstance(node, ast.Expr) and isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Name)
@@ -684,7 +712,7 @@ def _setup_statements(tree: ast.Module, candidate: set[str], data_names: set[str
     clean, steps, private = [], [], []
     for node in tree.body:
         bound, loaded = _bindings(node)[0], _free(node)
-        source = ast.unparse(node)
+        source = sealed(node)
         steps.append(["x", source])
         if loaded & candidate:
             candidate |= bound | (loaded & data_names)
