@@ -143,7 +143,9 @@ def prepare(source: str | Path, out_dir: str | Path = GLOBAL_DIR, protocol=None)
 
     protocol = resolve(protocol)
     layout = GlobalLayout(Path(out_dir))
-    source = mbpp_source(source)
+    if mbpp_source(source) != source:
+        source = mbpp_source(source)
+        print(f"MBPP: the local copy in {source} (the data folder), not the hub")
     if str(source) == DEMO_SOURCE:
         train = demo_problems("train", with_signatures=False)
         test = demo_problems("test", with_signatures=False)

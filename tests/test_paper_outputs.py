@@ -13,7 +13,7 @@ import re
 import pandas as pd
 import pytest
 
-from shared_utils import data, inputs, paper_outputs, paths
+from shared_utils import data, files, inputs, paper_outputs, paths
 
 ONE_PER_MODEL = ("gemma_1b_baseline_model_output_run_1.json.xz", "gemma_4b_dpo_250_model_output_run_2.json.xz",
                  "gemma_12b_dpo_250_further_250_model_output_run_3.json.xz",
@@ -127,9 +127,12 @@ def test_download_fetches_checks_and_refuses_a_different_file(shared_data, tmp_p
     assert not (tmp_path / "other" / "global_dpo" / "gemini_pairs.jsonl").exists()
 
 
-def test_the_data_folder_setting_and_the_local_mbpp(shared_data, tmp_path, monkeypatch):
+def test_the_data_folder_setting_and_the_local_mbpp(shared_data, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(paths.DATA_VARIABLE, str(shared_data))
     assert data.mbpp_source() == shared_data / "mbpp" and data.mbpp_source("other/hub-id") == "other/hub-id"
+    written = data.prepare("mbpp", tmp_path / "prepared")  # the hub id, offline: the local copy is read, and said so
+    assert f"MBPP: the local copy in {shared_data / 'mbpp'}" in capsys.readouterr().out
+    assert files.read_provenance(written["test"])["source"] == str(shared_data / "mbpp")
     monkeypatch.setenv(paths.DATA_VARIABLE, str(tmp_path / "absent"))
     assert paths.shared_data_dir() is None and data.mbpp_source() == "mbpp"
     with pytest.raises(FileNotFoundError, match="download-data"):
