@@ -310,7 +310,7 @@ def readme_section(results: Path = RESULTS_DIR) -> str:
              f"Regenerate: `python -m shared_utils paper-outputs --update-readme` (or {notebook_link(EVALUATION_NOTEBOOK)}).",
              f"Under `paper`, {int(paper_runs['matches'].sum())} of {len(paper_runs)} published files reproduce the "
              "authors' own per-run solved count and average MI. Mean ± sd over the five runs:", "",
-             "| model | variant | protocol | solved (of 500) | average MI | pass@1 | pass@10 | source |",
+             "| model | variant | protocol | solved (of 500) | average MI | pass@1 (%) | pass@10 (%) | source |",
              "|---|---|---|---|---|---|---|---|"]
     for row in table.to_dict("records"):
         rates = [f"{row[f'{m}_mean'] * 100:.2f} ± {row[f'{m}_std'] * 100:.2f}" if pd.notna(row.get(f"{m}_mean")) else "—"
