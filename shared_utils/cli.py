@@ -157,6 +157,9 @@ def _verb_global_pairs(sub) -> None:
     def run(args) -> int:
         from shared_utils import recipes, stages
         from shared_utils.layout import GlobalLayout
+
+        if args.backend == "local":  # a model to load, not a remote model's name
+            recipes.check_name(args.generator)
         recipe = recipes.load(args.recipe or (args.generator if recipes.model_spec(args.generator, required=False)
                                               else None),
                               {"global_pairs": {"limit": args.limit}} if args.limit else {}, _protocol_overlay(args))

@@ -131,6 +131,12 @@ def test_generate_misspelt_model_is_refused_before_loading(tmp_path, capsys):
     assert "did you mean 'gemma3-1b'" in line
 
 
+def test_local_pair_generator_misspelt_is_refused_before_loading(tmp_path, capsys):
+    line = refused(["global-pairs", "--backend", "local", "--generator", "smollm2-135", "--problems", str(tmp_path),
+                    "--out", str(tmp_path / "g")], capsys)
+    assert "did you mean 'smollm2-135m'" in line
+
+
 def test_mi_json_is_strict_json_for_an_unscorable_file(tmp_path, capsys):
     broken = tmp_path / "broken.py"
     broken.write_text("def f(:\n", encoding="utf-8")
