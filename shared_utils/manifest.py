@@ -34,6 +34,7 @@ class Entry:
     identity: dict
     created: str
     commit: str | None
+    superseded_by: str | None = None  # the artifact whose replacement left this one made from weights now gone
 
 
 def normalised(identity: dict) -> dict:
@@ -84,16 +85,18 @@ class Manifest:
     def entries(self) -> list[Entry]:
         """Every recorded artifact, oldest first."""
         return [Entry(path=self.folder / name, role=item["role"], iteration=item.get("iteration"),
-                      identity=item["identity"], created=item["created"], commit=item.get("commit"))
+                      identity=item["identity"], created=item["created"], commit=item.get("commit"),
+                      superseded_by=item.get("superseded_by"))
                 for name, item in self._read()["artifacts"].items()]
 
     def entry(self, path: str | Path) -> Entry | None:
         return next((entry for entry in self.entries() if entry.path.name == Path(path).name), None)
 
     def latest(self, role: str, iteration: int | None = None) -> Entry | None:
-        """The most recently recorded artifact of a role (and iteration) that is still on disk."""
-        found = [entry for entry in self.entries()
-                 if entry.role == role and entry.iteration == iteration and entry.path.exists()]
+        """The most recently recorded artifact of a role (and iteration) that is still on disk and was made from
+        what its stage now starts from (not superseded)."""
+        found = [entry for entry in self.entries() if entry.role == role and entry.iteration == iteration
+                 and entry.superseded_by is None and entry.path.exists()]
         return found[-1] if found else None
 
     def record(self, path: str | Path, role: str, identity: dict, iteration: int | None = None) -> Entry:
@@ -101,11 +104,14 @@ class Manifest:
         path = Path(path)
         if path.parent.resolve() != self.folder.resolve():
             raise ValueError(f"{path}: not inside {self.folder}; record it in its own folder's manifest")
-        manifest = self._read()
-        manifest["artifacts"].pop(path.name, None)  # re-inserted last: the latest of its role
-        manifest["artifacts"][path.name] = {"role": role, "iteration": iteration, "identity": normalised(identity),
-                                            "created": files.now(), "commit": files.repository_commit()}
-        files.write_json(self.file, manifest)
+        artifacts = self._read()["artifacts"]
+        replaced = {name for name, item in artifacts.items()
+                    if item["role"] == role and item.get("iteration") == iteration}
+        artifacts.pop(path.name, None)  # re-inserted last: the latest of its role
+        artifacts[path.name] = {"role": role, "iteration": iteration, "identity": normalised(identity),
+                                "created": files.now(), "commit": files.repository_commit()}
+        _supersede(artifacts, replaced, by=path.name)
+        files.write_json(self.file, {"artifacts": artifacts})
         return self.entry(path)
 
     def reuse(self, path: str | Path, identity: dict, *, overwrite: bool = False, complete: bool | None = None,
@@ -124,7 +130,26 @@ class Manifest:
             raise ValueError(f"{path}: a {what} is there but {self.file} does not record how it was made; "
                              "give a new output folder, or overwrite=True to make it again")
         same_or_stop(path, entry.identity, identity, made=entry.created, what=what)
+        if entry.superseded_by is not None:  # its start was made again with the same weights: current again
+            manifest = self._read()
+            del manifest["artifacts"][path.name]["superseded_by"]
+            files.write_json(self.file, manifest)
         return entry
+
+
+def _supersede(artifacts: dict, replaced: set[str], *, by: str) -> None:
+    """Mark what was made, directly or through others, from a replaced artifact: later stages no longer read it
+    (its entry stays, so a rerun names what changed: the starting adapter's weights)."""
+    stale = set(replaced)
+    while True:
+        more = {name for name, item in artifacts.items() if name not in stale and name != by
+                and Path(str(item["identity"].get("init_adapter") or item["identity"].get("start_adapter")
+                             or item["identity"].get("adapter") or "")).name in stale}
+        if not more:
+            break
+        stale |= more
+        for name in more:
+            artifacts[name]["superseded_by"] = by
 
 
 def same_or_stop(path: Path, recorded: dict, asked: dict, *, made: str | None, what: str) -> None:

@@ -119,11 +119,17 @@ def test_what_was_made_from_a_replaced_adapter_is_refused_too(folders, train_cal
     stages.train_stage1(recipe, layout)
     stages.self_generate(recipe, layout, 1, progress=False)
     stages.self_generate(recipe, layout, 1, progress=False)  # reused: no sampling stand-in needed twice
+    stages.train_stage2(recipe, layout, 1)
+    assert stages.evaluation_plan(recipe, layout).variants() == ["base", STAGE1, FURTHER]
     other, layout = _recipe_and_layout(folders, {"stage1": {"training": {"beta": 0.3}}})
     stages.train_stage1(other, layout, overwrite=True)
+    assert stages.evaluation_plan(recipe, layout).variants() == ["base", STAGE1]  # dpo-further came from the old one
+    assert stages.train_stage2(recipe, layout, 1) is None  # no local pairs of the new adapter yet
     with pytest.raises(ValueError, match=r"start_adapter_sha256"):
         stages.self_generate(recipe, layout, 1, progress=False)
     assert stages.self_generate(recipe, layout, 1, progress=False, overwrite=True).dataset is not None
+    with pytest.raises(ValueError, match=r"init_adapter_sha256"):
+        stages.train_stage2(recipe, layout, 1)
 
 
 def test_the_train_verb_finds_the_stage_inputs_in_the_record(folders, train_calls, sampled):
