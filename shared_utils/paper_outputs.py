@@ -340,14 +340,18 @@ def readme_section(results: Path = RESULTS_DIR) -> str:
     return "\n".join(lines)
 
 
-def update_readme(results: Path = RESULTS_DIR) -> Path:
-    """Replace the README's section between its markers with a fresh rendering of ``results``."""
-    readme = paths.REPO_ROOT / "README.md"
-    text = readme.read_text()
+def readme_with_section(text: str, results: Path = RESULTS_DIR) -> str:
+    """The README's text with its paper-outputs section rendered afresh from ``results``."""
     if README_START not in text or README_END not in text:
-        raise ValueError(f"{readme}: the paper outputs markers are missing ({README_START!r} ... {README_END!r})")
+        raise ValueError(f"README: the paper outputs markers are missing ({README_START!r} ... {README_END!r})")
     before, rest = text.split(README_START, 1)
-    return files.write_text(readme, before + readme_section(results) + rest.split(README_END, 1)[1])
+    return before + readme_section(results) + rest.split(README_END, 1)[1]
+
+
+def update_readme(results: Path = RESULTS_DIR) -> Path:
+    """Rewrite the README's paper-outputs section from ``results`` (``render-notebooks`` does it from the committed ones)."""
+    readme = paths.REPO_ROOT / "README.md"
+    return files.write_text(readme, readme_with_section(readme.read_text(), results))
 
 
 def family_note(comparisons: pd.DataFrame) -> str:

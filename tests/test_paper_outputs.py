@@ -81,7 +81,7 @@ def test_published_file_names_are_described_and_others_refused():
 
 def test_readme_section_is_the_rendering_of_the_committed_results():
     readme = (paths.REPO_ROOT / "README.md").read_text()
-    assert paper_outputs.readme_section() in readme, "run `python -m shared_utils paper-outputs --update-readme`"
+    assert paper_outputs.readme_section() in readme, "run `python -m shared_utils render-notebooks`"
     runs = pd.read_csv(paper_outputs.RESULTS_DIR / "per_run.csv")
     assert runs[runs["protocol"] == "paper"]["matches"].all() and len(runs) == 2 * 50
     assert (paper_outputs.RESULTS_DIR / "figure.png").stat().st_size > 10_000
