@@ -166,6 +166,9 @@ class GRPOSettings:
     def __post_init__(self):
         if self.start not in GRPO_STARTS:
             raise ValueError(f"{self.where}: start must be one of {GRPO_STARTS}, got {self.start!r}")
+        if "reward_weights" in self.grpo:
+            raise ValueError(f"{self.where}: training.reward_weights: weigh the rewards by name under "
+                             "reward.functions instead (rewards.REWARDS)")
         self.grpo_config("unused")
         self.peft_config()
         self.reward_settings()

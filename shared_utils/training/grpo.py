@@ -1,9 +1,10 @@
 """Beyond the paper: online refinement with GRPO + LoRA (TRL's ``GRPOTrainer``), rewarded by the sandbox and MI.
 
 The paper trains offline on preference pairs collected beforehand. Here every step samples
-``num_generations`` answers per training prompt from the current policy, scores them all with
-``rewards.CodeReward`` (one sandbox batch) and moves the policy towards the better answers of each
-group. The start is a parameter: the self-tuned ``-dpo-further`` adapter, the Stage-1 ``-dpo``
+``num_generations`` answers per training prompt from the current policy, scores them all with the
+recipe's rewards by name (``rewards.REWARDS``, weighted as ``grpo.reward.functions`` says; one
+``rewards.Judge`` and one sandbox batch for all of them) and moves the policy towards the better
+answers of each group. The start is a parameter: the self-tuned ``-dpo-further`` adapter, the Stage-1 ``-dpo``
 adapter, or the base model.
 
 Reference model, as TRL 1.16 does it (``GRPOTrainer.__init__``): handed a ``PeftModel`` with a
@@ -45,23 +46,28 @@ def prompt_dataset(problems: list[dict], spec: models.ModelSpec | None = None):
 
 def build_trainer(model: str, dataset, work_dir: Path, *, settings: GRPOSettings, init_adapter=None,
                   reward: Callable | None = None, progress: bool = True):
-    """A ``GRPOTrainer`` on ``model`` (plus ``init_adapter``, trainable) with ``reward`` (default: ``CodeReward``)."""
+    """A ``GRPOTrainer`` on ``model`` (plus ``init_adapter``, trainable) rewarded by the recipe's rewards by name,
+    or by ``reward`` alone (tests)."""
     from peft import PeftModel
     from trl import GRPOTrainer
 
-    from shared_utils.rewards import CodeReward
+    from shared_utils.rewards import Judge
 
     loaded = models.load_model(model, trainable=True)
     base, spec = loaded.model, loaded.spec
     config = settings.grpo_config(str(work_dir), bf16=use_bf16(spec), progress=progress)
     if spec is not None and spec.quirks.template_kwargs and not settings.grpo.get("chat_template_kwargs"):
         config.chat_template_kwargs = dict(spec.quirks.template_kwargs)
-    common = dict(reward_funcs=reward or CodeReward(settings.reward_settings()), args=config, train_dataset=dataset,
+    judge = Judge(settings.reward_settings(), max_completion_length=config.max_completion_length)
+    if reward is None:
+        config.reward_weights = judge.settings.weights()
+    common = dict(reward_funcs=[reward] if reward else judge.reward_functions(), args=config, train_dataset=dataset,
                   processing_class=loaded.tokenizer)
     if init_adapter is None:
         trainer = GRPOTrainer(model=base, peft_config=language_model_only(settings.peft_config(), base), **common)
     else:
         trainer = GRPOTrainer(model=PeftModel.from_pretrained(base, str(init_adapter), is_trainable=True), **common)
+    judge.eos_token_ids = tuple(trainer.eos_token_ids)  # what ends a completion, as the trainer decides it
     keep_trainable_weights_float32(trainer.model)
     return trainer
 
@@ -75,7 +81,8 @@ def identity(model: str, problems: list[dict], settings: GRPOSettings, *, init_a
     return dict(model=str(model), init_adapter=str(init_adapter) if init_adapter else None,
                 init_adapter_sha256=adapter_sha256(init_adapter), problems=problems_source,
                 task_ids=[p["task_id"] for p in problems[: settings.limit]],
-                reward_function=getattr(reward, "__name__", "code") if reward else "code", **settings.as_dict())
+                reward_function=getattr(reward, "__name__", "custom") if reward else "rewards by name",
+                **settings.as_dict())
 
 
 def train_grpo(model: str, problems: list[dict], out_dir: str | os.PathLike, *, settings: GRPOSettings,
