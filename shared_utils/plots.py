@@ -75,11 +75,12 @@ GRPO_PANELS = (  # (log columns, title): what GRPO's notebook shows per step
     (("reward", "code/correctness", "code/maintainability"), "Reward and its components"),
     (("kl",), "KL to the starting policy"),
     (("completions/mean_length",), "Completion length (tokens)"),
+    (("rejected/truncated", "rejected/format", "rejected/obfuscated"), "Rejected (share; every reward 0)"),
 )
 
 
 def grpo_training(log):
-    """GRPO per step: the reward and its components, the KL to the reference, the completion length."""
+    """GRPO per step: the reward and its components, the KL to the reference, the completion length, the rejections."""
     fig, axes = plt.subplots(1, len(GRPO_PANELS), figsize=(6 * len(GRPO_PANELS), 3.5))
     for ax, (columns, title) in zip(axes, GRPO_PANELS):
         for column in (c for c in columns if c in log):

@@ -3,12 +3,13 @@
 # **Not part of the paper**, which trains offline on preference pairs collected beforehand. Here the
 # policy samples `num_generations` answers per MBPP training prompt at every step (the demo set for
 # the embedded model), every answer runs against the problem's asserts in the sandbox, and TRL's
-# `GRPOTrainer` moves the LoRA adapter towards the better answers of each group. The reward
-# (`shared_utils.rewards`) is the fraction of asserts passed plus, for code that passes them all,
-# its MI / 100 scored without comments and docstrings (so padding an answer earns nothing), weighted
-# as the recipe's `grpo.reward` says. It starts from the `-dpo-further` adapter (`grpo.start`: or
-# `dpo`, or `base`), keeps a KL term to that starting policy, and writes `$adapter_prefix-grpo` next
-# to this notebook. On a GPU with vLLM installed, generation runs in colocated vLLM; otherwise in
+# `GRPOTrainer` moves the LoRA adapter towards the better answers of each group. The rewards
+# (`shared_utils.rewards`, by name and weight in the recipe's `grpo.reward.functions`) are the
+# fraction of asserts passed plus, for code that passes them all, its MI / 100 measured so that
+# comments, layout and operators rewritten as calls buy nothing; truncated answers, answers the
+# evaluation cannot read and code built from strings earn nothing (the `rejected/*` columns). It
+# starts from the `-dpo-further` adapter (`grpo.start`: or `dpo`, or `base`), keeps a KL term to
+# that starting policy, and writes `$adapter_prefix-grpo` next to this notebook. On a GPU with vLLM installed, generation runs in colocated vLLM; otherwise in
 # transformers.
 
 # %% tags=["parameters"]
@@ -46,7 +47,7 @@ log = pd.read_csv(result.log_csv)
 plots.grpo_training(log);
 
 # %%
-log[[column for column in log.columns if column == "step" or column.startswith(("reward", "code/", "mi/", "kl"))
+log[[column for column in log.columns if column == "step" or column.startswith(("reward", "code/", "mi/", "rejected/", "kl"))
      or column == "completions/mean_length"]]
 
 # %% [markdown]

@@ -23,7 +23,8 @@ TRAINING_FORMATS = {
                     "no system prompt, no chat template, no BOS",
 }
 GRPO_FINAL_KEYS = ("loss", "reward", "reward_std", "code/correctness", "code/maintainability", "code/pass_rate", "kl",
-                   "completions/mean_length", "mi/written", "mi/scored")
+                   "completions/mean_length", "mi/written", "mi/scored", "rejected/truncated", "rejected/format",
+                   "rejected/obfuscated")
 FINAL_KEYS = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies",
               "logps/chosen", "logps/rejected", KL_COLUMN)
 
@@ -207,8 +208,9 @@ def grpo_card(name: str, record: dict, peft_card: Path | None = None):
         "",
         "Beyond the paper: a LoRA adapter refined online with GRPO (TRL `GRPOTrainer`). Each step samples "
         "`num_generations` answers per MBPP training prompt from the current policy, runs every one against the "
-        "problem's asserts in the sandbox and rewards correct, maintainable code (`shared_utils.rewards`: "
-        "correctness, plus MI / 100 of passing code, weighted as below).",
+        "problem's asserts in the sandbox and rewards correct, maintainable code (`shared_utils.rewards`, the "
+        "rewards by name and weight below; truncated answers, answers the evaluation cannot read and code built "
+        "from strings earn nothing).",
         "",
         *_origin(record),
         f"- Started from: {start}; the KL reference is the starting policy",

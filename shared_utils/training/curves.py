@@ -15,6 +15,8 @@ GRPO_PLOTS = {
     "kl": ("kl", "KL to the reference"),
     "completion_length": ("completions/mean_length", "Completion length (tokens, step mean)"),
     "mi": (("mi/written", "mi/scored"), "MI of passing samples: as written vs as rewarded"),
+    "rejected": (("rejected/truncated", "rejected/format", "rejected/obfuscated"),
+                 "Share of completions rejected (every reward 0)"),
 }
 
 
