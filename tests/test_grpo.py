@@ -92,3 +92,17 @@ def test_grpo_settings_are_checked_and_the_layout_names_its_adapter(tmp_path):
                     {"grpo": {"reward": {"correctness": "most"}}}, {"grpo": {"reward": {"weight": 1}}}):
         with pytest.raises(ValueError, match="grpo"):
             recipes.load("smollm2-135m", overlay).grpo()
+
+
+def test_the_recipe_rewards_reach_the_trainer_by_name_with_their_weights(tmp_path):
+    from shared_utils.training.grpo import build_trainer, prompt_dataset
+
+    settings = recipes.load("smollm2-135m", {"grpo": {"reward": {"functions": {"format": 0.5}}}}).grpo()
+    problems = data.demo_problems("train")[:1]
+    trainer = build_trainer("smollm2-135m", prompt_dataset(problems), tmp_path, settings=settings, progress=False)
+    assert trainer.reward_func_names == ["correctness", "maintainability", "format"]
+    assert trainer.reward_weights.tolist() == pytest.approx([0.5, 0.25, 0.25])
+    assert trainer.args.scale_rewards == "none" and not trainer.args.mask_truncated_completions
+    judge = trainer.reward_funcs[0].judge
+    assert all(function.judge is judge for function in trainer.reward_funcs)
+    assert judge.eos_token_ids == tuple(trainer.eos_token_ids) and judge.max_completion_length == 128
