@@ -1,10 +1,11 @@
 """Adversarial completions against the maintainability reward: the same working answer obfuscated in every way
 found to raise radon's MI, each next to its honest form.
 
-Each probe first shows that it works and that it would have bought MI: the obfuscated code passes
-the problem's asserts in the sandbox, and radon's MI of it without comments (what the reward used
-to score) beats the honest form's. Then the guarded reward (``rewards``: the gate, the normal form,
-the volume floor) never scores it above the honest answer.
+Each probe first shows that it works and that it buys MI: the obfuscated code passes the
+problem's asserts in the sandbox, and radon's MI of it beats the honest form's (every probe but the
+comment padding also beat the honest answer under the reward before its guard against them). Then
+the guarded reward (``rewards``: the gate, the normal form, the volume floor) never scores it above
+the honest answer. Cramming statements onto one line buys nothing from radon itself (its own test).
 """
 
 from __future__ import annotations
