@@ -96,11 +96,14 @@ def test_no_bos_even_where_the_tokenizer_adds_one():
     assert with_bos.bos_token_id not in ids["prompt_ids"] + ids["chosen_ids"] + ids["rejected_ids"]
 
 
-def test_a_long_prompt_keeps_its_last_512_tokens(tokenizer):
-    example = {"prompt": " a" * 600, "chosen": " b" * 600, "rejected": " c"}
-    ids = formats.tokenize_as_trl_023(example, tokenizer)
-    assert ids["prompt_ids"] == tokenizer(" a" * 512, add_special_tokens=False)["input_ids"]
-    assert len(ids["chosen_ids"]) == 601  # answers are not truncated here (max_completion_length was unset)
+def test_a_long_prompt_keeps_its_last_1024_tokens_as_the_authors_config_said(tokenizer):
+    """The authors' DPOConfig set max_prompt_length=1024: a 600-token prompt (cut by TRL 0.23's default of 512)
+    stays whole, a 1100-token one keeps its end."""
+    whole = formats.tokenize_as_trl_023({"prompt": " a" * 600, "chosen": " b" * 600, "rejected": " c"}, tokenizer)
+    assert whole["prompt_ids"] == tokenizer(" a" * 600, add_special_tokens=False)["input_ids"]
+    assert len(whole["chosen_ids"]) == 601  # answers are not truncated here (max_completion_length was unset)
+    long = formats.tokenize_as_trl_023({"prompt": " z" + " a" * 1100, "chosen": " b", "rejected": " c"}, tokenizer)
+    assert long["prompt_ids"] == tokenizer(" a" * 1024, add_special_tokens=False)["input_ids"]
 
 
 # --------------------------------------------------------------------------------------------

@@ -11,8 +11,9 @@
     (one character shorter when the first difference follows a space), with the remainders as
     chosen/rejected. Every prompt therefore starts with "```python\\n" and holds no task text.
     TRL 0.23 then tokenised each string on its own without special tokens (no BOS, no chat
-    template), appended the EOS id to both answers, and kept the last ``max_prompt_length`` (512 by
-    default) prompt tokens; ``max_completion_length`` was unset by default.
+    template), appended the EOS id to both answers, and kept the last ``max_prompt_length`` prompt
+    tokens: 1024, as the authors' ``DPOConfig`` set it (TRL 0.23's default was 512);
+    ``max_completion_length`` they left unset.
 
 TRL 1.16 no longer extracts a prompt when one is given, and tokenises plain text differently:
 with the tokenizer's special tokens (a BOS for Gemma), and prompt and answer together, so tokens
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 from trl import DPOTrainer, maybe_extract_prompt
 
-TRL_023_MAX_PROMPT_LENGTH = 512  # DPOConfig.max_prompt_length's default in TRL 0.23; TRL 1.16 has no such field
+AUTHORS_MAX_PROMPT_LENGTH = 1024  # the authors' DPOConfig(max_prompt_length=1024); TRL 1.16 has no such field
 
 
 def answer_text(answer: "str | list[dict]") -> str:
@@ -70,12 +71,12 @@ def as_published_pairs(pairs):
 
 
 def tokenize_as_trl_023(example: dict, tokenizer) -> dict:
-    """TRL 0.23's ``DPOTrainer.tokenize_row`` for a decoder-only model at its default lengths, under TRL 1.16's
+    """TRL 0.23's ``DPOTrainer.tokenize_row`` for a decoder-only model at the authors' lengths, under TRL 1.16's
     column names."""
     prompt_ids = tokenizer(example["prompt"], add_special_tokens=False)["input_ids"]
     chosen_ids = tokenizer(example["chosen"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     rejected_ids = tokenizer(example["rejected"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-    return {"prompt_ids": prompt_ids[-TRL_023_MAX_PROMPT_LENGTH:], "chosen_ids": chosen_ids,
+    return {"prompt_ids": prompt_ids[-AUTHORS_MAX_PROMPT_LENGTH:], "chosen_ids": chosen_ids,
             "rejected_ids": rejected_ids}
 
 
