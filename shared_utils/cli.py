@@ -503,8 +503,8 @@ def _verb_generate(sub) -> None:
     parser.add_argument("--out", type=writable, required=True, help="paper-format JSON")
     parser.add_argument("--max-new-tokens", type=positive_int, default=None,
                         help="default: the evaluation's in the model's recipe (the paper's 1024 for other models)")
-    parser.add_argument("--temperature", type=float, default=0.6)
-    parser.add_argument("--top-p", type=float, default=0.9)
+    parser.add_argument("--temperature", type=float, default=None, help="default: the evaluation's in the recipe")
+    parser.add_argument("--top-p", type=float, default=None, help="default: the evaluation's in the recipe")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=positive_int, default=None)
     parser.add_argument("--limit", type=positive_int, default=None, help="only the first N problems")
@@ -517,7 +517,8 @@ def _verb_generate(sub) -> None:
     parser.add_argument("--per-sample", action="store_true",
                         help="openai: one request per sample (chosen by itself when a server ignores n)")
     parser.add_argument("--top-k", type=int, default=None,
-                        help="default: the model's generation_config (local, vllm) or the server's (openai)")
+                        help="default: the evaluation's in the recipe; the paper's is the model's generation_config "
+                             "(local, vllm) or the server's (openai)")
 
     def run(args) -> int:
         from shared_utils import data, prompts, recipes
@@ -530,10 +531,11 @@ def _verb_generate(sub) -> None:
         problems = data.load_problems(args.problems, data.PROMPT_FIELDS)[: args.limit]
         registered = recipes.model_spec(args.model, required=False) is not None
         recipe = recipes.load(args.model if registered else None)
-        max_new = args.max_new_tokens or recipe.section("evaluation")["max_new_tokens"]
-        sampling = SamplingConfig(n=args.n, temperature=args.temperature, top_p=args.top_p, max_new_tokens=max_new,
-                                  seed=args.seed, stop_at_code_end=not args.paper_protocol, batch_size=args.batch_size,
-                                  top_k=args.top_k)
+        flags = {"samples": args.n, "max_new_tokens": args.max_new_tokens, "temperature": args.temperature,
+                 "top_p": args.top_p, "top_k": args.top_k}
+        section = {**recipe.section("evaluation"), **{key: value for key, value in flags.items() if value is not None}}
+        sampling = SamplingConfig.from_recipe(section, seed=args.seed, stop_at_code_end=not args.paper_protocol,
+                                              batch_size=args.batch_size)
         requests = [Request(p["task_id"], prompts.messages(p["text"])) for p in problems]
         options = {}
         if args.backend == "replay":

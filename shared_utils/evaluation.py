@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 from shared_utils import data, files, prompts, scoring, statistics
+from shared_utils.generation.core import SamplingConfig
 from shared_utils.layout import BASE, BENCHMARKS, EVALUATION_RUN, FURTHER, GRPO, STAGE1, ArtifactLayout
 
 SCORINGS = tuple(scoring.SCORINGS)  # every run is scored every way, from the same completions
@@ -24,13 +25,17 @@ VARIANTS = (BASE, STAGE1, FURTHER, GRPO)  # always listed by ``describe``; later
 
 @dataclasses.dataclass
 class EvalPlan:
-    """What to evaluate (the layout's variants) and how (runs, samples, token limit, problem subset)."""
+    """What to evaluate (the layout's variants) and how (runs, samples, sampling, problem subset); the
+    recipe's ``evaluation`` section fills it (``stages.evaluation_plan``)."""
 
     layout: ArtifactLayout
     model: str
     runs: int
     samples: int
     max_new_tokens: int
+    temperature: float = SamplingConfig.temperature
+    top_p: float = SamplingConfig.top_p
+    top_k: int | None = SamplingConfig.top_k  # None: the model's generation_config.top_k
     limit: int | None = None
     seed: int = 0
     generation: dict = dataclasses.field(default_factory=dict)  # generate() options (replay); empty: ``backend``
@@ -62,16 +67,20 @@ class EvalPlan:
                 else data.load_problems(self.layout.global_.test_problems))
         return rows[: self.limit]
 
-    def sampling(self, run: int):
-        from shared_utils.generation import SamplingConfig
-
+    def sampling(self, run: int) -> SamplingConfig:
         # The paper's generation, unchanged: no stop string, so extraction sees what the paper saw.
-        return SamplingConfig(n=self.samples, max_new_tokens=self.max_new_tokens, seed=self.seed + run,
-                              stop_at_code_end=False)
+        return SamplingConfig(n=self.samples, temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
+                              max_new_tokens=self.max_new_tokens, seed=self.seed + run, stop_at_code_end=False)
+
+    @property
+    def engine(self) -> str:
+        """Which engine generates: ``local`` (our loop over transformers), ``vllm``, or a replayed source."""
+        return self.generation.get("backend") or self.backend
 
     def describe(self) -> None:
-        print(f"model {self.model}; {self.runs} run(s) x {self.samples} samples; max_new_tokens {self.max_new_tokens}; "
-              f"generation: {self.generation.get('backend') or self.backend}")
+        top_k = "the model's" if self.top_k is None else self.top_k
+        print(f"model {self.model}; {self.runs} run(s) x {self.samples} samples; temperature {self.temperature}, "
+              f"top_p {self.top_p}, top_k {top_k}; max_new_tokens {self.max_new_tokens}; generation: {self.engine}")
         found = self.variants()
         for variant in dict.fromkeys([*VARIANTS, *found]):
             state = "base weights" if variant == BASE else (self.adapter(variant) if variant in found else "missing")
@@ -125,7 +134,7 @@ def run_variant(plan: EvalPlan, variant: str, *, benchmark: str = "mbpp", progre
             completions = generate(requests, **options, sampling=sampling, checkpoint=checkpoint, progress=progress)
             metadata = {"model": plan.model, "adapter": str(adapter) if adapter else None, "variant": variant,
                         "run": run, "benchmark": benchmark, "sampling": dataclasses.asdict(sampling)}
-            write_paper_format(completions, stem.with_suffix(".json"), metadata=metadata)
+            write_paper_format(completions, stem.with_suffix(".json"), metadata={**metadata, "engine": plan.engine})
             texts = {}
             for completion in completions:
                 texts.setdefault(completion.task_id, []).append(completion.text)

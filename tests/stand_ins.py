@@ -1,4 +1,5 @@
-"""Small stand-ins several test modules need: an adapter folder of empty files, recorded or not, a free port."""
+"""Small stand-ins several test modules need: an adapter folder of empty files, recorded or not, a free port, a
+model that says what it is told."""
 
 from __future__ import annotations
 
@@ -58,3 +59,22 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+class Scripted:
+    """Wrap a model so that it emits a fixed token script (the real model still fills the cache)."""
+
+    def __init__(self, model, script: list[int]):
+        self.inner, self.script, self.calls = model, script, 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def __call__(self, **kwargs):
+        out = self.inner(**kwargs)
+        step = self.calls
+        self.calls += 1
+        logits = out.logits.clone().fill_(-1e9)
+        logits[..., self.script[min(step, len(self.script) - 1)]] = 0.0
+        out.logits = logits
+        return out

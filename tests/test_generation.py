@@ -11,6 +11,7 @@ from shared_utils import prompts
 from shared_utils.generation import (Completion, CheckpointMismatch, Request, SamplingConfig, code_end, generate,
                                      read_paper_format, replay_pairs, truncate_at_code_end, write_paper_format)
 from shared_utils.generation.core import plan_batches
+from stand_ins import Scripted
 
 TINY = "smollm2-135m"
 
@@ -72,25 +73,6 @@ def test_local_greedy_matches_transformers_generate(tiny):
             ids = model.generate(**encoded, do_sample=False, max_new_tokens=8, pad_token_id=tokenizer.pad_token_id)
         expected = tokenizer.decode(ids[0, encoded["input_ids"].shape[1]:], skip_special_tokens=True)
         assert completion.text == expected
-
-
-class Scripted:
-    """Wrap a model so that it emits a fixed token script (the real model still fills the cache)."""
-
-    def __init__(self, model, script: list[int]):
-        self.inner, self.script, self.calls = model, script, 0
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-    def __call__(self, **kwargs):
-        out = self.inner(**kwargs)
-        step = self.calls
-        self.calls += 1
-        logits = out.logits.clone().fill_(-1e9)
-        logits[..., self.script[min(step, len(self.script) - 1)]] = 0.0
-        out.logits = logits
-        return out
 
 
 def test_stop_at_code_end_stops_after_the_closing_fence(tiny):
@@ -214,3 +196,24 @@ def test_local_embedded_model_two_prompts():
     out = generate(reqs, loaded=loaded, sampling=SamplingConfig(n=2, max_new_tokens=48, seed=0), progress=False)
     assert len(out) == 4 and all(c.tokens > 0 for c in out)
     assert any("def " in c.text for c in out)
+
+
+def test_every_recipe_samples_as_the_stages_did_before_sampling_was_a_recipe_key(tmp_path):
+    """temperature 0.6, top_p 0.9 and the model's own top-k for every model and sampling stage, so the
+    default runs (the demo's among them) sample exactly as when these were constants; a recipe changes them."""
+    from shared_utils import recipes, stages
+    from shared_utils.models import REGISTRY
+
+    for model in REGISTRY:
+        recipe = recipes.load(model)
+        for stage in ("global_pairs", "stage2a", "evaluation"):
+            section = recipe.section(stage)
+            assert SamplingConfig.from_recipe(section) == SamplingConfig(n=section["samples"],
+                                                                         max_new_tokens=section["max_new_tokens"])
+    recipe = recipes.load("smollm2-135m")
+    layout = recipe.layout(global_dir=tmp_path / "global", model_dir=tmp_path / "model", evaluation_dir=tmp_path / "eval")
+    assert stages.evaluation_plan(recipe, layout).sampling(1) == SamplingConfig(n=2, max_new_tokens=192, seed=1,
+                                                                               stop_at_code_end=False)
+    hotter = recipes.load("smollm2-135m", {"evaluation": {"temperature": 1.0, "top_k": 50}})
+    sampling = stages.evaluation_plan(hotter, layout).sampling(0)
+    assert (sampling.temperature, sampling.top_p, sampling.top_k) == (1.0, 0.9, 50)

@@ -8,14 +8,17 @@ import re
 from typing import Iterable
 
 Key = tuple  # (task_id, round, sample)
+RECIPE_KEYS = ("temperature", "top_p", "top_k", "max_new_tokens")  # with ``samples``: a sampling stage's recipe keys
 
 
 @dataclasses.dataclass
 class SamplingConfig:
     """How to sample. Defaults are the paper's: 10 samples, temperature 0.6, top_p 0.9, 1024 new tokens.
 
-    ``stop_at_code_end`` stops a sample once its first fenced code block has closed (our own
-    pipeline stages); ``False`` is the paper protocol (evaluation), which runs to EOS or the limit.
+    The pipeline's stages take theirs from their recipe section (``from_recipe``); these defaults
+    serve direct calls. ``stop_at_code_end`` stops a sample once its first fenced code block has
+    closed (the corrected protocol's Stage 2a, local global pairs); ``False`` runs to EOS or the
+    limit, as the authors' generation did (evaluation; Stage 2a under ``protocol.stop_at_code_end``).
     ``top_k=None`` keeps the model's own ``generation_config.top_k``, as the paper's
     ``model.generate`` call did; 0 disables it.
     """
@@ -28,6 +31,12 @@ class SamplingConfig:
     stop_at_code_end: bool = True
     batch_size: int | None = None
     top_k: int | None = None
+
+    @classmethod
+    def from_recipe(cls, section: dict, **fields) -> "SamplingConfig":
+        """A stage's sampling from its recipe section (``samples``, ``temperature``, ``top_p``, ``top_k``,
+        ``max_new_tokens``); ``fields`` set the rest (seed, code-end stop, batch size)."""
+        return cls(n=section["samples"], **{key: section[key] for key in RECIPE_KEYS}, **fields)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -59,6 +68,12 @@ class Completion:
     @property
     def key(self) -> Key:
         return (self.task_id, self.round, self.sample)
+
+    @classmethod
+    def from_recipe(cls, section: dict, **fields) -> "SamplingConfig":
+        """A stage's sampling from its recipe section (``samples``, ``temperature``, ``top_p``, ``top_k``,
+        ``max_new_tokens``); ``fields`` set the rest (seed, code-end stop, batch size)."""
+        return cls(n=section["samples"], **{key: section[key] for key in RECIPE_KEYS}, **fields)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # $model · Evaluation: base vs `-dpo` vs `-dpo-further`
-# The paper's protocol: every variant answers every test problem `samples` times (temperature
-# 0.6, top_p 0.9, the same chat prompt, generation unchanged), code is extracted by deleting the
+# The paper's protocol: every variant answers every test problem `samples` times (the paper's
+# temperature 0.6 and top_p 0.9, the same chat prompt, no stop string), code is extracted by deleting the
 # markdown fences, every sample runs with `exec(code, {})` against the problem's asserts (5 s per
 # assert), and each run reports pass@10 and the average MI of passing code. The same completions
 # are scored three ways, side by side (column `scoring`): `paper` exactly as published (the
@@ -12,7 +12,9 @@
 # paper reports, each variant on its own solved tasks; tasks, runs and training seeds resampled;
 # Holm's correction over each scoring's comparisons; verdict better / worse / no evidence), every
 # further self-tuning iteration's adapter, and HumanEval as an out-of-distribution check
-# (`evaluation.humaneval` in the recipe). Runs and samples are the recipe's `evaluation` section.
+# (`evaluation.humaneval` in the recipe). Runs, samples and sampling (temperature, top-p, top-k,
+# max new tokens) are the recipe's `evaluation` section; each run's `.meta.json` names the engine
+# that generated (`local`: our loop over transformers; `vllm`).
 
 # %% tags=["parameters"]
 recipe = "2_Fine_Tuning_Process/$model/recipe.yaml"  # relative to the repository root
