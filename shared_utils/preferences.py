@@ -116,25 +116,28 @@ def pairs_from_samples(problems: list[dict], samples: dict, *, generator: str, e
 
 
 def preference_row(problem: dict, chosen: str, rejected: str, keys: tuple[float, float],
-                   pair_format: str = "chat") -> dict:
+                   pair_format: str = "chat", answers: tuple[str, str] | None = None) -> dict:
     """One preference example plus the scores that explain it.
 
     ``pair_format="chat"``: TRL's conversational format (the answers as assistant messages);
     ``"authors"``: the authors' rows, the prompt's contents as lists of text parts and the
     answers as plain strings (what TRL 0.23 then re-split, see ``training.formats``).
     ``keys``: the key values of ``chosen`` and ``rejected``, as the caller ranked them (the key may
-    have been computed on other text than the code).
+    have been computed on other text than the code). ``answers``: the chosen and rejected texts
+    trained on, when they are not the code in a python fence (the authors' local pairs stored the
+    answers as generated).
     """
     if pair_format not in ("chat", "authors"):
         raise ValueError(f"pair_format must be 'chat' or 'authors', not {pair_format!r}")
     chat = pair_format == "chat"
+    chosen_text, rejected_text = answers or (wrap_code(chosen), wrap_code(rejected))
     row = {
         "task_id": problem["task_id"],
         "prompt": prompts.messages(problem["text"]) if chat else [
             {"role": message["role"], "content": [{"type": "text", "text": message["content"]}]}
             for message in prompts.messages(problem["text"])],
-        "chosen": [{"role": "assistant", "content": wrap_code(chosen)}] if chat else wrap_code(chosen),
-        "rejected": [{"role": "assistant", "content": wrap_code(rejected)}] if chat else wrap_code(rejected),
+        "chosen": [{"role": "assistant", "content": chosen_text}] if chat else chosen_text,
+        "rejected": [{"role": "assistant", "content": rejected_text}] if chat else rejected_text,
         "chosen_code": chosen,
         "rejected_code": rejected,
         "key_chosen": keys[0],
@@ -161,51 +164,60 @@ def label_global(pairs: list[dict], key: Key = mi_score, pair_format: str = "cha
 
 
 def label_local(problems: list[dict], passing: dict, *, key: Key = mi_score, min_gap: float = 0.0,
-                pairing: str = "distinct", scored: dict | None = None, pair_format: str = "chat") -> list[dict]:
+                pairing: str = "distinct", scored: dict | None = None, answers: dict | None = None,
+                pair_format: str = "chat") -> list[dict]:
     """Stage 2b: best-key passing sample against worst-key passing sample, per task.
 
-    ``pairing="distinct"``: samples that differ only in whitespace count as identical, and
-    tasks without two distinct passing samples, or whose gap is below ``min_gap``, are dropped.
+    ``pairing="distinct"``: samples whose code is the same once whitespace runs are collapsed count
+    as identical (``a+b`` and ``a + b`` stay two), and tasks without two distinct passing samples, or
+    whose gap is below ``min_gap`` (0 keeps an equal-key pair), are dropped.
     ``pairing="argmax"`` (the paper): the first sample with the highest key against the first
-    with the lowest, over all passing samples; dropped only when the two are the same sample.
+    with the lowest, over all passing samples; dropped only when the two are the same sample,
+    which happens exactly when every key is equal. Under either, two samples that differ only in
+    comments are a pair when their keys differ (radon's MI rewards comment lines).
     ``scored`` maps task_id to the texts the key is computed on, aligned with ``passing``
-    (the paper's Stage 2a scored its answers with the fences' backticks removed).
+    (the paper's Stage 2a scored its answers with the fences' backticks removed); ``answers``
+    to the texts stored as chosen/rejected (default: the code in a python fence).
     """
     if pairing not in ("distinct", "argmax"):
         raise ValueError(f"pairing must be 'distinct' or 'argmax', not {pairing!r}")
     by_id = {problem["task_id"]: problem for problem in problems}
-    if pairing == "argmax":
-        return [row for task_id, codes in passing.items()
-                if (row := _argmax_pair(by_id[task_id], codes, (scored or passing)[task_id], key, pair_format))
-                is not None]
     rows = []
     for task_id, codes in passing.items():
-        texts = (scored or passing)[task_id]
-        distinct = list({normalise(code): (code, text) for code, text in zip(codes, texts)}.values())
-        if len(distinct) < 2:
-            continue
-        keys = [key(text) for _, text in distinct]
-        order = sorted(range(len(distinct)), key=lambda i: -keys[i])
-        best, worst = order[0], order[-1]
-        if math.isnan(keys[best] - keys[worst]) or keys[best] - keys[worst] < min_gap:
-            continue
-        rows.append(preference_row(by_id[task_id], distinct[best][0], distinct[worst][0],
-                                   keys=(keys[best], keys[worst]), pair_format=pair_format))
+        samples = list(zip(codes, (scored or passing)[task_id], answers[task_id] if answers else codes))
+        if pairing == "distinct":  # a later whitespace twin takes its first one's place
+            samples = list({normalise(sample[0]): sample for sample in samples}.values())
+        pair = _pair(samples, key, min_gap if pairing == "distinct" else None)
+        if pair is not None:
+            (chosen, _, chosen_answer), (rejected, _, rejected_answer), keys = pair
+            rows.append(preference_row(by_id[task_id], chosen, rejected, keys=keys, pair_format=pair_format,
+                                       answers=(chosen_answer, rejected_answer) if answers else None))
     return rows
 
 
-def _argmax_pair(problem: dict, codes: list[str], texts: list[str], key: Key, pair_format: str) -> dict | None:
-    """The paper's pair: ``argmax``/``argmin`` of the key (first occurrence on ties); None if they coincide."""
+def _pair(samples: list[tuple], key: Key, min_gap: float | None) -> tuple | None:
+    """The highest-key sample against the lowest (``(code, scored text, answer)`` each, and their keys).
+
+    ``min_gap=None`` is the paper's ``argmax``/``argmin``: first occurrence on ties, None only when they
+    coincide; otherwise the first of the best against the last of the worst, None below ``min_gap``.
+    """
     import numpy as np  # here, not at the top: the CLI imports this module for every verb
 
-    if not codes:
-        return None
-    keys = [key(text) for text in texts]
-    best, worst = int(np.argmax(keys)), int(np.argmin(keys))
-    if best == worst:
-        return None
-    return preference_row(problem, codes[best], codes[worst], keys=(keys[best], keys[worst]),
-                          pair_format=pair_format)
+    keys = [key(text) for _, text, _ in samples]
+    if min_gap is None:
+        if not samples:
+            return None
+        best, worst = int(np.argmax(keys)), int(np.argmin(keys))
+        if best == worst:
+            return None
+    else:
+        if len(samples) < 2:
+            return None
+        order = sorted(range(len(samples)), key=lambda i: -keys[i])
+        best, worst = order[0], order[-1]
+        if math.isnan(keys[best] - keys[worst]) or keys[best] - keys[worst] < min_gap:
+            return None
+    return samples[best], samples[worst], (keys[best], keys[worst])
 
 
 def save_pairs(rows: list[dict], out: str | Path, **provenance) -> Path:

@@ -24,6 +24,9 @@ class Protocol:
     feedback: str  # Stage 2a rounds 2+: "paper": last failing raw answer of the latest round; "corrected"
     selfgen_extract: str  # Stage 2a pass/fail: an ``extraction`` mode
     selfgen_mi: str  # Stage 2a MI: "paper": backticks removed, "python" left in; "code": the extracted code
+    stop_at_code_end: bool  # Stage 2a sampling: stop once the first code block closes; False: EOS or the limit
+    generation_dtype: str  # Stage 2a weights: "float32" (the authors'); "model": the model's (bf16 on GPUs)
+    local_answer: str  # Stage 2b chosen/rejected: "raw": the answer as generated, stripped; "fenced": the code re-fenced
     local_pairing: str  # Stage 2b: "argmax": first max vs first min MI; "distinct": distinct samples only
     namespace: str  # candidate globals: "exec": exec(code, {}) (__name__ is "builtins"); "main": a real __main__
     run_setup: bool  # MBPP's test_setup_code before the asserts
@@ -38,12 +41,14 @@ class Protocol:
 PROTOCOLS = {
     "corrected": Protocol(
         name="corrected", signature="corrected", pair_prompt="corrected", pair_code="extracted", pair_format="chat",
-        feedback="corrected", selfgen_extract="fenced", selfgen_mi="code", local_pairing="distinct",
-        namespace="main", run_setup=True, training_dtype="recipe", training_format="conversational"),
+        feedback="corrected", selfgen_extract="fenced", selfgen_mi="code", stop_at_code_end=True,
+        generation_dtype="model", local_answer="fenced", local_pairing="distinct", namespace="main", run_setup=True,
+        training_dtype="recipe", training_format="conversational"),
     "paper": Protocol(
         name="paper", signature="paper", pair_prompt="paper", pair_code="raw", pair_format="authors",
-        feedback="paper", selfgen_extract="paper", selfgen_mi="paper", local_pairing="argmax",
-        namespace="exec", run_setup=False, training_dtype="float32", training_format="as_published"),
+        feedback="paper", selfgen_extract="paper", selfgen_mi="paper", stop_at_code_end=False,
+        generation_dtype="float32", local_answer="raw", local_pairing="argmax", namespace="exec", run_setup=False,
+        training_dtype="float32", training_format="as_published"),
 }
 CHOICES = {field.name: sorted({getattr(p, field.name) for p in PROTOCOLS.values()})
            for field in dataclasses.fields(Protocol) if field.name != "name"}
@@ -72,6 +77,18 @@ def resolve(protocol: "str | Protocol | dict | None" = None, **switches) -> Prot
         return base
     label = base.name.split("+")[0] + "+" + ",".join(f"{key}={value}" for key, value in sorted(changed.items()))
     return dataclasses.replace(base, name=label, **changed)
+
+
+def recorded(switches: dict) -> Protocol:
+    """The protocol an artifact's provenance records (``Protocol.switches``). A switch added after the
+    artifact was made is missing from its record: it takes the value of the protocol the record names."""
+    base = PROTOCOLS.get(str(switches.get("name", "")).split("+")[0])
+    if base is None:
+        raise ValueError(f"recorded protocol {switches.get('name')!r}; expected one of {', '.join(NAMES)}")
+    unknown = set(switches) - {field.name for field in dataclasses.fields(Protocol)}
+    if unknown:
+        raise ValueError(f"recorded protocol has unknown switch(es) {', '.join(sorted(unknown))}")
+    return dataclasses.replace(base, **switches)
 
 
 def setup_code(problem: dict, protocol: Protocol) -> str:

@@ -3,7 +3,14 @@
 Each round asks again only for the tasks that still have fewer than ``min_passing``
 passing samples, optionally with the feedback prompt and one failed solution.
 Generation is checkpointed per (task, round, sample), so an interrupted run resumes.
-How answers are extracted, run and shown back follows a ``protocol.Protocol``.
+How answers are generated, extracted, run, shown back and stored follows a ``protocol.Protocol``.
+
+The authors decoded each whole sequence and kept ``split(<chat marker>)[-1].strip()``: the
+answer, stripped. We decode only the new tokens, which is the answer; ``answer_text`` strips it,
+and every use of the raw answer (the paper's feedback, MI text and stored chosen/rejected) reads
+it that way. Their extraction (fence markers deleted, then stripped) gives the same code with or
+without that strip, so extraction reads the answer as decoded (``fenced`` would not: an answer
+ending in an opening fence and a newline holds an empty block, stripped it holds none).
 """
 
 from __future__ import annotations
@@ -30,8 +37,8 @@ class SelfGenResult:
     passing: dict  # task_id -> passing extracted codes, in generation order
     failed: dict  # task_id -> failing extracted codes
     rounds: list[dict]  # per-round statistics
-    passing_texts: dict = dataclasses.field(default_factory=dict)  # the raw answers behind ``passing``
-    failed_texts: dict = dataclasses.field(default_factory=dict)  # the raw answers behind ``failed``
+    passing_texts: dict = dataclasses.field(default_factory=dict)  # the answers behind ``passing`` (``answer_text``)
+    failed_texts: dict = dataclasses.field(default_factory=dict)  # the answers behind ``failed`` (``answer_text``)
 
 
 def round_prompt(problem: dict, result: SelfGenResult, round_index: int, feedback: bool, protocol) -> str:
@@ -48,6 +55,11 @@ def round_prompt(problem: dict, result: SelfGenResult, round_index: int, feedbac
     return prompts.retry_prompt(problem["text"], result.failed[task_id][0])
 
 
+def answer_text(completion_text: str) -> str:
+    """A sampled answer as the authors' code held it: ``decoded.split(<chat marker>)[-1].strip()``."""
+    return completion_text.strip()
+
+
 def mi_text(answer: str, code: str, protocol) -> str:
     """What Stage 2b's MI is computed on: the extracted code, or the paper's backtick-free answer."""
     return answer.replace("```", "") if protocol.selfgen_mi == "paper" else code
@@ -59,12 +71,16 @@ def self_generate(problems: list[dict], loaded=None, *, sampling=None, config: S
 
     ``generation_options`` name another source of samples instead: ``backend="vllm", model=, adapter=``
     (one engine for every round), or ``backend="replay", source=FILE`` (a checkpoint of earlier rounds).
+    ``sampling`` must stop at the code end exactly when the protocol does (``stop_at_code_end``).
     """
     from shared_utils.generation import Request, SamplingConfig, generate
     from shared_utils.protocol import resolve
 
     protocol = resolve(config.protocol)
-    sampling = sampling or SamplingConfig()
+    sampling = sampling or SamplingConfig(stop_at_code_end=protocol.stop_at_code_end)
+    if sampling.stop_at_code_end != protocol.stop_at_code_end:
+        raise ValueError(f"sampling.stop_at_code_end={sampling.stop_at_code_end}, but protocol {protocol.name!r} "
+                         f"has stop_at_code_end={protocol.stop_at_code_end}")
     by_id = {problem["task_id"]: problem for problem in problems}
     def per_task() -> dict:
         return {task_id: [] for task_id in by_id}
@@ -85,7 +101,7 @@ def self_generate(problems: list[dict], loaded=None, *, sampling=None, config: S
         verdicts = run_checks(by_id, candidates, timeout=config.timeout, progress=progress, protocol=protocol)
         for completion, (task_id, code), ok in zip(completions, candidates, verdicts):
             (result.passing if ok else result.failed)[task_id].append(code)
-            (result.passing_texts if ok else result.failed_texts)[task_id].append(completion.text)
+            (result.passing_texts if ok else result.failed_texts)[task_id].append(answer_text(completion.text))
         result.rounds.append({
             "round": round_index, "tasks_asked": len(pending), "samples": len(candidates),
             "samples_passed": int(sum(verdicts)),
@@ -95,12 +111,15 @@ def self_generate(problems: list[dict], loaded=None, *, sampling=None, config: S
 
 
 def local_pairs(problems: list[dict], result: SelfGenResult, *, min_gap: float = 0.0, protocol=None) -> list[dict]:
-    """Stage 2b on a Stage 2a result, paired and scored as ``protocol`` says."""
+    """Stage 2b on a Stage 2a result, paired, scored and stored as ``protocol`` says: chosen/rejected are
+    the answers as generated (``local_answer="raw"``, the authors' ``valid_solutions.append(generated_solution)``)
+    or the extracted code in a python fence (``"fenced"``)."""
     from shared_utils.protocol import resolve
     from shared_utils.preferences import label_local
 
     protocol = resolve(protocol)
     scored = {task_id: [mi_text(text, code, protocol) for text, code in zip(result.passing_texts[task_id], codes)]
               for task_id, codes in result.passing.items()}
+    answers = result.passing_texts if protocol.local_answer == "raw" else None
     return label_local(problems, result.passing, min_gap=min_gap, pairing=protocol.local_pairing, scored=scored,
-                       pair_format=protocol.pair_format)
+                       answers=answers, pair_format=protocol.pair_format)

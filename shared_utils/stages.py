@@ -47,7 +47,7 @@ def global_pairs(out: GlobalLayout, recipe: Recipe, *, backend: str = "replay", 
     protocol = recipe.protocol()
     tasks = data.load_problems(problems or out.train_problems)[: section["limit"]]
     if backend == "local":
-        sampling = generation.SamplingConfig(n=section["samples"], max_new_tokens=section["max_new_tokens"])
+        sampling = generation.SamplingConfig.from_recipe(section)
         requests = [generation.Request(p["task_id"], prompts.messages(p["text"])) for p in tasks]
         completions = generation.generate(requests, backend="local", model=generator, sampling=sampling,
                                           checkpoint=out.generation_checkpoint, progress=progress)
@@ -79,10 +79,10 @@ def label(pairs: str | Path, out: GlobalLayout, protocol=None) -> tuple[list[dic
     The pairs hold the code as Stage 1b ran it (``protocol.pair_code``). ``protocol=None``
     follows the protocol the pairs were made under; one given that disagrees is refused, not mixed.
     """
-    from shared_utils.protocol import Protocol, resolve
+    from shared_utils.protocol import recorded, resolve
 
     made_under = (files.read_provenance(pairs) or {}).get("protocol")
-    protocol = Protocol(**made_under) if protocol is None and made_under else resolve(protocol)
+    protocol = recorded(made_under) if protocol is None and made_under else resolve(protocol)
     made = (made_under or {}).get("pair_code")
     if made is not None and made != protocol.pair_code:
         raise ValueError(f"{pairs}: made with pair_code={made}, but protocol {protocol.name!r} has "
@@ -129,8 +129,9 @@ def self_generate(recipe: Recipe, layout: ArtifactLayout, iteration: int = 1, *,
                   progress: bool = True, overwrite: bool = False) -> LocalPairs:
     """Stage 2a: the iteration's starting adapter (the recorded one) samples, is checked and builds its own pairs.
 
-    Through vLLM where it is installed and a GPU is present, else the local loop. A local dataset
-    recorded with the same identity is reused.
+    Through vLLM where it is installed and a GPU is present, else the local loop; the dataset's
+    provenance names the engine and the weights' dtype (``protocol.generation_dtype``). A local
+    dataset recorded with the same identity is reused.
     """
     from shared_utils import generation, self_generation
     from shared_utils.generation.checkpoint import discard
@@ -142,30 +143,32 @@ def self_generate(recipe: Recipe, layout: ArtifactLayout, iteration: int = 1, *,
     start = layout.start_adapter(iteration)
     problems = data.load_problems(layout.global_.train_problems)[: section["limit"]]
     protocol = recipe.protocol()
-    sampling = generation.SamplingConfig(n=section["samples"], max_new_tokens=section["max_new_tokens"])
+    sampling = generation.SamplingConfig.from_recipe(section, stop_at_code_end=protocol.stop_at_code_end)
+    dtype = "float32" if protocol.generation_dtype == "float32" else None  # None: the model's own
     identity = dict(model=str(model), start_adapter=str(start), start_adapter_sha256=adapter_sha256(start),
                     problems_sha256=files.content_hash(problems), stage2a=section, sampling=sampling.__dict__,
                     protocol=protocol.switches())
     out = layout.local_dataset(iteration)
     if layout.manifest.reuse(out, identity, overwrite=overwrite, what="local dataset"):
         return _saved_local_pairs(out, problems)
+    checkpoint = layout.generation_checkpoint(iteration)
     if overwrite:
-        discard(layout.generation_checkpoint(iteration))
+        discard(checkpoint)
     if generation.resolve_backend("auto") == "vllm":  # one engine for every round, the adapter a LoRARequest
-        source = {"backend": "vllm", "model": model, "adapter": start}
+        source = {"backend": "vllm", "model": model, "adapter": start, "dtype": dtype}
     else:
-        source = {"loaded": load_model(model, adapter=start)}
+        source = {"loaded": load_model(model, adapter=start, dtype=dtype)}
     result = self_generation.self_generate(
         problems, sampling=sampling,
         config=self_generation.SelfGenConfig(rounds=section["rounds"], feedback=section["feedback"], protocol=protocol),
-        checkpoint=layout.generation_checkpoint(iteration), progress=progress, **source)
+        checkpoint=checkpoint, progress=progress, **source)
     rounds = _rounds_frame(result.rounds)
     rows = self_generation.local_pairs(problems, result, min_gap=section["min_gap"], protocol=protocol)
     dataset = None
     if rows:
         dataset = preferences.save_pairs(rows, out, start_adapter=str(start), sampling=sampling.__dict__,
-                                         rounds=rounds.to_dict("records"), recipe=recipe.describe(),
-                                         protocol=protocol.switches())
+                                         generation=generation.engine_of(checkpoint), rounds=rounds.to_dict("records"),
+                                         recipe=recipe.describe(), protocol=protocol.switches())
         layout.manifest.record(dataset, LOCAL_PAIRS, identity, iteration)
     return LocalPairs(problems=problems, generation=result, rounds=rounds, rows=rows, dataset=dataset)
 
@@ -225,8 +228,9 @@ def evaluation_plan(recipe: Recipe, layout: ArtifactLayout, *, model: str | None
 
     section = recipe.section("evaluation")
     return EvalPlan(layout, model=str(model or recipe.weights), runs=section["runs"], samples=section["samples"],
-                    max_new_tokens=section["max_new_tokens"], limit=section["limit"], backend=resolve_backend("auto"),
-                    overwrite=overwrite)
+                    max_new_tokens=section["max_new_tokens"], temperature=section["temperature"],
+                    top_p=section["top_p"], top_k=section["top_k"], limit=section["limit"],
+                    backend=resolve_backend("auto"), overwrite=overwrite)
 
 
 def evaluate(recipe: Recipe, layout: ArtifactLayout, *, model: str | None = None, progress: bool = True,

@@ -10,7 +10,7 @@ import types
 
 import pytest
 
-from shared_utils import data, models, prompts, recipes, stages
+from shared_utils import data, files, models, prompts, recipes, stages
 from shared_utils.generation import Request, SamplingConfig, generate, vllm_backend
 from shared_utils.generation.checkpoint import meta_path
 from stand_ins import recorded_adapter
@@ -22,7 +22,8 @@ CLOSED = OPENING_ONLY + "```\nThat was f.\n```python\nmore()\n```"
 
 @pytest.fixture
 def fake_vllm(monkeypatch):
-    """A ``vllm`` whose engine records its options and the sampling parameters, and answers ``CLOSED``."""
+    """A ``vllm`` whose engine records its options and the sampling parameters, and answers ``CLOSED`` (or, for
+    the i-th output of a prompt, ``record["answers"][i]`` where a test sets them)."""
     record: dict = {"params": []}
 
     class SamplingParams:
@@ -38,8 +39,10 @@ def fake_vllm(monkeypatch):
         def generate(self, inputs, params, lora_request=None, use_tqdm=True):
             record.setdefault("prompt_lengths", []).extend(len(item["prompt_token_ids"]) for item in inputs)
             record.setdefault("lora_requests", []).append(lora_request)
-            choice = types.SimpleNamespace(text=CLOSED, token_ids=list(range(40)))
-            return [types.SimpleNamespace(outputs=[choice] * param.n) for param in params]
+            answers = record.get("answers", [CLOSED])
+            choices = [types.SimpleNamespace(text=answers[i % len(answers)], token_ids=list(range(40)))
+                       for i in range(max(param.n for param in params))]
+            return [types.SimpleNamespace(outputs=choices[:param.n]) for param in params]
 
     class LoRARequest:
         def __init__(self, lora_name, lora_int_id, lora_path):
@@ -128,6 +131,7 @@ def test_self_generation_on_a_gpu_samples_the_start_adapter_through_vllm(on_a_gp
     local = stages.self_generate(settings, layout, 1, model=str(tiny), progress=False)
     assert local.rounds["samples"].tolist() == [4]
     assert [request.lora_path for request in on_a_gpu["lora_requests"]] == [str(start.resolve())]
+    assert on_a_gpu["engine"]["dtype"] == "auto"  # the corrected protocol keeps the model's (a folder's: vLLM's pick)
 
 
 def test_the_4bit_policy_quantizes_in_vllm_too(fake_vllm, tiny, monkeypatch):
@@ -138,3 +142,24 @@ def test_the_4bit_policy_quantizes_in_vllm_too(fake_vllm, tiny, monkeypatch):
     generate(requests_for(1), backend="vllm", model=str(tiny), sampling=SamplingConfig(n=1), progress=False,
              quantization="fp8")
     assert fake_vllm["engine"]["quantization"] == "fp8" and fake_vllm["engines"] == 2
+
+
+def test_self_generation_under_the_papers_protocol_generates_in_float32_to_the_end_and_says_so(on_a_gpu, tiny,
+                                                                                             tmp_path):
+    """The authors' Stage 2a: float32 weights, no code-end stop, the answers as generated stored as chosen and
+    rejected; the local dataset's provenance names the engine and its dtype."""
+    settings = recipes.load("smollm2-135m", {"stage2a": {"rounds": 1, "samples": 2, "limit": 1}}, protocol="paper")
+    layout = settings.layout(global_dir=tmp_path / "global", model_dir=tmp_path / "model")
+    data.prepare("demo", layout.global_.folder, "paper")
+    recorded_adapter(layout, "dpo")
+    (problem,) = data.load_problems(layout.global_.train_problems)[:1]
+    short = f"```python\n{problem['code']}\n```\n"
+    longer = f"```python\nimport math\n\n\n{problem['code']}\n```  \n"
+    on_a_gpu["answers"] = [short, longer]
+    local = stages.self_generate(settings, layout, 1, model=str(tiny), progress=False)
+    assert on_a_gpu["engine"]["dtype"] == "float32"
+    (row,) = local.rows
+    assert {row["chosen"], row["rejected"]} == {short.strip(), longer.strip()}
+    recorded = files.read_provenance(local.dataset)
+    assert recorded["generation"]["backend"] == "vllm" and recorded["generation"]["dtype"] == "float32"
+    assert recorded["sampling"]["stop_at_code_end"] is False and recorded["protocol"]["generation_dtype"] == "float32"

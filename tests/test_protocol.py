@@ -17,7 +17,7 @@ from shared_utils.generation import SamplingConfig
 from shared_utils.generation.replay import PairResponse
 from shared_utils.layout import STAGES, GlobalLayout
 from shared_utils.maintainability import mi_score
-from shared_utils.self_generation import SelfGenConfig, local_pairs, self_generate
+from shared_utils.self_generation import SelfGenConfig, local_pairs, round_prompt, self_generate
 
 PAPER, CORRECTED = protocol.resolve("paper"), protocol.resolve("corrected")
 
@@ -198,6 +198,11 @@ LATER_WRONG = "```python\ndef max_of_list(nums):\n    return None\n```"
 GOOD = "```python\ndef max_of_list(nums):\n    return max(nums)\n```"
 
 
+def sampling_of(name: str, **fields) -> SamplingConfig:
+    """Two samples per prompt (unless ``fields`` say), with the code-end stop the protocol asks for."""
+    return SamplingConfig(**{"n": 2, **fields}, stop_at_code_end=protocol.resolve(name).stop_at_code_end)
+
+
 def replayed(tmp_path, answers: dict) -> Path:
     path = tmp_path / "earlier.jsonl"
     path.write_text("".join(json.dumps({"task_id": TASK, "round": r, "sample": s, "text": text, "tokens": 0}) + "\n"
@@ -221,7 +226,7 @@ def test_the_feedback_prompt_after_two_failing_rounds(tmp_path, monkeypatch):
     users = {}
     for name in ("paper", "corrected"):
         asked.clear()
-        self_generate([problem], sampling=SamplingConfig(n=2), config=SelfGenConfig(rounds=3, protocol=name),
+        self_generate([problem], sampling=sampling_of(name), config=SelfGenConfig(rounds=3, protocol=name),
                       checkpoint=tmp_path / f"{name}.jsonl", progress=False, backend="replay", source=answers)
         users[name] = [request.messages[-1]["content"] for request in asked]
     # The paper: the notice, a label, then the latest round's last failing answer as generated, and "\n".
@@ -239,7 +244,7 @@ def test_stage_2a_extraction_and_mi_text_follow_the_protocol(tmp_path):
     problem = next(p for p in data.demo_problems("train") if p["task_id"] == TASK)
     prose = "Here you go:\n```python\ndef max_of_list(nums):\n    return max(nums)\n```\nDone."
     answers = replayed(tmp_path, {0: [prose, GOOD]})
-    results = {name: self_generate([problem], sampling=SamplingConfig(n=2),
+    results = {name: self_generate([problem], sampling=sampling_of(name),
                                    config=SelfGenConfig(rounds=1, protocol=name), checkpoint=tmp_path / f"{name}.jsonl",
                                    progress=False, backend="replay", source=answers)
                for name in ("paper", "corrected")}
@@ -274,12 +279,95 @@ def test_local_pairs_score_the_papers_text_and_record_its_keys(tmp_path):
     longer = "```python\ndef max_of_list(nums):\n    best = nums[0]\n    for n in nums:\n        if n > best:\n" \
              "            best = n\n    return best\n```"
     answers = replayed(tmp_path, {0: [GOOD, longer]})
-    result = self_generate([problem], sampling=SamplingConfig(n=2), config=SelfGenConfig(rounds=1, protocol="paper"),
+    result = self_generate([problem], sampling=sampling_of("paper"), config=SelfGenConfig(rounds=1, protocol="paper"),
                            checkpoint=tmp_path / "c.jsonl", progress=False, backend="replay", source=answers)
     (row,) = local_pairs([problem], result, protocol="paper")
     assert row["key_chosen"] == mi_score(GOOD.replace("```", ""))
     assert row["key_rejected"] == mi_score(longer.replace("```", ""))
     assert row["chosen"] == "```python\ndef max_of_list(nums):\n    return max(nums)\n```"
+
+
+def test_twins_in_whitespace_or_comments_under_each_pairing():
+    """argmax and argmin name two different samples only when the MIs differ (all equal: both are index 0).
+    The edge case is twins: whitespace leaves radon's MI unchanged, comments raise it."""
+    problem = {**PROBLEM, "task_id": 1}
+    plain, blank_lines, spacing = ("def add(a, b):\n    return a + b", "def add(a, b):\n\n    return a + b\n",
+                                   "def add(a, b):\n    return a+b")
+    commented = "def add(a, b):\n    # the sum of the two\n    return a + b"
+    assert mi_score(plain) == mi_score(blank_lines) == mi_score(spacing) < mi_score(commented)
+    for pairing in ("argmax", "distinct"):
+        assert preferences.label_local([problem], {1: [plain, blank_lines]}, pairing=pairing) == []
+        (row,) = preferences.label_local([problem], {1: [plain, commented]}, pairing=pairing)
+        assert (row["chosen_code"], row["rejected_code"]) == (commented, plain)
+    # Spacing inside a line survives the whitespace normalisation: ours pairs the twins at a gap of 0 unless
+    # min_gap > 0; the paper's argmax == argmin drops them.
+    assert preferences.label_local([problem], {1: [plain, spacing]}, pairing="argmax") == []
+    (row,) = preferences.label_local([problem], {1: [plain, spacing]}, pairing="distinct")
+    assert (row["chosen_code"], row["rejected_code"], row["mi_gap"]) == (plain, spacing, 0.0)
+    assert preferences.label_local([problem], {1: [plain, spacing]}, pairing="distinct", min_gap=0.1) == []
+
+
+# --------------------------------------------------------------------------------------------
+# 12-14. Stage 2a's generation and answers, against the authors' notebook worked by hand:
+#   generated_solution = decoded.split(<chat marker>)[-1].strip()   # model.generate ran to EOS
+#   code = generated_solution.replace("```python", "").replace("```", "").strip()
+#   ... valid_solutions.append(generated_solution)
+
+
+SAID = GOOD + "\nIt returns the largest number.\n"  # what a model says when nothing stops it at the block's end
+
+
+def test_stage_2a_runs_past_the_code_block_only_under_the_papers_protocol(tiny_model_factory, tmp_path):
+    import dataclasses
+
+    from shared_utils.models import load_model
+    from stand_ins import Scripted
+
+    problem = next(p for p in data.demo_problems("train") if p["task_id"] == TASK)
+    tiny = load_model(str(tiny_model_factory("smollm2-135m")))
+    script = tiny.tokenizer(SAID, add_special_tokens=False).input_ids + [tiny.tokenizer.eos_token_id]
+
+    def run(name, sampling):
+        return self_generate([problem], dataclasses.replace(tiny, model=Scripted(tiny.model, script)),
+                             sampling=sampling, config=SelfGenConfig(rounds=1, protocol=name),
+                             checkpoint=tmp_path / f"{name}.jsonl", progress=False)
+
+    results = {name: run(name, sampling_of(name, n=1, max_new_tokens=len(script) + 5))
+               for name in ("paper", "corrected")}
+    assert results["corrected"].passing_texts[TASK] == [GOOD]  # stopped at the closing fence
+    # The authors' answer ran to EOS and was stripped; their extraction kept the prose, so it failed.
+    assert results["paper"].passing[TASK] == []
+    assert results["paper"].failed_texts[TASK] == [GOOD + "\nIt returns the largest number."]
+    assert results["paper"].failed[TASK] == ["def max_of_list(nums):\n    return max(nums)\n\nIt returns the largest number."]
+    with pytest.raises(ValueError, match="stop_at_code_end=True, but protocol 'paper'"):
+        run("paper", SamplingConfig(n=1))
+
+
+def test_the_papers_feedback_quotes_the_answer_stripped(tmp_path):
+    problem = next(p for p in data.demo_problems("train") if p["task_id"] == TASK)
+    padded = "\n" + FIRST_WRONG + "\n\n"
+    result = self_generate([problem], sampling=sampling_of("paper"), config=SelfGenConfig(rounds=1, protocol="paper"),
+                           checkpoint=tmp_path / "c.jsonl", progress=False, backend="replay",
+                           source=replayed(tmp_path, {0: [padded, padded]}))
+    assert round_prompt(problem, result, 1, True, PAPER) == (
+        f"{problem['text']}\n{prompts.RETRY_FEEDBACK}\nFailed solution:\n{FIRST_WRONG}\n")
+
+
+def test_the_papers_local_pairs_store_the_answers_as_generated(tmp_path):
+    """chosen/rejected are the stripped answers themselves, not the extracted code in a new python fence."""
+    problem = next(p for p in data.demo_problems("train") if p["task_id"] == TASK)
+    bare = "def max_of_list(nums):\n    return max(nums)\n"  # no fence at all
+    untagged = "```\ndef max_of_list(nums):\n    best = nums[0]\n    for n in nums:\n        if n > best:\n" \
+               "            best = n\n    return best\n```\n\n"  # a fence without "python"
+    result = self_generate([problem], sampling=sampling_of("paper"), config=SelfGenConfig(rounds=1, protocol="paper"),
+                           checkpoint=tmp_path / "c.jsonl", progress=False, backend="replay",
+                           source=replayed(tmp_path, {0: [bare, untagged]}))
+    (row,) = local_pairs([problem], result, protocol="paper")
+    assert (row["chosen"], row["rejected"]) == (bare.strip(), untagged.strip())
+    assert row["chosen_code"] == bare.strip() and row["rejected_code"].startswith("def max_of_list")
+    (fenced,) = local_pairs([problem], result, protocol=protocol.resolve("paper", local_answer="fenced"))
+    assert fenced["chosen"] == "```python\n" + bare.strip() + "\n```"
+    assert fenced["rejected"] == "```python\n" + row["rejected_code"] + "\n```"
 
 
 # --------------------------------------------------------------------------------------------

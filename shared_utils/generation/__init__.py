@@ -16,6 +16,7 @@ exactly what an uninterrupted one does. Stage-1 pairs: ``request_pairs`` / ``rep
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -32,6 +33,7 @@ __all__ = [
     "SamplingConfig", "Request", "Completion", "generate", "write_paper_format", "read_paper_format",
     "PairResponse", "request_pairs", "replay_pairs", "Checkpoint", "CheckpointMismatch", "read_checkpoint",
     "code_end", "truncate_at_code_end", "resolve_backend", "BACKENDS", "COMPLETION_BACKENDS", "PAIR_BACKENDS",
+    "engine_of",
 ]
 
 # Every backend and what it makes: ``completions`` (sampled answers, ``generate``) and/or ``pairs`` (Stage 1b's two
@@ -160,6 +162,19 @@ def generate(requests: list[Request], *, backend: str = "auto", model: str | Non
     if store is not None:
         store.finish(batch_size=batch_size, last_run=stats, **_describe(engine, sampling))
     return [done[k] for k in keys]
+
+
+def engine_of(checkpoint: str | Path) -> dict | None:
+    """Which engine generated a checkpoint's samples, and with which weights: the backend (``local``: our
+    loop over transformers; ``vllm``), the dtype and device it recorded, for an artifact's provenance.
+    None when nothing was generated into that checkpoint (its sidecar is missing)."""
+    from shared_utils.generation.checkpoint import meta_path
+
+    sidecar = meta_path(checkpoint)
+    if not sidecar.is_file():
+        return None
+    meta = json.loads(sidecar.read_text(encoding="utf-8"))
+    return {key: meta[key] for key in ("backend", "dtype", "device", "vllm", "quantization") if key in meta}
 
 
 def _describe(engine, sampling) -> dict:

@@ -61,7 +61,7 @@ class LocalBackend:
 
     def describe(self, sampling: SamplingConfig) -> dict:
         return {"effective_top_k": self.effective_top_k(sampling), "device": str(self.device),
-                "eos_token_ids": sorted(self.eos_ids)}
+                "dtype": str(self.model.dtype).removeprefix("torch."), "eos_token_ids": sorted(self.eos_ids)}
 
     # ------------------------------------------------------------------ generation
     def run_batch(self, requests: list[Request], batch: Batch, sampling: SamplingConfig,

@@ -124,7 +124,8 @@ class VLLMBackend:
         import vllm
 
         return {"vllm": vllm.__version__, "lora": self.lora is not None, "effective_top_k": self.top_k(sampling),
-                "max_model_len": self.max_model_len, "quantization": self.options.get("quantization")}
+                "max_model_len": self.max_model_len, "quantization": self.options.get("quantization"),
+                "dtype": self.options["dtype"]}
 
     def run_batch(self, requests, batch: Batch, sampling: SamplingConfig, on_sample=None) -> list[Completion]:
         from vllm import SamplingParams
