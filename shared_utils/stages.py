@@ -30,19 +30,27 @@ class GlobalPairs:
 
 def global_pairs(out: GlobalLayout, recipe: Recipe, *, backend: str = "replay", generator: str = "gemini-2.5-pro",
                  responses: str | Path | None = None, problems: str | Path | None = None,
-                 progress: bool = True, **backend_options) -> GlobalPairs:
+                 progress: bool = True, overwrite: bool = False, **backend_options) -> GlobalPairs:
     """Stage 1a+b: two implementations per training problem; the tasks where both pass are kept.
 
     ``replay`` checks saved answers (``responses``: the paper's DPOPair JSON lines; by default the
     authors' Gemini answers in the local data folder, ``inputs.gemini_pairs``), ``gemini``
     and ``openai`` ask a remote model, ``local`` samples ``generator`` (a model that cannot follow
     the JSON schema: the first two different passing samples make a pair, sized by the recipe's
-    ``global_pairs`` section, which also holds the problem ``limit``).
+    ``global_pairs`` section, which also holds the problem ``limit``). The pairs are made anew on
+    every run; what an earlier run left to resume (the local samples, the remote requests) is kept
+    when its settings match and refused when they do not, unless ``overwrite`` discards it first.
     """
+    import shutil
+
     from shared_utils import generation, prompts
+    from shared_utils.generation.checkpoint import discard
 
     if backend not in generation.PAIR_BACKENDS:
         raise ValueError(f"unknown pair backend {backend!r}; expected one of {', '.join(generation.PAIR_BACKENDS)}")
+    if overwrite:
+        discard(out.generation_checkpoint)
+        shutil.rmtree(out.pair_requests, ignore_errors=True)
     section = recipe.section("global_pairs")
     protocol = recipe.protocol()
     tasks = data.load_problems(problems or out.train_problems)[: section["limit"]]

@@ -156,3 +156,24 @@ def test_an_unrecorded_artifact_is_never_reused_and_the_record_is_per_folder(tmp
         manifest.record(tmp_path / "elsewhere" / "adapter", STAGE1, {})
     assert differences({"a": {"b": 1}, "c": 2}, {"a": {"b": 2}, "d": 3}) == ["a.b: 1 -> 2", "c: 2 -> None",
                                                                           "d: None -> 3"]
+
+
+def test_global_pairs_start_afresh_only_when_asked(tmp_path):
+    """What an earlier run left to resume (local samples, remote requests) is discarded by ``overwrite`` alone."""
+    import json
+
+    from shared_utils.layout import GlobalLayout
+
+    out = GlobalLayout(tmp_path)
+    data.prepare("demo", tmp_path)
+    problem = data.load_problems(out.train_problems)[0]
+    responses = tmp_path / "answers.jsonl"
+    responses.write_text(json.dumps({"task_id": problem["task_id"], "code_output_1": problem["code"],
+                                     "code_output_2": problem["code"] + "\n"}) + "\n")
+    out.pair_requests.mkdir()
+    out.generation_checkpoint.write_text("")
+    recipe = recipes.load(None, {"global_pairs": {"limit": 1}})
+    stages.global_pairs(out, recipe, responses=responses, progress=False)
+    assert out.pair_requests.is_dir() and out.generation_checkpoint.is_file()
+    assert stages.global_pairs(out, recipe, responses=responses, progress=False, overwrite=True).saved == out.pairs
+    assert not out.pair_requests.exists() and not out.generation_checkpoint.exists()

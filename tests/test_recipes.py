@@ -126,7 +126,7 @@ def test_notebooks_name_the_recipe_and_hold_no_sizes():
         names = {node.targets[0].id for node in ast.parse(parameters.source).body}
         assert names <= allowed, (target.path, names - allowed)
         if target.model is not None:
-            assert {"recipe", "overrides"} <= names, target.path
+            assert {"recipe", "overrides", "overwrite"} <= names, target.path
 
 
 def test_lora_flags_reach_the_trained_settings_and_misspelt_ones_fail(train_calls, tmp_path):

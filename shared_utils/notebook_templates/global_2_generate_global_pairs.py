@@ -24,6 +24,7 @@ protocol = None  # "paper": the authors' code byte for byte; None: the recipe's 
 problem_set = "mbpp"  # mbpp | demo
 problems_dir = None  # default: the preprocessed train set of the problem set
 output_dir = None  # default: the problem set's folder in 1_Global_Dataset_Generation
+overwrite = False  # True: start afresh instead of resuming an earlier run's samples or requests
 
 # %%
 from shared_utils import inputs, recipes, stages
@@ -37,7 +38,7 @@ if backend == "replay" and responses is None and any(inputs.status(["gemini"]).v
 out = GlobalLayout.for_problem_set(problem_set, output_dir)
 settings = recipes.load(recipe, overrides, protocol=protocol)
 pairs = stages.global_pairs(out, settings, backend=backend, generator=generator, responses=responses,
-                            problems=problems_dir)
+                            problems=problems_dir, overwrite=overwrite)
 pairs.counts
 
 # %% [markdown]
