@@ -80,13 +80,14 @@ def dynamic_code(code: str) -> str:
         tree = ast.parse(code)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return ""
-    modules = _module_names(tree)
-    called = {id(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
-    asked = {id(node.args[1]) for node in ast.walk(tree) if isinstance(node, ast.Call) and len(node.args) > 1
+    nodes = list(ast.walk(tree))
+    modules = _module_names(nodes)
+    called = {id(node.func) for node in nodes if isinstance(node, ast.Call)}
+    asked = {id(node.args[1]) for node in nodes if isinstance(node, ast.Call) and len(node.args) > 1
              and isinstance(node.func, ast.Name) and node.func.id == "hasattr"}  # hasattr(x, "__len__") runs nothing
-    imported = {alias.asname or alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+    imported = {alias.asname or alias.name for node in nodes if isinstance(node, ast.ImportFrom)
                 and node.module != "builtins" for alias in node.names}
-    for node in ast.walk(tree):
+    for node in nodes:
         found = "" if id(node) in asked else _dynamic(node, modules, called, imported)
         if found:
             return f"line {getattr(node, 'lineno', '?')}: {found}"
@@ -119,19 +120,21 @@ def _dynamic(node: ast.AST, modules: dict, called: set, imported: set) -> str:
     return ""
 
 
-def _module_names(tree: ast.AST) -> dict[str, str]:
+def _module_names(nodes: list[ast.AST]) -> dict[str, str]:
     """Local names bound to modules (``import operator as op``, ``import numpy.linalg``, ``p = operator``)."""
     modules = {}
-    for node in ast.walk(tree):
+    for node in nodes:
         if isinstance(node, ast.Import):
             for alias in node.names:
                 modules[alias.asname or alias.name.split(".")[0]] = alias.name if alias.asname else alias.name.split(".")[0]
-    aliases = [(target.id, node.value.id) for node in ast.walk(tree) if isinstance(node, ast.Assign)
+    aliases = [(target.id, node.value.id) for node in nodes if isinstance(node, ast.Assign)
                and isinstance(node.value, ast.Name) for target in node.targets if isinstance(target, ast.Name)]
-    for _ in aliases:  # simple aliases of aliases, to a fixed point
+    changed = True
+    while changed:  # simple aliases of aliases, to a fixed point
+        changed = False
         for alias, name in aliases:
-            if name in modules:
-                modules.setdefault(alias, modules[name])
+            if name in modules and alias not in modules:
+                modules[alias], changed = modules[name], True
     return modules
 
 
@@ -147,18 +150,19 @@ def normal_form(code: str) -> str:
     stripped = without_comments(code)
     try:
         tree = ast.parse(stripped)
-        modules = _module_names(tree)
-        tree = _OperatorCalls(modules, _imported_functions(tree, modules)).visit(tree)
+        nodes = list(ast.walk(tree))
+        modules = _module_names(nodes)
+        tree = _OperatorCalls(modules, _imported_functions(nodes, modules)).visit(tree)
         return ast.unparse(ast.fix_missing_locations(tree))
     except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError):
         return stripped
 
 
-def _imported_functions(tree: ast.AST, modules: dict) -> dict[str, str]:
+def _imported_functions(nodes: list[ast.AST], modules: dict) -> dict[str, str]:
     """Local names bound to an operator function (``from operator import add as plus``, ``f = operator.mul``,
     ``from numpy import *``): name -> operator key."""
     functions = {}
-    for node in ast.walk(tree):
+    for node in nodes:
         if isinstance(node, ast.ImportFrom) and node.module:
             table = _MODULE_FUNCTIONS.get(node.module.split(".")[0], {})
             for alias in node.names:
