@@ -297,7 +297,7 @@ def _cell(row, metric: str) -> str:
 
 def readme_section(results: Path = RESULTS_DIR) -> str:
     """The README's section, from the committed result files alone."""
-    from shared_utils.notebooks import notebook_link
+    from shared_utils.repository import notebook_link
 
     results = Path(results)
     table = pd.read_csv(results / "table.csv")
