@@ -213,11 +213,32 @@ def load_problems() -> list[dict]:
     return data.load_mbpp(data.mbpp_source(), "test")
 
 
-def scores_cache(found: list[Path], reuse: bool) -> Path:
-    """Where the per-sample verdicts of these exact files are kept, so that tables and figure redo in seconds."""
+# The modules whose code decides a verdict or an MI: a cache made by other code is not reused.
+JUDGING_CODE = ("sandbox", "extraction.py", "maintainability.py", "protocol.py", "scoring.py")
+
+
+def judging_code(package: Path = Path(__file__).resolve().parent) -> str:
+    """A hash of the sources that turn a completion into a verdict and an MI (the sandbox, extraction, scoring)."""
     import hashlib
 
-    key = hashlib.sha256(repr(([inputs.sha256(path) for path in found], PROTOCOLS, reuse)).encode()).hexdigest()
+    sources = sorted(path for name in JUDGING_CODE
+                     for path in ((package / name).rglob("*.py") if (package / name).is_dir() else [package / name]))
+    digest = hashlib.sha256()
+    for path in sources:
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def scores_cache(found: list[Path], reuse: bool) -> Path:
+    """Where the per-sample verdicts of these exact files are kept, so that tables and figure redo in seconds.
+
+    The key holds the files' checksums, the protocols, the reuse setting and the judging code's hash,
+    so a change to the sandbox, the extraction or the MI rescoring instead of reading old verdicts.
+    """
+    import hashlib
+
+    key = hashlib.sha256(repr(([inputs.sha256(path) for path in found], PROTOCOLS, reuse,
+                               judging_code())).encode()).hexdigest()
     return paths.cache_dir() / "paper-outputs" / f"samples-{key[:16]}.parquet"
 
 
@@ -239,7 +260,7 @@ def run(folder: Path | None = None, out: Path = RESULTS_DIR, *, reuse: bool = Tr
     cached = cache.is_file()
     if cached:
         samples = pd.read_parquet(cache)
-        print(f"scores reused from {cache} (same files, protocols and reuse setting)")
+        print(f"scores reused from {cache} (same files, protocols, reuse setting and judging code)")
     else:
         samples = score(frame, load_problems(), reuse=reuse, workers=workers, progress=progress)
         with files.atomic_path(cache) as tmp:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -173,3 +174,25 @@ def test_the_verbs_score_a_folder_and_check_the_local_copies(published, tmp_path
     assert "0 of 53 file(s) missing or different" in capsys.readouterr().out
     assert main(["download-data", "--what", "gemini", "--to", str(tmp_path / "empty")]) == 2
     assert "address is not set" in capsys.readouterr().err
+
+
+def test_the_verdict_cache_is_keyed_by_the_judging_code(tmp_path, monkeypatch):
+    """Verdicts cached by other sandbox or MI code are never read back as this code's."""
+    import shutil
+
+    package = Path(paper_outputs.__file__).parent
+    copy = tmp_path / "shared_utils"
+    shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    before = paper_outputs.judging_code(copy)
+    assert before == paper_outputs.judging_code(package)
+    (copy / "cli.py").write_text("# not judging code\n")
+    assert paper_outputs.judging_code(copy) == before
+    asserts = copy / "sandbox" / "asserts.py"
+    asserts.write_text(asserts.read_text() + "\n# a change to the judge\n")
+    assert paper_outputs.judging_code(copy) != before
+
+    found = [tmp_path / "run.json"]
+    found[0].write_text("[]")
+    first = paper_outputs.scores_cache(found, True)
+    monkeypatch.setattr(paper_outputs, "judging_code", lambda: "other code")
+    assert paper_outputs.scores_cache(found, True) != first
