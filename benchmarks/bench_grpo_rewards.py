@@ -77,7 +77,7 @@ def one_by_one(settings: RewardSettings, batches: list[dict]) -> list[float]:
 
 def sandbox_only(batches: list[dict]) -> None:
     from shared_utils.extraction import extract_code
-    from shared_utils.rewards import answer_text
+    from shared_utils.prompts import answer_text
     from shared_utils.sandbox import check_many
 
     for batch in batches:

@@ -36,6 +36,18 @@ def messages(user: str, *, system: str = SYSTEM_PROMPT) -> list[dict]:
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
+def answer_text(answer) -> str:
+    """An answer's text however it is held: a string, a message (``{"role", "content"}``), a content part
+    (``{"type": "text", "text"}``) or a list of them (TRL's chat completions, the authors' one-message answers)."""
+    if isinstance(answer, str):
+        return answer
+    if isinstance(answer, (list, tuple)):
+        return "".join(answer_text(item) for item in answer)
+    if isinstance(answer, dict):
+        return answer_text(answer["content"]) if "content" in answer else str(answer.get("text", ""))
+    return ""
+
+
 def fold_system(chat: list[dict]) -> list[dict]:
     """For templates without a system role: the system text leads the first user turn."""
     if not chat or chat[0]["role"] != "system":

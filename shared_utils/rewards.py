@@ -49,6 +49,7 @@ from typing import Callable, Sequence
 from shared_utils.extraction import extract_code
 from shared_utils.maintainability import ONE_OPERATION_VOLUME, score
 from shared_utils.obfuscation import dynamic_code, normal_form
+from shared_utils.prompts import answer_text
 from shared_utils.protocol import resolve
 from shared_utils.scoring import SCORINGS
 
@@ -287,18 +288,6 @@ def summary(samples: list[Sample], settings: RewardSettings) -> dict[str, float]
         for name in MI_COMPONENTS:
             metrics[f"mi/{name}"] = _mean(s.components[name] for s in passing)
     return metrics
-
-
-def answer_text(completion) -> str:
-    """The answer's text: TRL passes a string (standard prompts) or a list of messages (chat prompts)."""
-    if isinstance(completion, str):
-        return completion
-    if isinstance(completion, (list, tuple)):
-        return "".join(answer_text(message) for message in completion)
-    if isinstance(completion, dict):
-        content = completion.get("content", "")
-        return content if isinstance(content, str) else answer_text(content)
-    return ""
 
 
 def _compile_error(code: str) -> str:

@@ -6,7 +6,7 @@ Generation is checkpointed per (task, round, sample), so an interrupted run resu
 How answers are generated, extracted, run, shown back and stored follows a ``protocol.Protocol``.
 
 The authors decoded each whole sequence and kept ``split(<chat marker>)[-1].strip()``: the
-answer, stripped. We decode only the new tokens, which is the answer; ``answer_text`` strips it,
+answer, stripped. We decode only the new tokens, which is the answer; ``as_the_authors_held`` strips it,
 and every use of the raw answer (the paper's feedback, MI text and stored chosen/rejected) reads
 it that way. Their extraction (fence markers deleted, then stripped) gives the same code with or
 without that strip, so extraction reads the answer as decoded (``fenced`` would not: an answer
@@ -37,8 +37,8 @@ class SelfGenResult:
     passing: dict  # task_id -> passing extracted codes, in generation order
     failed: dict  # task_id -> failing extracted codes
     rounds: list[dict]  # per-round statistics
-    passing_texts: dict = dataclasses.field(default_factory=dict)  # the answers behind ``passing`` (``answer_text``)
-    failed_texts: dict = dataclasses.field(default_factory=dict)  # the answers behind ``failed`` (``answer_text``)
+    passing_texts: dict = dataclasses.field(default_factory=dict)  # the answers behind ``passing`` (``as_the_authors_held``)
+    failed_texts: dict = dataclasses.field(default_factory=dict)  # the answers behind ``failed`` (``as_the_authors_held``)
 
 
 def round_prompt(problem: dict, result: SelfGenResult, round_index: int, feedback: bool, protocol) -> str:
@@ -55,7 +55,7 @@ def round_prompt(problem: dict, result: SelfGenResult, round_index: int, feedbac
     return prompts.retry_prompt(problem["text"], result.failed[task_id][0])
 
 
-def answer_text(completion_text: str) -> str:
+def as_the_authors_held(completion_text: str) -> str:
     """A sampled answer as the authors' code held it: ``decoded.split(<chat marker>)[-1].strip()``."""
     return completion_text.strip()
 
@@ -101,7 +101,7 @@ def self_generate(problems: list[dict], loaded=None, *, sampling=None, config: S
         verdicts = run_checks(by_id, candidates, timeout=config.timeout, progress=progress, protocol=protocol)
         for completion, (task_id, code), ok in zip(completions, candidates, verdicts):
             (result.passing if ok else result.failed)[task_id].append(code)
-            (result.passing_texts if ok else result.failed_texts)[task_id].append(answer_text(completion.text))
+            (result.passing_texts if ok else result.failed_texts)[task_id].append(as_the_authors_held(completion.text))
         result.rounds.append({
             "round": round_index, "tasks_asked": len(pending), "samples": len(candidates),
             "samples_passed": int(sum(verdicts)),

@@ -28,26 +28,15 @@ from __future__ import annotations
 
 from trl import DPOTrainer, maybe_extract_prompt
 
+from shared_utils.prompts import answer_text
+
 AUTHORS_MAX_PROMPT_LENGTH = 1024  # the authors' DPOConfig(max_prompt_length=1024); TRL 1.16 has no such field
-
-
-def answer_text(answer: "str | list[dict]") -> str:
-    """The answer as the authors stored it, a plain string: as is, or the assistant message's text."""
-    if isinstance(answer, str):
-        return answer
-    (message,) = answer
-    return message["content"]
-
-
-def message_text(content: "str | list[dict]") -> str:
-    """A message's content as one string: as is, or its text parts joined (the authors' rows)."""
-    return content if isinstance(content, str) else "".join(part["text"] for part in content)
 
 
 def conversational_example(row: dict) -> dict:
     """A stored row in TRL's conversational format, whichever shape it was stored in
     (``preferences.preference_row``: ours, or the authors' text parts and plain answers)."""
-    return {"prompt": [{"role": m["role"], "content": message_text(m["content"])} for m in row["prompt"]],
+    return {"prompt": [{"role": m["role"], "content": answer_text(m["content"])} for m in row["prompt"]],
             "chosen": [{"role": "assistant", "content": answer_text(row["chosen"])}],
             "rejected": [{"role": "assistant", "content": answer_text(row["rejected"])}]}
 
