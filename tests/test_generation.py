@@ -217,3 +217,53 @@ def test_every_recipe_samples_as_the_stages_did_before_sampling_was_a_recipe_key
     hotter = recipes.load("smollm2-135m", {"evaluation": {"temperature": 1.0, "top_k": 50}})
     sampling = stages.evaluation_plan(hotter, layout).sampling(0)
     assert (sampling.temperature, sampling.top_p, sampling.top_k) == (1.0, 0.9, 50)
+
+
+def test_merged_adapter_samples_what_the_adapter_samples_and_leaves_it_unmerged(tiny):
+    """Folding the LoRA weights in for sampling is the same function: greedy tokens are identical,
+    and the trained adapter keeps its own weights (merging works on a copy)."""
+    import dataclasses as dc
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from shared_utils.generation.local import merged_copy
+
+    torch.manual_seed(0)
+    base = type(tiny.model).from_pretrained(tiny.model.name_or_path).eval()
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "up_proj", "down_proj"],
+                      init_lora_weights=False)  # random B: an adapter that changes the model
+    peft_model = get_peft_model(base, lora).eval()
+    adapted = dc.replace(tiny, model=peft_model)
+    before = {name: p.clone() for name, p in peft_model.named_parameters()}
+    greedy = SamplingConfig(n=1, temperature=0, max_new_tokens=12, stop_at_code_end=False)
+    reqs = requests_for(3)
+    plain = generate(reqs, loaded=tiny, sampling=greedy, progress=False)
+    unmerged = generate(reqs, loaded=adapted, sampling=greedy, progress=False)
+    merged = generate(reqs, loaded=adapted, sampling=greedy, progress=False, merge_adapter=True)
+    assert [c.text for c in unmerged] != [c.text for c in plain]  # the adapter matters
+    assert [(c.text, c.tokens) for c in merged] == [(c.text, c.tokens) for c in unmerged]
+    assert all(torch.equal(p, before[name]) for name, p in peft_model.named_parameters())
+    assert not any(getattr(m, "merged", False) for m in peft_model.modules())
+    assert merged_copy(tiny.model) is tiny.model  # no adapter: nothing to merge
+
+
+@pytest.mark.parametrize("temperature", [0, 0.8])
+def test_in_place_kv_cache_samples_the_same_tokens_as_transformers_cache(tiny, monkeypatch, temperature):
+    """The cache that appends in place (also when it must grow, and after finished rows are dropped)
+    gives token for token what transformers' DynamicCache gives, greedy and sampled with a seed."""
+    from shared_utils.generation import kv_cache, local
+
+    monkeypatch.setattr(kv_cache, "GROW_BY", 3)  # grow several times within a few tokens
+    # a ninth of the vocabulary ends a sample, so that rows finish at different steps and are dropped
+    monkeypatch.setattr(local, "eos_token_ids", lambda model, tokenizer: set(range(0, len(tokenizer), 9)))
+    reqs = requests_for(2) + [Request(7, prompts.messages("A much longer prompt " * 5))]
+    sampling = SamplingConfig(n=3, temperature=temperature, max_new_tokens=16, stop_at_code_end=False, seed=5,
+                              batch_size=5)
+    runs = {kind: generate(reqs, loaded=tiny, sampling=sampling, progress=False, kv_cache=kind)
+            for kind in kv_cache.KINDS}
+    assert [(c.text, c.tokens) for c in runs["slack"]] == [(c.text, c.tokens) for c in runs["dynamic"]]
+    if temperature:  # rows finished at different steps: the cache dropped rows while others went on
+        assert len({c.tokens for c in runs["slack"]}) > 2
+    with pytest.raises(ValueError, match="kv_cache='static'"):
+        generate(reqs, loaded=tiny, sampling=sampling, progress=False, kv_cache="static")

@@ -117,8 +117,8 @@ def generate(requests: list[Request], *, backend: str = "auto", model: str | Non
     ``loaded`` (a ``models.LoadedModel``, local backend only), which carries its own adapter.
     ``on_batch(index, completions)`` is called after each batch is checkpointed (a hook for
     callers and for the interruption test). ``backend_options`` go to the backend
-    (local: dtype, load_in_4bit, compact_every; openai: base_url, api_key, concurrency, per_sample, served_model;
-    vllm: engine options; replay: source).
+    (local: dtype, load_in_4bit, compact_every, merge_adapter, kv_cache; openai: base_url, api_key, concurrency,
+    per_sample, served_model; vllm: engine options; replay: source).
     """
     from shared_utils.generation.core import check_unique
 

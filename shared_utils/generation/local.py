@@ -3,8 +3,14 @@
 Why not ``model.generate``: a static batch keeps computing every row until its longest
 sequence ends. Here each batch is prefilled once per distinct prompt, the KV cache is
 expanded to the samples, and rows that finish (EOS, the closing code fence, the token limit)
-are dropped from the cache, so finished samples stop costing compute. Sampling follows
+are dropped from the cache, so finished samples stop costing compute. The cache appends in
+place (``kv_cache.SlackLayer``) instead of concatenating at every step. Sampling follows
 transformers' warpers: temperature, then top-k, then top-p (nucleus, at least one token kept).
+
+``merge_adapter=True`` samples from a copy of the model with its LoRA adapter folded into the
+base weights (PEFT's ``merge_and_unload``): the same function without the adapter's two extra
+matmuls and module calls in every adapted layer. Folding changes float rounding, so sampled
+texts can differ from the unmerged model's; it is off unless a recipe or caller asks for it.
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ class LocalBackend:
     name = "local"
 
     def __init__(self, model=None, adapter=None, *, loaded=None, dtype: str | None = None,
-                 load_in_4bit: bool | None = None, compact_every: int = 1, **_ignored):
+                 load_in_4bit: bool | None = None, compact_every: int = 1, merge_adapter: bool = False,
+                 kv_cache: str = "slack", **_ignored):
         if loaded is None:
             if model is None:
                 raise ValueError("the local backend needs model= (a registry name, hub id or folder) or loaded=")
@@ -30,8 +37,10 @@ class LocalBackend:
 
             loaded = load_model(str(model), adapter=adapter, dtype=dtype, load_in_4bit=load_in_4bit)
         self.loaded = loaded  # a models.LoadedModel
-        self.model, self.tokenizer = loaded.model, loaded.tokenizer
+        self.tokenizer = loaded.tokenizer
+        self.model = merged_copy(loaded.model) if merge_adapter else loaded.model
         self.compact_every = compact_every
+        self.kv_cache = kv_cache
         self.device = _device_of(self.model)
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -73,7 +82,7 @@ class LocalBackend:
         rows = [order[unit.request] for unit in batch.units]
         results = sample(self.model, self.tokenizer, texts, rows, sampling, seed=batch.seed, eos_ids=self.eos_ids,
                          top_k=self.effective_top_k(sampling), tick_mask=self.tick_mask(),
-                         compact_every=self.compact_every, on_sample=on_sample)
+                         compact_every=self.compact_every, kv_cache=self.kv_cache, on_sample=on_sample)
         out = []
         for unit, (text, tokens) in zip(batch.units, results):
             request = requests[unit.request]
@@ -93,6 +102,24 @@ class LocalBackend:
                     mask[index] = True
             self._tick_mask = mask
         return self._tick_mask
+
+
+def merged_copy(model):
+    """A copy of a PEFT model with its LoRA weights merged into the base weights, for sampling only.
+
+    The trained adapter (``model``) is left as it is: merging in place and unmerging afterwards
+    would leave the base weights changed by rounding. A model without an adapter is returned as is.
+    """
+    import copy
+
+    from peft import PeftModel
+
+    if not isinstance(model, PeftModel):
+        return model
+    if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
+        raise ValueError("merge_adapter: the base weights are quantized; merging would re-quantize them, "
+                         "so sample with the adapter unmerged (merge_adapter=False)")
+    return copy.deepcopy(model).merge_and_unload().eval()
 
 
 def _device_of(model):
@@ -142,14 +169,17 @@ def warp(logits, temperature: float, top_k: int, top_p: float):
 
 
 def sample(model, tokenizer, texts: list[str], rows: list[int], sampling: SamplingConfig, *, seed: int,
-           eos_ids: set[int], top_k: int = 0, tick_mask=None, compact_every: int = 1,
+           eos_ids: set[int], top_k: int = 0, tick_mask=None, compact_every: int = 1, kv_cache: str = "slack",
            on_sample: Callable[[int], None] | None = None) -> list[tuple[str, int]]:
     """Sample one sequence per entry of ``rows`` (an index into ``texts``); returns (text, new tokens).
 
     ``compact_every``: drop finished rows from the KV cache once at least this many have
-    finished since the last drop (1 = at once).
+    finished since the last drop (1 = at once). ``kv_cache``: ``"slack"`` appends in place,
+    ``"dynamic"`` is transformers' cache (same tokens, slower; kept for comparison).
     """
     import torch
+
+    from shared_utils.generation.kv_cache import new_cache
 
     device = _device_of(model)
     encoded = prompts.encode(tokenizer, texts)
@@ -163,7 +193,7 @@ def sample(model, tokenizer, texts: list[str], rows: list[int], sampling: Sampli
 
     with torch.inference_mode():
         out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                    logits_to_keep=1)
+                    past_key_values=new_cache(kv_cache, model), logits_to_keep=1)
         cache = out.past_key_values
         select = torch.tensor(rows, device=device)
         logits = out.logits[:, -1, :][select]
