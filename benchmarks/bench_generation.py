@@ -2,10 +2,12 @@
 
 The paper loop calls ``model.generate`` once per prompt with ``num_return_sequences`` (static
 batch, runs until the longest sample ends). Ours: ``generate(backend="local")`` with the
-code-end stop (our pipeline stages) and without it (paper protocol). Same prompts, sampling
-parameters and number of samples. Writes ``benchmarks/results/generation.md``.
+code-end stop (our pipeline stages) and without it (paper protocol), and, for comparison, with
+transformers' concatenating KV cache instead of ours (same tokens). ``--lora R`` adds a LoRA
+adapter of rank R on every linear layer and times sampling with it unmerged and merged. Same
+prompts, sampling parameters and number of samples. Writes ``benchmarks/results/generation.md``.
 
-    python benchmarks/bench_generation.py [--prompts 4] [--n 10] [--max-new-tokens 512]
+    python benchmarks/bench_generation.py [--prompts 4] [--n 10] [--max-new-tokens 512] [--lora 16]
 """
 
 from __future__ import annotations
@@ -54,14 +56,25 @@ def paper_loop(loaded, rows, sampling) -> tuple[float, int, int]:
     return time.perf_counter() - start, samples, tokens
 
 
-def ours(loaded, rows, sampling) -> tuple[float, int, int]:
+def ours(loaded, rows, sampling, **options) -> tuple[float, int, int]:
     from shared_utils import prompts
     from shared_utils.generation import Request, generate
 
     requests = [Request(row["task_id"], prompts.messages(row["text"])) for row in rows]
     start = time.perf_counter()
-    out = generate(requests, backend="local", loaded=loaded, sampling=sampling, progress=False)
+    out = generate(requests, backend="local", loaded=loaded, sampling=sampling, progress=False, **options)
     return time.perf_counter() - start, len(out), sum(c.tokens for c in out)
+
+
+def with_random_lora(loaded, rank: int):
+    """The model with a fresh LoRA adapter on every linear layer (random weights: timing only)."""
+    import dataclasses
+
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=rank, lora_alpha=2 * rank, init_lora_weights=False,
+                        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    return dataclasses.replace(loaded, model=get_peft_model(loaded.model, config).eval())
 
 
 def main() -> int:
@@ -71,6 +84,8 @@ def main() -> int:
     parser.add_argument("--max-new-tokens", type=int, default=512)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-paper-protocol", action="store_true", help="skip our run without the code-end stop")
+    parser.add_argument("--lora", type=int, default=0, metavar="R", help="also time a rank-R LoRA adapter, unmerged "
+                        "and merged (0: no adapter runs)")
     parser.add_argument("--out", type=Path, default=RESULTS / "generation.md")
     args = parser.parse_args()
 
@@ -86,13 +101,22 @@ def main() -> int:
     paper = paper_loop(loaded, rows, SamplingConfig(**base, stop_at_code_end=False))
     results.append(("paper loop: `model.generate` per prompt, num_return_sequences", *paper))
     print(results[-1], flush=True)
-    results.append(("ours, `local`, stop at code end (pipeline stages)",
-                    *ours(loaded, rows, SamplingConfig(**base, stop_at_code_end=True))))
+    stages = SamplingConfig(**base, stop_at_code_end=True)
+    results.append(("ours, `local`, stop at code end (pipeline stages)", *ours(loaded, rows, stages)))
+    print(results[-1], flush=True)
+    results.append(("same, with transformers' concatenating KV cache (`kv_cache=\"dynamic\"`)",
+                    *ours(loaded, rows, stages, kv_cache="dynamic")))
     print(results[-1], flush=True)
     if not args.skip_paper_protocol:
         results.append(("ours, `local`, paper protocol (no code-end stop)",
                         *ours(loaded, rows, SamplingConfig(**base, stop_at_code_end=False))))
         print(results[-1], flush=True)
+    if args.lora:  # last: PEFT injects the adapter into the base model
+        adapted = with_random_lora(loaded, args.lora)
+        for merge in (False, True):
+            results.append((f"same, LoRA r={args.lora} on every linear layer, {'merged' if merge else 'unmerged'}",
+                            *ours(adapted, rows, stages, merge_adapter=merge)))
+            print(results[-1], flush=True)
 
     reference = results[0][2] / results[0][1]
     lines = [
@@ -103,7 +127,7 @@ def main() -> int:
         f"- model: smollm2-135m (embedded, float32); {len(rows)} MBPP train prompts x {args.n} samples; "
         f"temperature 0.6, top_p 0.9, max_new_tokens {args.max_new_tokens}, seed {args.seed}",
         f"- command: `python benchmarks/bench_generation.py --prompts {args.prompts} --n {args.n} "
-        f"--max-new-tokens {args.max_new_tokens}`",
+        f"--max-new-tokens {args.max_new_tokens}" + (f" --lora {args.lora}`" if args.lora else "`"),
         "",
         "| run | seconds | samples | new tokens | samples/s | tokens/s | speed-up (samples/s) |",
         "|---|---:|---:|---:|---:|---:|---:|",
