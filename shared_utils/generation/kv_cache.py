@@ -14,6 +14,7 @@ from __future__ import annotations
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
 GROW_BY = 256  # tokens of spare room added when the buffer is full
+KINDS = ("slack", "dynamic")
 
 
 class SlackLayer(DynamicLayer):
@@ -85,12 +86,14 @@ def new_cache(kind: str, model):
 
     Models with sliding-window layers (Gemma 3) keep transformers' cache, which knows their layer types.
     """
-    if kind not in KINDS:
-        raise ValueError(f"kv_cache={kind!r}: expected one of {', '.join(KINDS)}")
+    check_kind(kind)
     config = model.config.get_text_config(decoder=True)
     if kind == "dynamic" or any(t != "full_attention" for t in getattr(config, "layer_types", None) or ()):
         return DynamicCache(config=model.config)
     return SlackCache()
 
 
-KINDS = ("slack", "dynamic")
+def check_kind(kind: str) -> str:
+    if kind not in KINDS:
+        raise ValueError(f"kv_cache={kind!r}: expected one of {', '.join(KINDS)}")
+    return kind

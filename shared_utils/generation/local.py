@@ -40,7 +40,10 @@ class LocalBackend:
         self.tokenizer = loaded.tokenizer
         self.model = merged_copy(loaded.model) if merge_adapter else loaded.model
         self.compact_every = compact_every
-        self.kv_cache = kv_cache
+        from shared_utils.generation.kv_cache import check_kind
+
+        self.kv_cache = check_kind(kv_cache)
+        self.merge_adapter = merge_adapter
         self.device = _device_of(self.model)
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -70,7 +73,8 @@ class LocalBackend:
 
     def describe(self, sampling: SamplingConfig) -> dict:
         return {"effective_top_k": self.effective_top_k(sampling), "device": str(self.device),
-                "dtype": str(self.model.dtype).removeprefix("torch."), "eos_token_ids": sorted(self.eos_ids)}
+                "dtype": str(self.model.dtype).removeprefix("torch."), "eos_token_ids": sorted(self.eos_ids),
+                "merge_adapter": self.merge_adapter, "kv_cache": self.kv_cache}
 
     # ------------------------------------------------------------------ generation
     def run_batch(self, requests: list[Request], batch: Batch, sampling: SamplingConfig,
