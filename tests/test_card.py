@@ -91,3 +91,14 @@ def test_an_evaluation_summary_is_added_to_provenance_and_card(tmp_path):
     text = (adapter / "README.md").read_text()
     assert "## Evaluation: mbpp" in text and "| paper | 0.41 ± 0.01 | 62.3 ± 0.4 |" in text
     assert "500 problems x 10 samples x 2 runs" in text and "# gemma-3-1b-dpo-2-epochs" in text
+
+
+def test_a_variant_without_passing_code_has_no_mean_mi_and_its_card_says_so(tmp_path):
+    """pandas keeps a missing mean missing through ``astype(str)``: a variant that passed nothing has no MI."""
+    adapter = tmp_path / "smollm2-135m-dpo-2-epochs"
+    adapter.mkdir()
+    (adapter / "provenance.json").write_text(json.dumps(RECORD))
+    card.add_evaluation(adapter, "mbpp", {"variant": "dpo", "runs": 1, "samples": 2, "problems": 2,
+                                          "comparison": "c.json", "table": {"paper": {"pass@1": "0.0 ± 0.0",
+                                                                                      "avg_mi": float("nan")}}})
+    assert "| paper | 0.0 ± 0.0 | nan |" in (adapter / "README.md").read_text()

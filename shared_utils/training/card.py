@@ -256,7 +256,7 @@ def _evaluation(record: dict) -> list[str]:
                   f"as the `{evaluation['variant']}` variant, mean ± std over runs (per run and paired differences: "
                   f"`{evaluation['comparison']}`).", "",
                   "| scoring | " + " | ".join(metrics) + " |", "|---|" + "---|" * len(metrics),
-                  *[f"| {name} | " + " | ".join(row[metric] for metric in metrics) + " |"
+                  *[f"| {name} | " + " | ".join(_cell(row[metric]) for metric in metrics) + " |"
                     for name, row in evaluation["table"].items()], ""]
     return lines
 
