@@ -281,20 +281,12 @@ def run(folder: Path | None = None, out: Path = RESULTS_DIR, *, reuse: bool = Tr
         distinct=int(frame[["task_id", "code"]].drop_duplicates().shape[0]), reuse=reuse,
         reuse_rule="one run per distinct (task, program) and protocol, its verdict given to every copy" if reuse
         else "every candidate run", protocols=list(PROTOCOLS), timeout_per_assert=5.0,
-        workers=workers or f"{WORKERS_PER_CORE} per core", n_boot=n_boot, commit=_commit(),
+        workers=workers or f"{WORKERS_PER_CORE} per core", n_boot=n_boot, commit=files.repository_commit() or "unknown",
         scores="read from the cache" if cached else f"scored in {scored_s:.0f} s",
         sandbox=scoring.sandbox_label(samples), family=family_note(results["comparisons"]),
         checksums={row: inputs.check(folder / Path(row).name, expected) or "ok"
                    for row, expected in inputs.manifest()["published"].items()}))
     return results
-
-
-def _commit() -> str:
-    """The repository's commit, for the provenance ("unknown" outside a git checkout)."""
-    import subprocess
-
-    found = subprocess.run(["git", "-C", str(paths.REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
-    return found.stdout.strip() or "unknown"
 
 
 def mismatches(results: dict) -> pd.DataFrame:

@@ -124,7 +124,9 @@ def test_notebooks_name_the_recipe_and_hold_no_sizes():
         cells = nbformat.read(target.path, as_version=4).cells
         parameters = next(cell for cell in cells if "parameters" in cell.metadata.get("tags", []))
         names = {node.targets[0].id for node in ast.parse(parameters.source).body}
-        assert names <= allowed, (target.path, names - allowed)
+        # the paper-outputs notebook trains nothing: it names the authors' folder, verdict reuse and its workers
+        extra = {"data", "reuse", "workers"} if target.path.name == "paper_outputs.ipynb" else set()
+        assert names <= allowed | extra, (target.path, names - allowed - extra)
         if target.model is not None:
             assert {"recipe", "overrides", "overwrite"} <= names, target.path
 
