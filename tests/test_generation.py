@@ -129,6 +129,21 @@ def test_resume_after_interruption_gives_the_same_file(tiny, tmp_path):
                  checkpoint=tmp_path / "b.jsonl", progress=False)
 
 
+def test_a_checkpoint_is_not_resumed_under_another_dtype(tiny, tmp_path, monkeypatch):
+    """Samples drawn in float32 and in bfloat16 differ: a generation_dtype ablation never resumes the other's file."""
+    from shared_utils.generation.local import LocalBackend
+
+    reqs = requests_for(2)
+    sampling = SamplingConfig(n=2, max_new_tokens=4, seed=3, batch_size=4)
+    generate(reqs, loaded=tiny, sampling=sampling, checkpoint=tmp_path / "c.jsonl", progress=False)
+    written = json.loads((tmp_path / "c.jsonl.meta.json").read_text())["numerics"]
+    assert written["dtype"] == str(tiny.model.dtype).removeprefix("torch.")
+    described = LocalBackend.describe
+    monkeypatch.setattr(LocalBackend, "describe", lambda self, s: {**described(self, s), "dtype": "bfloat16"})
+    with pytest.raises(CheckpointMismatch, match="numerics"):
+        generate(reqs, loaded=tiny, sampling=sampling, checkpoint=tmp_path / "c.jsonl", progress=False)
+
+
 def test_paper_format_round_trip(tmp_path):
     completions = [Completion(2, 0, 1, "b1"), Completion(1, 0, 0, "a0"), Completion(2, 0, 0, "b0"),
                    Completion(1, 0, 1, "a1")]

@@ -107,6 +107,16 @@ class _Progress:
                 "tokens_per_s": round(self.tokens / elapsed, 2) if elapsed else None}
 
 
+# What an engine reports that changes the samples themselves (not only their speed): a checkpoint
+# written under one of these is never resumed under another.
+NUMERICS = ("dtype", "merge_adapter", "quantization")
+
+
+def numerics(described: dict) -> dict:
+    """The sample-changing part of an engine's description (its dtype, a merged adapter, its quantisation)."""
+    return {key: described[key] for key in NUMERICS if key in described}
+
+
 def generate(requests: list[Request], *, backend: str = "auto", model: str | None = None,
              adapter: str | os.PathLike | None = None, sampling: SamplingConfig = SamplingConfig(),
              checkpoint: str | Path | None = None, loaded=None, progress: bool = True,
@@ -139,7 +149,8 @@ def generate(requests: list[Request], *, backend: str = "auto", model: str | Non
         batches = plan_batches(requests, sampling, batch_size)
     identity = {"model": str(model) if model is not None else None,
                 "adapter": str(adapter) if adapter is not None else None,
-                "backend": name, "sampling": sampling.identity(), "seed": sampling.seed}
+                "backend": name, "sampling": sampling.identity(), "seed": sampling.seed,
+                "numerics": numerics(engine.describe(sampling))}
     store = Checkpoint(checkpoint, identity) if checkpoint is not None else None
     done = dict(store.done) if store is not None else {}
     keys = [k for batch in batches for k in batch.keys(requests)]

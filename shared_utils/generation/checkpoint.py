@@ -10,11 +10,11 @@ from typing import Iterable
 from shared_utils import files
 from shared_utils.generation.core import Completion, Key
 
-COMPARED = ("model", "adapter", "backend", "sampling")
+COMPARED = ("model", "adapter", "backend", "sampling", "numerics")
 
 
 class CheckpointMismatch(ValueError):
-    """The checkpoint on disk was written by a different model, adapter, backend or sampling."""
+    """The checkpoint on disk was written by a different model, adapter, backend, sampling or numerics (dtype...)."""
 
 
 def meta_path(path: str | os.PathLike) -> Path:
