@@ -73,6 +73,16 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
     return rows
 
 
+def sha256_of(*paths: str | os.PathLike) -> str:
+    """SHA-256 over the files' bytes in order: the identity of a downloaded file, a GGUF, an adapter's weights."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
 def content_hash(rows: Iterable[dict], fields: tuple[str, ...] | None = None) -> str:
     """SHA-256 of rows' content in order (only ``fields`` of each, when given), independent of how they are stored:
     the one hash of datasets, pairs and problems that provenance and identities record."""

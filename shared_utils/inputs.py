@@ -11,7 +11,6 @@ against the manifest before keeping it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import urllib.request
 from pathlib import Path
@@ -31,21 +30,13 @@ def manifest() -> dict[str, dict[str, dict]]:
     return json.loads(MANIFEST.read_text(encoding="utf-8"))["groups"]
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def check(path: Path, expected: dict) -> str | None:
     """None when ``path`` has the recorded size and checksum, else what is wrong, in a few words."""
     if not path.is_file():
         return "missing"
     if path.stat().st_size != expected["bytes"]:
         return f"{path.stat().st_size} bytes, expected {expected['bytes']}"
-    found = sha256(path)
+    found = files.sha256_of(path)
     return None if found == expected["sha256"] else f"sha256 {found[:12]}..., expected {expected['sha256'][:12]}..."
 
 
@@ -114,7 +105,8 @@ def download(groups=GROUPS, folder: Path | None = None, *, base_url: str | None 
 
 def record(folder: Path) -> Path:
     """Rewrite the manifest's sizes and checksums from the files in ``folder`` (same file list)."""
-    groups = {group: {relative: {"bytes": (folder / relative).stat().st_size, "sha256": sha256(folder / relative)}
+    groups = {group: {relative: {"bytes": (folder / relative).stat().st_size,
+                                 "sha256": files.sha256_of(folder / relative)}
                       for relative in entries}
               for group, entries in manifest().items()}
     return files.write_json(MANIFEST, {**json.loads(MANIFEST.read_text()), "groups": groups})

@@ -15,7 +15,6 @@ out (a new output folder, or ``overwrite=True``). Folder names stay readable; no
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from pathlib import Path
 
@@ -54,22 +53,12 @@ def differences(recorded: dict, asked: dict, prefix: str = "") -> list[str]:
     return found
 
 
-def sha256_of(*paths: Path) -> str:
-    """SHA-256 over the files' bytes in order (an adapter's config and weights: what it computes)."""
-    digest = hashlib.sha256()
-    for path in paths:
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
-
-
 def adapter_sha256(folder: str | Path | None) -> str | None:
     """The identity of a LoRA adapter's weights (None for the base model)."""
     if folder is None:
         return None
     present = [Path(folder) / name for name in ("adapter_config.json", "adapter_model.safetensors")]
-    return sha256_of(*[path for path in present if path.is_file()])
+    return files.sha256_of(*[path for path in present if path.is_file()])
 
 
 class Manifest:

@@ -8,7 +8,6 @@ data, never by copied code.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib.metadata
 import importlib.util
 import os
@@ -107,16 +106,8 @@ def embedded_model_dir() -> Path:
     with files.atomic_path(target) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        files.write_provenance(tmp, source=str(gguf), sha256=_sha256(gguf), hub_id=REGISTRY[DEFAULT_MODEL].hub_id)
+        files.write_provenance(tmp, source=str(gguf), sha256=files.sha256_of(gguf), hub_id=REGISTRY[DEFAULT_MODEL].hub_id)
     return target
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def resolve(name_or_path: str, *, source: str | None = None) -> str:
@@ -157,7 +148,7 @@ def weights_record(name_or_path: str, *, source: str | None = None) -> dict:
     converted = files.read_provenance(cache_dir() / EMBEDDED_DIR_NAME) or {}
     return {"hub_id": spec.hub_id, "weights": gguf.name,
             "package": f"{EMBEDDED_PACKAGE.replace('_', '-')} {importlib.metadata.version(EMBEDDED_PACKAGE)}",
-            "sha256": converted.get("sha256") or _sha256(gguf), "quantisation": f"GGUF {gguf.name.split('.')[-2]}",
+            "sha256": converted.get("sha256") or files.sha256_of(gguf), "quantisation": f"GGUF {gguf.name.split('.')[-2]}",
             "conversion": f"de-quantised to float32 by transformers {transformers_version} (GGUF loader)"}
 
 

@@ -19,7 +19,6 @@ import re
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from shared_utils import files, inputs, paths, scoring, statistics
@@ -237,7 +236,7 @@ def scores_cache(found: list[Path], reuse: bool) -> Path:
     """
     import hashlib
 
-    key = hashlib.sha256(repr(([inputs.sha256(path) for path in found], PROTOCOLS, reuse,
+    key = hashlib.sha256(repr(([files.sha256_of(path) for path in found], PROTOCOLS, reuse,
                                judging_code())).encode()).hexdigest()
     return paths.cache_dir() / "paper-outputs" / f"samples-{key[:16]}.parquet"
 
