@@ -55,8 +55,8 @@ def global_parameters(options: RunOptions, template: str, recipe: Recipe, layout
     params = {**common, "problem_set": recipe.problem_set, "overrides": run_overrides(options)}
     if options.responses:
         return {**params, "backend": "replay", "responses": str(options.responses)}
-    if demo:  # offline: the embedded model is its own generator
-        return {**params, "backend": "local", "generator": options.model_path or options.model,
+    if demo:  # offline: the embedded model (or the registered base a folder model names) is its own generator
+        return {**params, "backend": "local", "generator": options.model_path or recipe.weights,
                 "recipe": options.model}
     return {**params, "backend": "gemini"}
 
