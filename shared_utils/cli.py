@@ -162,7 +162,7 @@ def _verb_global_pairs(sub) -> None:
             recipes.check_name(args.generator)
         recipe = recipes.load(args.recipe or (args.generator if recipes.model_spec(args.generator, required=False)
                                               else None),
-                              {"global_pairs": {"limit": args.limit}} if args.limit else {}, _protocol_overlay(args))
+                              {"global": {"limit": args.limit}} if args.limit else {}, _protocol_overlay(args))
         pairs = stages.global_pairs(GlobalLayout(args.out), recipe, backend=args.backend, generator=args.generator,
                                     responses=args.responses, problems=GlobalLayout(args.problems).train_problems)
         print(json.dumps(pairs.counts.__dict__))
@@ -324,6 +324,7 @@ def _verb_run(sub) -> None:
         options = RunOptions(model=args.model, stages=args.stages, smoke=args.smoke, model_path=args.model_path,
                              mbpp_source=args.mbpp_source, responses=args.responses, runs_dir=args.runs_dir,
                              protocol=args.protocol, switches=parse_overrides(args.switch))
+        options.stage_list()  # an unknown or renamed stage is refused before the first notebook
         return run_pipeline(options)
 
     parser.set_defaults(run=run)

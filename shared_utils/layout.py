@@ -56,8 +56,9 @@ STAGES = {stage.name: stage for stage in (
     Stage("stage2a", ("model_2_dpo_local_dataset_self_generation",), LOCAL_PAIRS),
     Stage("stage2c", ("model_3_dpo_further",), FURTHER),
     Stage("grpo", ("model_4_grpo",), GRPO, paper=False),
-    Stage("eval", ("evaluate",), EVALUATION_RUN),
+    Stage("evaluation", ("evaluate",), EVALUATION_RUN),
 )}
+RENAMED = {"global_pairs": "global", "eval": "evaluation"}  # earlier names of stages and recipe sections, refused
 DPO_STAGES = tuple(name for name, stage in STAGES.items() if stage.writes in (STAGE1, FURTHER))  # trained with DPO
 BENCHMARKS = ("mbpp", "humaneval")
 

@@ -20,7 +20,7 @@ import difflib
 from pathlib import Path
 
 from shared_utils import paths
-from shared_utils.layout import DPO_STAGES
+from shared_utils.layout import DPO_STAGES, RENAMED
 from shared_utils.models import REGISTRY, ModelSpec
 
 RECIPES = Path(__file__).parent / "resources" / "recipes"
@@ -85,6 +85,8 @@ def check_keys(layer: dict, where: str) -> None:
     """Every key of ``layer`` must be one the paper's recipe sets (training and LoRA keys aside)."""
     schema = read_yaml(PAPER)
     for section, values in layer.items():
+        if section in RENAMED:
+            raise ValueError(f"{where}: section {section!r} is now {RENAMED[section]!r}; rename it there")
         if section not in schema:
             raise ValueError(f"{where}: unknown section {section!r}; expected one of {', '.join(schema)}")
         if not isinstance(schema[section], dict):

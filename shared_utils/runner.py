@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from shared_utils import paths, recipes
-from shared_utils.layout import STAGES as PIPELINE, ArtifactLayout
+from shared_utils.layout import RENAMED, STAGES as PIPELINE, ArtifactLayout
 from shared_utils.models import DEFAULT_MODEL
 from shared_utils.notebooks import targets
 from shared_utils.recipes import Recipe
@@ -39,6 +39,9 @@ class RunOptions:
     def stage_list(self) -> list[str]:
         chosen = (list(DEFAULT_STAGES) if self.stages == "all"
                   else [s.strip() for s in self.stages.split(",") if s.strip()])
+        renamed = [s for s in chosen if s in RENAMED]
+        if renamed:
+            raise ValueError("; ".join(f"stage {s!r} is now {RENAMED[s]!r}" for s in renamed))
         unknown = [s for s in chosen if s not in STAGES]
         if unknown:
             raise ValueError(f"unknown stage(s) {unknown}; expected some of {', '.join(STAGES)}")
@@ -73,7 +76,7 @@ def run_overrides(options: RunOptions) -> dict:
 
 
 def stage_parameters(options: RunOptions, stage: str, template: str, recipe: Recipe, layout: ArtifactLayout) -> dict:
-    if stage == "eval":  # scores every protocol side by side
+    if stage == "evaluation":  # scores every protocol side by side
         return {**model_parameters(options, layout), "output_dir": str(layout.evaluation_dir),
                 "fine_tuning_dir": str(layout.model_dir)}
     params = (global_parameters(options, template, recipe, layout) if stage == "global"

@@ -37,7 +37,7 @@ def global_pairs(out: GlobalLayout, recipe: Recipe, *, backend: str = "replay", 
     authors' Gemini answers in the local data folder, ``inputs.gemini_pairs``), ``gemini``
     and ``openai`` ask a remote model, ``local`` samples ``generator`` (a model that cannot follow
     the JSON schema: the first two different passing samples make a pair, sized by the recipe's
-    ``global_pairs`` section, which also holds the problem ``limit``). The pairs are made anew on
+    ``global`` section, which also holds the problem ``limit``). The pairs are made anew on
     every run; what an earlier run left to resume (the local samples, the remote requests) is kept
     when its settings match and refused when they do not, unless ``overwrite`` discards it first.
     """
@@ -51,7 +51,7 @@ def global_pairs(out: GlobalLayout, recipe: Recipe, *, backend: str = "replay", 
     if overwrite:
         discard(out.generation_checkpoint)
         shutil.rmtree(out.pair_requests, ignore_errors=True)
-    section = recipe.section("global_pairs")
+    section = recipe.section("global")
     protocol = recipe.protocol()
     tasks = data.load_problems(problems or out.train_problems)[: section["limit"]]
     if backend == "local":

@@ -119,10 +119,15 @@ def test_valid_lora_values_reach_training(train_calls, tmp_path):
     assert train_calls["settings"].lora["r"] == 8 and train_calls["settings"].lora["target_modules"] == ["q_proj"]
 
 
-@pytest.mark.parametrize("verb", [["train"], ["self-generate"], ["run", "--stages", "eval"]])
+@pytest.mark.parametrize("verb", [["train"], ["self-generate"], ["run", "--stages", "evaluation"]])
 def test_misspelt_model_suggests_the_registered_one(capsys, verb):
     line = refused([*verb, "--model", "smolm2-135m"], capsys)
     assert "did you mean 'smollm2-135m'" in line
+
+
+def test_a_stage_under_its_old_name_is_refused_with_the_new_one(capsys):
+    line = refused(["run", "--model", "smollm2-135m", "--stages", "global,eval"], capsys)
+    assert "stage 'eval' is now 'evaluation'" in line
 
 
 def test_generate_misspelt_model_is_refused_before_loading(tmp_path, capsys):

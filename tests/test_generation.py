@@ -221,7 +221,7 @@ def test_every_recipe_samples_as_the_stages_did_before_sampling_was_a_recipe_key
 
     for model in REGISTRY:
         recipe = recipes.load(model)
-        for stage in ("global_pairs", "stage2a", "evaluation"):
+        for stage in ("global", "stage2a", "evaluation"):
             section = recipe.section(stage)
             assert SamplingConfig.from_recipe(section) == SamplingConfig(n=section["samples"],
                                                                          max_new_tokens=section["max_new_tokens"])

@@ -172,7 +172,7 @@ def test_global_pairs_start_afresh_only_when_asked(tmp_path):
                                      "code_output_2": problem["code"] + "\n"}) + "\n")
     out.pair_requests.mkdir()
     out.generation_checkpoint.write_text("")
-    recipe = recipes.load(None, {"global_pairs": {"limit": 1}})
+    recipe = recipes.load(None, {"global": {"limit": 1}})
     stages.global_pairs(out, recipe, responses=responses, progress=False)
     assert out.pair_requests.is_dir() and out.generation_checkpoint.is_file()
     assert stages.global_pairs(out, recipe, responses=responses, progress=False, overwrite=True).saved == out.pairs

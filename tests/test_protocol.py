@@ -57,7 +57,7 @@ def test_the_runner_hands_the_protocol_to_every_notebook_but_evaluation_and_grpo
     for stage, step in STAGES.items():
         for template in step.templates:
             params = runner.stage_parameters(options, stage, template, recipe, layout)
-            assert ("protocol" in params) == (stage not in ("eval", "grpo")), (stage, template)
+            assert ("protocol" in params) == (stage not in ("evaluation", "grpo")), (stage, template)
 
 
 # --------------------------------------------------------------------------------------------

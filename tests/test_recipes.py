@@ -95,6 +95,25 @@ def test_misspelt_keys_name_their_layer_and_key(tmp_path):
         recipes.load("gemma3-4b", {"stage2c": {"reference": "policy"}}).training("stage2c")
 
 
+def test_the_recipes_sections_are_the_pipelines_stages():
+    from shared_utils.layout import STAGES
+
+    stages = [section for section, values in recipes.read_yaml(recipes.PAPER).items()
+              if isinstance(values, dict) and section != "protocol"]
+    assert stages == list(STAGES) == ["global", "stage1", "stage2a", "stage2c", "grpo", "evaluation"]
+
+
+@pytest.mark.parametrize("old, new", [("global_pairs", "global"), ("eval", "evaluation")])
+def test_a_recipe_with_an_old_section_name_is_refused_with_the_new_one(tmp_path, old, new):
+    old_recipe = tmp_path / "recipe.yaml"
+    old_recipe.write_text(f"{old}:\n  limit: 3\n")
+    with pytest.raises(ValueError, match=rf"^{old_recipe}: section {old!r} is now {new!r}") as refused:
+        recipes.load("gemma3-4b", recipe=old_recipe)
+    assert "\n" not in str(refused.value)
+    with pytest.raises(ValueError, match=rf"^overrides: section {old!r} is now {new!r}"):
+        recipes.load("gemma3-4b", {old: {"limit": 3}})
+
+
 def test_train_flags_are_trls_own_fields():
     assert dpo_flags(["--beta", "0.05", "--learning_rate", "1e-6", "--activation_checkpointing", "false"]) == {
         "beta": 0.05, "learning_rate": 1e-6, "activation_checkpointing": False}

@@ -6,7 +6,7 @@
 # Backends: `gemini` (the paper), `openai` (any OpenAI-compatible server), `replay` (saved
 # responses, offline) and `local` (a model that cannot follow the JSON schema samples several
 # independent answers; the first two different passing ones are kept, as many as its recipe's
-# `global_pairs` section says). With `protocol="paper"` the implementations run exactly as
+# `global` section says). With `protocol="paper"` the implementations run exactly as
 # returned (no fence stripping) and Gemini is asked with the authors' `Task_ID:` prompt.
 # Replay without a `responses` file reads the authors' Gemini answers from the local data folder
 # and, where none holds them (a fresh clone, Colab), fetches them first (`download-data`).
@@ -19,7 +19,7 @@ backend = "replay"  # gemini | openai | replay | local
 responses = None  # replay: a JSON-lines file of {task_id, code_output_1, code_output_2}; None: the authors' Gemini answers in the local data folder
 generator = "gemini-2.5-pro"  # gemini/openai model name, or for `local` a registry model or folder
 recipe = None  # local: the registry model whose recipe sizes the sampling; None: the paper's settings
-overrides = {}  # e.g. {"global_pairs": {"limit": 10}}
+overrides = {}  # e.g. {"global": {"limit": 10}}
 protocol = None  # "paper": the authors' code byte for byte; None: the recipe's ("corrected")
 problem_set = "mbpp"  # mbpp | demo
 problems_dir = None  # default: the preprocessed train set of the problem set
