@@ -184,6 +184,22 @@ def load_problems(path: str | Path, required: tuple[str, ...] = PROMPT_FIELDS + 
     return validate(rows, str(path), required)
 
 
+SUBSETS = ("first", "shortest_reference")  # how an evaluation picks its ``limit`` problems
+
+
+def subset(rows: list[dict], rule: str = "first", limit: int | None = None) -> list[dict]:
+    """The ``limit`` problems an evaluation runs, a pure function of the split (never of any model's answers).
+
+    ``first``: the split's first N, in its order (the paper's ``limit``); ``shortest_reference``: the N with the
+    shortest reference solution (characters of the stripped ``code``; ties by task id), in that order.
+    """
+    if rule not in SUBSETS:
+        raise ValueError(f"unknown subset {rule!r}; expected one of {', '.join(SUBSETS)}")
+    if rule == "shortest_reference":
+        rows = sorted(rows, key=lambda row: (len(row["code"].strip()), row["task_id"]))
+    return rows[:limit]
+
+
 def demo_problems(split: str = "all", *, with_signatures: bool = True) -> list[dict]:
     """The easy problem set authored for the embedded CPU model (MBPP schema).
 

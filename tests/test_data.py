@@ -444,3 +444,21 @@ def test_cli_prepare_unreachable_hub_id_exits_2(tmp_path):
     result = run_cli("prepare", "--source", "no-such-owner/no-such-mbpp", "--out", str(tmp_path / "out"))
     assert result.returncode == 2
     assert "no-such-owner/no-such-mbpp" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_shortest_reference_subset_is_a_pure_function_of_the_split(prepared):
+    test = prepared["test"]
+    chosen = data.subset(test, "shortest_reference", 200)
+    by_length = sorted((len(row["code"].strip()), row["task_id"]) for row in test)
+    assert [row["task_id"] for row in chosen] == [task_id for _, task_id in by_length[:200]]
+    longest_kept = len(chosen[-1]["code"].strip())
+    assert all(len(row["code"].strip()) >= longest_kept for row in test if row not in chosen)
+    assert data.subset(list(reversed(test)), "shortest_reference", 200) == chosen  # the split's order is irrelevant
+    assert data.subset(test, "first", 3) == test[:3] and data.subset(test, "first") == test
+
+
+def test_shortest_reference_ties_go_to_the_lower_task_id():
+    rows = [{"task_id": 7, "code": "  x = 1\n"}, {"task_id": 3, "code": "y = 2"}, {"task_id": 5, "code": "z = 33"}]
+    assert [row["task_id"] for row in data.subset(rows, "shortest_reference", 2)] == [3, 7]
+    with pytest.raises(ValueError, match="unknown subset 'longest'"):
+        data.subset(rows, "longest", 2)
