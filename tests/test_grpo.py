@@ -70,6 +70,8 @@ def test_the_adapter_carries_its_card_log_plots_and_provenance(marker_run):
     assert record["kind"] == "grpo-lora-adapter" and record["global_step"] == 1 and record["init_adapter"] is None
     assert record["reward_function"] == "marker" and record["grpo"]["num_generations"] == 16
     assert "rewards.png" in record["plots"] and "kl" in record["metrics"]
+    history = json.loads((folder / "log_history.json").read_text())
+    assert history[0]["step"] == 1 and {"reward", "kl", "rewards/marker/mean"} <= set(history[0])
     assert "Beyond the paper" in (folder / "README.md").read_text()
     card = ModelCard.load(folder / "README.md")  # PEFT's metadata kept, as on the DPO adapters' cards
     assert card.data.library_name == "peft" and {"grpo", "lora", "peft"} <= set(card.data.tags)

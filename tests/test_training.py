@@ -44,6 +44,9 @@ def test_stage1_writes_a_complete_adapter_and_reruns_for_free(tiny_model_factory
         assert (out / name).is_file(), name
     log = pd.read_csv(result.log_csv)
     assert list(log["step"]) == [1, 2, 3, 4]
+    history = json.loads((out / "log_history.json").read_text())  # TRL's own record, for the study's curves
+    assert [row["step"] for row in history if "loss" in row] == [1, 2, 3, 4] and "train_runtime" in history[-1]
+    assert history[-1]["step"] == 4 and "rewards/margins" in history[0]
     assert {"loss", "rewards/margins", "rewards/accuracies", "kl_estimate"} <= set(log.columns)
     assert log["kl_estimate"].iloc[-1] == pytest.approx(log["rewards/chosen"].iloc[-1] / 0.1)
     assert result.metrics["rewards/margins"] == pytest.approx(log["rewards/margins"].iloc[-1])

@@ -11,6 +11,7 @@ from shared_utils.models import describe_weights, weights_record
 from shared_utils.training import curves
 
 LOG_NAME = "training_log.csv"
+LOG_HISTORY = "log_history.json"  # TRL's trainer.state.log_history as logged, every key of every step (curves)
 KL_COLUMN = "kl_estimate"
 KL_NOTE = ("KL estimate = rewards/chosen / beta, the mean log-probability ratio log pi(y_w|x) - log pi_ref(y_w|x) "
            "on the chosen answers of each logged batch (the answers are not sampled from the policy, so this tracks "
@@ -62,6 +63,7 @@ def write_artifacts(folder: Path, trainer, *, name: str, identity: dict, dataset
     """training_log.csv, the plots, README.md and provenance.json next to the saved adapter."""
     frame = training_log(trainer.state.log_history, trainer.args.beta)
     frame.to_csv(folder / LOG_NAME, index=False)
+    files.write_json(folder / LOG_HISTORY, trainer.state.log_history)
     written = curves.plot_training(frame, folder)
     metrics = final_metrics(frame, trainer.state.log_history)
     fields = dict(kind="dpo-lora-adapter", base_model=base_model, weights=weights_record(identity["model"]),
@@ -189,6 +191,7 @@ def write_grpo_artifacts(folder: Path, trainer, *, name: str, identity: dict, pr
     """The GRPO adapter's log, plots (reward components, KL, completion length, MI), card and provenance."""
     frame = training_log(trainer.state.log_history, trainer.args.beta)
     frame.to_csv(folder / LOG_NAME, index=False)
+    files.write_json(folder / LOG_HISTORY, trainer.state.log_history)
     written = curves.plot_training(frame, folder, curves.GRPO_PLOTS)
     metrics = final_metrics(frame, trainer.state.log_history, GRPO_FINAL_KEYS)
     record = files.provenance(kind="grpo-lora-adapter", base_model=base_model, weights=weights_record(identity["model"]),
