@@ -37,7 +37,10 @@ class EvalPlan:
     top_p: float = SamplingConfig.top_p
     top_k: int | None = SamplingConfig.top_k  # None: the model's generation_config.top_k
     limit: int | None = None
+    subset: str = "first"  # data.SUBSETS: which ``limit`` problems (the split's first, or the shortest references)
+    stop_at_code_end: bool = False  # the paper's generation runs to EOS or the token limit
     seed: int = 0
+    adapters: dict = dataclasses.field(default_factory=dict)  # name -> adapter folder: variants beside the layout's
     generation: dict = dataclasses.field(default_factory=dict)  # generate() options (replay); empty: ``backend``
     backend: str = "local"  # local | vllm: loads ``model`` and each variant's adapter (vLLM: one engine, LoRARequests)
     overwrite: bool = False  # redo runs recorded with another identity instead of stopping
@@ -47,11 +50,18 @@ class EvalPlan:
         return self.layout.spec
 
     def adapter(self, variant: str) -> Path | None:
-        return self.layout.adapter(variant)
+        return Path(self.adapters[variant]) if variant in self.adapters else self.layout.adapter(variant)
 
     def variants(self) -> list[str]:
-        """The variants whose adapter exists (the base always does), every self-tuning iteration included."""
-        return self.layout.variants()
+        """The variants whose adapter exists (the base always does), every self-tuning iteration included; the
+        ``adapters`` given by name (an ablation of Stage 1) come after Stage 1's, those not yet trained left out."""
+        found = self.layout.variants()
+        extra = [name for name, folder in self.adapters.items() if (Path(folder) / "adapter_config.json").is_file()]
+        clash = set(extra) & set(found)
+        if clash:
+            raise ValueError(f"evaluation.adapters: {', '.join(sorted(clash))} is a variant of the layout already")
+        at = found.index(STAGE1) + 1 if STAGE1 in found else 1
+        return found[:at] + extra + found[at:]
 
     def further_variants(self) -> list[str]:
         """Stage 2's variants: every self-tuning iteration's, or ``dpo-further`` alone (reported missing)."""
@@ -65,12 +75,13 @@ class EvalPlan:
     def problems(self, benchmark: str = "mbpp") -> list[dict]:
         rows = (data.humaneval_problems() if benchmark == "humaneval"
                 else data.load_problems(self.layout.global_.test_problems))
-        return rows[: self.limit]
+        return data.subset(rows, self.subset, self.limit)
 
     def sampling(self, run: int) -> SamplingConfig:
-        # The paper's generation, unchanged: no stop string, so extraction sees what the paper saw.
+        # The paper's generation has no stop string, so extraction sees what the paper saw (``stop_at_code_end``).
         return SamplingConfig(n=self.samples, temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
-                              max_new_tokens=self.max_new_tokens, seed=self.seed + run, stop_at_code_end=False)
+                              max_new_tokens=self.max_new_tokens, seed=self.seed + run,
+                              stop_at_code_end=self.stop_at_code_end)
 
     @property
     def engine(self) -> str:

@@ -238,6 +238,8 @@ def evaluation_plan(recipe: Recipe, layout: ArtifactLayout, *, model: str | None
     return EvalPlan(layout, model=str(model or recipe.weights), runs=section["runs"], samples=section["samples"],
                     max_new_tokens=section["max_new_tokens"], temperature=section["temperature"],
                     top_p=section["top_p"], top_k=section["top_k"], limit=section["limit"],
+                    subset=section["subset"], stop_at_code_end=section["stop_at_code_end"], seed=section["seed"],
+                    adapters=section["adapters"],
                     backend=resolve_backend("auto"), overwrite=overwrite)
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 
 from shared_utils import data, evaluation, recipes
+from shared_utils.stages import evaluation_plan
 from shared_utils.generation import read_paper_format
 from stand_ins import ADAPTER_RECORD, fake_adapter, recorded_adapter
 
@@ -73,3 +75,33 @@ def test_a_finished_run_is_not_redone_and_a_missing_adapter_is_skipped(plan, cap
     assert again.equals(first)
     assert evaluation.run_variant(plan, "dpo-further-iteration-3", progress=False) is None
     assert "dpo-further-iteration-3: no adapter recorded in" in capsys.readouterr().out
+
+
+def test_the_recipe_chooses_the_subset_and_the_code_end_stop(plan):
+    """A study's evaluation: the N shortest reference solutions of the split, generation stopped at the code end."""
+    recipe = recipes.load("smollm2-135m", {"evaluation": {"limit": 5, "subset": "shortest_reference",
+                                                           "stop_at_code_end": True}})
+    study = evaluation_plan(recipe, plan.layout)
+    split = data.load_problems(plan.layout.global_.test_problems)
+    assert study.problems() == data.subset(split, "shortest_reference", 5) != split[:5]
+    assert study.sampling(0).stop_at_code_end and not plan.sampling(0).stop_at_code_end
+    assert evaluation.run_identity(study, "base", 0, "mbpp", study.problems()) != evaluation.run_identity(
+        dataclasses.replace(study, stop_at_code_end=False), "base", 0, "mbpp", study.problems())
+
+
+def test_an_adapter_named_in_the_recipe_is_run_and_compared_as_a_variant_of_its_own(plan, tmp_path):
+    """An ablation's Stage-1 adapter, trained elsewhere, is evaluated beside the pipeline's variants."""
+    ablation = tmp_path / "ablation" / "smollm2-135m-dpo-2-epochs"
+    named = dataclasses.replace(plan, runs=1, adapters={"dpo-as-published": str(ablation)})
+    assert named.variants() == plan.variants()  # not trained yet: nothing to evaluate
+    fake_adapter(ablation, "as published")
+    assert named.variants() == ["base", "dpo", "dpo-as-published", "dpo-further", "dpo-further-iteration-2"]
+    assert named.adapter("dpo-as-published") == ablation and named.adapter("dpo") == plan.layout.stage1_adapter
+    for variant in named.variants()[:3]:
+        evaluation.run_variant(named, variant, progress=False)
+    saved = read_paper_format(plan.layout.run_stem("dpo-as-published", 0).with_suffix(".json"))
+    assert sorted(saved) == sorted(p["task_id"] for p in plan.problems())  # its completions, under its own name
+    report = evaluation.comparison(named)
+    assert {"dpo-as-published"} <= set(report.per_run["variant"])
+    with pytest.raises(ValueError, match="dpo is a variant of the layout already"):
+        dataclasses.replace(plan, adapters={"dpo": str(ablation)}).variants()

@@ -76,7 +76,9 @@ def test_overlays_lay_key_by_key_in_order():
     assert smoke.training("stage1").dpo["max_steps"] == 1 and smoke.training("stage2c").max_pairs == 4
     assert smoke.training("stage1").dpo["learning_rate"] == 1e-4  # the model's, untouched by the overlay
     assert smoke.section("evaluation") == {"runs": 3, "samples": 2, "temperature": 0.6, "top_p": 0.9, "top_k": None,
-                                           "max_new_tokens": 32, "limit": 2, "humaneval": False}
+                                           "max_new_tokens": 32, "stop_at_code_end": False, "limit": 2,
+                                           "subset": "first", "humaneval": False, "seed": 0,
+                                           "adapters": {}}
     assert smoke.layers[-2:] == ("shared_utils/resources/recipes/smoke.yaml", "overrides")
 
 
