@@ -32,6 +32,7 @@ class RunOptions:
     responses: str | None = None
     runs_dir: Path | None = None
     artifacts: Path | None = None  # where stage outputs go; default: next to the notebooks (smoke: the runs folder)
+    global_dir: Path | None = None  # the global datasets of another run (an ablation's); default: artifacts/global
     protocol: str | None = None  # paper | corrected for every notebook; None: the recipe's
     switches: dict = dataclasses.field(default_factory=dict)  # single protocol differences over it (--switch)
     overrides: dict = dataclasses.field(default_factory=dict)  # recipe values for every notebook, over the smoke ones
@@ -95,12 +96,17 @@ def notebook_protocol(options: RunOptions) -> "str | dict | None":
 
 def artifact_layout(options: RunOptions, runs_dir: Path) -> ArtifactLayout:
     """The repository's folders; for smoke runs (or ``artifacts``) one folder per kind under a separate root."""
-    recipe = recipes.load(options.model)
+    recipe = run_recipe(options)
     if options.artifacts is None and not options.smoke:
-        return recipe.layout()
+        return recipe.layout(global_dir=options.global_dir)
     root = Path(options.artifacts or runs_dir / "artifacts")
-    return recipe.layout(global_dir=root / "global", model_dir=root / options.model,
+    return recipe.layout(global_dir=options.global_dir or root / "global", model_dir=root / options.model,
                          evaluation_dir=root / "evaluation")
+
+
+def run_recipe(options: RunOptions) -> Recipe:
+    """The model's recipe as the run's notebooks see it (its overlays laid over: problem set, epochs, sizes)."""
+    return recipes.load(options.model, run_overrides(options))
 
 
 def run_pipeline(options: RunOptions) -> int:
@@ -111,7 +117,7 @@ def run_pipeline(options: RunOptions) -> int:
 
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     runs_dir = Path(options.runs_dir or paths.RUNS_DIR / options.model / stamp)
-    recipe = recipes.load(options.model)
+    recipe = run_recipe(options)
     layout = artifact_layout(options, runs_dir)
     by_template = {(t.template, t.model.name if t.model else None): t.path for t in targets()}
     for stage in options.stage_list():
