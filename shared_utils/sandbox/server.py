@@ -398,6 +398,9 @@ def _serve(scratch: str, caps: dict, budget: cgroups.Budget, host: dict) -> None
     except BaseException:
         # A zygote gone or a clean-up that failed: this worker's state is no longer known
         # to be clean, so it stops; the trusted side reports the job crashed and replaces it.
+        import traceback
+
+        traceback.print_exc()
         os._exit(1)
     os._exit(0)
 
