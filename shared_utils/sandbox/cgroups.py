@@ -126,15 +126,16 @@ class Budget:
     def join(self) -> None:
         """Zygote, once: move in, let go of the control files.
 
-        The zygote raises its ``oom_score_adj`` to the maximum, and its candidates inherit
-        it: in the cgroup's OOM the largest process goes, normally the candidate; should the
-        zygote be chosen instead, the worker dies and is replaced, and only that candidate is
-        reported crashed.  (Shielding the zygote would need CAP_SYS_RESOURCE, which
+        In the cgroup's OOM the kernel kills the process with the highest ``oom_score_adj``
+        (then the largest): each candidate raises its own to the maximum as it is forked
+        (``isolation.Walls``), while the zygote keeps the caller's, so a candidate goes, never
+        the zygote.  The candidate's resident size does not decide it: memory it holds in the
+        kernel (socket buffers) is in no process's size, and the zygote would then be as large
+        a victim as any.  (Shielding the zygote at -1000 would need CAP_SYS_RESOURCE, which
         containers often withhold even from root.)
         """
         if not self.procs:
             return
-        _write("/proc/self/oom_score_adj", "1000")
         for fd in self.procs:
             os.write(fd, b"0")
         for fd in (*self.procs, self.memory_fd, self.events_fd):
