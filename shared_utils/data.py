@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Iterable
 
 from shared_utils import files, paths
-from shared_utils.layout import GlobalLayout
+from shared_utils.layout import TEST_PROBLEMS, TRAIN_PROBLEMS, GlobalLayout
 from shared_utils.paths import GLOBAL_DIR
 
 FIELDS = ("task_id", "text", "code", "test_list", "test_setup_code", "challenge_test_list")
@@ -155,11 +155,14 @@ def prepare(source: str | Path, out_dir: str | Path = GLOBAL_DIR, protocol=None)
     train_rows = preprocess(train, f"{source}[train]", drop_classes=True, rule=protocol.signature)
     test_rows = preprocess(test, f"{source}[test]", drop_classes=False, rule=protocol.signature)
     common = dict(source=str(source), signature_template=SIGNATURE_TEMPLATE, protocol=protocol.switches())
-    return {
+    saved = {
         "train": save_dataset(train_rows, layout.train_problems, split="train", rows_before_class_filter=len(train),
                               **common),
         "test": save_dataset(test_rows, layout.test_problems, split="test", **common),
     }
+    for (split, path), rows, role in zip(saved.items(), (train_rows, test_rows), (TRAIN_PROBLEMS, TEST_PROBLEMS)):
+        layout.manifest.record(path, role, {**common, "split": split, "rows_sha256": files.content_hash(rows)})
+    return saved
 
 
 def load_problems(path: str | Path, required: tuple[str, ...] = PROMPT_FIELDS + ("test_list",)) -> list[dict]:

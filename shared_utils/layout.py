@@ -17,8 +17,8 @@ The paper's names, defined here and nowhere else:
   comparison file per benchmark.
 
 Those names say where a stage *writes*. What a stage *reads* comes from the record of what was
-written (``manifest.Manifest``, ``manifest.json`` in the model's and the evaluation's folders): the
-latest artifact of each role, whatever settings named its folder.
+written (``manifest.Manifest``, ``manifest.json`` in the global, the model's and the evaluation's
+folders): the latest artifact of each role, whatever settings named its folder.
 """
 
 from __future__ import annotations
@@ -36,6 +36,9 @@ TRAIN_NAME = "mbpp_preprocessed_dataset"
 TEST_NAME = "mbpp_test_with_signatures"
 BASE, STAGE1, FURTHER, GRPO = "base", "dpo", "dpo-further", "grpo"
 LOCAL_PAIRS, EVALUATION_RUN = "local-pairs", "evaluation-run"  # the manifest's roles besides the adapters'
+# The global folder's roles: the preprocessed splits, the global pairs and their labelled, DPO-ready form.
+TRAIN_PROBLEMS, TEST_PROBLEMS, GLOBAL_PAIRS, LABELLED_PAIRS = ("train-problems", "test-problems", "global-pairs",
+                                                               "labelled-pairs")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +107,20 @@ class GlobalLayout:
         """Samples of the ``local`` pair generator, so a restart resumes them."""
         return self.folder / "global_generation.ckpt.jsonl"
 
+    @property
+    def labelled(self) -> Path:
+        """The labelled pairs Stage 1 trains on, as the global folder's record names them."""
+        return self.recorded(LABELLED_PAIRS)
+
+    @property
+    def manifest(self) -> Manifest:
+        """The record of the splits and pairs written into the global folder."""
+        return Manifest(self.folder)
+
+    def recorded(self, role: str) -> Path:
+        """The latest artifact of a role the global folder's manifest records (``LABELLED_PAIRS``, ...)."""
+        return recorded(self.manifest, role)
+
 
 @dataclasses.dataclass(frozen=True)
 class ArtifactLayout:
@@ -140,11 +157,7 @@ class ArtifactLayout:
 
     def recorded(self, role: str, iteration: int | None = None) -> Path:
         """The latest artifact of a role the manifest records (``STAGE1``, ``FURTHER`` with its iteration, ...)."""
-        entry = self.manifest.latest(role, iteration)
-        if entry is None:
-            what = role + (f" (iteration {iteration})" if iteration else "")
-            raise FileNotFoundError(f"{self.manifest.file}: no {what} recorded; run the stage that makes it first")
-        return entry.path
+        return recorded(self.manifest, role, iteration)
 
     def has(self, role: str, iteration: int | None = None) -> bool:
         return self.manifest.latest(role, iteration) is not None
@@ -222,6 +235,16 @@ class ArtifactLayout:
         _check_benchmark(benchmark)
         prefix = "" if benchmark == "mbpp" else f"{benchmark}_"
         return self.evaluation_dir / f"{prefix}{self.spec.slug}_comparison.json"
+
+
+def recorded(manifest: Manifest, role: str, iteration: int | None = None) -> Path:
+    """The latest current artifact of a role in a folder's record; none stops the run, naming the stage to run."""
+    entry = manifest.latest(role, iteration)
+    if entry is None:
+        what = role + (f" (iteration {iteration})" if iteration else "")
+        raise FileNotFoundError(f"{manifest.file}: no {what} recorded, or only one made from what was since "
+                                "replaced; run the stage that makes it first")
+    return entry.path
 
 
 def further_variant(iteration: int) -> str:

@@ -21,6 +21,9 @@ from pathlib import Path
 from shared_utils import files
 
 FILE_NAME = "manifest.json"
+# The identity fields that name the artifact another was made from (an adapter's start, the global pairs' problems,
+# the labelled pairs' pairs): replacing that artifact makes this one stale.
+MADE_FROM = ("init_adapter", "start_adapter", "adapter", "problems", "pairs")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,8 +135,7 @@ def _supersede(artifacts: dict, replaced: set[str], *, by: str) -> None:
     stale = set(replaced)
     while True:
         more = {name for name, item in artifacts.items() if name not in stale and name != by
-                and Path(str(item["identity"].get("init_adapter") or item["identity"].get("start_adapter")
-                             or item["identity"].get("adapter") or "")).name in stale}
+                and any(Path(str(item["identity"].get(key) or "")).name in stale for key in MADE_FROM)}
         if not more:
             break
         stale |= more

@@ -11,7 +11,8 @@ import dataclasses
 from pathlib import Path
 
 from shared_utils import data, files, inputs, preferences
-from shared_utils.layout import FURTHER, GRPO, LOCAL_PAIRS, STAGE1, ArtifactLayout, GlobalLayout
+from shared_utils.layout import (FURTHER, GLOBAL_PAIRS, GRPO, LABELLED_PAIRS, LOCAL_PAIRS, STAGE1, ArtifactLayout,
+                                 GlobalLayout)
 from shared_utils.models import DEFAULT_MODEL
 from shared_utils.recipes import Recipe
 
@@ -53,7 +54,8 @@ def global_pairs(out: GlobalLayout, recipe: Recipe, *, backend: str = "replay", 
         shutil.rmtree(out.pair_requests, ignore_errors=True)
     section = recipe.section("global")
     protocol = recipe.protocol()
-    tasks = data.load_problems(problems or out.train_problems)[: section["limit"]]
+    problems = Path(problems or out.train_problems)
+    tasks = data.load_problems(problems)[: section["limit"]]
     if backend == "local":
         sampling = generation.SamplingConfig.from_recipe(section)
         requests = [generation.Request(p["task_id"], prompts.messages(p["text"])) for p in tasks]
@@ -78,6 +80,12 @@ def global_pairs(out: GlobalLayout, recipe: Recipe, *, backend: str = "replay", 
     saved = preferences.save_pairs(rows, out.pairs, generator=generator, backend=backend, counts=counts.__dict__,
                                    recipe=recipe.describe(), protocol=protocol.switches())
     preferences.write_counts(counts, out.pair_counts)
+    replayed = Path(responses) if backend == "replay" else None
+    out.manifest.record(saved, GLOBAL_PAIRS, {
+        "problems": str(problems), "problems_sha256": files.content_hash(tasks), "global": section,
+        "backend": backend, "generator": generator, "responses": str(replayed) if replayed else None,
+        "responses_sha256": files.sha256_of(replayed) if replayed and replayed.is_file() else None,
+        "protocol": protocol.switches()})
     return GlobalPairs(rows=rows, counts=counts, saved=saved)
 
 
@@ -95,17 +103,22 @@ def label(pairs: str | Path, out: GlobalLayout, protocol=None) -> tuple[list[dic
     if made is not None and made != protocol.pair_code:
         raise ValueError(f"{pairs}: made with pair_code={made}, but protocol {protocol.name!r} has "
                          f"pair_code={protocol.pair_code}; run global-pairs again with the same protocol")
-    rows = preferences.label_global(preferences.load_rows(pairs), pair_format=protocol.pair_format)
-    saved = preferences.save_pairs(rows, out.dataset, source=str(pairs), key="radon mi_visit(code, multi=True)",
-                                   protocol=protocol.switches())
+    made_from = preferences.load_rows(pairs)
+    rows = preferences.label_global(made_from, pair_format=protocol.pair_format)
+    key = "radon mi_visit(code, multi=True)"
+    saved = preferences.save_pairs(rows, out.dataset, source=str(pairs), key=key, protocol=protocol.switches())
+    out.manifest.record(saved, LABELLED_PAIRS, dict(pairs=str(pairs), pairs_sha256=files.content_hash(made_from),
+                                                    key=key, protocol=protocol.switches()))
     return rows, saved
 
 
 def train_stage1(recipe: Recipe, layout: ArtifactLayout, *, model: str | None = None, progress: bool = True,
                  overwrite: bool = False):
-    """Stage 1: DPO + LoRA on the global dataset, into the layout's Stage-1 adapter, recorded in its manifest."""
-    return _train_adapter(layout, STAGE1, None, model or recipe.weights, layout.global_.dataset, layout.stage1_adapter,
-                          recipe.training("stage1"), progress=progress, overwrite=overwrite)
+    """Stage 1: DPO + LoRA on the labelled global pairs the global folder records, into the layout's Stage-1 adapter,
+    recorded in its manifest."""
+    settings = recipe.training("stage1")  # checked before any input is looked for
+    return _train_adapter(layout, STAGE1, None, model or recipe.weights, layout.global_.labelled, layout.stage1_adapter,
+                          settings, progress=progress, overwrite=overwrite)
 
 
 def _train_adapter(layout: ArtifactLayout, role: str, iteration: int | None, model: str, dataset, out: Path, settings,

@@ -59,11 +59,12 @@ def code_cells(notebook: Path) -> list[str]:
 def what_it_finds_and_writes(notebook: str, names: dict) -> dict:
     """The layout the notebook's first step builds from its parameters; a marker for what it writes."""
     from shared_utils import recipes
-    from shared_utils.layout import GlobalLayout
+    from shared_utils.layout import LABELLED_PAIRS, GlobalLayout
 
     if notebook.startswith("1_Global"):
         out = GlobalLayout.for_problem_set(names["problem_set"], names["output_dir"])
         out.dataset.mkdir(parents=True, exist_ok=True)
+        out.manifest.record(out.dataset, LABELLED_PAIRS, {})  # as the labelling records it
         return {"wrote": str(out.dataset.resolve())}
     settings = recipes.load(names["recipe"].split("/")[1], names["overrides"], recipe=names["recipe"])
     if notebook.startswith("3_Evaluation"):
@@ -75,15 +76,19 @@ def what_it_finds_and_writes(notebook: str, names: dict) -> dict:
     layout = settings.layout(global_dir=names["global_dir"], model_dir=names["output_dir"])
     stage = Path(notebook).name.split("_")[0]
     iteration = names.get("iteration", 1)
-    reads = {"1": lambda: layout.global_.dataset, "2": lambda: layout.start_adapter(iteration),
-             "3": lambda: layout.recorded(LOCAL_PAIRS, iteration)}[stage]()
+    try:
+        reads = {"1": lambda: layout.global_.labelled, "2": lambda: layout.start_adapter(iteration),
+                 "3": lambda: layout.recorded(LOCAL_PAIRS, iteration)}[stage]()
+    except FileNotFoundError:  # run alone: no earlier notebook recorded what it reads
+        reads = None
     writes, role = {"1": (layout.stage1_adapter, STAGE1), "2": (layout.local_dataset(), LOCAL_PAIRS),
                     "3": (layout.further_adapter(), FURTHER)}[stage]
     writes.mkdir(parents=True, exist_ok=True)
     if stage != "2":
         (writes / "adapter_config.json").write_text("{}")
     layout.manifest.record(writes, role, {}, None if stage == "1" else iteration)  # as the stage records it
-    return {"found": reads.exists(), "reads": str(reads.resolve()), "wrote": str(writes.resolve())}
+    return {"found": reads is not None and reads.exists(), "reads": str(reads.resolve()) if reads else None,
+            "wrote": str(writes.resolve())}
 
 
 def main() -> None:

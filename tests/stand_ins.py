@@ -35,11 +35,15 @@ TOY_PAIRS = [{"prompt": [{"role": "user", "content": f"task {i}"}], "chosen": f"
 
 
 def global_dataset(folder: Path) -> Path:
-    """Four toy pairs saved as the labelled global dataset of ``folder`` (what Stage 1 trains on)."""
+    """Four toy pairs saved as the labelled global dataset of ``folder`` and recorded as labelling records them
+    (what Stage 1 trains on)."""
     from shared_utils import preferences
-    from shared_utils.layout import GlobalLayout
+    from shared_utils.layout import LABELLED_PAIRS, GlobalLayout
 
-    return preferences.save_pairs(TOY_PAIRS, GlobalLayout(folder).dataset)
+    out = GlobalLayout(folder)
+    saved = preferences.save_pairs(TOY_PAIRS, out.dataset)
+    out.manifest.record(saved, LABELLED_PAIRS, {"pairs": "toy"})
+    return saved
 
 
 def recorded_adapter(layout, variant: str) -> Path:

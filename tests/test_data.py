@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from shared_utils import data
+from shared_utils import data, files
+from shared_utils.layout import TEST_PROBLEMS, TRAIN_PROBLEMS
+from shared_utils.manifest import Manifest
 from shared_utils.paths import REPO_ROOT
 
 # The paper's sentence, spelled out on purpose: a change to the constant in data.py must fail.
@@ -89,7 +91,12 @@ def prepared(mbpp_dir, tmp_path_factory):
 def test_prepare_writes_both_datasets_under_their_paper_names(prepared):
     out = prepared["out"]
     assert prepared["paths"] == {"train": out / "mbpp_preprocessed_dataset", "test": out / "mbpp_test_with_signatures"}
-    assert sorted(p.name for p in out.iterdir()) == ["mbpp_preprocessed_dataset", "mbpp_test_with_signatures"]
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "mbpp_preprocessed_dataset",
+                                                     "mbpp_test_with_signatures"]
+    recorded = Manifest(out).entries()
+    assert [(entry.path, entry.role) for entry in recorded] == [(prepared["paths"]["train"], TRAIN_PROBLEMS),
+                                                                (prepared["paths"]["test"], TEST_PROBLEMS)]
+    assert recorded[0].identity["rows_sha256"] == files.content_hash(prepared["train"])
 
 
 def test_train_split_drops_exactly_the_class_rows(prepared):
@@ -308,12 +315,14 @@ def test_failed_prepare_keeps_a_previous_good_dataset(tmp_path):
     out = tmp_path / "out"
     good = make_source(tmp_path / "good", [problem(701), problem(702)], [problem(11)])
     data.prepare(good, out)
-    before = load_saved(out / "mbpp_preprocessed_dataset")
+    before, record = load_saved(out / "mbpp_preprocessed_dataset"), Manifest(out).file.read_text()
     bad = make_source(tmp_path / "bad", [problem(801)], [problem(12, test_list=[])])
     with pytest.raises(data.ProblemError):
         data.prepare(bad, out)
     assert load_saved(out / "mbpp_preprocessed_dataset") == before
-    assert sorted(p.name for p in out.iterdir()) == ["mbpp_preprocessed_dataset", "mbpp_test_with_signatures"]
+    assert Manifest(out).file.read_text() == record  # still the good splits' identity
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "mbpp_preprocessed_dataset",
+                                                     "mbpp_test_with_signatures"]
     assert leftovers(out) == []
 
 

@@ -177,3 +177,45 @@ def test_global_pairs_start_afresh_only_when_asked(tmp_path):
     assert out.pair_requests.is_dir() and out.generation_checkpoint.is_file()
     assert stages.global_pairs(out, recipe, responses=responses, progress=False, overwrite=True).saved == out.pairs
     assert not out.pair_requests.exists() and not out.generation_checkpoint.exists()
+
+
+def test_a_changed_global_setting_is_not_served_the_old_pairs(tmp_path, train_calls):
+    """The global pairs made again with another problem limit: Stage 1 reads the labelled pairs the global folder's
+    record names, and refuses those labelled from the replaced pairs instead of training on them."""
+    from shared_utils.layout import GLOBAL_PAIRS, LABELLED_PAIRS, TEST_PROBLEMS, TRAIN_PROBLEMS, GlobalLayout
+
+    folders = {"global_dir": tmp_path / "global", "model_dir": tmp_path / "model"}
+    out = GlobalLayout(folders["global_dir"])
+    data.prepare("demo", out.folder)
+    responses = tmp_path / "answers.jsonl"
+    responses.write_text("".join(json.dumps({"task_id": p["task_id"], "code_output_1": p["code"],
+                                             "code_output_2": "# the reference, commented\n" + p["code"]}) + "\n"
+                                 for p in data.load_problems(out.train_problems)[:3]))
+
+    def make_pairs(limit: int) -> None:
+        recipe = recipes.load(None, {"global": {"limit": limit}})
+        stages.global_pairs(out, recipe, responses=responses, progress=False)
+
+    make_pairs(3)
+    stages.label(out.pairs, out)
+    recipe, layout = _recipe_and_layout(folders)
+    stages.train_stage1(recipe, layout)
+    assert train_calls["calls"][-1]["dataset"] == out.recorded(LABELLED_PAIRS) == out.dataset
+    assert len(data.load_problems(out.recorded(LABELLED_PAIRS), required=())) == 3
+
+    make_pairs(2)  # another global setting; the labelling not run again
+    with pytest.raises(FileNotFoundError, match="no labelled-pairs recorded"):
+        stages.train_stage1(recipe, layout)
+    assert len(train_calls["calls"]) == 1
+    stages.label(out.pairs, out)
+    with pytest.raises(ValueError, match="dataset_sha256"):  # the adapter of the three pairs is not reused
+        stages.train_stage1(recipe, layout)
+    stages.train_stage1(recipe, layout, overwrite=True)
+    assert len(data.load_problems(train_calls["calls"][-1]["dataset"], required=())) == 2
+
+    record = json.loads(out.manifest.file.read_text())["artifacts"]
+    assert {item["role"] for item in record.values()} == {TRAIN_PROBLEMS, TEST_PROBLEMS, GLOBAL_PAIRS, LABELLED_PAIRS}
+    assert record[out.pairs.name]["identity"]["global"]["limit"] == 2
+    assert record[out.pairs.name]["identity"]["problems"] == str(out.train_problems)
+    assert record[out.dataset.name]["identity"]["pairs"] == str(out.pairs)
+    assert record[out.train_problems.name]["identity"]["source"] == data.DEMO_SOURCE

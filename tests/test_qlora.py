@@ -18,7 +18,7 @@ from datasets import Dataset
 from transformers import TrainerCallback
 
 from shared_utils import models, recipes, stages
-from shared_utils.layout import LOCAL_PAIRS
+from shared_utils.layout import LABELLED_PAIRS, LOCAL_PAIRS
 from shared_utils.training import dpo as dpo_module
 from shared_utils.training import load_pairs
 from test_training_reference import toy_rows, toy_settings
@@ -156,6 +156,7 @@ def test_stage1_and_stage2c_train_through_the_stage_functions_in_4bit(tiny, tmp_
     recipe = recipes.load("qwen3-4b", overlay)
     layout = recipe.layout(global_dir=tmp_path / "global", model_dir=tmp_path / "model")
     Dataset.from_list(toy_rows()).save_to_disk(str(layout.global_.dataset))
+    layout.global_.manifest.record(layout.global_.dataset, LABELLED_PAIRS, {})  # as the labelling records its pairs
     stage1 = stages.train_stage1(recipe, layout, model=tiny, progress=False)
     Dataset.from_list(toy_rows()).save_to_disk(str(layout.local_dataset(1)))
     layout.manifest.record(layout.local_dataset(1), LOCAL_PAIRS, {}, 1)  # as Stage 2a records its pairs

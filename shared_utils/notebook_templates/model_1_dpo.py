@@ -32,8 +32,8 @@ from shared_utils import adapters, notebook_display, recipes, stages, training
 settings = recipes.load("$model", overrides, recipe=recipe, protocol=protocol)
 layout = settings.layout(global_dir=global_dir, model_dir=output_dir)
 stage1 = settings.training("stage1")
-dataset = training.load_pairs(layout.global_.dataset, stage1.max_pairs)  # exactly the pairs training uses
-print(f"{len(dataset)} pairs from {layout.global_.dataset}; recipe: {settings.describe()}")
+dataset = training.load_pairs(layout.global_.labelled, stage1.max_pairs)  # exactly the pairs training uses
+print(f"{len(dataset)} pairs from {layout.global_.labelled}; recipe: {settings.describe()}")
 stage1.as_dict()
 
 # %%
