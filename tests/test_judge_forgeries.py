@@ -156,6 +156,27 @@ def test_a_compound_statement_whose_asserts_are_silenced_fails(test):
     _assert_cheats_fail(SQUARE, {**SILENCERS, **EXITS}, [test])
 
 
+# A loop's own names live in the candidate's globals: set to the one case it answers, every
+# turn checks that case, and a ``while`` on them ends after one turn.
+REBINDER = ("def f(x):\n    for name in ('x', 'i', 'n'):\n        globals()[name] = 2\n    return 4\n")
+FOLLOWED_LOOPS = [
+    "for x in [1, 2, 3]:\n    assert f(x) == x * x",
+    "for x in range(1, 4):\n    assert f(x) == x * x",
+    "for x, y in [(1, 1), (2, 4), (3, 9)]:\n    assert f(x) == y",
+    "n = 4\nfor x in range(1, n):\n    assert f(x) == x * x",
+    "i = 0\nwhile i < 3:\n    assert f(i) == i * i\n    i += 1",
+    "i = 0\nn = 3\nwhile i < n:\n    i = i + 1\n    assert f(i) == i * i",
+    "i = 3\nwhile i:\n    assert f(i) == i * i\n    i -= 1\n    assert f(i + 1) == (i + 1) * (i + 1)",
+]
+
+
+@pytest.mark.parametrize("test", FOLLOWED_LOOPS)
+def test_a_loop_whose_names_the_candidate_rebinds_fails(test):
+    """This side follows a test's loop over literals (``for``) or driven by literal steps
+    (``while``): each turn's names are known here and the loop must report every turn."""
+    _assert_cheats_fail(SQUARE, {"loop names rebound": REBINDER, **SILENCERS}, [test])
+
+
 def test_a_check_function_in_the_setup_that_is_silenced_fails():
     setup = ("def check(candidate):\n    for x in [1, 2]:\n        assert candidate(x) == x * x\n"
              "    try:\n        candidate('a')\n    except TypeError:\n        pass\n    else:\n"

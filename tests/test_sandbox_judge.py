@@ -114,7 +114,7 @@ def test_a_flood_of_reports_is_refused():
     line = '{"c":[' + ",".join(['[0,[{"v":0},{"v":0}]]'] * (api.MAX_REPORTS + 1)) + "]}"
     outcome = api._outcome(plan, {"lines": ['{"ready":1}', line], "exit": 0}, None)
     assert (outcome.status, outcome.message) == ("crashed", "more than 100,000 asserts reported")
-    fine = '{"c":[' + ",".join(['[0,[{"v":0},{"v":0}]]'] * 3) + "]}"
+    fine = '{"c":[' + ",".join(f'[0,[{{"v":{i}}},{{"v":{i}}}]]' for i in range(3)) + "]}"
     assert api._outcome(plan, {"lines": ['{"ready":1}', fine], "exit": 0}, None).passed
 
 

@@ -225,7 +225,7 @@ def _judge_reports(block: Block, message, expected: _Expected) -> TestResult:
         raise plain.Unreadable("unreadable result line")
     if len(message["c"]) > MAX_REPORTS:
         raise plain.Unreadable(f"more than {MAX_REPORTS:,} asserts reported")
-    tops, reached, seen = block.top_sites, 0, Counter()
+    tops, reached, seen, pinned = block.top_sites, 0, Counter(), dict(block.pinned)
     for report in message["c"]:
         if not (isinstance(report, list) and len(report) == 2 and type(report[0]) is int
                 and 0 <= report[0] < len(block.sites)):
@@ -237,6 +237,11 @@ def _judge_reports(block: Block, message, expected: _Expected) -> TestResult:
                 raise plain.Unreadable("asserts reported out of order")
             reached += 1
         holes = (_replayed_results if site.replay else _hole_results)(report[1], site.holes)
+        if report[0] in pinned:  # a loop this side follows: its variables are known here, not taken
+            turns = pinned[report[0]]
+            if seen[report[0]] > len(turns):
+                raise plain.Unreadable("an assert reported more often than its loop turns")
+            holes = [turns[seen[report[0]] - 1].get(index, hole) for index, hole in enumerate(holes)]
         verdict = _decide(block.source, site, holes, expected.at(report[0]))
         if verdict is not None:
             return verdict

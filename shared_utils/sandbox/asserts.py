@@ -45,12 +45,16 @@ candidate's process reports.  A test that calls such a function must bring every
 that always runs (its straight-line asserts, those in a loop over a fixed ``range``), as
 often as they run; the same holds for a test's own compound statements (``for`` over a
 literal, ``if`` on a literal, ``with``, the reports opening a ``try``).  That keeps
-always-equal objects, patched builtins and silence out; the candidate's process still
-reports the loop's variables and computes any other expected side there, and the reports
-of a ``while`` loop or a loop over computed values cannot be counted (the child undoes
-rebound report functions and tracing hooks after each call of the candidate's, which
-stops the Python-level ways to silence them): documented weaknesses (5 HumanEval
-problems loop).  A replaying assert (a hole inside a comprehension or lambda) runs whole
+always-equal objects, patched builtins and silence out.  A test's own loop that this side
+can follow (``for`` over a literal, ``while`` on the test's literal names stepped by
+literal assignments: ``_loop_course``) is followed here: each report's loop variables are
+taken from this side's turn, not from the candidate's process (which could rebind them
+through its globals), and the loop must report once per turn, no more.  Elsewhere the
+candidate's process still reports the loop's variables and computes any other expected
+side there, and the reports of a ``while`` loop or a loop over computed values cannot be
+counted (the child undoes rebound report functions and tracing hooks after each call of
+the candidate's, which stops the Python-level ways to silence them): documented
+weaknesses (5 HumanEval problems loop in their ``check``).  A replaying assert (a hole inside a comprehension or lambda) runs whole
 in the candidate's process too, so its expected parts are there as well.
 """
 
@@ -112,6 +116,7 @@ class Block:
     reference_steps: tuple
     sites: tuple[Site, ...]
     required: tuple[int, ...] = ()  # nested sites that must report (as often as listed) unless it raised
+    pinned: tuple = ()  # (site, ({hole: value}, ...)): a loop's own variables, per report, known here
 
     @property
     def top_sites(self) -> tuple[int, ...]:
@@ -524,6 +529,7 @@ class _Nested(ast.NodeTransformer):
         site, splitter = split_assert(node.test, compiler.candidate, compiler.shadowing, compiler.rebound,
                                       nested=True, top=False)
         compiler.sites.append(site)
+        compiler.hole_sources[len(compiler.sites) - 1] = tuple(splitter.holes)
         if site.replay:
             arguments = [ast.Tuple([], ast.Load()), ast.Lambda(_thunk("0").args, replayed(node.test, splitter))]
         else:
@@ -584,10 +590,15 @@ def _constant(node: ast.expr, rebound: frozenset[str]):
     if not _literal(node, rebound):
         return None
     try:
-        return eval(compile(ast.Expression(node), "<literal>", "eval"),
-                    {"__builtins__": TRUSTED_BUILTINS, **TRUSTED_MODULES})
+        return _computed(node)
     except Exception:
         return None
+
+
+def _computed(node: ast.expr, known: dict | None = None):
+    """A literal expression's value, computed here with the real builtins and ``known`` names."""
+    return eval(compile(ast.Expression(node), "<literal>", "eval"),
+                {"__builtins__": TRUSTED_BUILTINS, **TRUSTED_MODULES, **(known or {})})
 
 
 def _runs(node: ast.stmt, rebound: frozenset[str]) -> list[list[ast.stmt]]:
@@ -613,6 +624,113 @@ def _runs(node: ast.stmt, rebound: frozenset[str]) -> list[list[ast.stmt]]:
         except TypeError:
             return []
     return []
+
+
+_IMMUTABLE = (int, float, complex, str, bytes, bool, type(None))
+
+
+def _immutable(value) -> bool:
+    if isinstance(value, (tuple, frozenset)):
+        return type(value) in (tuple, frozenset) and all(map(_immutable, value))
+    return type(value) in _IMMUTABLE
+
+
+def _literal_value(node: ast.expr, known: dict, rebound: frozenset[str]):
+    """(True, value) of an expression of literals and ``known`` names, computed here; else (False, None)."""
+    if not _literal(node, rebound, frozenset(known)):
+        return False, None
+    try:
+        value = _computed(node, known)
+    except Exception:
+        return False, None
+    return _immutable(value), value
+
+
+def _literal_items(node: ast.expr, known: dict, rebound: frozenset[str]) -> tuple | None:
+    """The items of a literal iterable (``range(3)``, ``[(1, 2), (3, 4)]``) if all are immutable."""
+    if not _literal(node, rebound, frozenset(known)):
+        return None
+    try:
+        iterable = _computed(node, known)
+        if len(iterable) > MAX_REQUIRED:
+            return None
+        items = tuple(iterable)
+    except Exception:
+        return None
+    return items if all(map(_immutable, items)) else None
+
+
+def _assigned(node: ast.stmt, known: dict, rebound: frozenset[str]) -> tuple[str, object] | None:
+    """``name = literal`` or ``name += literal`` over ``known`` names: (name, its new value), else None."""
+    if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+        name, value = node.targets[0].id, node.value
+    elif isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name) and node.target.id in known:
+        name, value = node.target.id, ast.BinOp(ast.Name(node.target.id, ast.Load()), node.op, node.value)
+    else:
+        return None
+    ok, result = _literal_value(ast.fix_missing_locations(value), known, rebound)
+    return (name, result) if ok else None
+
+
+def _known_after(node: ast.stmt, known: dict, rebound: frozenset[str]) -> dict:
+    """The test's names bound to immutable literals once this statement of the test has run."""
+    assigned = _assigned(node, known, rebound)
+    after = {name: value for name, value in known.items() if name not in _bindings(node)[0]}
+    if assigned is not None:
+        after[assigned[0]] = assigned[1]
+    return after
+
+
+def _loop_course(node: ast.stmt, known: dict, rebound: frozenset[str]) -> list[list] | None:
+    """Each turn of a test's loop as this side can follow it: [(site, names' values), ...] for
+    the reports in its body, in order; None where it cannot.
+
+    ``for`` over a literal iterable (immutable items, plain names as targets) whose body
+    rebinds none of them, or ``while`` on a literal test over the test's earlier literal
+    names whose body is only reports and ``name = literal`` / ``name += literal`` steps:
+    this side then knows every turn, and neither a candidate that rebinds the loop's names
+    (``globals()['i'] = 0``) nor one that silences the reports can change what is checked.
+    Nothing may leave the loop early.
+    """
+    if getattr(node, "orelse", True) or _may_leave_early(node):
+        return None
+    steps = [statement for statement in node.body if _report_site(statement) is None]
+    if isinstance(node, ast.For):
+        targets = node.target.elts if isinstance(node.target, ast.Tuple) else [node.target]
+        iterable = _literal_items(node.iter, known, rebound)
+        if iterable is None or not all(isinstance(t, ast.Name) for t in targets):
+            return None
+        if any(_bindings(statement)[0] & ({t.id for t in targets} | set(known)) for statement in steps):
+            return None  # the body rebinds what it loops over: followed no further
+        course = []
+        for item in iterable:
+            values = item if len(targets) > 1 else (item,)
+            if len(values) != len(targets):
+                return None
+            state = {**known, **{t.id: v for t, v in zip(targets, values)}}
+            course.append([(site, state) for site in map(_report_site, node.body) if site is not None])
+        return course
+    if not isinstance(node, ast.While) or any(_assigned(statement, known, rebound) is None for statement in steps):
+        return None
+    course, state = [], dict(known)
+    while len(course) <= MAX_REQUIRED:
+        ok, going = _literal_value(node.test, state, rebound)
+        if not ok:
+            return None
+        if not going:
+            return course
+        turn = []
+        for statement in node.body:
+            site = _report_site(statement)
+            if site is not None:
+                turn.append((site, dict(state)))
+                continue
+            step = _assigned(statement, state, rebound)
+            if step is None:
+                return None
+            state[step[0]] = step[1]
+        course.append(turn)
+    return None
 
 
 def _always_reported(body: list[ast.stmt], rebound: frozenset[str]) -> list[int]:
@@ -648,6 +766,9 @@ class _BlockCompiler:
         self.steps: list = []
         self.private: list[set[str] | None] = []  # per step: the names it binds, if it may be withheld
         self.reference_steps: list = []
+        self.hole_sources: dict[int, tuple[str, ...]] = {}
+        self.known: dict[str, object] = {}  # the test's names bound to immutable literals so far
+        self.pinned: dict[int, list[dict]] = {}
 
     def assertion(self, node: ast.Assert) -> None:
         site, splitter = split_assert(node.test, self.candidate, self.shadowing, self.rebound,
@@ -672,6 +793,8 @@ class _BlockCompiler:
                 and node.value.func.id in self.functions):
             self.required += self.functions[node.value.func.id]
         self.required += _always_reported([node], self.rebound)
+        self.follow_loop(node)
+        self.known = _known_after(node, self.known, self.rebound)
         if loaded & self.candidate:
             self.candidate |= bound | (loaded & self.data_names)
             self.private.append(None)
@@ -681,6 +804,21 @@ class _BlockCompiler:
             self.reference_steps.append(["x", source])
             self.private.append(bound if _withholdable(node, self.rebound) else None)
 
+
+    def follow_loop(self, node: ast.stmt) -> None:
+        """A test's ``for`` or ``while`` whose course this side can follow (see ``_loop_course``):
+        each report in its body is pinned to the loop's variables of its turn, and the loop
+        must report as often as it turns (``_runs`` counts a ``for`` over a plain literal)."""
+        course = _loop_course(node, self.known, self.rebound)
+        if course is None:
+            return
+        if isinstance(node, ast.While) or _constant(node.iter, self.rebound) is None:
+            self.required += _always_reported(node.body, self.rebound) * len(course)
+        for turn in course:
+            for site, variables in turn:
+                self.pinned.setdefault(site, []).append(
+                    {index: variables[hole] for index, hole in enumerate(self.hole_sources.get(site, ()))
+                     if hole in variables})
 
     def note_function(self, node: ast.stmt) -> None:
         """A function defined here: which reports a call of it must produce."""
@@ -813,7 +951,8 @@ def _compile(tests: tuple[str, ...], setup: str, redefined: frozenset[str]) -> P
         candidate = compiler.candidate
         compilers.append(compiler)
     sent_setup, *sent_steps = _withhold([(setup_steps, setup_private)] + [(c.steps, c.private) for c in compilers])
-    blocks = [Block(source, tuple(steps), tuple(c.reference_steps), tuple(c.sites), tuple(c.required))
+    blocks = [Block(source, tuple(steps), tuple(c.reference_steps), tuple(c.sites), tuple(c.required),
+                    tuple((site, tuple(turns)) for site, turns in c.pinned.items()))
               for source, c, steps in zip(tests, compilers, sent_steps)]
     reference = None
     if any(block.needs_reference for block in blocks):
