@@ -111,6 +111,44 @@ def test_the_candidates_own_methods_and_patched_builtins_decide_nothing(cheat, t
     _assert_cheats_fail(honest, {"cheat": cheat}, [test], "import math")
 
 
+# A plain type's method, or a builtin, applied to the candidate's value: its subclass's own
+# ``count``, ``keys``, ``__len__`` or ``__iter__`` used to decide in its process.
+ON_VALUES = [
+    ("class L(list):\n    def count(self, v):\n        return 2\ndef f(x):\n    return L([x])",
+     "assert f(1).count(1) == 2", "def f(x):\n    return [x, x]"),
+    ("class D(dict):\n    def keys(self):\n        return {'a'}\ndef f(x):\n    return D()",
+     "assert f(1).keys() == {'a'}", "def f(x):\n    return {'a': x}"),
+    ("class S(str):\n    def upper(self):\n        return 'HELLO'\ndef f(x):\n    return S('nope')",
+     "assert f('hello').upper() == 'HELLO'", "def f(x):\n    return x"),
+    ("class S(str):\n    def startswith(self, *a):\n        return True\ndef f(x):\n    return S('no')",
+     "assert f(1).startswith('ab')", "def f(x):\n    return 'abc'"),
+    ("class L(list):\n    def __len__(self):\n        return 3\ndef f(x):\n    return L()",
+     "assert len(f(1)) == 3", "def f(x):\n    return [1, 2, 3]"),
+    ("class L(list):\n    def __iter__(self):\n        return iter([1, 2])\ndef f(x):\n    return L([5])",
+     "assert sorted(f(1)) == [1, 2]", "def f(x):\n    return [2, 1]"),
+    (ALWAYS.replace("(int)", "") + "def f(x):\n    return Always()", "assert f(1).__eq__(5)", "def f(x):\n    return 5"),
+]
+
+
+@pytest.mark.parametrize(("cheat", "test", "honest"), ON_VALUES, ids=[test for _, test, _ in ON_VALUES])
+def test_methods_called_on_the_candidates_value_are_computed_here(cheat, test, honest):
+    _assert_cheats_fail(honest, {"cheat": cheat}, [test])
+
+
+def test_the_candidates_own_class_still_answers_its_own_methods():
+    """A value that is no plain data (the candidate's own class) keeps its methods: a stack's
+    ``count`` or ``__len__`` is what the task asks for."""
+    code = ("class Stack:\n    def __init__(self):\n        self.items = []\n"
+            "    def push(self, x):\n        self.items.append(x)\n        return self\n"
+            "    def count(self, x):\n        return self.items.count(x)\n"
+            "    def __len__(self):\n        return len(self.items)\n"
+            "def f(x):\n    return Stack().push(x).push(x)\n")
+    first, wrong = _verdicts([(code, ["assert f(1).count(1) == 2", "assert len(f(3)) == 2"], ""),
+                              (code, ["assert f(1).count(1) == 3"], "")])
+    assert first.passed, first
+    assert not wrong.passed
+
+
 # --- forged passes: compound statements and check functions that report nothing ---------------
 
 QUIET = ("import sys\ndef _quiet(frame=None, *hook):\n    frame = frame or sys._getframe(1)\n    while frame:\n"

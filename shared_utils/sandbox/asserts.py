@@ -71,7 +71,7 @@ import sys
 from dataclasses import dataclass
 from types import CodeType
 
-from . import bounds
+from . import bounds, plain
 from .child import REPLAY_HOLE, REPORT
 
 TRUSTED_BUILTINS = {
@@ -88,6 +88,21 @@ _LITERAL_NODES = (ast.Constant, ast.Tuple, ast.List, ast.Set, ast.Dict, ast.Name
                   ast.keyword, ast.UnaryOp, ast.BinOp, ast.Compare, ast.Subscript, ast.Slice, ast.Starred,
                   ast.expr_context, ast.unaryop, ast.operator, ast.cmpop)
 HOLES, EXPECTED, OPERATE, CALL, METHOD, STEPS, FORMAT = "__h", "__r", "__op", "__call", "__method", "__steps", "__format"
+ON_VALUE, RECEIVER = "__on_value", "__sandbox_value"
+# Methods the plain types (str, bytes, list, tuple, dict, set, int, float) answer themselves:
+# called on a candidate's value of such a type, they are computed here on its plain copy, so
+# a subclass's own ``count`` or ``keys`` decides nothing (as its ``__eq__`` decides nothing).
+PLAIN_METHODS = frozenset(
+    name for kind in (str, bytes, list, tuple, dict, set, frozenset, int, float) for name in dir(kind)
+    if not name.startswith("_") and name not in {"append", "extend", "insert", "remove", "pop", "clear", "sort",
+                                                  "reverse", "update", "add", "discard", "setdefault", "popitem",
+                                                  "intersection_update", "difference_update",
+                                                  "symmetric_difference_update"}
+) | {"__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__contains__", "__len__", "__getitem__"}
+# Builtins that read a value's own methods (``__len__``, ``__iter__``...): applied to the
+# candidate's value alone, computed here on its plain copy too.
+_VALUE_CALLS = frozenset({"len", "sorted", "sum", "min", "max", "list", "tuple", "set", "frozenset", "str", "abs",
+                          "int", "float", "any", "all", "reversed", "dict"})
 # Builtins the trusted side may apply to the candidate's values (abs(f(x) - 1.5)): each costs
 # time in proportion to its arguments' size, which plain decoding bounds.
 _SPLIT_CALLS = frozenset({"abs", "round", "min", "max", "int", "float", "complex", "bool", "len", "sum",
@@ -374,6 +389,38 @@ class _Splitter:
                     and all(k.arg for k in node.keywords))
         return isinstance(node, (*_COMPREHENSIONS, ast.Lambda))
 
+    def _on_value(self, node: ast.expr) -> ast.expr | None:
+        """``f(x).count(1)``, ``len(f(x))``: a plain type's method, or a builtin, applied to the
+        candidate's value with literal arguments.
+
+        The candidate's process reports the value and its own answer in one hole (the value
+        is computed once); here the answer is computed again on the value's plain copy, and
+        the candidate's is used only where the value is no plain data (its own class).
+        """
+        if not isinstance(node, ast.Call) or self.local & _free(node) or any(
+                isinstance(a, ast.Starred) for a in node.args) or not all(k.arg for k in node.keywords):
+            return None
+        func, arguments = node.func, [*node.args, *(k.value for k in node.keywords)]
+        if isinstance(func, ast.Attribute) and func.attr in PLAIN_METHODS and self._theirs(func.value):
+            value, rest, extra = func.value, arguments, node.args
+            call = ast.Call(ast.Attribute(ast.Name(RECEIVER, ast.Load()), func.attr, ast.Load()), node.args,
+                            node.keywords)
+            how = ast.Constant(func.attr)
+        elif (isinstance(func, ast.Name) and func.id in _VALUE_CALLS and func.id not in self.rebound | self.candidate
+              and node.args and self._theirs(node.args[0])):
+            value, rest, extra = node.args[0], arguments[1:], node.args[1:]
+            call = ast.Call(func, [ast.Name(RECEIVER, ast.Load()), *node.args[1:]], node.keywords)
+            how = ast.Name(func.id, ast.Load())
+        else:
+            return None
+        if not all(_literal(a, self.rebound) for a in rest):
+            return None
+        pair = ast.Call(ast.Lambda(ast.arguments([], [ast.arg(RECEIVER)], None, [], [], None, []),
+                                   ast.Tuple([ast.Name(RECEIVER, ast.Load()), call], ast.Load())), [value], [])
+        self.hole_names |= _free(node)
+        hole = self._slot(pair, False, self.holes, HOLES)
+        return ast.Call(ast.Name(ON_VALUE, ast.Load()), [hole, how, *extra], node.keywords)
+
     def _scoped(self, node: ast.expr) -> ast.expr:
         """A comprehension or lambda rebuilt here, its own names local to what it holds."""
         outer = self.local
@@ -464,6 +511,8 @@ class _Splitter:
         side = self._side(node)
         if side == HOLE and not self._rooted(node) and self._opened(node):
             return self._rebuild(node, truth)
+        if side == HOLE and (on_value := self._on_value(node)) is not None:
+            return on_value
         if side == HOLE:
             self.hole_names |= _free(node)
             return self._slot(node, truth, self.holes, HOLES)
@@ -512,8 +561,38 @@ def evaluate(site: Site, holes, expected) -> bool:
     """The template on the candidate's values and the reference's (their exceptions propagate)."""
     scope = {"__builtins__": TRUSTED_BUILTINS, **TRUSTED_MODULES, HOLES: holes, EXPECTED: expected,
              OPERATE: bounds.operate, CALL: bounds.call_function, METHOD: bounds.call_method, STEPS: bounds.Steps(),
-             FORMAT: bounds.format_value}
+             FORMAT: bounds.format_value, ON_VALUE: _on_plain_value}
     return bool(eval(site.template, scope))
+
+
+_COMPARISONS = frozenset({"__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__"})
+
+
+def _on_plain_value(pair, how, *arguments, **keywords):
+    """The answer of a method (``how`` its name) or builtin on the candidate's value, computed
+    here where the value is plain data, else the candidate's own answer (see ``_on_value``)."""
+    if not (isinstance(pair, tuple) and len(pair) == 2):
+        raise plain.Unreadable("malformed value")
+    value, theirs = pair
+    if _opaque_inside(value):
+        if how in _COMPARISONS:  # as ``==`` on such a value: its own class must not decide
+            raise plain.UncheckableValue(f"the judge cannot compare a value of this type ({how}, not plain data)")
+        return theirs
+    if isinstance(how, str):
+        return bounds.call_method(value, how, *arguments, **keywords)
+    return bounds.call_function(how, value, *arguments, **keywords)
+
+
+def _opaque_inside(value, depth: int = 0) -> bool:
+    if isinstance(value, plain.Opaque):
+        return True
+    if depth > plain.MAX_DEPTH:
+        return True
+    if isinstance(value, dict):
+        return any(_opaque_inside(k, depth + 1) or _opaque_inside(v, depth + 1) for k, v in value.items())
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return any(_opaque_inside(item, depth + 1) for item in value)
+    return False
 
 
 # --- compiling a job -------------------------------------------------------------------
