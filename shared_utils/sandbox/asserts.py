@@ -227,8 +227,23 @@ def _loaded(node: ast.AST) -> set[str]:
 
 
 def _free(node: ast.AST) -> set[str]:
-    """Names ``node`` reads from the scope it runs in (not its comprehensions' or functions' own)."""
-    return _loaded(node) - _bindings(node)[1]
+    """Names ``node`` reads from the scope it runs in (not its comprehensions' or functions' own):
+    ``_loaded(node) - _bindings(node)[1]`` in one walk (it runs for every operand of every assert)."""
+    loaded, inner = set(), set()
+    stack = [(node, False)]
+    while stack:
+        current, nested = stack.pop()
+        if type(current) is ast.Name:
+            if type(current.ctx) is ast.Load:
+                loaded.add(current.id)
+            elif nested:
+                inner.add(current.id)
+            continue
+        if nested:
+            inner.update(_binds(current, True))
+        opens = nested or isinstance(current, _SCOPES)
+        stack.extend((child, opens) for child in ast.iter_child_nodes(current))
+    return loaded - inner
 
 
 @functools.lru_cache(maxsize=4096)
@@ -347,7 +362,7 @@ class _Splitter:
         into.append(ast.unparse(expr))
         if into is self.holes:
             self.hole_nodes[id(node)] = len(into) - 1
-            self.replay |= bool(_free(node) & self.local)
+            self.replay |= bool(self.local and _free(node) & self.local)
         return ast.Subscript(ast.Name(name, ast.Load()), ast.Constant(len(into) - 1), ast.Load())
 
     def _rooted(self, node: ast.expr) -> bool:
@@ -397,7 +412,7 @@ class _Splitter:
         is computed once); here the answer is computed again on the value's plain copy, and
         the candidate's is used only where the value is no plain data (its own class).
         """
-        if not isinstance(node, ast.Call) or self.local & _free(node) or any(
+        if not isinstance(node, ast.Call) or (self.local and self.local & _free(node)) or any(
                 isinstance(a, ast.Starred) for a in node.args) or not all(k.arg for k in node.keywords):
             return None
         func, arguments = node.func, [*node.args, *(k.value for k in node.keywords)]
