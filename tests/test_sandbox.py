@@ -7,6 +7,7 @@ itself.  Tests skip only where ``capabilities()`` says the kernel withholds a pr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -220,17 +221,46 @@ def test_check_many_keeps_order_and_runs_timeouts_in_parallel():
     assert [o.status for o in outcomes] == ["timeout" if i % 5 == 0 else "passed" for i in range(20)]
 
 
-def test_a_dying_worker_costs_only_the_job_it_was_running():
-    jobs = [("import time\ndef f():\n    time.sleep(2)\n    return 1", ["assert f() == 1"])]
-    jobs += [(f"def f():\n    return {i}", [f"assert f() == {i}"]) for i in range(5)]
+SLOW_PASS = ("import time\ndef f():\n    time.sleep(2)\n    return 1", ["assert f() == 1"])
+
+
+def _kill_workers() -> None:
+    for pid in {pid for worker in list(POOL.all) for pid in _descendants(worker.process.pid)}:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_a_worker_killed_under_a_job_costs_no_job():
+    """A worker dies of something else than its candidate (killed from outside): the job it was
+    running runs again on a fresh worker, and every job gets its own verdict."""
+    jobs = [SLOW_PASS] + [(f"def f():\n    return {i}", [f"assert f() == {i}"]) for i in range(5)]
     POOL.close()
-    killer = threading.Timer(0.5, lambda: [os.kill(pid, signal.SIGKILL) for worker in POOL.all
-                                            for pid in _descendants(worker.process.pid)])
+    killer = threading.Timer(0.5, _kill_workers)
     killer.start()
     outcomes = check_many(jobs, workers=1, progress=False)
     killer.join()
-    assert outcomes[0].status == "crashed" and outcomes[0].exc_type == "SandboxFailure"
-    assert all(o.passed for o in outcomes[1:])
+    assert [o.message for o in outcomes if not o.passed] == []
+
+
+def test_a_job_whose_worker_dies_twice_is_the_sandboxs_failure_not_a_wrong_answer():
+    """Every worker is killed while the job runs, so its second try dies too: the job is reported
+    crashed (SandboxFailure), never failed, and the next job still gets its verdict."""
+    POOL.close()
+    done = threading.Event()
+
+    def keep_killing():
+        while not done.wait(0.3):
+            _kill_workers()
+
+    killer = threading.Thread(target=keep_killing)
+    killer.start()
+    try:
+        first = check_many([SLOW_PASS], workers=1, progress=False)[0]
+    finally:
+        done.set()
+        killer.join()
+    assert (first.status, first.exc_type) == ("crashed", "SandboxFailure"), first.message
+    assert check("def f():\n    return 2", ["assert f() == 2"]).passed
 
 
 def test_the_next_candidate_gets_its_job_only_once_the_previous_one_is_gone():

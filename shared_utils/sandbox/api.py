@@ -350,7 +350,10 @@ class _Lane:
     ready when one finishes.
 
     Replies come in order, so when the worker dies the oldest unanswered job is the one
-    that killed it: that one is reported crashed and the others go to a fresh worker.
+    it died under.  That job runs once more on a fresh worker with the others (a worker
+    can die of something else: an out-of-memory kill, a signal from outside), and only if
+    the worker dies under it again is it reported crashed (``SandboxFailure``), never
+    failed.
     """
 
     def __init__(self, settle: Callable[[int, dict], None]):
@@ -358,11 +361,15 @@ class _Lane:
         self.worker: Worker = POOL.acquire()
         self.pending: deque = deque()  # (index, encoded job)
         self.pending_bytes = 0
+        self.retried: set[int] = set()
 
     def _recover(self, exc: WorkerDied) -> None:
-        index, line = self.pending.popleft()
-        self.pending_bytes -= len(line)
-        self.settle(index, {"failure": str(exc)})
+        index, line = self.pending[0]
+        if index in self.retried:
+            self.pending.popleft()
+            self.pending_bytes -= len(line)
+            self.settle(index, {"failure": str(exc)})
+        self.retried.add(index)
         self.worker = POOL.replace(self.worker)
         for _, line in self.pending:
             self.worker.send(line)

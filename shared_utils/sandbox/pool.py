@@ -3,8 +3,9 @@
 Each worker is a separate clean interpreter (``server.py``) started with a scrubbed
 environment; we talk JSON lines over its stdin/stdout.  Workers are kept warm across
 calls in a module-level pool and stopped at exit.  If a worker dies mid-job (which the
-namespaces should make impossible, but the fallback mode cannot promise), that job is
-reported as crashed and a fresh worker takes its place.
+namespaces should make impossible, but the fallback mode cannot promise, and a worker can
+be killed from outside), a fresh worker takes its place and that job runs once more; it is
+reported as crashed only if its worker dies again (``api._Lane``).
 """
 
 from __future__ import annotations
