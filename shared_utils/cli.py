@@ -388,7 +388,7 @@ def _verb_train(sub) -> None:
             raise ValueError("paths given by hand need --dataset and --out" + ("" if stage1 else " and --init-adapter")
                              + ("" if registered else f" ({args.model} is not a registry model, so it has no folders)"))
         else:
-            result = train_dpo(args.model_path or recipe.weights or args.model, args.dataset, args.out,
+            result = train_dpo(args.model_path or recipe.model or args.model, args.dataset, args.out,
                                settings=recipe.training(args.stage), init_adapter=args.init_adapter,
                                overwrite=args.overwrite)
         print(f"adapter: {result.adapter_dir}")

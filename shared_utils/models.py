@@ -12,7 +12,7 @@ import importlib.metadata
 import importlib.util
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from shared_utils import files
 from shared_utils.paths import cache_dir
@@ -66,11 +66,28 @@ def get_spec(name: str) -> ModelSpec:
     return REGISTRY[name]
 
 
+# Where names the registry does not hold are looked up: each finder returns a model's identity or None. The recipes
+# layer registers one for the models added as a folder (a recipe naming a registered ``base``), so that every caller
+# of ``find_spec``, ``resolve`` and ``load_model`` loads such a model's base weights, and identity imports nothing
+# above itself.
+FINDERS: list[Callable[[str], "ModelSpec | None"]] = []
+
+
+def register_finder(finder: Callable[[str], "ModelSpec | None"]) -> None:
+    """Look up names outside the registry with ``finder`` as well (once, however often it is registered)."""
+    if finder not in FINDERS:
+        FINDERS.append(finder)
+
+
 def find_spec(name_or_path: str) -> ModelSpec | None:
-    """The entry for a registered name or hub id, else None (a local folder, another hub model)."""
+    """The entry for a registered name or hub id, or a registered finder's (a model added as a folder), else None (a
+    local folder, another hub model)."""
     if name_or_path in REGISTRY:
         return REGISTRY[name_or_path]
-    return next((spec for spec in REGISTRY.values() if spec.hub_id == name_or_path), None)
+    registered = next((spec for spec in REGISTRY.values() if spec.hub_id == name_or_path), None)
+    if registered is not None:
+        return registered
+    return next((spec for finder in FINDERS if (spec := finder(str(name_or_path))) is not None), None)
 
 
 def embedded_gguf() -> Path:

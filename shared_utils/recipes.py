@@ -21,7 +21,7 @@ from pathlib import Path
 
 from shared_utils import paths
 from shared_utils.layout import DPO_STAGES, RENAMED
-from shared_utils.models import REGISTRY, ModelSpec
+from shared_utils.models import REGISTRY, ModelSpec, register_finder
 
 RECIPES = Path(__file__).parent / "resources" / "recipes"
 PAPER = RECIPES / "paper.yaml"
@@ -81,6 +81,15 @@ def model_spec(name: str, *, required: bool = True) -> ModelSpec | None:
     return dataclasses.replace(REGISTRY[base], name=name)
 
 
+def added_spec(name: str) -> ModelSpec | None:
+    """A model added as a folder under its own name (None for any other name): the finder ``models`` consults for
+    names outside its registry, so ``models.resolve`` and ``load_model`` give such a model its base's weights."""
+    return None if name in REGISTRY else model_spec(name, required=False)
+
+
+register_finder(added_spec)
+
+
 def check_keys(layer: dict, where: str) -> None:
     """Every key of ``layer`` must be one the paper's recipe sets (training and LoRA keys aside)."""
     schema = read_yaml(PAPER)
@@ -125,11 +134,6 @@ class Recipe:
     settings: dict
     layers: tuple[str, ...]
     base: str | None = None  # a model added as a folder: the registered model whose weights it trains
-
-    @property
-    def weights(self) -> str | None:
-        """The registered model whose weights the stages load."""
-        return self.base or self.model
 
     @property
     def spec(self) -> ModelSpec:

@@ -59,8 +59,8 @@ def global_parameters(options: RunOptions, template: str, recipe: Recipe, layout
     params = {**common, "problem_set": recipe.problem_set, "overrides": run_overrides(options)}
     if options.responses:
         return {**params, "backend": "replay", "responses": str(options.responses)}
-    if demo:  # offline: the embedded model (or the registered base a folder model names) is its own generator
-        return {**params, "backend": "local", "generator": options.model_path or recipe.weights,
+    if demo:  # offline: the model (a folder model: its registered base's weights) is its own generator
+        return {**params, "backend": "local", "generator": options.model_path or recipe.model,
                 "recipe": options.model}
     return {**params, "backend": "gemini"}
 

@@ -117,7 +117,7 @@ def train_stage1(recipe: Recipe, layout: ArtifactLayout, *, model: str | None = 
     """Stage 1: DPO + LoRA on the labelled global pairs the global folder records, into the layout's Stage-1 adapter,
     recorded in its manifest."""
     settings = recipe.training("stage1")  # checked before any input is looked for
-    return _train_adapter(layout, STAGE1, None, model or recipe.weights, layout.global_.labelled, layout.stage1_adapter,
+    return _train_adapter(layout, STAGE1, None, model or recipe.model, layout.global_.labelled, layout.stage1_adapter,
                           settings, progress=progress, overwrite=overwrite)
 
 
@@ -160,7 +160,7 @@ def self_generate(recipe: Recipe, layout: ArtifactLayout, iteration: int = 1, *,
     from shared_utils.models import load_model
 
     section = recipe.section("stage2a")
-    model = model or recipe.weights
+    model = model or recipe.model
     start = layout.start_adapter(iteration)
     problems = data.load_problems(layout.global_.train_problems)[: section["limit"]]
     protocol = recipe.protocol()
@@ -216,7 +216,7 @@ def train_stage2(recipe: Recipe, layout: ArtifactLayout, iteration: int = 1, *, 
     Stage 2a recorded no pairs."""
     if not layout.has(LOCAL_PAIRS, iteration):
         return None
-    return _train_adapter(layout, FURTHER, iteration, model or recipe.weights, layout.recorded(LOCAL_PAIRS, iteration),
+    return _train_adapter(layout, FURTHER, iteration, model or recipe.model, layout.recorded(LOCAL_PAIRS, iteration),
                           layout.further_adapter(iteration), recipe.training("stage2c"),
                           init_adapter=layout.start_adapter(iteration), progress=progress, overwrite=overwrite)
 
@@ -230,7 +230,7 @@ def train_grpo(recipe: Recipe, layout: ArtifactLayout, *, model: str | None = No
     from shared_utils.training.dpo import is_complete
 
     settings = recipe.grpo()
-    model = model or recipe.weights
+    model = model or recipe.model
     source = layout.global_.train_problems
     problems, start, out = data.load_problems(source), layout.grpo_start(settings.start), layout.grpo_adapter
     identity = training.grpo_identity(model, problems, settings, init_adapter=start, problems_source=str(source))
@@ -248,7 +248,7 @@ def evaluation_plan(recipe: Recipe, layout: ArtifactLayout, *, model: str | None
     from shared_utils.generation import resolve_backend
 
     section = recipe.section("evaluation")
-    return EvalPlan(layout, model=str(model or recipe.weights), runs=section["runs"], samples=section["samples"],
+    return EvalPlan(layout, model=str(model or recipe.model), runs=section["runs"], samples=section["samples"],
                     max_new_tokens=section["max_new_tokens"], temperature=section["temperature"],
                     top_p=section["top_p"], top_k=section["top_k"], limit=section["limit"],
                     subset=section["subset"], stop_at_code_end=section["stop_at_code_end"], seed=section["seed"],

@@ -37,7 +37,7 @@ print(f"{len(dataset)} pairs from {layout.global_.labelled}; recipe: {settings.d
 stage1.as_dict()
 
 # %%
-notebook_display.token_length_stats(model_path or settings.weights, dataset)
+notebook_display.token_length_stats(model_path or settings.model, dataset)
 
 # %%
 result = stages.train_stage1(settings, layout, model=model_path, overwrite=overwrite)
