@@ -40,6 +40,7 @@ class EvalPlan:
     subset: str = "first"  # data.SUBSETS: which ``limit`` problems (the split's first, or the shortest references)
     stop_at_code_end: bool = False  # the paper's generation runs to EOS or the token limit
     seed: int = 0
+    training_seeds: int = 1  # adapters per variant (recipe key training_seeds): each evaluated, resampled over
     adapters: dict = dataclasses.field(default_factory=dict)  # name -> adapter folder: variants beside the layout's
     generation: dict = dataclasses.field(default_factory=dict)  # generate() options (replay); empty: ``backend``
     backend: str = "local"  # local | vllm: loads ``model`` and each variant's adapter (vLLM: one engine, LoRARequests)
@@ -49,8 +50,15 @@ class EvalPlan:
     def spec(self):
         return self.layout.spec
 
-    def adapter(self, variant: str) -> Path | None:
-        return Path(self.adapters[variant]) if variant in self.adapters else self.layout.adapter(variant)
+    def adapter(self, variant: str, seed: int = 0) -> Path | None:
+        """The adapter a variant loads for a training seed (None: the base weights)."""
+        return Path(self.adapters[variant]) if variant in self.adapters else self.layout.with_seed(seed).adapter(variant)
+
+    def seeds(self, variant: str) -> list[int]:
+        """The training seeds of a variant with a recorded adapter (the base and a named adapter have one)."""
+        if variant == BASE or variant in self.adapters:
+            return [0]
+        return [seed for seed in range(self.training_seeds) if variant in self.layout.with_seed(seed).variants()]
 
     def variants(self) -> list[str]:
         """The variants whose adapter exists (the base always does), every self-tuning iteration included; the
@@ -98,10 +106,10 @@ class EvalPlan:
             print(f"  {variant:12s} {state}")
 
 
-def run_identity(plan: EvalPlan, variant: str, run: int, benchmark: str, problems: list[dict]) -> dict:
+def run_identity(plan: EvalPlan, variant: str, run: int, benchmark: str, problems: list[dict], seed: int = 0) -> dict:
     """What one evaluation run is made of: reused only when the manifest records exactly this."""
     from shared_utils.manifest import adapter_sha256
-    adapter = plan.adapter(variant)
+    adapter = plan.adapter(variant, seed)
     return dict(model=plan.model, variant=variant, adapter=str(adapter) if adapter else None,
                 adapter_sha256=adapter_sha256(adapter), benchmark=benchmark, problems_sha256=files.content_hash(problems),
                 sampling=dataclasses.asdict(plan.sampling(run)), generation=plan.generation or plan.backend,
@@ -109,7 +117,8 @@ def run_identity(plan: EvalPlan, variant: str, run: int, benchmark: str, problem
 
 
 def run_variant(plan: EvalPlan, variant: str, *, benchmark: str = "mbpp", progress: bool = True):
-    """All runs of one variant; returns the per-run summary table (None if no adapter is recorded for it)."""
+    """All runs of one variant, for each of its training seeds' adapters; returns the per-run summary table (None if
+    no adapter is recorded for it)."""
     import pandas as pd
 
     from shared_utils.generation import Request, generate, write_paper_format
@@ -119,15 +128,15 @@ def run_variant(plan: EvalPlan, variant: str, *, benchmark: str = "mbpp", progre
     if variant not in plan.variants():
         print(f"{variant}: no adapter recorded in {plan.layout.manifest.file}; skipped")
         return None
-    adapter = plan.adapter(variant)
     problems = plan.problems(benchmark)
     manifest = plan.layout.evaluation_manifest
-    loaded = None
     rows = []
-    for run in range(plan.runs):
-        stem = plan.layout.run_stem(variant, run, benchmark)
+    for seed, run in ((seed, run) for seed in plan.seeds(variant) for run in range(plan.runs)):
+        if run == 0:
+            adapter, loaded = plan.adapter(variant, seed), None
+        stem = plan.layout.with_seed(seed).run_stem(variant, run, benchmark)
         summary_files = {name: scoring.score_files(stem, name)["summary"] for name in SCORINGS}
-        identity = run_identity(plan, variant, run, benchmark, problems)
+        identity = run_identity(plan, variant, run, benchmark, problems, seed)
         complete = all(path.is_file() for path in summary_files.values())
         if not manifest.reuse(stem.with_suffix(".json"), identity, overwrite=plan.overwrite, complete=complete,
                               what="evaluation run"):
@@ -144,7 +153,8 @@ def run_variant(plan: EvalPlan, variant: str, *, benchmark: str = "mbpp", progre
                 discard(checkpoint)
             completions = generate(requests, **options, sampling=sampling, checkpoint=checkpoint, progress=progress)
             metadata = {"model": plan.model, "adapter": str(adapter) if adapter else None, "variant": variant,
-                        "run": run, "benchmark": benchmark, "sampling": dataclasses.asdict(sampling)}
+                        "run": run, **({"training_seed": seed} if seed else {}), "benchmark": benchmark,
+                        "sampling": dataclasses.asdict(sampling)}
             write_paper_format(completions, stem.with_suffix(".json"), metadata={**metadata, "engine": plan.engine})
             texts = {}
             for completion in completions:
@@ -185,9 +195,11 @@ def _load_frames(plan: EvalPlan, benchmark: str) -> dict:
     frames = {}
     for variant in plan.variants():
         for name in SCORINGS:
-            tables = [scoring.score_files(plan.layout.run_stem(variant, run, benchmark), name)["samples"]
-                      for run in range(plan.runs)]
-            parts = [pd.read_parquet(table).assign(seed=0, run=run) for run, table in enumerate(tables) if table.is_file()]
+            tables = {(seed, run): scoring.score_files(plan.layout.with_seed(seed).run_stem(variant, run, benchmark),
+                                                       name)["samples"]
+                      for seed in plan.seeds(variant) for run in range(plan.runs)}
+            parts = [pd.read_parquet(table).assign(seed=seed, run=run) for (seed, run), table in tables.items()
+                     if table.is_file()]
             if parts:
                 frames[(variant, name)] = pd.concat(parts, ignore_index=True)
     return frames
@@ -216,9 +228,10 @@ def _compare(plan: EvalPlan, benchmark: str) -> Report | None:
         return None
     per_run = []
     for (variant, name), frame in frames.items():
-        for run, part in frame.groupby("run"):
+        for (seed, run), part in frame.groupby(["seed", "run"]):
             summary = scoring.summarize(part, plan.ks)
-            per_run.append({"variant": variant, "scoring": name, "run": run, "solved_tasks": summary["solved_tasks"],
+            per_run.append({"variant": variant, "scoring": name, **({"seed": seed} if plan.training_seeds > 1 else {}),
+                            "run": run, "solved_tasks": summary["solved_tasks"],
                             "avg_mi": summary["avg_mi"],
                             **{f"pass@{k}": v for k, v in summary["pass_at_k"].items()}})
     per_run = pd.DataFrame(per_run)

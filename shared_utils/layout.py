@@ -132,6 +132,7 @@ class ArtifactLayout:
     evaluation_dir: Path
     epochs: int
     further_epochs: int
+    seed: int = 0  # the training seed's index (recipe key training_seeds): 0 writes the paper's names, k > 0 "-seed-k"
 
     @classmethod
     def for_model(cls, spec: ModelSpec, *, problem_set: str, epochs: int, further_epochs: int | None = None,
@@ -155,17 +156,27 @@ class ArtifactLayout:
     def evaluation_manifest(self) -> Manifest:
         return Manifest(self.evaluation_dir)
 
+    def with_seed(self, seed: int) -> "ArtifactLayout":
+        """The same layout for training seed ``seed``: its own adapters and local datasets, its own evaluation runs."""
+        if seed < 0:
+            raise ValueError(f"a training seed's index is 0 or more, got {seed}")
+        return dataclasses.replace(self, seed=int(seed))
+
     def recorded(self, role: str, iteration: int | None = None) -> Path:
-        """The latest artifact of a role the manifest records (``STAGE1``, ``FURTHER`` with its iteration, ...)."""
-        return recorded(self.manifest, role, iteration)
+        """The latest artifact of a role the manifest records for the layout's training seed (``STAGE1``,
+        ``FURTHER`` with its iteration, ...)."""
+        return recorded(self.manifest, role, iteration, self.seed)
 
     def has(self, role: str, iteration: int | None = None) -> bool:
-        return self.manifest.latest(role, iteration) is not None
+        return self.manifest.latest(role, iteration, self.seed) is not None
 
     # ---------------------------------------------------------------- where each stage writes
     @property
     def stage1_adapter(self) -> Path:
-        return self.model_dir / f"{self.spec.adapter_prefix}-dpo-{self.epochs}-epochs"
+        return self.model_dir / f"{self.spec.adapter_prefix}-dpo-{self.epochs}-epochs{self._seed('-')}"
+
+    def _seed(self, separator: str) -> str:
+        return f"{separator}seed{separator}{self.seed}" if self.seed else ""
 
     def further_adapter(self, iteration: int = 1) -> Path:
         _check_iteration(iteration)
@@ -174,7 +185,8 @@ class ArtifactLayout:
 
     def local_dataset(self, iteration: int = 1) -> Path:
         _check_iteration(iteration)
-        return self.model_dir / f"further_dpo_dataset_{self.spec.slug}_{self.epochs}_epochs{_suffix(iteration, '_')}"
+        return self.model_dir / (f"further_dpo_dataset_{self.spec.slug}_{self.epochs}_epochs{_suffix(iteration, '_')}"
+                                 f"{self._seed('_')}")
 
     def generation_checkpoint(self, iteration: int = 1) -> Path:
         """Stage 2a's samples of iteration k, so an interrupted run resumes."""
@@ -183,7 +195,7 @@ class ArtifactLayout:
 
     @property
     def grpo_adapter(self) -> Path:
-        return self.model_dir / f"{self.spec.adapter_prefix}-grpo"
+        return self.model_dir / f"{self.spec.adapter_prefix}-grpo{self._seed('-')}"
 
     # ---------------------------------------------------------------- what each stage reads (the record)
     def start_adapter(self, iteration: int = 1) -> Path:
@@ -226,10 +238,12 @@ class ArtifactLayout:
         return self.recorded(FURTHER, _variant_iteration(variant))
 
     def run_stem(self, variant: str, run: int, benchmark: str = "mbpp") -> Path:
-        """``<slug>_<variant>_model_output_run_<i>`` (HumanEval's prefixed): completions, scores, summaries."""
+        """``<slug>_<variant>_model_output_run_<i>`` (HumanEval's prefixed; a training seed k > 0's adapter
+        ``<variant>_seed_<k>``): completions, scores, summaries."""
         _check_benchmark(benchmark)
         prefix = "" if benchmark == "mbpp" else f"{benchmark}_"
-        return self.evaluation_dir / f"{prefix}{self.spec.slug}_{variant}_model_output_run_{run}"
+        seed = self._seed("_") if variant != BASE else ""
+        return self.evaluation_dir / f"{prefix}{self.spec.slug}_{variant}{seed}_model_output_run_{run}"
 
     def comparison(self, benchmark: str = "mbpp") -> Path:
         _check_benchmark(benchmark)
@@ -237,11 +251,11 @@ class ArtifactLayout:
         return self.evaluation_dir / f"{prefix}{self.spec.slug}_comparison.json"
 
 
-def recorded(manifest: Manifest, role: str, iteration: int | None = None) -> Path:
+def recorded(manifest: Manifest, role: str, iteration: int | None = None, seed: int = 0) -> Path:
     """The latest current artifact of a role in a folder's record; none stops the run, naming the stage to run."""
-    entry = manifest.latest(role, iteration)
+    entry = manifest.latest(role, iteration, seed)
     if entry is None:
-        what = role + (f" (iteration {iteration})" if iteration else "")
+        what = role + (f" (iteration {iteration})" if iteration else "") + (f" (training seed {seed})" if seed else "")
         raise FileNotFoundError(f"{manifest.file}: no {what} recorded, or only one made from what was since "
                                 "replaced; run the stage that makes it first")
     return entry.path

@@ -37,6 +37,7 @@ class Entry:
     created: str
     commit: str | None
     superseded_by: str | None = None  # the artifact whose replacement left this one made from weights now gone
+    seed: int = 0  # the training seed's index (several adapters of one stage, recipe key training_seeds)
 
 
 def normalised(identity: dict) -> dict:
@@ -78,30 +79,33 @@ class Manifest:
         """Every recorded artifact, oldest first."""
         return [Entry(path=self.folder / name, role=item["role"], iteration=item.get("iteration"),
                       identity=item["identity"], created=item["created"], commit=item.get("commit"),
-                      superseded_by=item.get("superseded_by"))
+                      superseded_by=item.get("superseded_by"), seed=item.get("seed", 0))
                 for name, item in self._read()["artifacts"].items()]
 
     def entry(self, path: str | Path) -> Entry | None:
         return next((entry for entry in self.entries() if entry.path.name == Path(path).name), None)
 
-    def latest(self, role: str, iteration: int | None = None) -> Entry | None:
-        """The most recently recorded artifact of a role (and iteration) that is still on disk and was made from
-        what its stage now starts from (not superseded)."""
+    def latest(self, role: str, iteration: int | None = None, seed: int = 0) -> Entry | None:
+        """The most recently recorded artifact of a role (iteration and training seed) that is still on disk and was
+        made from what its stage now starts from (not superseded)."""
         found = [entry for entry in self.entries() if entry.role == role and entry.iteration == iteration
-                 and entry.superseded_by is None and entry.path.exists()]
+                 and entry.seed == seed and entry.superseded_by is None and entry.path.exists()]
         return found[-1] if found else None
 
-    def record(self, path: str | Path, role: str, identity: dict, iteration: int | None = None) -> Entry:
-        """Record (or replace) the artifact ``path`` (inside this folder), atomically; it becomes its role's latest."""
+    def record(self, path: str | Path, role: str, identity: dict, iteration: int | None = None,
+               seed: int = 0) -> Entry:
+        """Record (or replace) the artifact ``path`` (inside this folder), atomically; it becomes its role's latest
+        (for its iteration and training seed)."""
         path = Path(path)
         if path.parent.resolve() != self.folder.resolve():
             raise ValueError(f"{path}: not inside {self.folder}; record it in its own folder's manifest")
         artifacts = self._read()["artifacts"]
         replaced = {name for name, item in artifacts.items()
-                    if item["role"] == role and item.get("iteration") == iteration}
+                    if item["role"] == role and item.get("iteration") == iteration and item.get("seed", 0) == seed}
         artifacts.pop(path.name, None)  # re-inserted last: the latest of its role
-        artifacts[path.name] = {"role": role, "iteration": iteration, "identity": normalised(identity),
-                                "created": files.now(), "commit": files.repository_commit()}
+        artifacts[path.name] = {"role": role, "iteration": iteration, **({"seed": seed} if seed else {}),
+                                "identity": normalised(identity), "created": files.now(),
+                                "commit": files.repository_commit()}
         _supersede(artifacts, replaced, by=path.name)
         files.write_json(self.file, {"artifacts": artifacts})
         return self.entry(path)

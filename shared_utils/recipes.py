@@ -149,14 +149,23 @@ class Recipe:
             return merge(self.settings["stage1"], self.settings["stage2c"])
         return copy.deepcopy(self.settings[name])
 
-    def training(self, stage: str):
-        """The DPO settings of a training stage (``stage1`` or ``stage2c``), checked against TRL and PEFT."""
+    @property
+    def training_seeds(self) -> range:
+        """The training seeds' indices: each DPO/GRPO stage trains one adapter per index (``training_seeds``)."""
+        count = self.settings["training_seeds"]
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise ValueError(f"{self.describe()}: training_seeds must be a whole number of 1 or more, got {count!r}")
+        return range(count)
+
+    def training(self, stage: str, seed: int = 0):
+        """The DPO settings of a training stage (``stage1`` or ``stage2c``), checked against TRL and PEFT; training
+        seed ``seed`` (an index) trains with the recipe's seed plus ``seed``."""
         from shared_utils.training import TrainingSettings
 
         if stage not in TRAINING_STAGES:
             raise ValueError(f"unknown training stage {stage!r}; expected one of {', '.join(TRAINING_STAGES)}")
         section, protocol = self.section(stage), self.protocol()
-        return TrainingSettings(dpo=section["training"], lora=section["lora"], max_pairs=section["max_pairs"],
+        return TrainingSettings(dpo=_seeded(section["training"], seed), lora=section["lora"], max_pairs=section["max_pairs"],
                                 reference=section.get("reference", "base"), protocol=protocol.name,
                                 training_format=protocol.training_format,
                                 load_dtype="float32" if protocol.training_dtype == "float32" else None,
@@ -170,13 +179,13 @@ class Recipe:
         section = self.settings["protocol"]
         return resolve(section["name"], **(section.get("switches") or {}))
 
-    def grpo(self):
+    def grpo(self, seed: int = 0):
         """The GRPO stage's settings (beyond the paper), checked against TRL, PEFT and ``rewards``; a fresh
-        adapter's LoRA fields are Stage 1's with the stage's own laid over them."""
+        adapter's LoRA fields are Stage 1's with the stage's own laid over them; ``seed`` as ``training``'s."""
         from shared_utils.training import GRPOSettings
 
         section = self.section("grpo")
-        return GRPOSettings(grpo=section["training"], lora=merge(self.settings["stage1"]["lora"], section["lora"]),
+        return GRPOSettings(grpo=_seeded(section["training"], seed), lora=merge(self.settings["stage1"]["lora"], section["lora"]),
                             reward=section["reward"], start=section["start"], limit=section["limit"],
                             where=f"{self.describe()}: grpo")
 
@@ -191,6 +200,11 @@ class Recipe:
 
     def describe(self) -> str:
         return " + ".join(self.layers)
+
+
+def _seeded(training: dict, seed: int) -> dict:
+    """TRL's fields for training seed ``seed``: the recipe's ``seed`` (TRL's default 42 when unset) plus the index."""
+    return training if not seed else {**training, "seed": training.get("seed", 42) + seed}
 
 
 def load(model: str | None = None, *overlays: dict | str | Path, recipe: str | Path | None = None,

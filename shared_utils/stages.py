@@ -116,9 +116,17 @@ def train_stage1(recipe: Recipe, layout: ArtifactLayout, *, model: str | None = 
                  overwrite: bool = False):
     """Stage 1: DPO + LoRA on the labelled global pairs the global folder records, into the layout's Stage-1 adapter,
     recorded in its manifest."""
-    settings = recipe.training("stage1")  # checked before any input is looked for
-    return _train_adapter(layout, STAGE1, None, model or recipe.model, layout.global_.labelled, layout.stage1_adapter,
-                          settings, progress=progress, overwrite=overwrite)
+    recipe.training("stage1")  # checked before any input is looked for
+    return _each_seed(recipe, layout, lambda seeded, seed: _train_adapter(
+        seeded, STAGE1, None, model or recipe.model, seeded.global_.labelled, seeded.stage1_adapter,
+        recipe.training("stage1", seed), progress=progress, overwrite=overwrite))
+
+
+def _each_seed(recipe: Recipe, layout: ArtifactLayout, stage):
+    """A training stage once per training seed (recipe key ``training_seeds``), each on the layout of its seed (its
+    own inputs and outputs); the first seed's result is returned (the paper's single run, what a notebook shows)."""
+    results = [stage(layout.with_seed(seed), seed) for seed in recipe.training_seeds]
+    return results[0]
 
 
 def _train_adapter(layout: ArtifactLayout, role: str, iteration: int | None, model: str, dataset, out: Path, settings,
@@ -133,7 +141,7 @@ def _train_adapter(layout: ArtifactLayout, role: str, iteration: int | None, mod
         return card.read_result(out)
     result = training.train_dpo(model, dataset, out, settings=settings, init_adapter=init_adapter, progress=progress,
                                 overwrite=True)
-    layout.manifest.record(out, role, identity, iteration)
+    layout.manifest.record(out, role, identity, iteration, layout.seed)
     return result
 
 
@@ -152,8 +160,14 @@ def self_generate(recipe: Recipe, layout: ArtifactLayout, iteration: int = 1, *,
 
     Through vLLM where it is installed and a GPU is present, else the local loop; the dataset's
     provenance names the engine and the weights' dtype (``protocol.generation_dtype``). A local
-    dataset recorded with the same identity is reused.
+    dataset recorded with the same identity is reused. Each training seed's adapter samples its own.
     """
+    return _each_seed(recipe, layout, lambda seeded, _: _self_generate(
+        recipe, seeded, iteration, model=model, progress=progress, overwrite=overwrite))
+
+
+def _self_generate(recipe: Recipe, layout: ArtifactLayout, iteration: int, *, model: str | None, progress: bool,
+                   overwrite: bool) -> LocalPairs:
     from shared_utils import generation, self_generation
     from shared_utils.generation.checkpoint import discard
     from shared_utils.manifest import adapter_sha256
@@ -190,7 +204,7 @@ def self_generate(recipe: Recipe, layout: ArtifactLayout, iteration: int = 1, *,
         dataset = preferences.save_pairs(rows, out, start_adapter=str(start), sampling=sampling.__dict__,
                                          generation=generation.engine_of(checkpoint), rounds=rounds.to_dict("records"),
                                          recipe=recipe.describe(), protocol=protocol.switches())
-        layout.manifest.record(dataset, LOCAL_PAIRS, identity, iteration)
+        layout.manifest.record(dataset, LOCAL_PAIRS, identity, iteration, layout.seed)
     return LocalPairs(problems=problems, generation=result, rounds=rounds, rows=rows, dataset=dataset)
 
 
@@ -213,24 +227,32 @@ def _saved_local_pairs(dataset: Path, problems: list[dict]) -> LocalPairs:
 def train_stage2(recipe: Recipe, layout: ArtifactLayout, iteration: int = 1, *, model: str | None = None,
                  progress: bool = True, overwrite: bool = False):
     """Stage 2c: continue the iteration's starting adapter on its local pairs (both as recorded); None when
-    Stage 2a recorded no pairs."""
-    if not layout.has(LOCAL_PAIRS, iteration):
-        return None
-    return _train_adapter(layout, FURTHER, iteration, model or recipe.model, layout.recorded(LOCAL_PAIRS, iteration),
-                          layout.further_adapter(iteration), recipe.training("stage2c"),
-                          init_adapter=layout.start_adapter(iteration), progress=progress, overwrite=overwrite)
+    Stage 2a recorded no pairs (for a training seed: no adapter of that seed)."""
+    def one(seeded: ArtifactLayout, seed: int):
+        if not seeded.has(LOCAL_PAIRS, iteration):
+            return None
+        return _train_adapter(seeded, FURTHER, iteration, model or recipe.model,
+                              seeded.recorded(LOCAL_PAIRS, iteration), seeded.further_adapter(iteration),
+                              recipe.training("stage2c", seed), init_adapter=seeded.start_adapter(iteration),
+                              progress=progress, overwrite=overwrite)
+
+    return _each_seed(recipe, layout, one)
 
 
 def train_grpo(recipe: Recipe, layout: ArtifactLayout, *, model: str | None = None, progress: bool = True,
                overwrite: bool = False):
     """Beyond the paper: GRPO from the recipe's ``grpo.start`` adapter (the recorded one) on the training prompts,
-    into the layout's GRPO adapter, recorded in its manifest."""
+    into the layout's GRPO adapter, recorded in its manifest; one per training seed, each from its seed's start."""
+    return _each_seed(recipe, layout, lambda seeded, seed: _train_grpo(
+        recipe, seeded, seed, model=model or recipe.model, progress=progress, overwrite=overwrite))
+
+
+def _train_grpo(recipe: Recipe, layout: ArtifactLayout, seed: int, *, model: str, progress: bool, overwrite: bool):
     from shared_utils import training
     from shared_utils.training import card
     from shared_utils.training.dpo import is_complete
 
-    settings = recipe.grpo()
-    model = model or recipe.model
+    settings = recipe.grpo(seed)
     source = layout.global_.train_problems
     problems, start, out = data.load_problems(source), layout.grpo_start(settings.start), layout.grpo_adapter
     identity = training.grpo_identity(model, problems, settings, init_adapter=start, problems_source=str(source))
@@ -238,7 +260,7 @@ def train_grpo(recipe: Recipe, layout: ArtifactLayout, *, model: str | None = No
         return card.read_result(out)
     result = training.train_grpo(model, problems, out, settings=settings, init_adapter=start,
                                  problems_source=str(source), progress=progress, overwrite=True)
-    layout.manifest.record(out, GRPO, identity)
+    layout.manifest.record(out, GRPO, identity, seed=layout.seed)
     return result
 
 
@@ -252,7 +274,7 @@ def evaluation_plan(recipe: Recipe, layout: ArtifactLayout, *, model: str | None
                     max_new_tokens=section["max_new_tokens"], temperature=section["temperature"],
                     top_p=section["top_p"], top_k=section["top_k"], limit=section["limit"],
                     subset=section["subset"], stop_at_code_end=section["stop_at_code_end"], seed=section["seed"],
-                    adapters=section["adapters"],
+                    adapters=section["adapters"], training_seeds=len(recipe.training_seeds),
                     backend=resolve_backend("auto"), overwrite=overwrite)
 
 

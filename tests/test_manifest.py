@@ -3,6 +3,7 @@ never returns an old result. Training and sampling are stand-ins (``train_calls`
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -219,3 +220,46 @@ def test_a_changed_global_setting_is_not_served_the_old_pairs(tmp_path, train_ca
     assert record[out.pairs.name]["identity"]["problems"] == str(out.train_problems)
     assert record[out.dataset.name]["identity"]["pairs"] == str(out.pairs)
     assert record[out.train_problems.name]["identity"]["source"] == data.DEMO_SOURCE
+
+
+def test_two_training_seeds_train_record_and_evaluate_an_adapter_each(folders, train_calls, sampled, grpo_calls):
+    """training_seeds: 2: every DPO/GRPO stage trains seed 0 (the paper's names and seed) and seed 1 (its own folders,
+    the stage's seed + 1, its own chain); the evaluation evaluates both and resamples over them."""
+    from shared_utils import evaluation
+
+    recipe, layout = _recipe_and_layout(folders, {"training_seeds": 2, "grpo": {"start": "dpo"}})
+    first = stages.train_stage1(recipe, layout).adapter_dir
+    assert first == layout.stage1_adapter and first.name == "smollm2-135m-dpo-2-epochs"
+    seeded = layout.with_seed(1)
+    assert [call["out"] for call in train_calls["calls"]] == [first, seeded.stage1_adapter]
+    assert seeded.stage1_adapter.name == "smollm2-135m-dpo-2-epochs-seed-1"
+    assert [call["settings"].dpo["seed"] for call in train_calls["calls"]] == [42, 43]
+    stages.self_generate(recipe, layout, 1, progress=False)
+    assert sampled["adapter"] == seeded.stage1_adapter  # each seed samples from its own Stage-1 adapter
+    stages.train_stage2(recipe, layout, 1)
+    assert train_calls["calls"][-1]["init_adapter"] == seeded.stage1_adapter
+    assert train_calls["calls"][-1]["dataset"] == seeded.recorded(LOCAL_PAIRS, 1) == seeded.local_dataset(1)
+    stages.train_grpo(recipe, layout)
+    assert [call["init_adapter"] for call in grpo_calls] == [first, seeded.stage1_adapter]
+    record = {(entry.role, entry.seed): entry for entry in layout.manifest.entries()}
+    assert set(record) == {(role, seed) for role in (STAGE1, LOCAL_PAIRS, FURTHER, GRPO) for seed in (0, 1)}
+    assert record[(STAGE1, 1)].identity["dpo"]["seed"] == 43 and record[(STAGE1, 0)].identity["dpo"]["seed"] == 42
+
+    problems = data.load_problems(layout.global_.test_problems)[:2]
+    answers = folders["evaluation_dir"].parent / "answers.jsonl"
+    answers.write_text("".join(json.dumps({"task_id": p["task_id"], "round": 0, "sample": sample, "tokens": 0,
+                                           "text": f"```python\n{p['code']}\n```" if sample else "no code"}) + "\n"
+                               for p in problems for sample in range(2)))
+    plan = dataclasses.replace(stages.evaluation_plan(recipe, layout), limit=2, runs=2, samples=2,
+                               generation={"backend": "replay", "source": str(answers)})
+    assert plan.training_seeds == 2 and plan.seeds(STAGE1) == [0, 1] and plan.seeds("base") == [0]
+    for variant in plan.variants():
+        evaluation.run_variant(plan, variant, progress=False)
+    assert layout.with_seed(1).run_stem(STAGE1, 1).with_suffix(".json").is_file()
+    assert layout.with_seed(1).run_stem(STAGE1, 1).name == "smollm2_135m_dpo_seed_1_model_output_run_1"
+    report = evaluation.comparison(plan)
+    assert sorted(set(report.samples[(STAGE1, "paper")][["seed", "run"]].itertuples(index=False))) == [
+        (0, 0), (0, 1), (1, 0), (1, 1)]
+    assert set(report.per_run.loc[report.per_run["variant"] == STAGE1, "seed"]) == {0, 1}
+    assert set(report.per_run.loc[report.per_run["variant"] == "base", "seed"]) == {0}
+    assert not report.paired.empty
