@@ -71,6 +71,36 @@ def evaluation_overview(report):
     return fig
 
 
+def mi_per_task(values: dict, title: str):
+    """Per variant, the distribution of its per-task MI (mean MI of a solved task's passing samples); n per box."""
+    fig, ax = plt.subplots(figsize=(1.6 * len(values) + 2, 4))
+    shown = {name: series.dropna() for name, series in values.items()}
+    ax.boxplot([series if len(series) else [float("nan")] for series in shown.values()],
+               tick_labels=[f"{name}\n({len(series)} tasks)" for name, series in shown.items()])
+    ax.set(title=title, ylabel="MI of passing code, per task")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def training_curves(log, panels, title: str = ""):
+    """One panel per (columns, title) of ``panels`` that the log (one row per logged step) holds, against the step."""
+    present = [(columns, name) for columns, name in panels
+               if any(column in log for column in ((columns,) if isinstance(columns, str) else columns))]
+    fig, axes = plt.subplots(1, max(len(present), 1), figsize=(5 * max(len(present), 1), 3.5), squeeze=False)
+    for ax, (columns, name) in zip(axes[0], present):
+        columns = [c for c in ((columns,) if isinstance(columns, str) else columns) if c in log]
+        for column in columns:
+            ax.plot(log["step"], log[column], marker="o" if len(log) < 30 else None, label=column)
+        ax.set(title=name, xlabel="step")
+        if len(columns) > 1:
+            ax.legend()
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 GRPO_PANELS = (  # (log columns, title): what GRPO's notebook shows per step
     (("reward", "code/correctness", "code/maintainability"), "Reward and its components"),
     (("kl",), "KL to the starting policy"),
@@ -81,37 +111,30 @@ GRPO_PANELS = (  # (log columns, title): what GRPO's notebook shows per step
 
 def grpo_training(log):
     """GRPO per step: the reward and its components, the KL to the reference, the completion length, the rejections."""
-    fig, axes = plt.subplots(1, len(GRPO_PANELS), figsize=(6 * len(GRPO_PANELS), 3.5))
-    for ax, (columns, title) in zip(axes, GRPO_PANELS):
-        for column in (c for c in columns if c in log):
-            ax.plot(log["step"], log[column], marker="o" if len(log) < 30 else None, label=column)
-        ax.set(title=title, xlabel="step")
-        if len(columns) > 1:
-            ax.legend()
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig
+    return training_curves(log, GRPO_PANELS)
 
 
-def paired_differences(comparisons):
-    """Paired differences (to - from) with their 95% intervals under ``paper``, one panel per metric."""
-    table = comparisons[comparisons["protocol"] == "paper"]
+def paired_differences(table, label, title: str):
+    """Paired differences with their 95% intervals, one panel per metric; ``label(row)`` names each row's comparison.
+
+    ``table`` holds ``metric``, ``diff``, ``low``, ``high`` and ``verdict`` (``statistics.comparisons``); a row whose
+    interval is NaN (a comparison not made) is left out.
+    """
+    table = table.dropna(subset=["low", "high"])
     metrics = list(dict.fromkeys(table["metric"]))
     fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 0.45 * table.groupby("metric").size().max() + 1.5),
-                             sharey=True)
+                             sharey=True, squeeze=False)
     colours = {"better": "tab:green", "worse": "tab:red", "no evidence": "tab:gray"}
-    for ax, metric in zip(axes, metrics):
+    for ax, metric in zip(axes[0], metrics):
         rows = table[table["metric"] == metric].reset_index(drop=True)
-        labels = [f"{model}: {a} → {b}" for model, a, b in zip(rows["model"], rows["from"], rows["to"])]
         for y, row in rows.iterrows():
             ax.errorbar(row["diff"], y, xerr=[[row["diff"] - row["low"]], [row["high"] - row["diff"]]], fmt="o",
                         color=colours[row["verdict"]], capsize=3)
         ax.axvline(0, color="black", linewidth=0.8)
-        ax.set_yticks(range(len(labels)), labels)
+        ax.set_yticks(range(len(rows)), [label(row) for _, row in rows.iterrows()])
         ax.invert_yaxis()
         ax.set(title=metric, xlabel="difference (to - from), 95% interval")
         ax.grid(axis="x", alpha=0.3)
-    fig.suptitle("The authors' published outputs re-scored (paper protocol): green better, red worse, "
-                 "grey no evidence (Holm)")
+    fig.suptitle(title)
     fig.tight_layout()
     return fig
