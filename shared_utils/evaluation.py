@@ -238,7 +238,7 @@ def _compare(plan: EvalPlan, benchmark: str) -> Report | None:
     metrics = [c for c in per_run.columns if c.startswith("pass@") or c == "avg_mi"]
     grouped = per_run.groupby(["variant", "scoring"], sort=False)[metrics]
     table = grouped.mean().round(4).astype(str) + " ± " + grouped.std(ddof=1).fillna(0).round(4).astype(str)
-    observed = {key: _observations(frame) for key, frame in frames.items()}
+    observed = {key: scoring.observations(frame) for key, frame in frames.items()}
     metrics = statistics.metric_names(plan.ks)
     intervals = pd.DataFrame([{"variant": variant, "scoring": name, "metric": metric, **values}
                               for (variant, name), rows in observed.items()
@@ -257,14 +257,6 @@ def _compare(plan: EvalPlan, benchmark: str) -> Report | None:
                       "paired": paired.to_dict("records")})
     _record_in_adapters(plan, benchmark, table, frames)
     return report
-
-
-def _observations(frame):
-    """A variant's pooled per-sample frame as ``statistics`` observations: one row per (seed, run, task)."""
-    import pandas as pd
-
-    return pd.concat([statistics.observations(scoring.per_task(part), seed=seed, run=run)
-                      for (seed, run), part in frame.groupby(["seed", "run"], sort=True)], ignore_index=True)
 
 
 def _record_in_adapters(plan: EvalPlan, benchmark: str, table, frames: dict) -> None:

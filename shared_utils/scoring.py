@@ -88,6 +88,16 @@ def per_task(frame) -> "pd.DataFrame":
     return table
 
 
+def observations(frame) -> "pd.DataFrame":
+    """A variant's per-sample frame of several (seed, run) as ``statistics`` observations: one row per (seed, run, task)."""
+    import pandas as pd
+
+    from shared_utils import statistics
+
+    return pd.concat([statistics.observations(per_task(part), seed=seed, run=run)
+                      for (seed, run), part in frame.groupby(["seed", "run"], sort=True)], ignore_index=True)
+
+
 def summarize(frame, ks: Iterable[int] = DEFAULT_KS) -> dict:
     """The metrics the CLI prints and the notebooks tabulate, for one run, each with its 95% interval."""
     import numpy as np  # here, not at the top: the CLI imports this module for every verb

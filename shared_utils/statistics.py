@@ -33,6 +33,8 @@ N_BOOT = 10_000
 KEYS = ("seed", "run", "task_id")
 VERDICTS = ("better", "worse", "no evidence")
 MI_NOTE = "each variant's mean over its own solved tasks (the authors' average MI); tasks resampled jointly"
+MI_BOTH_NOTE = ("each variant's average MI over the tasks both variants solve (in any run or seed); those tasks "
+                "resampled jointly")
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -128,6 +130,13 @@ def common_tasks(*frames: pd.DataFrame) -> list:
     """The tasks every frame observes, in the first frame's order."""
     shared = set.intersection(*(set(frame["task_id"]) for frame in frames))
     return [task for task in dict.fromkeys(frames[0]["task_id"]) if task in shared]
+
+
+def solved_by_both(a: pd.DataFrame, b: pd.DataFrame) -> list:
+    """The tasks each of the two variants solves in at least one of its (seed, run) rows, in ``a``'s order: where
+    average MI can be compared task for task."""
+    solved = [set(frame.loc[frame["c"] > 0, "task_id"]) for frame in (a, b)]
+    return [task for task in dict.fromkeys(a["task_id"]) if task in solved[0] & solved[1]]
 
 
 def compare(a: pd.DataFrame, b: pd.DataFrame, metrics: Sequence[str], *, n_boot: int = N_BOOT, seed: int = 0,
