@@ -143,17 +143,18 @@ def is_stale(path: Path, rendered: str) -> bool:
 
 
 def render_all(*, check: bool = False) -> list[Path]:
-    """Write every notebook (and the README's model table and paper-outputs section) whose content differs from its
-    rendering.
+    """Write every notebook (and the README's model table, study results and paper-outputs section) whose content
+    differs from its rendering.
 
     Returns those paths; with ``check=True`` nothing is written and they are the stale ones. A notebook
     saved with its outputs is not stale (``as_rendered``) and keeps them.
     """
-    from shared_utils import paper_outputs
+    from shared_utils import paper_outputs, study_report
 
     rendered = {target.path: render(target) for target in targets()}
     stale = [path for path, text in rendered.items() if is_stale(path, text)]
-    rendered[README] = readme_with_table(paper_outputs.readme_with_section(README.read_text()))
+    rendered[README] = readme_with_table(
+        study_report.readme_with_section(paper_outputs.readme_with_section(README.read_text())))
     if README.read_text() != rendered[README]:
         stale.append(README)
     if not check:
