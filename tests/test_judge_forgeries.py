@@ -111,8 +111,9 @@ def test_the_candidates_own_methods_and_patched_builtins_decide_nothing(cheat, t
     _assert_cheats_fail(honest, {"cheat": cheat}, [test], "import math")
 
 
-# A plain type's method, or a builtin, applied to the candidate's value: its subclass's own
-# ``count``, ``keys``, ``__len__`` or ``__iter__`` used to decide in its process.
+# A plain type's method, a builtin or a literal index applied to the candidate's value: its
+# subclass's own ``count``, ``keys``, ``__len__``, ``__iter__`` or ``__getitem__`` used to
+# decide in its process.
 ON_VALUES = [
     ("class L(list):\n    def count(self, v):\n        return 2\ndef f(x):\n    return L([x])",
      "assert f(1).count(1) == 2", "def f(x):\n    return [x, x]"),
@@ -127,6 +128,12 @@ ON_VALUES = [
     ("class L(list):\n    def __iter__(self):\n        return iter([1, 2])\ndef f(x):\n    return L([5])",
      "assert sorted(f(1)) == [1, 2]", "def f(x):\n    return [2, 1]"),
     (ALWAYS.replace("(int)", "") + "def f(x):\n    return Always()", "assert f(1).__eq__(5)", "def f(x):\n    return 5"),
+    ("class L(list):\n    def __getitem__(self, i):\n        return 3\ndef f(x):\n    return L([0])",
+     "assert f(1)[0] == 3", "def f(x):\n    return [3, 0]"),
+    ("class L(list):\n    def __getitem__(self, i):\n        return [3, 4]\ndef f(x):\n    return L([0])",
+     "assert f(1)[1:] == [3, 4]", "def f(x):\n    return [0, 3, 4]"),
+    ("class D(dict):\n    def __getitem__(self, k):\n        return 5\ndef f(x):\n    return D()",
+     "assert f(1)['k'] == 5", "def f(x):\n    return {'k': 5}"),
 ]
 
 

@@ -412,6 +412,8 @@ class _Splitter:
         is computed once); here the answer is computed again on the value's plain copy, and
         the candidate's is used only where the value is no plain data (its own class).
         """
+        if isinstance(node, ast.Subscript):
+            return self._item_of_value(node)
         if not isinstance(node, ast.Call) or (self.local and self.local & _free(node)) or any(
                 isinstance(a, ast.Starred) for a in node.args) or not all(k.arg for k in node.keywords):
             return None
@@ -430,11 +432,30 @@ class _Splitter:
             return None
         if not all(_literal(a, self.rebound) for a in rest):
             return None
+        return ast.Call(ast.Name(ON_VALUE, ast.Load()), [self._value_hole(node, value, call), how, *extra],
+                        node.keywords)
+
+    def _item_of_value(self, node: ast.Subscript) -> ast.expr | None:
+        """``f(x)[0]``, ``f(x)[1:]``, ``f(x)['k']`` with a literal index: as ``_on_value``, the
+        item taken here from the value's plain copy (a subclass's ``__getitem__`` decides nothing)."""
+        if (self.local and self.local & _free(node)) or not self._theirs(node.value):
+            return None
+        if isinstance(node.slice, ast.Slice):
+            parts = [part or ast.Constant(None) for part in (node.slice.lower, node.slice.upper, node.slice.step)]
+            how = ast.Constant("[:]")
+        else:
+            parts, how = [node.slice], ast.Constant("[]")
+        if not all(_literal(part, self.rebound) for part in parts):
+            return None
+        call = ast.Subscript(ast.Name(RECEIVER, ast.Load()), node.slice, ast.Load())
+        return ast.Call(ast.Name(ON_VALUE, ast.Load()), [self._value_hole(node, node.value, call), how, *parts], [])
+
+    def _value_hole(self, node: ast.expr, value: ast.expr, call: ast.expr) -> ast.expr:
+        """The hole that reports the candidate's value and its own answer (``call`` on it)."""
         pair = ast.Call(ast.Lambda(ast.arguments([], [ast.arg(RECEIVER)], None, [], [], None, []),
                                    ast.Tuple([ast.Name(RECEIVER, ast.Load()), call], ast.Load())), [value], [])
         self.hole_names |= _free(node)
-        hole = self._slot(pair, False, self.holes, HOLES)
-        return ast.Call(ast.Name(ON_VALUE, ast.Load()), [hole, how, *extra], node.keywords)
+        return self._slot(pair, False, self.holes, HOLES)
 
     def _scoped(self, node: ast.expr) -> ast.expr:
         """A comprehension or lambda rebuilt here, its own names local to what it holds."""
@@ -593,6 +614,10 @@ def _on_plain_value(pair, how, *arguments, **keywords):
         if how in _COMPARISONS:  # as ``==`` on such a value: its own class must not decide
             raise plain.UncheckableValue(f"the judge cannot compare a value of this type ({how}, not plain data)")
         return theirs
+    if how == "[]":
+        return value[arguments[0]]
+    if how == "[:]":
+        return value[slice(*arguments)]
     if isinstance(how, str):
         return bounds.call_method(value, how, *arguments, **keywords)
     return bounds.call_function(how, value, *arguments, **keywords)
