@@ -26,6 +26,7 @@ The rules, fixed before any result was seen:
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 from pathlib import Path
@@ -169,8 +170,8 @@ def build(evaluation_dir: Path, out_dir: Path, *, recipe: dict, headline: str = 
     files.write_json(out_dir / "summary.json", summary)
     with files.atomic_path(out_dir / "summary.csv") as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
-    with files.atomic_path(out_dir / "samples.csv.gz") as tmp:
-        samples.to_csv(tmp, index=False, float_format="%.6g", compression={"method": "gzip", "mtime": 0})
+    with files.atomic_path(out_dir / "samples.csv.gz") as tmp:  # no time, no file name in the header: same bytes
+        tmp.write_bytes(gzip.compress(samples.to_csv(index=False, float_format="%.6g").encode(), mtime=0))
     save_figures(samples, paired, out_dir, headline, variants)
     curves = training_curves(adapters or {}, out_dir / "curves")
     files.write_json(out_dir / "study.json", files.provenance(
@@ -211,13 +212,14 @@ def training_curves(adapters: dict[str, Path], folder: Path) -> dict:
     """Per adapter, its trainer's log history (``log_history.json``) copied and drawn; what was found, per adapter."""
     import matplotlib.pyplot as plt
 
+    from shared_utils.training.card import LOG_HISTORY
     from shared_utils.training.curves import GRPO_PLOTS, PLOTS
 
     found = {}
     for name, adapter in adapters.items():
-        source = Path(adapter) / "log_history.json"
+        source = Path(adapter) / LOG_HISTORY
         if not source.is_file():
-            found[name] = f"no log_history.json in {adapter}"
+            found[name] = f"no {LOG_HISTORY} in {adapter}"
             continue
         history = json.loads(source.read_text())
         log = pd.DataFrame([row for row in history if "loss" in row])

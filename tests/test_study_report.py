@@ -168,6 +168,13 @@ def test_the_files_and_the_readme_section(report, tmp_path):
     assert readme.read_text() == f"# top\n\n{section}\n\n## next\n"
 
 
+def test_the_same_folder_gives_the_same_bytes(evaluation, report, tmp_path):
+    out, _, _ = report
+    study_report.build(evaluation[0], tmp_path, recipe={"evaluation": {"samples": SAMPLES}}, n_boot=2000)
+    for name in ("summary.json", "summary.csv", "samples.csv.gz", "differences.png", "mi_per_task.png"):
+        assert (tmp_path / name).read_bytes() == (out / name).read_bytes(), name
+
+
 def test_training_curves_are_drawn_from_each_adapters_log_history(evaluation, tmp_path):
     adapter = tmp_path / "dpo-adapter"
     adapter.mkdir()
