@@ -388,6 +388,18 @@ def test_the_worst_values_found_cost_the_trusted_side_little(test, value):
     assert seconds < 1.0 and peak < 64 << 20, (result, seconds, peak >> 20)
 
 
+def test_sorting_the_candidates_value_here_is_bounded():
+    """``sorted(f(0))`` is computed here on the value's plain copy: more values than a quarter
+    second's sort are refused as too large to check (a line may hold 4 million: seconds)."""
+    plan = asserts.compile_job(("assert sorted(f(0)) == [1]",), "", "def f(x):\n    return x\n")
+    (block,) = plan.blocks
+    (step,) = block.steps
+    value = [float(i % 1000) + i / 1e6 for i in range((1 << 18) + 1)][::-1]
+    line = plain.dumps({"c": [[step[1], [{"v": plain.encode((value, value))}]]]}).decode()
+    result = api._judge(block, line, api.NO_EXPECTED)
+    assert (result.status, result.exc_type) == ("error", "OverflowError"), result
+
+
 def test_a_huge_width_from_the_candidate_is_refused_end_to_end():
     outcome = api.check("def f(x):\n    return (999_999_999, 1)", ["assert '%*d' % f(0) == ' 1'"], **FAST)
     assert (outcome.status, outcome.exc_type) == ("error", "OverflowError")

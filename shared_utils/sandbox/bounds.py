@@ -146,6 +146,15 @@ def _sum(iterable, start=0):
     return builtins.sum(items, start)
 
 
+def _sorted(iterable, *, key=None, reverse=False):
+    """At most ``MAX_STEPS`` items (a quarter of a second): sorting the 4 million values a result
+    line may hold would take the trusted side seconds."""
+    items = list(itertools.islice(iterable, MAX_STEPS + 1))
+    if builtins.len(items) > MAX_STEPS:
+        refuse()
+    return builtins.sorted(items, key=key, reverse=reverse)
+
+
 def _divmod(left, right):
     return operate("FloorDiv", left, right), operate("Mod", left, right)
 
@@ -164,7 +173,7 @@ def _math(name: str, *arguments):
 
 _CHECKED = {builtins.pow: _pow, builtins.round: _round, builtins.int: _int, builtins.range: _range,
             builtins.bytes: _sized(bytes), builtins.bytearray: _sized(bytearray), builtins.sum: _sum,
-            builtins.divmod: _divmod}
+            builtins.divmod: _divmod, builtins.sorted: _sorted}
 
 
 def call_function(function, *arguments, **keywords):
