@@ -282,3 +282,125 @@ def test_in_place_kv_cache_samples_the_same_tokens_as_transformers_cache(tiny, m
         assert len({c.tokens for c in runs["slack"]}) > 2
     with pytest.raises(ValueError, match="kv_cache='static'"):
         generate(reqs, loaded=tiny, sampling=sampling, progress=False, kv_cache="static")
+
+
+@pytest.fixture
+def varied_lengths(monkeypatch):
+    """A ninth of the vocabulary ends a sample, so that samples end at different steps."""
+    from shared_utils.generation import local
+
+    monkeypatch.setattr(local, "eos_token_ids", lambda model, tokenizer: set(range(0, len(tokenizer), 9)))
+
+
+def _alone(tiny, request, sample, sampling, eos):
+    """One sample drawn the plain way, as continuous batching promises to draw it: the whole sequence
+    through the model at every step (no cache), the sample's own seeded uniforms, inverse CDF."""
+    import torch
+
+    from shared_utils.generation.core import derive_seed
+    from shared_utils.generation.local import warp
+
+    ids = prompts.encode(tiny.tokenizer, [tiny.render(request.messages)])["input_ids"]
+    generator = torch.Generator().manual_seed(derive_seed(sampling.seed, "sample", request.task_id, 0, sample))
+    uniforms = torch.rand(sampling.max_new_tokens, generator=generator)
+    tokens = []
+    with torch.inference_mode():
+        for step in range(sampling.max_new_tokens):
+            logits = tiny.model(input_ids=torch.cat([ids, torch.tensor([tokens], dtype=ids.dtype)], 1)).logits[:, -1]
+            cdf = warp(logits, sampling.temperature, 0, sampling.top_p).softmax(-1).cumsum(-1)
+            token = int(torch.searchsorted(cdf, (uniforms[step] * cdf[:, -1])[:, None], right=True))
+            if token in eos:
+                break
+            tokens.append(token)
+    return tiny.tokenizer.decode(tokens, skip_special_tokens=True), len(tokens)
+
+
+def test_refill_draws_each_sample_as_if_it_ran_alone(tiny, varied_lengths, monkeypatch):
+    """Continuous batching computes each sample as a plain uncached loop with its own seed would: rows
+    refilled mid-run (prompts of different lengths right-aligned in one cache, each row at its own
+    position, the cache laid out again as it fills and when a longer prompt comes) change nothing."""
+    from shared_utils.generation import local, stream
+
+    monkeypatch.setattr(stream, "GROW_BY", 3)  # lay the cache out again every few steps
+    reqs = requests_for(3) + [Request(7, prompts.messages("A much longer prompt " * 6)),
+                              Request(9, prompts.messages("Short."))]
+    sampling = SamplingConfig(n=2, temperature=0.8, max_new_tokens=10, stop_at_code_end=False, seed=6, batch_size=3)
+    refilled = generate(reqs, loaded=tiny, sampling=sampling, progress=False, refill=True)
+    eos = local.eos_token_ids(None, tiny.tokenizer)
+    by_request = {r.task_id: r for r in reqs}
+    assert [(c.text, c.tokens) for c in refilled] == [_alone(tiny, by_request[c.task_id], c.sample, sampling, eos)
+                                                      for c in refilled]
+    assert len({c.tokens for c in refilled}) > 2  # rows ended at different steps, so rows were refilled
+
+
+def test_refill_samples_are_reproducible_and_drawn_per_sample(tiny, varied_lengths):
+    """With refill each sample draws from its own seeded stream: the same seed gives the same texts, and
+    the texts do not depend on how many rows run beside it (on this float32 model, whose rows do not
+    disturb each other's rounding); another seed gives other texts."""
+    reqs = requests_for(4)
+    sampling = SamplingConfig(n=3, temperature=0.8, max_new_tokens=12, stop_at_code_end=False, seed=4)
+    runs = [generate(reqs, loaded=tiny, sampling=dataclasses.replace(sampling, batch_size=width), progress=False,
+                     refill=True) for width in (5, 5, 2)]
+    texts = [[(c.key, c.text, c.tokens) for c in run] for run in runs]
+    assert texts[0] == texts[1] == texts[2]
+    other = generate(reqs, loaded=tiny, sampling=dataclasses.replace(sampling, seed=5, batch_size=5),
+                     progress=False, refill=True)
+    assert [c.text for c in other] != [c.text for c in runs[0]]
+
+
+@pytest.mark.parametrize("options", [{}, {"refill": True}], ids=["default", "refill"])
+def test_an_interrupted_run_keeps_every_finished_problem_and_resumes_to_the_same_samples(
+        tiny, varied_lengths, tmp_path, monkeypatch, options):
+    """Problems are recorded as their last sample ends, inside a batch: interrupted after two problems of
+    the first batch, the checkpoint holds them, and the resumed run equals an uninterrupted one."""
+    from shared_utils.generation.checkpoint import Checkpoint
+
+    reqs = requests_for(5)
+    sampling = SamplingConfig(n=2, temperature=0.8, max_new_tokens=10, stop_at_code_end=False, seed=2,
+                              batch_size=10)  # one batch (default) or segment (refill) of all 10 samples
+    clean = generate(reqs, loaded=tiny, sampling=sampling, checkpoint=tmp_path / "a.jsonl", progress=False,
+                     **options)
+    append = Checkpoint.append
+    written = []
+
+    def interrupt_after_two_problems(self, completions):
+        append(self, completions)
+        written.append(len(completions))
+        if len(written) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Checkpoint, "append", interrupt_after_two_problems)
+    with pytest.raises(KeyboardInterrupt):
+        generate(reqs, loaded=tiny, sampling=sampling, checkpoint=tmp_path / "b.jsonl", progress=False, **options)
+    saved = [json.loads(line) for line in (tmp_path / "b.jsonl").read_text().splitlines()]
+    assert written == [2, 2] and len(saved) == 4 and len({row["task_id"] for row in saved}) == 2
+    monkeypatch.setattr(Checkpoint, "append", append)
+    resumed = generate(reqs, loaded=tiny, sampling=sampling, checkpoint=tmp_path / "b.jsonl", progress=False,
+                       **options)
+    assert resumed == clean
+    assert len((tmp_path / "b.jsonl").read_text().splitlines()) == 10
+
+
+def test_a_checkpoint_is_not_resumed_with_refill_switched(tiny, tmp_path):
+    """Refill draws each sample from its own stream: a checkpoint written without it is not continued with it."""
+    reqs = requests_for(2)
+    sampling = SamplingConfig(n=2, max_new_tokens=4, seed=3, batch_size=4)
+    generate(reqs, loaded=tiny, sampling=sampling, checkpoint=tmp_path / "c.jsonl", progress=False)
+    assert "refill" not in json.loads((tmp_path / "c.jsonl.meta.json").read_text())["numerics"]
+    with pytest.raises(CheckpointMismatch, match="numerics"):
+        generate(reqs, loaded=tiny, sampling=sampling, checkpoint=tmp_path / "c.jsonl", progress=False, refill=True)
+
+
+def test_the_default_loop_samples_what_it_sampled_before_refill_and_per_problem_records(tiny, varied_lengths,
+                                                                                        tmp_path):
+    """The default path (no refill) keeps its seeded tokens: the digest was taken on this tiny model with
+    the code before continuous batching and per-problem checkpoint records existed (rows ending at
+    different steps, a checkpoint written)."""
+    import hashlib
+
+    reqs = requests_for(4)
+    sampling = SamplingConfig(n=3, temperature=0.8, max_new_tokens=12, stop_at_code_end=False, seed=7, batch_size=5)
+    out = generate(reqs, loaded=tiny, sampling=sampling, progress=False, checkpoint=tmp_path / "c.jsonl")
+    rows = [[c.task_id, c.sample, c.text, c.tokens] for c in out]
+    assert [c.tokens for c in out] == [0, 0, 5, 2, 4, 12, 6, 7, 8, 3, 11, 1]
+    assert hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16] == "5ba462f47a4dcbed"

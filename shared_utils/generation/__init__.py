@@ -8,14 +8,15 @@
 - ``openai``: any OpenAI-compatible chat-completions server;
 - ``replay``: answers saved earlier (a paper-format JSON or a checkpoint JSONL), ``source=PATH``.
 
-With ``checkpoint=PATH`` every finished batch is appended to a JSONL keyed by
-(task_id, round, sample) and a rerun skips what is there. Batches are planned from the requests
+With ``checkpoint=PATH`` every finished problem (all its samples in a batch; remote backends: every
+finished batch) is appended to a JSONL keyed by (task_id, round, sample) and a rerun skips what is there. Batches are planned from the requests
 alone and each is seeded from (seed, its first key), so an interrupted and resumed run writes
 exactly what an uninterrupted one does. Stage-1 pairs: ``request_pairs`` / ``replay_pairs``.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import time
@@ -109,11 +110,12 @@ class _Progress:
 
 # What an engine reports that changes the samples themselves (not only their speed): a checkpoint
 # written under one of these is never resumed under another.
-NUMERICS = ("dtype", "merge_adapter", "quantization")
+NUMERICS = ("dtype", "merge_adapter", "quantization", "refill")
 
 
 def numerics(described: dict) -> dict:
-    """The sample-changing part of an engine's description (its dtype, a merged adapter, its quantisation)."""
+    """The sample-changing part of an engine's description (its dtype, a merged adapter, its quantisation,
+    continuous batching)."""
     return {key: described[key] for key in NUMERICS if key in described}
 
 
@@ -127,7 +129,7 @@ def generate(requests: list[Request], *, backend: str = "auto", model: str | Non
     ``loaded`` (a ``models.LoadedModel``, local backend only), which carries its own adapter.
     ``on_batch(index, completions)`` is called after each batch is checkpointed (a hook for
     callers and for the interruption test). ``backend_options`` go to the backend
-    (local: dtype, load_in_4bit, compact_every, merge_adapter, kv_cache; openai: base_url, api_key, concurrency,
+    (local: dtype, load_in_4bit, compact_every, merge_adapter, kv_cache, refill; openai: base_url, api_key, concurrency,
     per_sample, served_model; vllm: engine options; replay: source).
     """
     from shared_utils.generation.core import check_unique
@@ -156,13 +158,16 @@ def generate(requests: list[Request], *, backend: str = "auto", model: str | Non
     keys = [k for batch in batches for k in batch.keys(requests)]
     initial = sum(1 for k in keys if k in done)
     bar = _Progress(progress, len(keys), initial, f"generate[{name}]")
+    streams = "on_complete" in inspect.signature(engine.run_batch).parameters
     try:
         for index, batch in enumerate(batches):
             batch_keys = batch.keys(requests)
             if all(k in done for k in batch_keys):
                 continue
-            completions = engine.run_batch(requests, batch, sampling, on_sample=bar)
-            fresh = [c for c in completions if c.key not in done]
+            before = {k for k in batch_keys if k in done}
+            options = {"on_complete": _ProblemRecorder(batch_keys, done, store)} if streams else {}
+            completions = engine.run_batch(requests, batch, sampling, on_sample=bar, **options)
+            fresh = [c for c in completions if c.key not in before]
             if store is not None:
                 store.append(fresh)
             done.update((c.key, c) for c in fresh)
@@ -173,6 +178,29 @@ def generate(requests: list[Request], *, backend: str = "auto", model: str | Non
     if store is not None:
         store.finish(batch_size=batch_size, last_run=stats, **_describe(engine, sampling))
     return [done[k] for k in keys]
+
+
+class _ProblemRecorder:
+    """Records a problem's samples in the checkpoint as soon as all of them in this batch have ended,
+    so that an interruption loses at most the problems still running (a resume reruns their batch
+    from its start, with its seed, and keeps what was recorded)."""
+
+    def __init__(self, batch_keys: list, done: dict, store: Checkpoint | None):
+        self.done, self.store = done, store
+        self.waiting: dict[tuple, int] = {}
+        for key in batch_keys:
+            self.waiting[key[:2]] = self.waiting.get(key[:2], 0) + 1
+        self.ended: dict[tuple, list[Completion]] = {}
+
+    def __call__(self, completion: Completion) -> None:
+        problem = completion.key[:2]
+        ended = self.ended.setdefault(problem, [])
+        ended.append(completion)
+        if len(ended) == self.waiting[problem]:
+            fresh = [c for c in self.ended.pop(problem) if c.key not in self.done]
+            if self.store is not None:
+                self.store.append(fresh)
+            self.done.update((c.key, c) for c in fresh)
 
 
 def engine_of(checkpoint: str | Path) -> dict | None:

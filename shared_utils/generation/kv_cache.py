@@ -73,6 +73,35 @@ class SlackLayer(DynamicLayer):
         self.length = 0
         super().reset()
 
+    # -- for continuous batching (``stream.py``): rows of fixed slots, each refilled with a new prompt
+    def allocate(self, rows: int, like_keys, like_values, length: int, capacity: int) -> None:
+        """An empty (zero) buffer of ``rows`` x ``capacity`` positions, of which the first ``length`` are in use."""
+        self.lazy_initialization(like_keys, like_values)
+        self._keys = like_keys.new_zeros((rows, *like_keys.shape[1:-2], capacity, like_keys.shape[-1]))
+        self._values = like_values.new_zeros((rows, *like_values.shape[1:-2], capacity, like_values.shape[-1]))
+        self.length = length
+        self._view()
+
+    def place(self, slots, key_states, value_states) -> None:
+        """Rows ``slots`` start afresh: zero, then a prompt's keys/values ending at the current length."""
+        new = key_states.shape[-2]
+        self._keys[slots] = 0
+        self._values[slots] = 0
+        self._keys[slots, ..., self.length - new:self.length, :] = key_states
+        self._values[slots, ..., self.length - new:self.length, :] = value_states
+
+    def relayout(self, start: int, length: int, capacity: int) -> None:
+        """Keep positions ``start`` to the current length, moved to end at ``length``, in a zeroed buffer of
+        ``capacity`` positions (drops positions no row attends to any more, or makes room on the left)."""
+        kept = self.length - start
+        for name in ("_keys", "_values"):
+            old = getattr(self, name)
+            new = old.new_zeros((*old.shape[:-2], capacity, old.shape[-1]))
+            new[..., length - kept:length, :] = old[..., start:self.length, :]
+            setattr(self, name, new)
+        self.length = length
+        self._view()
+
 
 class SlackCache(DynamicCache):
     """A ``DynamicCache`` whose layers are ``SlackLayer``s (for models whose layers all attend globally)."""

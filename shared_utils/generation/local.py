@@ -11,6 +11,10 @@ transformers' warpers: temperature, then top-k, then top-p (nucleus, at least on
 base weights (PEFT's ``merge_and_unload``): the same function without the adapter's two extra
 matmuls and module calls in every adapted layer. Folding changes float rounding, so sampled
 texts can differ from the unmerged model's; it is off unless a recipe or caller asks for it.
+
+``refill=True`` runs each batch by continuous batching (``stream.py``): ``batch_size`` rows in
+flight, a row refilled with the next pending sample as soon as its sample ends, each sample drawn
+from its own seeded stream. Reproducible for the same settings; other texts than the default loop's.
 """
 
 from __future__ import annotations
@@ -18,9 +22,12 @@ from __future__ import annotations
 from typing import Callable
 
 from shared_utils import prompts
-from shared_utils.generation.core import Batch, Completion, Request, SamplingConfig, code_end, effective_top_k
+from shared_utils.generation.core import (Batch, Completion, Request, SamplingConfig, code_end, derive_seed,
+                                          effective_top_k, plan_batches)
+from shared_utils.generation.sampling_ops import device_of, final_text, warp
 
 CPU_BATCH = 48
+REFILL_SEGMENT = 8  # with refill: batch sizes per planned segment (the most a resume recomputes)
 GPU_MAX_BATCH = 256
 
 
@@ -29,7 +36,7 @@ class LocalBackend:
 
     def __init__(self, model=None, adapter=None, *, loaded=None, dtype: str | None = None,
                  load_in_4bit: bool | None = None, compact_every: int = 1, merge_adapter: bool = False,
-                 kv_cache: str = "slack", **_ignored):
+                 kv_cache: str = "slack", refill: bool = False, **_ignored):
         if loaded is None:
             if model is None:
                 raise ValueError("the local backend needs model= (a registry name, hub id or folder) or loaded=")
@@ -44,7 +51,8 @@ class LocalBackend:
 
         self.kv_cache = check_kind(kv_cache)
         self.merge_adapter = merge_adapter
-        self.device = _device_of(self.model)
+        self.refill = bool(refill)
+        self.device = device_of(self.model)
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.eos_ids = eos_token_ids(self.model, self.tokenizer)
@@ -65,6 +73,12 @@ class LocalBackend:
         need = per_token * (longest + sampling.max_new_tokens) or 1
         return int(max(1, min(GPU_MAX_BATCH, 0.5 * free // need)))
 
+    def plan(self, requests: list[Request], sampling: SamplingConfig, batch_size: int) -> list[Batch]:
+        """The batches to run: ``batch_size`` samples each, or with ``refill`` segments of
+        ``REFILL_SEGMENT`` x ``batch_size`` samples run ``batch_size`` at a time (a resume reruns the
+        unfinished segment from its start, so that it sees the same neighbours and gives the same texts)."""
+        return plan_batches(requests, sampling, batch_size * (REFILL_SEGMENT if self.refill else 1))
+
     def render(self, request: Request) -> str:
         return self.loaded.render(request.messages)
 
@@ -74,24 +88,42 @@ class LocalBackend:
     def describe(self, sampling: SamplingConfig) -> dict:
         return {"effective_top_k": self.effective_top_k(sampling), "device": str(self.device),
                 "dtype": str(self.model.dtype).removeprefix("torch."), "eos_token_ids": sorted(self.eos_ids),
-                "merge_adapter": self.merge_adapter, "kv_cache": self.kv_cache}
+                "merge_adapter": self.merge_adapter, "kv_cache": self.kv_cache,
+                **({"refill": True} if self.refill else {})}
 
     # ------------------------------------------------------------------ generation
     def run_batch(self, requests: list[Request], batch: Batch, sampling: SamplingConfig,
-                  on_sample: Callable[[int], None] | None = None) -> list[Completion]:
+                  on_sample: Callable[[int], None] | None = None,
+                  on_complete: Callable[[Completion], None] | None = None) -> list[Completion]:
+        """The batch's completions; ``on_complete`` receives each one as its sample ends."""
         order: dict[int, int] = {}
         for unit in batch.units:
             order.setdefault(unit.request, len(order))
         texts = [self.render(requests[i]) for i in order]
         rows = [order[unit.request] for unit in batch.units]
-        results = sample(self.model, self.tokenizer, texts, rows, sampling, seed=batch.seed, eos_ids=self.eos_ids,
-                         top_k=self.effective_top_k(sampling), tick_mask=self.tick_mask(),
-                         compact_every=self.compact_every, kv_cache=self.kv_cache, on_sample=on_sample)
-        out = []
-        for unit, (text, tokens) in zip(batch.units, results):
-            request = requests[unit.request]
-            out.append(Completion(request.task_id, request.round, unit.sample, text, tokens))
-        return out
+
+        def completion(i: int, text: str, tokens: int) -> Completion:
+            request = requests[batch.units[i].request]
+            return Completion(request.task_id, request.round, batch.units[i].sample, text, tokens)
+
+        def done(i: int, text: str, tokens: int) -> None:
+            if on_sample is not None:
+                on_sample(tokens)
+            if on_complete is not None:
+                on_complete(completion(i, text, tokens))
+
+        options = dict(eos_ids=self.eos_ids, top_k=self.effective_top_k(sampling), tick_mask=self.tick_mask(),
+                       on_done=done)
+        if self.refill:
+            from shared_utils.generation.stream import sample_stream
+
+            seeds = [derive_seed(sampling.seed, "sample", *key) for key in batch.keys(requests)]
+            width = sampling.batch_size or self.default_batch_size(requests, sampling)
+            results = sample_stream(self.model, self.tokenizer, texts, rows, seeds, sampling, width=width, **options)
+        else:
+            results = sample(self.model, self.tokenizer, texts, rows, sampling, seed=batch.seed,
+                             compact_every=self.compact_every, kv_cache=self.kv_cache, **options)
+        return [completion(i, text, tokens) for i, (text, tokens) in enumerate(results)]
 
     def tick_mask(self):
         """A boolean over the vocabulary: the tokens whose text holds a backtick (fence candidates)."""
@@ -126,14 +158,6 @@ def merged_copy(model):
     return copy.deepcopy(model).merge_and_unload().eval()
 
 
-def _device_of(model):
-    import torch
-
-    try:
-        return next(model.parameters()).device
-    except StopIteration:
-        return torch.device("cpu")
-
 
 def eos_token_ids(model, tokenizer) -> set[int]:
     ids: set[int] = set()
@@ -153,39 +177,23 @@ def kv_bytes_per_token(model) -> int:
     return 2 * layers * heads * head_dim * width
 
 
-def warp(logits, temperature: float, top_k: int, top_p: float):
-    """transformers' TemperatureLogitsWarper, TopKLogitsWarper and TopPLogitsWarper, in that order."""
-    import torch
-
-    logits = logits.float()
-    if temperature and temperature != 1.0:
-        logits = logits / temperature
-    if top_k and top_k < logits.shape[-1]:
-        threshold = torch.topk(logits, top_k, dim=-1).values[..., -1, None]
-        logits = logits.masked_fill(logits < threshold, float("-inf"))
-    if top_p is not None and top_p < 1.0:
-        sorted_logits, sorted_indices = torch.sort(logits, descending=False)
-        cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
-        remove = cumulative <= (1 - top_p)
-        remove[..., -1:] = False
-        logits = logits.masked_fill(remove.scatter(1, sorted_indices, remove), float("-inf"))
-    return logits
-
 
 def sample(model, tokenizer, texts: list[str], rows: list[int], sampling: SamplingConfig, *, seed: int,
            eos_ids: set[int], top_k: int = 0, tick_mask=None, compact_every: int = 1, kv_cache: str = "slack",
-           on_sample: Callable[[int], None] | None = None) -> list[tuple[str, int]]:
+           on_sample: Callable[[int], None] | None = None,
+           on_done: Callable[[int, str, int], None] | None = None) -> list[tuple[str, int]]:
     """Sample one sequence per entry of ``rows`` (an index into ``texts``); returns (text, new tokens).
 
     ``compact_every``: drop finished rows from the KV cache once at least this many have
     finished since the last drop (1 = at once). ``kv_cache``: ``"slack"`` appends in place,
     ``"dynamic"`` is transformers' cache (same tokens, slower; kept for comparison).
+    ``on_done(i, text, tokens)`` as sample ``i`` ends (a caller records it at once).
     """
     import torch
 
     from shared_utils.generation.kv_cache import new_cache
 
-    device = _device_of(model)
+    device = device_of(model)
     encoded = prompts.encode(tokenizer, texts)
     input_ids = encoded["input_ids"].to(device)
     mask = encoded["attention_mask"].to(device)
@@ -247,6 +255,9 @@ def sample(model, tokenizer, texts: list[str], rows: list[int], sampling: Sampli
                     newly += 1
                     if on_sample is not None:
                         on_sample(len(tokens[original]))
+                    if on_done is not None:
+                        texts_out[original] = final_text(tokenizer, tokens[original], texts_out[original], sampling)
+                        on_done(original, texts_out[original], len(tokens[original]))
             pending += newly
             if bool(finished_in_cache.all()) or last_step:
                 break
@@ -263,13 +274,4 @@ def sample(model, tokenizer, texts: list[str], rows: list[int], sampling: Sampli
             cache = out.past_key_values
             logits = out.logits[:, -1, :]
             del out
-    results = []
-    for original in range(count):
-        text = texts_out[original]
-        if text is None:
-            text = tokenizer.decode(tokens[original], skip_special_tokens=True)
-            if sampling.stop_at_code_end:
-                end = code_end(text)
-                text = text if end is None else text[:end]
-        results.append((text, len(tokens[original])))
-    return results
+    return [(final_text(tokenizer, tokens[i], texts_out[i], sampling), len(tokens[i])) for i in range(count)]
