@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test notebooks jupyter clean
+.PHONY: setup demo study test notebooks jupyter clean
 
 setup: $(STAMP)
 
@@ -24,6 +24,11 @@ $(STAMP): requirements.txt requirements-test.txt requirements-jupyter.txt pyproj
 
 demo: setup
 	HF_HUB_OFFLINE=1 $(PY) -m shared_utils run --model smollm2-135m
+
+# The CPU study of the whole method on smollm2-135m (shared_utils/resources/recipes/study.yaml), about 2 hours;
+# rerun after an interruption to continue.
+study: setup
+	HF_HUB_OFFLINE=1 $(PY) -m shared_utils study
 
 test: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest

@@ -330,6 +330,23 @@ def _verb_run(sub) -> None:
     parser.set_defaults(run=run)
 
 
+def _verb_study(sub) -> None:
+    parser = sub.add_parser("study", help="the CPU study of the whole method on smollm2-135m (resources/recipes/"
+                                          "study.yaml): every stage, the ablation, GRPO, one evaluation; resumable")
+    parser.add_argument("--smoke", action="store_true", help="a handful of problems and one training step per stage")
+    parser.add_argument("--work", type=writable, help="artifacts and executed notebooks (default: runs/cpu-study, "
+                                                      "runs/cpu-study-smoke with --smoke)")
+    parser.add_argument("--out", type=writable, help="the record and the report (default: results/cpu-study; "
+                                                     "with --smoke: <work>/results)")
+
+    def run(args) -> int:
+        from shared_utils.study import run_study
+
+        return run_study(smoke=args.smoke, work=args.work, out=args.out)
+
+    parser.set_defaults(run=run)
+
+
 def _model_arguments(parser) -> None:
     """What locates a model's recipe and artifacts: the same for every per-model verb."""
     parser.add_argument("--model", type=model_name, required=True,
@@ -561,8 +578,8 @@ def _saved_samples(checkpoint: Path) -> int:
 
 
 VERBS = [_verb_prepare, _verb_mi, _verb_global_pairs, _verb_label, _verb_evaluate, _verb_paper_outputs,
-         _verb_download_data, _verb_render_notebooks, _verb_run, _verb_train, _verb_grpo, _verb_self_generate,
-         _verb_inspect, _verb_generate]
+         _verb_download_data, _verb_render_notebooks, _verb_run, _verb_study, _verb_train, _verb_grpo,
+         _verb_self_generate, _verb_inspect, _verb_generate]
 
 
 def build_parser() -> argparse.ArgumentParser:

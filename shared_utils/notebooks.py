@@ -164,13 +164,19 @@ def render_all(*, check: bool = False) -> list[Path]:
 
 
 def execute(notebook: str | Path, output: str | Path, parameters: dict, *, timeout: int = 3600,
-            progress: bool = True) -> Path:
-    """Run a notebook top to bottom in its own folder with papermill; the executed copy goes to ``output``."""
+            progress: bool = True, stream: bool = False) -> Path:
+    """Run a notebook top to bottom in its own folder with papermill; the executed copy goes to ``output``.
+
+    ``stream``: what the notebook prints goes to this process's stdout and stderr as it comes (long stages' progress).
+    """
+    import sys
+
     import papermill
 
     notebook = Path(notebook)
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     papermill.execute_notebook(str(notebook), str(output), parameters=parameters, cwd=str(notebook.parent),
                                kernel_name="python3", progress_bar=progress, execution_timeout=timeout,
-                               log_output=False)
+                               log_output=False, **({"stdout_file": sys.stdout, "stderr_file": sys.stderr} if stream
+                                                    else {}))
     return Path(output)

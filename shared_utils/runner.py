@@ -36,6 +36,8 @@ class RunOptions:
     protocol: str | None = None  # paper | corrected for every notebook; None: the recipe's
     switches: dict = dataclasses.field(default_factory=dict)  # single protocol differences over it (--switch)
     overrides: dict = dataclasses.field(default_factory=dict)  # recipe values for every notebook, over the smoke ones
+    stream: bool = False  # echo what each notebook prints (progress bars too) as it runs
+    cell_timeout: int = 3600  # seconds one notebook cell may run (a study's evaluation cell runs longer)
 
     def stage_list(self) -> list[str]:
         chosen = (list(DEFAULT_STAGES) if self.stages == "all"
@@ -128,7 +130,7 @@ def run_pipeline(options: RunOptions) -> int:
             print(f"[{stage}] {notebook.relative_to(paths.REPO_ROOT)} {params}", flush=True)
             started = time.monotonic()
             try:
-                execute(notebook, executed, params)
+                execute(notebook, executed, params, stream=options.stream, timeout=options.cell_timeout)
             except PapermillExecutionError as exc:
                 print(f"[{stage}] FAILED in {notebook.name}: {exc.ename}: {exc.evalue}\n"
                       f"executed notebook: {executed}", flush=True)

@@ -106,23 +106,6 @@ def _executed_outputs(path) -> str:
     return "\n".join(json.dumps(output) for cell in notebook.cells for output in cell.get("outputs", []))
 
 
-@pytest.mark.slow
-def test_demo_model_runs_every_notebook_in_smoke_mode(tmp_path, capsys):
-    runs = tmp_path / "runs"
-    assert run_pipeline(RunOptions(model="smollm2-135m", smoke=True, runs_dir=runs, artifacts=tmp_path / "out")) == 0
-    printed = capsys.readouterr().out  # each stage's summary cell, echoed as the run goes
-    assert "pairs where both implementations pass" in printed and "avg_mi" in printed
-    executed = sorted(path.name for path in runs.glob("*.ipynb"))
-    assert executed == sorted([
-        "1_dataset_preprocessing.ipynb", "2_generate_global_pairs.ipynb",
-        "3_automated_global_dataset_labelling.ipynb", "1_smollm2_135m_dpo.ipynb",
-        "2_smollm2_135m_dpo_local_dataset_self_generation.ipynb", "3_smollm2_135m_dpo_further.ipynb",
-        "evaluate_smollm2_135m.ipynb"])
-    layout = artifact_layout(RunOptions(model="smollm2-135m", artifacts=tmp_path / "out"), runs)
-    assert (layout.stage1_adapter / "adapter_model.safetensors").is_file()
-    assert layout.comparison().is_file()
-
-
 def copy_of_the_checkout(destination: Path) -> Path:
     """The checkout's tracked and not ignored files in a fresh folder: a clone without its history."""
     listed = subprocess.run(["git", "-C", str(paths.REPO_ROOT), "ls-files", "--cached", "--others", "--exclude-standard",

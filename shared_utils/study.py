@@ -1,0 +1,229 @@
+"""The CPU study of the whole method on the embedded model (``make study``, ``python -m shared_utils study``).
+
+One pre-registered design (``resources/recipes/study.yaml``) is laid over the model's recipe, and every stage
+runs through the runner's notebooks (``runner.run_pipeline``), as ``make demo`` does: the global pairs (the
+authors' Gemini answers, replayed), Stage 1, Stage 1 again under the ablation's switches (its own folder, the same
+global pairs), Stage 2a, Stage 2c, GRPO, then one evaluation of every variant. Rerunning continues: each stage
+reuses what its manifest records with the same identity, generation resumes from its checkpoints and training
+from its trainer checkpoints. ``results/cpu-study/study.json`` records the command, commit, library versions,
+the resolved recipe, and wall time and load average per stage and attempt.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from nbclient.exceptions import DeadKernelError
+
+from shared_utils import files, paths, recipes
+from shared_utils.layout import LOCAL_PAIRS, STAGE1
+from shared_utils.runner import RunOptions, artifact_layout, run_pipeline, run_recipe
+
+STUDY = recipes.RECIPES / "study.yaml"
+WORK_DIR = paths.RUNS_DIR / "cpu-study"  # adapters, datasets, evaluation runs, executed notebooks (git-ignored)
+RESULTS_DIR = paths.REPO_ROOT / "results" / "cpu-study"  # what is committed
+RECORD = "record.json"  # the runs of the study; the report writes study.json
+# Seconds per unit before this machine has measured any (the README's demo figures, scaled to the study's lengths);
+# each kind is replaced by its own measurement as soon as a stage of that kind has run.
+FIRST_GUESS = {"replayed pair": 0.5, "DPO step": 10.0, "sample": 0.6, "GRPO step": 40.0}
+
+
+@dataclasses.dataclass(frozen=True)
+class Design:
+    model: str
+    overlay: dict  # laid over the model's recipe, as the runner lays smoke.yaml
+    ablation: str  # the ablation's evaluation variant
+    switches: dict  # the ablation's protocol switches
+    headline: str
+    smoke: bool
+
+
+def design(smoke: bool = False) -> Design:
+    """The study's design: ``study.yaml`` without its ``study`` section (the verb's), checked as a recipe overlay.
+
+    ``smoke``: ``smoke.yaml`` laid over it, then the study's own ``smoke`` section (what a handful of problems needs).
+    """
+    layer = recipes.read_yaml(STUDY)
+    study = layer.pop("study")
+    if smoke:
+        layer = recipes.merge(recipes.merge(layer, recipes.read_yaml(recipes.SMOKE)), study.get("smoke") or {})
+    recipes.load(study["model"], layer)  # every key one the recipe takes
+    return Design(model=study["model"], overlay=layer, ablation=study["ablation"]["variant"],
+                  switches=dict(study["ablation"]["switches"]), headline=study["headline"], smoke=smoke)
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    name: str
+    stage: str  # the runner's stage
+    unit: str  # what its time is counted in
+    ablation: bool = False
+
+
+STEPS = (Step("global", "global", "replayed pair"), Step("stage1", "stage1", "DPO step"),
+         Step("stage1-ablation", "stage1", "DPO step", ablation=True), Step("stage2a", "stage2a", "sample"),
+         Step("stage2c", "stage2c", "DPO step"), Step("grpo", "grpo", "GRPO step"),
+         Step("evaluation", "evaluation", "sample"))
+
+
+class Study:
+    """The runs of one design in one working folder, its record in ``out``."""
+
+    def __init__(self, plan: Design, work: Path, out: Path):
+        from shared_utils import inputs
+
+        self.design, self.work, self.out = plan, Path(work), Path(out)
+        self.responses = str(inputs.gemini_pairs())
+        self.rates = dict(FIRST_GUESS)
+
+    def options(self, step: Step, overrides: dict | None = None) -> RunOptions:
+        common = dict(model=self.design.model, stages=step.stage, responses=self.responses, stream=True,
+                      cell_timeout=6 * 3600, overrides=recipes.merge(self.design.overlay, overrides or {}))
+        if step.ablation:
+            return RunOptions(**common, artifacts=self.work / "ablation", global_dir=self.work / "artifacts" / "global",
+                              switches=self.design.switches, runs_dir=self.work / "notebooks" / "ablation")
+        return RunOptions(**common, artifacts=self.work / "artifacts", runs_dir=self.work / "notebooks")
+
+    def layout(self, ablation: bool = False):
+        step = next(s for s in STEPS if s.ablation == ablation)
+        options = self.options(step)
+        return artifact_layout(options, options.runs_dir)
+
+    @property
+    def recipe(self):
+        return run_recipe(self.options(STEPS[0]))
+
+    def ablation_adapter(self) -> Path | None:
+        layout = self.layout(ablation=True)
+        return layout.recorded(STAGE1) if layout.has(STAGE1) else None
+
+    def evaluation_overrides(self) -> dict:
+        adapter = self.ablation_adapter()
+        return {"evaluation": {"adapters": {self.design.ablation: str(adapter)}}} if adapter else {}
+
+    # ---------------------------------------------------------------- what each step is made of (the design's counts)
+    def units(self, step: Step) -> int:
+        """How many units a step does: replayed pairs, DPO optimizer steps, generated samples, GRPO steps."""
+        recipe = self.recipe
+        if step.stage == "global":
+            return _limited(238, recipe.section("global")["limit"])
+        if step.stage in ("stage1", "stage2c"):
+            return _dpo_steps(recipe.section(step.stage), self._pairs(step.stage))
+        if step.stage == "stage2a":
+            section = recipe.section("stage2a")
+            return _limited(372, section["limit"]) * section["samples"] * section["rounds"]
+        if step.stage == "grpo":
+            return recipe.section("grpo")["training"]["max_steps"]
+        section = recipe.section("evaluation")
+        variants = 5  # base, dpo, the ablation, dpo-further, grpo
+        return variants * _limited(500, section["limit"]) * section["runs"] * section["samples"]
+
+    def _pairs(self, stage: str) -> int:
+        if stage == "stage1":
+            return 238
+        layout = self.layout()
+        if not layout.has(LOCAL_PAIRS):
+            return self.recipe.section("stage2a")["limit"] or 372  # at most one pair per problem
+        from shared_utils import preferences
+
+        return len(preferences.load_rows(layout.recorded(LOCAL_PAIRS)))
+
+    def estimate(self, step: Step) -> float:
+        return self.units(step) * self.rates[step.unit]
+
+    # ---------------------------------------------------------------- the run
+    def run(self, command: str) -> int:
+        """Every step in order; 0 when all finished, 130 when Ctrl-C stopped a notebook, 1 when one failed."""
+        record = self._start_record(command)
+        attempt = record["attempts"][-1]
+        started = time.monotonic()
+        for index, step in enumerate(STEPS):
+            left = sum(self.estimate(later) for later in STEPS[index:])
+            units = self.units(step)
+            print(f"[study] {step.name}: {units} {step.unit}s, estimated {_duration(self.estimate(step))}; "
+                  f"the study has about {_duration(left)} left", flush=True)
+            overrides = self.evaluation_overrides() if step.stage == "evaluation" else None
+            load_before, step_started, status = os.getloadavg(), time.monotonic(), None
+            try:
+                status = run_pipeline(self.options(step, overrides))
+            except DeadKernelError:  # papermill's answer to Ctrl-C: it shuts the notebook's kernel down
+                print(f"[study] {step.name}: stopped (Ctrl-C, or its kernel was killed); finished stages and the "
+                      "checkpoints are kept: rerun the same command to continue", flush=True)
+                return 130
+            finally:  # an interrupted step's time is recorded too: the wall time of the study is every attempt's
+                seconds = time.monotonic() - step_started
+                attempt["stages"][step.name] = {
+                    "seconds": round(seconds, 1), "units": units, "unit": step.unit, "load_average_before": load_before,
+                    "load_average_after": os.getloadavg(),
+                    "status": {0: "done", None: "stopped"}.get(status, "failed")}
+                files.write_json(self.out / RECORD, record)
+            if status != 0:
+                print(f"[study] {step.name} failed; fix it and rerun the same command: finished stages are reused",
+                      flush=True)
+                return status
+            if units:
+                self.rates[step.unit] = seconds / units
+            print(f"[study] {step.name} done in {_duration(seconds)}", flush=True)
+        attempt["seconds"] = round(time.monotonic() - started, 1)
+        record["recipe"] = self.recipe.settings
+        files.write_json(self.out / RECORD, record)
+        print(f"[study] all stages done in {_duration(attempt['seconds'])}; record: {self.out / RECORD}")
+        return 0
+
+    def _start_record(self, command: str) -> dict:
+        """The study's record: the design and, per attempt (a rerun after an interruption is one), its stages."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        previous = self.out / RECORD
+        attempts = json.loads(previous.read_text()).get("attempts", []) if previous.is_file() else []
+        recipe = self.recipe
+        record = files.provenance(kind="cpu-study", command=command, smoke=self.design.smoke,
+                                  design=str(STUDY.relative_to(paths.REPO_ROOT)), layers=list(recipe.layers),
+                                  headline=self.design.headline, ablation={self.design.ablation: self.design.switches},
+                                  work=str(self.work), cpus=os.cpu_count(), recipe=recipe.settings)
+        record["attempts"] = attempts + [{"started": files.now(), "load_average": os.getloadavg(), "stages": {}}]
+        files.write_json(previous, record)
+        return record
+
+    @staticmethod
+    def timings(record: dict) -> dict:
+        """Wall seconds per stage, summed over the attempts (a stage interrupted and resumed counts both parts)."""
+        totals: dict = {}
+        for attempt in record["attempts"]:
+            for name, stage in attempt["stages"].items():
+                totals[name] = round(totals.get(name, 0.0) + stage["seconds"], 1)
+        return totals
+
+
+def run_study(*, smoke: bool = False, work: Path | None = None, out: Path | None = None,
+              command: str | None = None) -> int:
+    """Run (or continue) the study; 0 when every stage finished."""
+    suffix = "-smoke" if smoke else ""
+    work = Path(work or paths.RUNS_DIR / f"cpu-study{suffix}")
+    out = Path(out or (work / "results" if smoke else RESULTS_DIR))
+    study = Study(design(smoke), work, out)
+    return study.run(command or " ".join(shlex.quote(arg) for arg in ["python", "-m", "shared_utils", *sys.argv[1:]]))
+
+
+def _limited(total: int, limit: int | None) -> int:
+    return min(total, limit) if limit else total
+
+
+def _dpo_steps(section: dict, pairs: int) -> int:
+    training = section["training"]
+    if training.get("max_steps", -1) > 0:
+        return training["max_steps"]
+    pairs = _limited(pairs, section["max_pairs"])
+    batch = training["per_device_train_batch_size"] * training["gradient_accumulation_steps"]
+    return math.ceil(pairs / batch) * training["num_train_epochs"]
+
+
+def _duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return f"{seconds:.0f} s" if seconds < 90 else (f"{minutes} min" if minutes < 90 else f"{minutes / 60:.1f} h")

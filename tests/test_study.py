@@ -1,0 +1,103 @@
+"""The CPU study (``make study``): its pre-registered design, and its smoke size run end to end through every
+notebook, interrupted with Ctrl-C in a stage and continued."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from shared_utils import paths, recipes, study
+from shared_utils.layout import STAGE1
+
+NOTEBOOKS = sorted(["1_dataset_preprocessing.ipynb", "2_generate_global_pairs.ipynb",
+                    "3_automated_global_dataset_labelling.ipynb", "1_smollm2_135m_dpo.ipynb",
+                    "2_smollm2_135m_dpo_local_dataset_self_generation.ipynb", "3_smollm2_135m_dpo_further.ipynb",
+                    "4_smollm2_135m_grpo.ipynb", "evaluate_smollm2_135m.ipynb"])
+
+
+def test_the_design_is_the_pre_registered_one():
+    plan = study.design()
+    recipe = recipes.load(plan.model, plan.overlay)
+    evaluation = recipe.section("evaluation")
+    assert (evaluation["subset"], evaluation["limit"], evaluation["runs"], evaluation["samples"]) == (
+        "shortest_reference", 200, 1, 10)
+    assert (evaluation["temperature"], evaluation["top_p"], evaluation["max_new_tokens"]) == (0.6, 0.9, 384)
+    assert evaluation["stop_at_code_end"] and not evaluation["humaneval"] and recipe.problem_set == "mbpp"
+    stage1, stage2c = recipe.training("stage1"), recipe.training("stage2c")
+    assert (stage1.dpo["learning_rate"], stage1.dpo["num_train_epochs"], stage1.dpo["beta"]) == (1e-4, 3, 0.1)
+    assert stage1.dpo["per_device_train_batch_size"] * stage1.dpo["gradient_accumulation_steps"] == 8
+    assert (stage1.dpo["max_length"], stage1.dpo["seed"], stage1.lora["r"], stage1.max_pairs) == (512, 0, 16, None)
+    assert stage2c.dpo == stage1.dpo and stage2c.training_format == "conversational"
+    assert (recipe.section("stage2a")["limit"], recipe.section("stage2a")["samples"]) == (200, 8)
+    grpo = recipe.grpo()
+    assert grpo.start == "dpo-further" and grpo.reward["scoring"] == "fenced" and grpo.grpo["seed"] == 0
+    assert grpo.grpo["max_steps"] * grpo.grpo["per_device_train_batch_size"] * grpo.grpo[
+        "gradient_accumulation_steps"] == 30 * 4 * 8 and grpo.grpo["num_generations"] == 8
+    ablation = recipes.load(plan.model, plan.overlay, {"protocol": {"switches": plan.switches}})
+    assert ablation.training("stage1").training_format == "as_published"
+    assert ablation.training("stage1").dpo == stage1.dpo  # the same Stage 1 but for its format
+    assert (plan.ablation, plan.headline) == ("dpo-as-published", "fenced")
+
+
+def test_the_study_is_a_make_target_and_its_design_is_written_down_in_the_readme():
+    assert "study: setup" in (paths.REPO_ROOT / "Makefile").read_text()
+    readme = (paths.REPO_ROOT / "README.md").read_text()
+    assert "make study" in readme.split("```")[1]
+    prose = " ".join(readme.split())
+    assert "200 tasks with the shortest reference solution" in prose and "`dpo-as-published`" in prose
+
+
+def _study(work, out):
+    env = {**os.environ, "PYTHONPATH": str(paths.REPO_ROOT), "HF_HUB_OFFLINE": "1"}
+    return [sys.executable, "-m", "shared_utils", "study", "--smoke", "--work", str(work), "--out", str(out)], env
+
+
+@pytest.mark.slow
+def test_a_smoke_study_runs_every_notebook_and_continues_after_ctrl_c_reusing_finished_stages(tmp_path):
+    """Every notebook of the method (the ablation's Stage 1 and GRPO too) at smoke size; Ctrl-C (SIGINT to the
+    process group) in the ablation's Stage 1, then the same command again."""
+    work, out = tmp_path / "work", tmp_path / "out"
+    command, env = _study(work, out)
+    first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             start_new_session=True)
+    printed, starts = [], 0
+    for line in first.stdout:
+        printed.append(line)
+        starts += line.startswith("[stage1] 2_Fine_Tuning_Process/")
+        if starts == 2:  # the ablation's Stage-1 notebook has started
+            os.killpg(first.pid, signal.SIGINT)
+            break
+    printed.append(first.communicate(timeout=300)[0])
+    assert first.returncode == 130, "".join(printed)[-3000:]
+    record = json.loads((out / study.RECORD).read_text())
+    stages = record["attempts"][0]["stages"]
+    assert [(name, stage["status"]) for name, stage in stages.items()] == [
+        ("global", "done"), ("stage1", "done"), ("stage1-ablation", "stopped")]
+    assert "[study] stage1-ablation: stopped (Ctrl-C" in printed[-1]
+
+    second = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-4000:]
+    adapter = study.Study(study.design(True), work, out).layout().recorded(STAGE1)
+    assert f"reusing {adapter}" in second.stdout  # trained before the interruption, not again
+    assert "[study] stage1-ablation: " in second.stdout and "the study has about" in second.stdout
+    executed = sorted(path.name for path in (work / "notebooks").rglob("*.ipynb"))
+    assert executed == sorted(NOTEBOOKS + ["1_smollm2_135m_dpo.ipynb"])  # the ablation's own Stage 1
+    record = json.loads((out / study.RECORD).read_text())
+    assert len(record["attempts"]) == 2 and list(record["attempts"][1]["stages"]) == [s.name for s in study.STEPS]
+    resumed = record["attempts"][1]["stages"]["stage1-ablation"]["seconds"]
+    assert study.Study.timings(record)["stage1-ablation"] > resumed  # both attempts' time counted
+    assert record["recipe"]["evaluation"]["subset"] == "shortest_reference" and record["git_commit"]
+    evaluated = {path.name.split("_model_output")[0] for path in (work / "artifacts" / "evaluation").glob("*.json")
+                 if "_model_output_run_0" in path.name}
+    assert {"smollm2_135m_base", "smollm2_135m_dpo", "smollm2_135m_dpo-as-published",
+            "smollm2_135m_grpo"} <= evaluated
+    ablation = json.loads((work / "ablation" / "smollm2-135m").glob("*-dpo-*-epochs").__next__()
+                          .joinpath("provenance.json").read_text())
+    assert ablation["training_format"] == "as_published"
+    for adapter_dir in (adapter, study.Study(study.design(True), work, out).layout().grpo_adapter):
+        assert (adapter_dir / "log_history.json").is_file()
