@@ -5,8 +5,9 @@ runs through the runner's notebooks (``runner.run_pipeline``), as ``make demo`` 
 authors' Gemini answers, replayed), Stage 1, Stage 1 again under the ablation's switches (its own folder, the same
 global pairs), Stage 2a, Stage 2c, GRPO, then one evaluation of every variant. Rerunning continues: each stage
 reuses what its manifest records with the same identity, generation resumes from its checkpoints and training
-from its trainer checkpoints. ``results/cpu-study/study.json`` records the command, commit, library versions,
-the resolved recipe, and wall time and load average per stage and attempt.
+from its trainer checkpoints. ``results/cpu-study/record.json`` records the command, commit, library versions,
+the resolved recipe, and wall time and load average per stage and attempt; the report (``study_report``) goes
+beside it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 from nbclient.exceptions import DeadKernelError
 
 from shared_utils import files, paths, recipes
-from shared_utils.layout import LOCAL_PAIRS, STAGE1
+from shared_utils.layout import BASE, LOCAL_PAIRS, STAGE1
 from shared_utils.runner import RunOptions, artifact_layout, run_pipeline, run_recipe
 
 STUDY = recipes.RECIPES / "study.yaml"
@@ -174,8 +175,26 @@ class Study:
         attempt["seconds"] = round(time.monotonic() - started, 1)
         record["recipe"] = self.recipe.settings
         files.write_json(self.out / RECORD, record)
-        print(f"[study] all stages done in {_duration(attempt['seconds'])}; record: {self.out / RECORD}")
+        print(f"[study] all stages done in {_duration(attempt['seconds'])}; record: {self.out / RECORD}", flush=True)
+        summary = self.report(record)
+        print(f"[study] report ({summary['headline']} scoring first): {self.out}", flush=True)
         return 0
+
+    def report(self, record: dict) -> dict:
+        """``study_report`` of the evaluation into ``out``: the table, samples, figures and training curves; the
+        README's results section too when ``out`` is the committed folder."""
+        from shared_utils import study_report
+
+        layout = self.layout()
+        adapters = {variant: layout.adapter(variant) for variant in layout.variants() if variant != BASE}
+        ablation = self.ablation_adapter()
+        if ablation is not None:
+            adapters[self.design.ablation] = ablation
+        summary = study_report.build(layout.evaluation_dir, self.out, recipe=self.recipe.settings,
+                                     headline=self.design.headline, timings=self.timings(record), adapters=adapters)
+        if self.out.resolve() == RESULTS_DIR.resolve():
+            study_report.update_readme(paths.REPO_ROOT / "README.md", self.out)
+        return summary
 
     def _start_record(self, command: str) -> dict:
         """The study's record: the design and, per attempt (a rerun after an interruption is one), its stages."""

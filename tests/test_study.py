@@ -101,3 +101,6 @@ def test_a_smoke_study_runs_every_notebook_and_continues_after_ctrl_c_reusing_fi
     assert ablation["training_format"] == "as_published"
     for adapter_dir in (adapter, study.Study(study.design(True), work, out).layout().grpo_adapter):
         assert (adapter_dir / "log_history.json").is_file()
+    summary = json.loads((out / "summary.json").read_text())  # the report, last
+    assert summary["headline"] == "fenced" and {"base", "dpo", "dpo-as-published", "grpo"} <= set(summary["variants"])
+    assert (out / "summary.csv").is_file() and (out / "samples.csv.gz").is_file()
