@@ -23,7 +23,6 @@ from shared_utils.sandbox import pool
 from shared_utils.sandbox.pool import POOL
 
 CAPS = capabilities()
-MBPP_TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "mbpp" / "train.jsonl"
 FAST = {"timeout": 1.0}
 WORKER_PROCESSES = 2  # below the outer process: the supervisor and the zygote
 
@@ -340,10 +339,9 @@ def test_without_namespaces_it_refuses_unless_told_and_then_still_cleans_up(monk
 
 # --- real MBPP problems ----------------------------------------------------------------
 
-def _mbpp(count: int) -> list[dict]:
-    if not MBPP_TRAIN.exists():
-        pytest.skip(f"MBPP data not found at {MBPP_TRAIN}")
-    with MBPP_TRAIN.open() as handle:
+def _mbpp(mbpp_dir: Path, count: int) -> list[dict]:
+    """The first rows of MBPP's train split in the local data folder (``$SHARED_DATA_DIR`` when set)."""
+    with (mbpp_dir / "train.jsonl").open() as handle:
         return [json.loads(line) for _, line in zip(range(count), handle)]
 
 
@@ -359,8 +357,8 @@ def _in_process_verdict(code: str, tests: list[str], setup: str) -> bool:
     return True
 
 
-def test_real_mbpp_references_pass_and_mutants_agree_with_in_process_exec():
-    rows = _mbpp(12)
+def test_real_mbpp_references_pass_and_mutants_agree_with_in_process_exec(mbpp_dir):
+    rows = _mbpp(mbpp_dir, 12)
     jobs = [(r["code"], r["test_list"], r["test_setup_code"]) for r in rows]
     mutants = [(r["code"].replace("return ", "return not ", 1), r["test_list"], r["test_setup_code"]) for r in rows]
     outcomes = check_many(jobs + mutants, workers=2, progress=False)
