@@ -34,6 +34,13 @@ TOY_PAIRS = [{"prompt": [{"role": "user", "content": f"task {i}"}], "chosen": f"
               "rejected": f"def f():\n    x = {i}\n    return x", "task_id": i} for i in range(4)]
 
 
+# Four pairs in the labelled dataset's chat form, which real DPO training takes (TOY_PAIRS only stand-ins do).
+TRAINABLE_PAIRS = [{"prompt": [{"role": "user", "content": f"Return {i}."}],
+                    "chosen": [{"role": "assistant", "content": f"```python\ndef f():\n    return {i}\n```"}],
+                    "rejected": [{"role": "assistant", "content": f"```python\ndef f( ):\n  x = {i}\n  return x\n```"}],
+                    "task_id": i} for i in range(4)]
+
+
 def global_dataset(folder: Path) -> Path:
     """Four toy pairs saved as the labelled global dataset of ``folder`` and recorded as labelling records them
     (what Stage 1 trains on)."""

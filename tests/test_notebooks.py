@@ -119,10 +119,17 @@ def copy_of_the_checkout(destination: Path) -> Path:
 
 @pytest.mark.slow
 def test_a_model_added_as_a_folder_with_a_recipe_renders_and_runs(tmp_path):
-    """A variant of the demo model with another Stage-1 beta: one folder, one recipe, its rendered notebooks.
+    """A variant of the demo model with another Stage-1 beta: one folder, one recipe, its rendered notebooks; its
+    Stage-1 notebook trains it on its base's weights with its own beta and its base's learning rate.
 
     Added to a copy of the checkout, so that the checkout itself never holds it (not even when the run is killed).
+    The global datasets are laid down here (the demo problems, four labelled pairs, recorded), so only the model's
+    own notebook runs; how the global notebooks name a folder model's weights is ``test_folder_models``'s.
     """
+    from shared_utils import data, preferences
+    from shared_utils.layout import LABELLED_PAIRS, GlobalLayout
+    from stand_ins import TRAINABLE_PAIRS
+
     name = "smollm2-135m-beta-0.3"
     clone = copy_of_the_checkout(tmp_path / "clone")
     folder = clone / paths.FINE_TUNING_DIR.name / name
@@ -140,13 +147,18 @@ def test_a_model_added_as_a_folder_with_a_recipe_renders_and_runs(tmp_path):
     stale = in_the_clone("-m", "shared_utils", "render-notebooks", "--check").stdout
     assert "README.md" in stale and f"{name}/1_" in stale  # the table and the folder lack it until rendered
     assert in_the_clone("-m", "shared_utils", "render-notebooks").returncode == 0
-    run = in_the_clone("-m", "shared_utils", "run", "--model", name, "--stages", "global,stage1", "--smoke",
-                       "--runs-dir", str(tmp_path / "runs"))
+    prepared = GlobalLayout(tmp_path / "global")
+    data.prepare("demo", prepared.folder)
+    prepared.manifest.record(preferences.save_pairs(TRAINABLE_PAIRS, prepared.dataset), LABELLED_PAIRS, {})
+    run = in_the_clone("-c", "from shared_utils.runner import RunOptions, run_pipeline; "
+                             f"raise SystemExit(run_pipeline(RunOptions(model={name!r}, stages='stage1', smoke=True, "
+                             f"runs_dir={str(tmp_path / 'runs')!r}, global_dir={str(prepared.folder)!r})))")
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     model_dir = tmp_path / "runs" / "artifacts" / name
     adapter = Manifest(model_dir).latest(STAGE1).path
     card = json.loads((adapter / "provenance.json").read_text())
     assert card["dpo"]["beta"] == 0.3 and card["dpo"]["learning_rate"] == 1e-4  # its own, then its base's
+    assert card["model"] == name and card["weights"]["hub_id"] == REGISTRY["smollm2-135m"].hub_id
     assert not paths.model_dir(name).exists()
 
 

@@ -9,11 +9,8 @@ import pytest
 
 from shared_utils import data, preferences, recipes, stages
 from shared_utils.layout import LABELLED_PAIRS, STAGE1
+from stand_ins import TRAINABLE_PAIRS
 
-ROWS = [{"prompt": [{"role": "user", "content": f"Return {i}."}],
-         "chosen": [{"role": "assistant", "content": f"```python\ndef f():\n    return {i}\n```"}],
-         "rejected": [{"role": "assistant", "content": f"```python\ndef f( ):\n  x = {i}\n  return x\n```"}],
-         "task_id": i} for i in range(4)]
 
 
 @pytest.mark.slow
@@ -27,7 +24,8 @@ def test_two_seeds_of_a_tiny_lookalike_are_trained_evaluated_and_resampled(tmp_p
     layout = recipe.layout(global_dir=tmp_path / "global", model_dir=tmp_path / "model",
                            evaluation_dir=tmp_path / "evaluation")
     data.prepare("demo", layout.global_.folder)
-    layout.global_.manifest.record(preferences.save_pairs(ROWS, layout.global_.dataset), LABELLED_PAIRS, {})
+    labelled = preferences.save_pairs(TRAINABLE_PAIRS, layout.global_.dataset)
+    layout.global_.manifest.record(labelled, LABELLED_PAIRS, {})  # as the labelling records it
 
     stages.train_stage1(recipe, layout, model=tiny, progress=False)
     adapters = [layout.with_seed(seed).recorded(STAGE1) for seed in (0, 1)]
