@@ -154,7 +154,7 @@ class Study:
             load_before, step_started, status = os.getloadavg(), time.monotonic(), None
             try:
                 status = run_pipeline(self.options(step, overrides))
-            except DeadKernelError:  # papermill's answer to Ctrl-C: it shuts the notebook's kernel down
+            except (DeadKernelError, KeyboardInterrupt):  # Ctrl-C: papermill shuts the kernel down, or it reaches us
                 print(f"[study] {step.name}: stopped (Ctrl-C, or its kernel was killed); finished stages and the "
                       "checkpoints are kept: rerun the same command to continue", flush=True)
                 return 130
