@@ -187,11 +187,12 @@ def load_problems(path: str | Path, required: tuple[str, ...] = PROMPT_FIELDS + 
     return validate(rows, str(path), required)
 
 
-SUBSETS = ("first", "shortest_reference")  # how an evaluation picks its ``limit`` problems
+SUBSETS = ("first", "shortest_reference")  # how an evaluation or Stage 2a picks its ``limit`` problems
 
 
 def subset(rows: list[dict], rule: str = "first", limit: int | None = None) -> list[dict]:
-    """The ``limit`` problems an evaluation runs, a pure function of the split (never of any model's answers).
+    """The ``limit`` problems an evaluation or Stage 2a runs, a pure function of the split (never of any model's
+    answers).
 
     ``first``: the split's first N, in its order (the paper's ``limit``); ``shortest_reference``: the N with the
     shortest reference solution (characters of the stripped ``code``; ties by task id), in that order.

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from shared_utils import data, files, prompts, scoring, statistics
-from shared_utils.generation.core import SamplingConfig
+from shared_utils.generation.core import LocalEngine, SamplingConfig
 from shared_utils.layout import BASE, BENCHMARKS, EVALUATION_RUN, FURTHER, GRPO, STAGE1, ArtifactLayout
 
 SCORINGS = tuple(scoring.SCORINGS)  # every run is scored every way, from the same completions
@@ -42,6 +42,7 @@ class EvalPlan:
     seed: int = 0
     training_seeds: int = 1  # adapters per variant (recipe key training_seeds): each evaluated, resampled over
     adapters: dict = dataclasses.field(default_factory=dict)  # name -> adapter folder: variants beside the layout's
+    local_engine: LocalEngine = LocalEngine()  # the local backend's CPU speed options (recipe key local_engine)
     generation: dict = dataclasses.field(default_factory=dict)  # generate() options (replay); empty: ``backend``
     backend: str = "local"  # local | vllm: loads ``model`` and each variant's adapter (vLLM: one engine, LoRARequests)
     overwrite: bool = False  # redo runs recorded with another identity instead of stopping
@@ -89,7 +90,7 @@ class EvalPlan:
         # The paper's generation has no stop string, so extraction sees what the paper saw (``stop_at_code_end``).
         return SamplingConfig(n=self.samples, temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
                               max_new_tokens=self.max_new_tokens, seed=self.seed + run,
-                              stop_at_code_end=self.stop_at_code_end)
+                              stop_at_code_end=self.stop_at_code_end, batch_size=self.local_engine.batch_size)
 
     @property
     def engine(self) -> str:
@@ -99,7 +100,8 @@ class EvalPlan:
     def describe(self) -> None:
         top_k = "the model's" if self.top_k is None else self.top_k
         print(f"model {self.model}; {self.runs} run(s) x {self.samples} samples; temperature {self.temperature}, "
-              f"top_p {self.top_p}, top_k {top_k}; max_new_tokens {self.max_new_tokens}; generation: {self.engine}")
+              f"top_p {self.top_p}, top_k {top_k}; max_new_tokens {self.max_new_tokens}; generation: {self.engine}"
+              + (f" {self.local_engine}" if self.engine == "local" and self.local_engine != LocalEngine() else ""))
         found = self.variants()
         for variant in dict.fromkeys([*VARIANTS, *found]):
             state = "base weights" if variant == BASE else (self.adapter(variant) if variant in found else "missing")
@@ -113,7 +115,7 @@ def run_identity(plan: EvalPlan, variant: str, run: int, benchmark: str, problem
     return dict(model=plan.model, variant=variant, adapter=str(adapter) if adapter else None,
                 adapter_sha256=adapter_sha256(adapter), benchmark=benchmark, problems_sha256=files.content_hash(problems),
                 sampling=dataclasses.asdict(plan.sampling(run)), generation=plan.generation or plan.backend,
-                scorings=list(SCORINGS), ks=list(plan.ks))
+                scorings=list(SCORINGS), ks=list(plan.ks), **plan.local_engine.identity())
 
 
 def run_variant(plan: EvalPlan, variant: str, *, benchmark: str = "mbpp", progress: bool = True):
@@ -145,8 +147,8 @@ def run_variant(plan: EvalPlan, variant: str, *, benchmark: str = "mbpp", progre
             elif plan.backend == "vllm":  # the base weights stay in the engine; the adapter is a LoRARequest
                 options = {"backend": "vllm", "model": plan.model, "adapter": adapter, "enable_lora": True}
             else:
-                loaded = loaded or load_model(plan.model, adapter=adapter)
-                options = {"loaded": loaded}
+                loaded = loaded or load_model(plan.model, adapter=adapter, dtype=plan.local_engine.dtype)
+                options = {"loaded": loaded, **plan.local_engine.generate_options()}
             requests = [Request(p["task_id"], prompts.messages(p["text"])) for p in problems]
             sampling, checkpoint = plan.sampling(run), stem.with_name(stem.name + ".ckpt.jsonl")
             if plan.overwrite:

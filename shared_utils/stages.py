@@ -176,13 +176,19 @@ def _self_generate(recipe: Recipe, layout: ArtifactLayout, iteration: int, *, mo
     section = recipe.section("stage2a")
     model = model or recipe.model
     start = layout.start_adapter(iteration)
-    problems = data.load_problems(layout.global_.train_problems)[: section["limit"]]
+    problems = data.subset(data.load_problems(layout.global_.train_problems), section["subset"], section["limit"])
     protocol = recipe.protocol()
-    sampling = generation.SamplingConfig.from_recipe(section, stop_at_code_end=protocol.stop_at_code_end)
-    dtype = "float32" if protocol.generation_dtype == "float32" else None  # None: the model's own
+    engine = generation.LocalEngine.from_recipe(section, "stage2a")
+    if protocol.generation_dtype == "float32" and engine.dtype not in (None, "float32"):
+        raise ValueError(f"stage2a.local_engine.dtype {engine.dtype} contradicts the protocol's generation_dtype "
+                         "float32: drop one of them")
+    sampling = generation.SamplingConfig.from_recipe(section, stop_at_code_end=protocol.stop_at_code_end,
+                                                     batch_size=engine.batch_size)
+    dtype = "float32" if protocol.generation_dtype == "float32" else engine.dtype  # None: the model's own
+    settings = {key: value for key, value in section.items() if key != "local_engine"}
     identity = dict(model=str(model), start_adapter=str(start), start_adapter_sha256=adapter_sha256(start),
-                    problems_sha256=files.content_hash(problems), stage2a=section, sampling=sampling.__dict__,
-                    protocol=protocol.switches())
+                    problems_sha256=files.content_hash(problems), stage2a=settings, sampling=sampling.__dict__,
+                    protocol=protocol.switches(), **engine.identity())
     out = layout.local_dataset(iteration)
     if layout.manifest.reuse(out, identity, overwrite=overwrite, what="local dataset"):
         return _saved_local_pairs(out, problems)
@@ -192,7 +198,7 @@ def _self_generate(recipe: Recipe, layout: ArtifactLayout, iteration: int, *, mo
     if generation.resolve_backend("auto") == "vllm":  # one engine for every round, the adapter a LoRARequest
         source = {"backend": "vllm", "model": model, "adapter": start, "dtype": dtype}
     else:
-        source = {"loaded": load_model(model, adapter=start, dtype=dtype)}
+        source = {"loaded": load_model(model, adapter=start, dtype=dtype), **engine.generate_options()}
     result = self_generation.self_generate(
         problems, sampling=sampling,
         config=self_generation.SelfGenConfig(rounds=section["rounds"], feedback=section["feedback"], protocol=protocol),
@@ -267,6 +273,7 @@ def _train_grpo(recipe: Recipe, layout: ArtifactLayout, seed: int, *, model: str
 def evaluation_plan(recipe: Recipe, layout: ArtifactLayout, *, model: str | None = None, overwrite: bool = False):
     """The recipe's evaluation, generating through vLLM where it is installed and a GPU is present."""
     from shared_utils.evaluation import EvalPlan
+    from shared_utils.generation import LocalEngine
     from shared_utils.generation import resolve_backend
 
     section = recipe.section("evaluation")
@@ -275,6 +282,7 @@ def evaluation_plan(recipe: Recipe, layout: ArtifactLayout, *, model: str | None
                     top_p=section["top_p"], top_k=section["top_k"], limit=section["limit"],
                     subset=section["subset"], stop_at_code_end=section["stop_at_code_end"], seed=section["seed"],
                     adapters=section["adapters"], training_seeds=len(recipe.training_seeds),
+                    local_engine=LocalEngine.from_recipe(section, "evaluation"),
                     backend=resolve_backend("auto"), overwrite=overwrite)
 
 

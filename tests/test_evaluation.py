@@ -105,3 +105,24 @@ def test_an_adapter_named_in_the_recipe_is_run_and_compared_as_a_variant_of_its_
     assert {"dpo-as-published"} <= set(report.per_run["variant"])
     with pytest.raises(ValueError, match="dpo is a variant of the layout already"):
         dataclasses.replace(plan, adapters={"dpo": str(ablation)}).variants()
+
+
+def test_the_recipe_s_local_engine_options_reach_the_model_and_the_run_s_identity(plan):
+    """The study's CPU options (continuous batching, 4 rows in flight, bfloat16 weights) sample the real embedded
+    model and are recorded; with none set, a run's identity is what it was before these options existed."""
+    from shared_utils.generation import LocalEngine, engine_of
+
+    recipe = recipes.load("smollm2-135m", {"evaluation": {"limit": 1, "runs": 1, "samples": 4, "max_new_tokens": 12,
+                                                           "local_engine": {"refill": True, "batch_size": 2,
+                                                                            "dtype": "bfloat16"}}})
+    fast = evaluation_plan(recipe, plan.layout)
+    assert fast.local_engine == LocalEngine(batch_size=2, refill=True, dtype="bfloat16") and fast.engine == "local"
+    assert fast.sampling(0).batch_size == 2 and plan.sampling(0).batch_size is None
+    assert "local_engine" not in evaluation.run_identity(plan, "base", 0, "mbpp", plan.problems())
+    assert evaluation.run_identity(fast, "base", 0, "mbpp", fast.problems())["local_engine"]["refill"]
+    evaluation.run_variant(fast, "base", progress=False)
+    engine = engine_of(fast.layout.run_stem("base", 0).with_name(
+        fast.layout.run_stem("base", 0).name + ".ckpt.jsonl"))
+    assert (engine["dtype"], engine["refill"], engine["batch_size"]) == ("bfloat16", True, 2)
+    with pytest.raises(ValueError, match=r"evaluation.local_engine: unknown key\(s\) rows; local_engine takes"):
+        evaluation_plan(recipes.load("smollm2-135m", {"evaluation": {"local_engine": {"rows": 64}}}), plan.layout)

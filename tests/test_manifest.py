@@ -36,13 +36,17 @@ def sampled(monkeypatch):
 
     seen = {}
 
-    def load_model(model, *, adapter=None, **_):
-        seen["adapter"] = adapter
+    def load_model(model, *, adapter=None, dtype=None, **_):
+        seen.update(adapter=adapter, dtype=dtype)
         return object()
 
+    def self_generate(problems, **options):
+        seen.update(problems=problems, options=options)
+        return self_generation.SelfGenResult(passing={}, failed={}, passing_texts={},
+                                             rounds=[{"round": 0, "samples": 2, "samples_passed": 2}])
+
     monkeypatch.setattr("shared_utils.models.load_model", load_model)
-    monkeypatch.setattr(self_generation, "self_generate", lambda problems, **_: self_generation.SelfGenResult(
-        passing={}, failed={}, rounds=[{"round": 0, "samples": 2, "samples_passed": 2}], passing_texts={}))
+    monkeypatch.setattr(self_generation, "self_generate", self_generate)
     monkeypatch.setattr(self_generation, "local_pairs", lambda problems, result, **_: TOY_PAIRS[:2])
     return seen
 
@@ -60,6 +64,27 @@ def grpo_calls(monkeypatch) -> list:
 
     monkeypatch.setattr("shared_utils.training.train_grpo", train)
     return calls
+
+
+def test_stage2a_takes_its_problems_and_its_cpu_engine_from_the_recipe(folders, sampled):
+    """The study's Stage 2a: the N train problems with the shortest reference solution, sampled by the fast local
+    engine (bfloat16 weights, continuous batching, 64 rows); recorded in its identity, refused against the
+    paper's float32 switch."""
+    fast = {"batch_size": 64, "refill": True, "merge_adapter": True, "dtype": "bfloat16"}
+    recipe, layout = _recipe_and_layout(folders, {"stage2a": {"subset": "shortest_reference", "limit": 3,
+                                                              "local_engine": fast}})
+    fake_adapter(layout.stage1_adapter, complete=True)
+    layout.manifest.record(layout.stage1_adapter, STAGE1, {"made": "here"})
+    local = stages.self_generate(recipe, layout, 1, progress=False)
+    train = data.load_problems(layout.global_.train_problems)
+    assert sampled["problems"] == data.subset(train, "shortest_reference", 3) != train[:3]
+    assert sampled["dtype"] == "bfloat16" and sampled["options"]["sampling"].batch_size == 64
+    assert (sampled["options"]["refill"], sampled["options"]["merge_adapter"]) == (True, True)
+    assert layout.manifest.entry(local.dataset).identity["local_engine"] == fast
+    paper = recipes.load("smollm2-135m", {"stage2a": {"local_engine": fast}}, protocol="paper")
+    with pytest.raises(ValueError, match="stage2a.local_engine.dtype bfloat16 contradicts the protocol's "
+                                         "generation_dtype float32"):
+        stages.self_generate(paper, paper.layout(**folders), 1, progress=False)
 
 
 def test_stage1_with_other_epochs_feeds_every_later_stage_without_a_path(folders, train_calls, sampled, grpo_calls):

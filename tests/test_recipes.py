@@ -78,7 +78,7 @@ def test_overlays_lay_key_by_key_in_order():
     assert smoke.section("evaluation") == {"runs": 3, "samples": 2, "temperature": 0.6, "top_p": 0.9, "top_k": None,
                                            "max_new_tokens": 32, "stop_at_code_end": False, "limit": 2,
                                            "subset": "first", "humaneval": False, "seed": 0,
-                                           "adapters": {}}
+                                           "adapters": {}, "local_engine": None}
     assert smoke.layers[-2:] == ("shared_utils/resources/recipes/smoke.yaml", "overrides")
 
 

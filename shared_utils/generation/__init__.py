@@ -24,14 +24,14 @@ from pathlib import Path
 from typing import Callable
 
 from shared_utils.generation.checkpoint import Checkpoint, CheckpointMismatch, read_checkpoint
-from shared_utils.generation.core import (Completion, Request, SamplingConfig, code_end, plan_batches,
+from shared_utils.generation.core import (Completion, LocalEngine, Request, SamplingConfig, code_end, plan_batches,
                                           truncate_at_code_end)
 from shared_utils.generation.pairs import request_pairs
 from shared_utils.generation.paper_format import read_paper_format, write_paper_format
 from shared_utils.generation.replay import PairResponse, replay_pairs
 
 __all__ = [
-    "SamplingConfig", "Request", "Completion", "generate", "write_paper_format", "read_paper_format",
+    "SamplingConfig", "LocalEngine", "Request", "Completion", "generate", "write_paper_format", "read_paper_format",
     "PairResponse", "request_pairs", "replay_pairs", "Checkpoint", "CheckpointMismatch", "read_checkpoint",
     "code_end", "truncate_at_code_end", "resolve_backend", "BACKENDS", "COMPLETION_BACKENDS", "PAIR_BACKENDS",
     "engine_of",
@@ -205,7 +205,8 @@ class _ProblemRecorder:
 
 def engine_of(checkpoint: str | Path) -> dict | None:
     """Which engine generated a checkpoint's samples, and with which weights: the backend (``local``: our
-    loop over transformers; ``vllm``), the dtype and device it recorded, for an artifact's provenance.
+    loop over transformers; ``vllm``), the dtype and device it recorded, and the local backend's options that
+    change the texts (continuous batching and its batch size, a merged adapter), for an artifact's provenance.
     None when nothing was generated into that checkpoint (its sidecar is missing)."""
     from shared_utils.generation.checkpoint import meta_path
 
@@ -213,7 +214,8 @@ def engine_of(checkpoint: str | Path) -> dict | None:
     if not sidecar.is_file():
         return None
     meta = json.loads(sidecar.read_text(encoding="utf-8"))
-    return {key: meta[key] for key in ("backend", "dtype", "device", "vllm", "quantization") if key in meta}
+    return {key: meta[key] for key in ("backend", "dtype", "device", "vllm", "quantization", "merge_adapter", "refill",
+                                   "batch_size") if key in meta}
 
 
 def _describe(engine, sampling) -> dict:

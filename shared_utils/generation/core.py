@@ -47,6 +47,45 @@ class SamplingConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class LocalEngine:
+    """How the local backend samples on this machine: a sampling stage's recipe key ``local_engine``.
+
+    These buy speed on a CPU (continuous batching with many rows in flight, bfloat16 weights, the
+    adapter folded into them) at a price: for a fixed seed the texts are not the default loop's
+    (continuous batching draws per sample; bfloat16 and a merged adapter round differently), so every
+    option is recorded with the samples and a checkpoint is never resumed under others. The paper's
+    recipe leaves them all off. vLLM (GPU) has its own batching and ignores them.
+    """
+
+    batch_size: int | None = None  # rows per batch, or in flight with refill (None: the backend's default)
+    refill: bool = False  # continuous batching: a finished row takes the next pending sample at once
+    merge_adapter: bool = False  # sample from a copy with the LoRA weights folded in
+    dtype: str | None = None  # the weights' dtype for sampling (None: float32 on a CPU, the model's on a GPU)
+
+    @classmethod
+    def from_recipe(cls, section: dict, where: str) -> "LocalEngine":
+        """``section["local_engine"]`` (absent or null: the defaults); an unknown key is refused naming ``where``."""
+        values = section.get("local_engine") or {}
+        known = [field.name for field in dataclasses.fields(cls)]
+        unknown = [key for key in values if key not in known]
+        if unknown:
+            raise ValueError(f"{where}.local_engine: unknown key(s) {', '.join(unknown)}; "
+                             f"local_engine takes {', '.join(known)}")
+        if values.get("dtype") not in (None, "float32", "bfloat16", "float16"):
+            raise ValueError(f"{where}.local_engine.dtype: {values['dtype']!r} is not float32, bfloat16 or float16")
+        return cls(**values)
+
+    def identity(self) -> dict:
+        """What a stage's identity records: nothing while every option is off (the identity artifacts made before
+        these options existed carry), else every option."""
+        return {} if self == LocalEngine() else {"local_engine": dataclasses.asdict(self)}
+
+    def generate_options(self) -> dict:
+        """The options ``generate`` passes to the local backend (``batch_size`` goes into the sampling)."""
+        return {"refill": self.refill, "merge_adapter": self.merge_adapter}
+
+
+@dataclasses.dataclass(frozen=True)
 class Request:
     task_id: int | str
     messages: list[dict]
@@ -68,12 +107,6 @@ class Completion:
     @property
     def key(self) -> Key:
         return (self.task_id, self.round, self.sample)
-
-    @classmethod
-    def from_recipe(cls, section: dict, **fields) -> "SamplingConfig":
-        """A stage's sampling from its recipe section (``samples``, ``temperature``, ``top_p``, ``top_k``,
-        ``max_new_tokens``); ``fields`` set the rest (seed, code-end stop, batch size)."""
-        return cls(n=section["samples"], **{key: section[key] for key in RECIPE_KEYS}, **fields)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
