@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from shared_utils import paths, recipes, study
+from shared_utils.generation import engine_of
 from shared_utils.layout import STAGE1
 
 NOTEBOOKS = sorted(["1_dataset_preprocessing.ipynb", "2_generate_global_pairs.ipynb",
@@ -25,7 +26,7 @@ def test_the_design_is_the_pre_registered_one():
     recipe = recipes.load(plan.model, plan.overlay)
     evaluation = recipe.section("evaluation")
     assert (evaluation["subset"], evaluation["limit"], evaluation["runs"], evaluation["samples"]) == (
-        "shortest_reference", 200, 1, 10)
+        "shortest_reference", 100, 1, 10)
     assert (evaluation["temperature"], evaluation["top_p"], evaluation["max_new_tokens"]) == (0.6, 0.9, 384)
     assert evaluation["stop_at_code_end"] and not evaluation["humaneval"] and recipe.problem_set == "mbpp"
     stage1, stage2c = recipe.training("stage1"), recipe.training("stage2c")
@@ -33,7 +34,11 @@ def test_the_design_is_the_pre_registered_one():
     assert stage1.dpo["per_device_train_batch_size"] * stage1.dpo["gradient_accumulation_steps"] == 8
     assert (stage1.dpo["max_length"], stage1.dpo["seed"], stage1.lora["r"], stage1.max_pairs) == (512, 0, 16, None)
     assert stage2c.dpo == stage1.dpo and stage2c.training_format == "conversational"
-    assert (recipe.section("stage2a")["limit"], recipe.section("stage2a")["samples"]) == (200, 8)
+    stage2a = recipe.section("stage2a")
+    assert (stage2a["subset"], stage2a["limit"], stage2a["samples"], stage2a["rounds"]) == ("shortest_reference", 200,
+                                                                                          8, 1)
+    fast = {"batch_size": 64, "refill": True, "merge_adapter": True, "dtype": "bfloat16"}
+    assert stage2a["local_engine"] == evaluation["local_engine"] == fast  # one engine for all sampling
     grpo = recipe.grpo()
     assert grpo.start == "dpo-further" and grpo.reward["scoring"] == "fenced" and grpo.grpo["seed"] == 0
     assert grpo.grpo["max_steps"] * grpo.grpo["per_device_train_batch_size"] * grpo.grpo[
@@ -49,7 +54,7 @@ def test_the_study_is_a_make_target_and_its_design_is_written_down_in_the_readme
     readme = (paths.REPO_ROOT / "README.md").read_text()
     assert "make study" in readme.split("```")[1]
     prose = " ".join(readme.split())
-    assert "200 tasks with the shortest reference solution" in prose and "`dpo-as-published`" in prose
+    assert "100 tasks with the shortest reference solution" in prose and "`dpo-as-published`" in prose
 
 
 def _study(work, out):
@@ -90,12 +95,16 @@ def test_a_smoke_study_runs_every_notebook_and_continues_after_ctrl_c_reusing_fi
     record = json.loads((out / study.RECORD).read_text())
     assert len(record["attempts"]) == 2 and list(record["attempts"][1]["stages"]) == [s.name for s in study.STEPS]
     resumed = record["attempts"][1]["stages"]["stage1-ablation"]["seconds"]
-    assert study.Study.timings(record)["stage1-ablation"] > resumed  # both attempts' time counted
+    stopped = record["attempts"][0]["stages"]["stage1-ablation"]["seconds"]
+    assert study.Study.timings(record)["stage1-ablation"] == round(stopped + resumed, 1)  # both attempts' time
     assert record["recipe"]["evaluation"]["subset"] == "shortest_reference" and record["git_commit"]
     evaluated = {path.name.split("_model_output")[0] for path in (work / "artifacts" / "evaluation").glob("*.json")
                  if "_model_output_run_0" in path.name}
     assert {"smollm2_135m_base", "smollm2_135m_dpo", "smollm2_135m_dpo-as-published",
             "smollm2_135m_grpo"} <= evaluated
+    run = work / "artifacts" / "evaluation" / "smollm2_135m_base_model_output_run_0.ckpt.jsonl"
+    assert engine_of(run) == {"backend": "local", "dtype": "bfloat16", "device": "cpu", "merge_adapter": True,
+                              "refill": True, "batch_size": 64}  # the study's engine, recorded with the run
     ablation = json.loads((work / "ablation" / "smollm2-135m").glob("*-dpo-*-epochs").__next__()
                           .joinpath("provenance.json").read_text())
     assert ablation["training_format"] == "as_published"
