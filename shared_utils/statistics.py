@@ -99,21 +99,26 @@ class Cube:
     def estimate(self, metric: str) -> float:
         """The metric as reported: per run over tasks, then the mean over runs and seeds."""
         numerator, weight = self.values(metric)
-        with np.errstate(invalid="ignore"):
-            return float(np.nanmean(numerator.sum(axis=2) / weight.sum(axis=2)))
+        per_run = _ratio(numerator.sum(axis=2), weight.sum(axis=2))
+        return float(np.nanmean(per_run)) if np.isfinite(per_run).any() else float("nan")  # nan: nothing solved
 
     def draws(self, metric: str, task_weights: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """The metric under each bootstrap draw: tasks weighted as given, seeds and runs resampled here."""
         numerator, weight = self.values(metric)
         seeds, runs, _ = numerator.shape
-        with np.errstate(invalid="ignore", divide="ignore"):
-            per_run = (np.einsum("srt,bt->bsr", numerator, task_weights)
-                       / np.einsum("srt,bt->bsr", weight, task_weights))
+        per_run = _ratio(np.einsum("srt,bt->bsr", numerator, task_weights),
+                         np.einsum("srt,bt->bsr", weight, task_weights))
         boots = len(task_weights)
         seed_weights = rng.multinomial(seeds, np.full(seeds, 1 / seeds), size=boots)
         run_weights = rng.multinomial(runs, np.full(runs, 1 / runs), size=(boots, seeds))
         replicate = seed_weights[:, :, None] * run_weights * np.isfinite(per_run)
-        return (np.nan_to_num(per_run) * replicate).sum(axis=(1, 2)) / replicate.sum(axis=(1, 2))
+        return _ratio((np.nan_to_num(per_run) * replicate).sum(axis=(1, 2)), replicate.sum(axis=(1, 2)))
+
+
+def _ratio(numerator: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """numerator / weight, nan where the weight is 0 (average MI of a run or a draw that solved nothing)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return numerator / weight
 
 
 def _task_weights(count: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
