@@ -154,3 +154,19 @@ def test_gemma3_vision_tower_carries_no_adapter(tiny_model_factory, tmp_path):
     assert all(".language_model." in name for name in adapted), sorted(adapted)[:3]
     vision = [name for name, _ in trainer.model.named_modules() if "vision_tower" in name]
     assert vision and not [name for name in vision if "lora_" in name]
+
+
+def test_bf16_set_in_the_recipe_trains_under_bf16_autocast_on_a_cpu(tiny_model_factory, tmp_path):
+    """The CPU study's ``bf16: true``: the trainer autocasts to bfloat16 on the CPU (it used to be decided by the
+    device alone, GPUs only); unset, a CPU trains in float32 as before."""
+    import torch
+
+    pairs = load_pairs(Dataset.from_list(toy_rows(2)))
+    model = str(tiny_model_factory("smollm2-135m"))
+    autocast = dpo_module.build_trainer(model, pairs, tmp_path / "bf16", settings=toy_settings("base", bf16=True),
+                                        progress=False)
+    assert autocast.args.bf16 and autocast.accelerator.mixed_precision == "bf16"
+    with autocast.accelerator.autocast():
+        assert torch.get_autocast_dtype("cpu") == torch.bfloat16 and torch.is_autocast_enabled("cpu")
+    plain = dpo_module.build_trainer(model, pairs, tmp_path / "fp32", settings=toy_settings("base"), progress=False)
+    assert not plain.args.bf16 and plain.accelerator.mixed_precision == "no"

@@ -59,7 +59,12 @@ def load_pairs(dataset, max_pairs: int | None = None):
     return dataset
 
 
-def use_bf16(spec) -> bool:
+def use_bf16(spec, requested: bool | None = None) -> bool:
+    """bf16 autocast: the recipe's ``bf16`` where its training section sets one (on a CPU with AMX or
+    AVX512-BF16 it halves a step of the embedded model: the CPU study's choice), else on GPUs for bfloat16
+    models."""
+    if requested is not None:
+        return bool(requested)
     return models.device() == "cuda" and spec is not None and spec.dtype == "bfloat16"
 
 
@@ -77,7 +82,7 @@ def build_trainer(model: str, pairs, work_dir: Path, *, init_adapter=None, setti
         raise ValueError(f'reference="{STAGE1}" needs init_adapter (the Stage-1 adapter to continue)')
     loaded = models.load_model(model, trainable=True, dtype=settings.load_dtype, load_in_4bit=settings.load_in_4bit)
     base, spec, tokenizer = loaded.model, loaded.spec, prompts.for_training(loaded.tokenizer)
-    config = settings.dpo_config(str(work_dir), bf16=use_bf16(spec), progress=progress)
+    config = settings.dpo_config(str(work_dir), bf16=use_bf16(spec, settings.dpo.get("bf16")), progress=progress)
     if settings.training_format == "as_published":
         trainer_class, pairs = formats.AsPublishedDPOTrainer, formats.as_published_pairs(pairs)
     else:

@@ -55,7 +55,7 @@ def build_trainer(model: str, dataset, work_dir: Path, *, settings: GRPOSettings
 
     loaded = models.load_model(model, trainable=True)
     base, spec = loaded.model, loaded.spec
-    config = settings.grpo_config(str(work_dir), bf16=use_bf16(spec), progress=progress)
+    config = settings.grpo_config(str(work_dir), bf16=use_bf16(spec, settings.grpo.get("bf16")), progress=progress)
     if spec is not None and spec.quirks.template_kwargs and not settings.grpo.get("chat_template_kwargs"):
         config.chat_template_kwargs = dict(spec.quirks.template_kwargs)
     judge = Judge(settings.reward_settings(), max_completion_length=config.max_completion_length)
