@@ -1,3 +1,4 @@
 from shared_utils.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # not when a spawned child process imports it
+    raise SystemExit(main())

@@ -21,8 +21,6 @@ import sys
 import time
 from pathlib import Path
 
-from nbclient.exceptions import DeadKernelError
-
 from shared_utils import files, paths, recipes
 from shared_utils.layout import BASE, LOCAL_PAIRS, STAGE1
 from shared_utils.runner import RunOptions, artifact_layout, run_pipeline, run_recipe
@@ -142,7 +140,8 @@ class Study:
 
     # ---------------------------------------------------------------- the run
     def run(self, command: str) -> int:
-        """Every step in order; 0 when all finished, 130 when Ctrl-C stopped a notebook, 1 when one failed."""
+        """Every step in order, each in a child process; 0 when all finished, 130 when Ctrl-C stopped a step, else
+        the failed step's status."""
         record = self._start_record(command)
         attempt = record["attempts"][-1]
         started = time.monotonic()
@@ -154,10 +153,10 @@ class Study:
             overrides = self.evaluation_overrides() if step.stage == "evaluation" else None
             load_before, step_started, status = os.getloadavg(), time.monotonic(), None
             try:
-                status = run_pipeline(self.options(step, overrides))
-            except (DeadKernelError, KeyboardInterrupt):  # Ctrl-C: papermill shuts the kernel down, or it reaches us
-                print(f"[study] {step.name}: stopped (Ctrl-C, or its kernel was killed); finished stages and the "
-                      "checkpoints are kept: rerun the same command to continue", flush=True)
+                status = _in_child(self.options(step, overrides))
+            except KeyboardInterrupt:
+                print(f"[study] {step.name}: stopped (Ctrl-C); finished stages and the checkpoints are kept: rerun "
+                      "the same command to continue", flush=True)
                 return 130
             finally:  # an interrupted step's time is recorded too: the wall time of the study is every attempt's
                 seconds = time.monotonic() - step_started
@@ -229,6 +228,56 @@ def run_study(*, smoke: bool = False, work: Path | None = None, out: Path | None
     out = Path(out or (work / "results" if smoke else RESULTS_DIR))
     study = Study(design(smoke), work, out)
     return study.run(command or " ".join(shlex.quote(arg) for arg in ["python", "-m", "shared_utils", *sys.argv[1:]]))
+
+
+def _in_child(options: RunOptions) -> int:
+    """``run_pipeline(options)`` in a child process; its exit status (0: every notebook ran).
+
+    Ctrl-C is this process's to handle: papermill's kernel runs in a session of its own, and nbclient
+    turns SIGINT into a graceful kernel shutdown that a busy training cell could outlast, or that comes
+    too early when the signal arrives while the kernel starts (the notebook then ran to its end). Here
+    a KeyboardInterrupt stops the child and every process under it (the kernel included), then propagates.
+    """
+    import multiprocessing
+
+    child = multiprocessing.get_context("spawn").Process(target=_run_and_exit, args=(options,))
+    child.start()
+    try:
+        child.join()
+    except KeyboardInterrupt:
+        _stop_tree(child.pid)
+        child.join()
+        raise
+    return child.exitcode
+
+
+def _run_and_exit(options: RunOptions) -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent stops this process
+    sys.exit(run_pipeline(options))
+
+
+def _stop_tree(pid: int, grace: float = 10.0) -> None:
+    """SIGTERM to a process and all its descendants, SIGKILL to those still there after ``grace`` seconds."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        processes = root.children(recursive=True) + [root]
+    except psutil.NoSuchProcess:
+        return
+    for process in processes:
+        try:
+            process.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(processes, timeout=grace)
+    for process in alive:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
 
 
 def _limited(total: int, limit: int | None) -> int:
