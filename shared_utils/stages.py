@@ -273,8 +273,7 @@ def _train_grpo(recipe: Recipe, layout: ArtifactLayout, seed: int, *, model: str
 def evaluation_plan(recipe: Recipe, layout: ArtifactLayout, *, model: str | None = None, overwrite: bool = False):
     """The recipe's evaluation, generating through vLLM where it is installed and a GPU is present."""
     from shared_utils.evaluation import EvalPlan
-    from shared_utils.generation import LocalEngine
-    from shared_utils.generation import resolve_backend
+    from shared_utils.generation import LocalEngine, resolve_backend
 
     section = recipe.section("evaluation")
     return EvalPlan(layout, model=str(model or recipe.model), runs=section["runs"], samples=section["samples"],

@@ -76,8 +76,8 @@ class LocalEngine:
         return cls(**values)
 
     def identity(self) -> dict:
-        """What a stage's identity records: nothing while every option is off (the identity artifacts made before
-        these options existed carry), else every option."""
+        """What a stage's identity records: nothing while every option is off (so artifacts made before these
+        options existed keep their identity), else every option."""
         return {} if self == LocalEngine() else {"local_engine": dataclasses.asdict(self)}
 
     def generate_options(self) -> dict:

@@ -60,9 +60,9 @@ def load_pairs(dataset, max_pairs: int | None = None):
 
 
 def use_bf16(spec, requested: bool | None = None) -> bool:
-    """bf16 autocast: the recipe's ``bf16`` where its training section sets one (on a CPU with AMX or
-    AVX512-BF16 it halves a step of the embedded model: the CPU study's choice), else on GPUs for bfloat16
-    models."""
+    """bf16 autocast: the recipe's ``bf16`` where its training section sets one (on this machine's AMX-BF16
+    CPU a study DPO step of the embedded model took 17 s against 20.6 s in float32), else on GPUs for
+    bfloat16 models."""
     if requested is not None:
         return bool(requested)
     return models.device() == "cuda" and spec is not None and spec.dtype == "bfloat16"
