@@ -29,10 +29,10 @@ STUDY = recipes.RECIPES / "study.yaml"
 WORK_DIR = paths.RUNS_DIR / "cpu-study"  # adapters, datasets, evaluation runs, executed notebooks (git-ignored)
 RESULTS_DIR = paths.REPO_ROOT / "results" / "cpu-study"  # what is committed
 RECORD = "record.json"  # the runs of the study; the report writes study.json
-# Seconds per unit before this machine has measured any (quiet, 2026-12-05: a study DPO step in bf16 and a sample of
-# the study's engine timed; a GRPO step of 16 answers taken as half the 225 s timed for 32); each kind is replaced by
-# its own measurement as soon as a stage of that kind has run.
-FIRST_GUESS = {"replayed pair": 0.1, "DPO step": 17.0, "sample": 0.6, "GRPO step": 115.0}
+# Seconds per unit before this machine has measured any (quiet, 2026-12-05: the full study's Stage 1, 32 s a DPO step
+# in bf16 with its probe; a sample of the study's engine timed; a GRPO step of 16 answers taken as half the 225 s timed
+# for 32); each kind is replaced by its own measurement as soon as a stage of that kind has run.
+FIRST_GUESS = {"replayed pair": 0.1, "DPO step": 32.0, "sample": 0.6, "GRPO step": 115.0}
 
 
 @dataclasses.dataclass(frozen=True)

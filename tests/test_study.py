@@ -26,7 +26,7 @@ def test_the_design_is_the_pre_registered_one():
     recipe = recipes.load(plan.model, plan.overlay)
     evaluation = recipe.section("evaluation")
     assert (evaluation["subset"], evaluation["limit"], evaluation["runs"], evaluation["samples"]) == (
-        "shortest_reference", 100, 1, 10)
+        "shortest_reference", 60, 1, 10)
     assert (evaluation["temperature"], evaluation["top_p"], evaluation["max_new_tokens"]) == (0.6, 0.9, 384)
     assert evaluation["stop_at_code_end"] and not evaluation["humaneval"] and recipe.problem_set == "mbpp"
     stage1, stage2c = recipe.training("stage1"), recipe.training("stage2c")
@@ -36,14 +36,14 @@ def test_the_design_is_the_pre_registered_one():
     assert (stage1.dpo["max_length"], stage1.dpo["seed"], stage1.lora["r"], stage1.max_pairs) == (512, 0, 16, None)
     assert stage2c.dpo == stage1.dpo and stage2c.training_format == "conversational"
     stage2a = recipe.section("stage2a")
-    assert (stage2a["subset"], stage2a["limit"], stage2a["samples"], stage2a["rounds"]) == ("shortest_reference", 200,
+    assert (stage2a["subset"], stage2a["limit"], stage2a["samples"], stage2a["rounds"]) == ("shortest_reference", 100,
                                                                                           8, 1)
     fast = {"batch_size": 64, "refill": True, "merge_adapter": True, "dtype": "bfloat16"}
     assert stage2a["local_engine"] == evaluation["local_engine"] == fast  # one engine for all sampling
     grpo = recipe.grpo()
     assert grpo.start == "dpo-further" and grpo.reward["scoring"] == "fenced" and grpo.grpo["seed"] == 0
     assert grpo.grpo["max_steps"] * grpo.grpo["per_device_train_batch_size"] * grpo.grpo[
-        "gradient_accumulation_steps"] == 8 * 2 * 8 and grpo.grpo["num_generations"] == 8
+        "gradient_accumulation_steps"] == 4 * 2 * 8 and grpo.grpo["num_generations"] == 8
     ablation = recipes.load(plan.model, plan.overlay, {"protocol": {"switches": plan.switches}})
     assert ablation.training("stage1").training_format == "as_published"
     assert ablation.training("stage1").dpo == stage1.dpo  # the same Stage 1 but for its format
