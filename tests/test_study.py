@@ -55,7 +55,8 @@ def test_the_study_is_a_make_target_and_its_design_is_written_down_in_the_readme
     readme = (paths.REPO_ROOT / "README.md").read_text()
     assert "make study" in readme.split("```")[1]
     prose = " ".join(readme.split())
-    tasks = recipes.load(study.design().model, study.design().overlay).section("evaluation")["limit"]
+    plan = study.design()
+    tasks = recipes.load(plan.model, plan.overlay).section("evaluation")["limit"]
     assert f"the {tasks} tasks with the shortest reference solution" in prose and "`dpo-as-published`" in prose
 
 
