@@ -265,12 +265,18 @@ def render_readme_section(out_dir: Path = RESULTS_DIR) -> str:
     lines += [f"`make study`: {first['tasks']} MBPP test tasks x {first['runs']} run(s) x {first['samples_per_task']} "
               f"samples per variant and training seed ({_seeds(seeds)}), the same sampling seeds for every variant. "
               f"Each cell: the estimate [95% interval]; then, against the base, the difference [95% interval] and the "
-              f"verdict (pass@k in points).", ""]
+              f"verdict (pass@k in points).", "", verdict_sentence(rows[rows["scoring"] == headline], headline), ""]
+    shown_tables: dict[str, pd.DataFrame] = {}
     for name in summary["scorings"]:
         title = f"Headline scoring `{name}`" if name == headline else f"Scoring `{name}`"
+        mine = rows[rows["scoring"] == name]
+        same = next((other for other, table in shown_tables.items() if _same_numbers(table, mine)), None)
+        if same is not None:
+            lines += [f"{title}: every number equals scoring `{same}`'s.", ""]
+            continue
+        shown_tables[name] = mine
         lines += [f"{title}:", "", "| variant | " + " | ".join(LABELS[m] for m in metrics) + " |",
                   "|---|" + "---|" * len(metrics)]
-        mine = rows[rows["scoring"] == name]
         for variant in summary["variants"]:
             cells = mine[mine["variant"] == variant].set_index("metric")
             lines.append(f"| {variant} | " + " | ".join(cell({**cells.loc[m].to_dict(), "metric": m})
@@ -279,10 +285,30 @@ def render_readme_section(out_dir: Path = RESULTS_DIR) -> str:
     lines += [f"Average MI is each variant's mean over the tasks it solves (the authors' average); its difference to "
               f"the base is {summary['mi_note']}. A mean is shown only when it rests on at least "
               f"{summary['min_tasks']} tasks (every run solving that many; for a difference, that many solved by "
-              f"both), else `n/a` with the count; such a difference is not tested.", "",
+              f"both), else `n/a` with the count; such a difference is not tested. The intervals are not adjusted "
+              f"for the multiplicity, the verdicts are: an interval may exclude zero while Holm's verdict reads no "
+              f"evidence.", "",
               f"![Each variant minus the base, {headline} scoring]({_relative(out_dir / 'differences.png')})", "",
               README_END]
     return "\n".join(lines)
+
+
+def verdict_sentence(rows: pd.DataFrame, scoring_name: str) -> str:
+    """The headline in words, counted from the verdicts (never typed): how many comparisons went which way."""
+    against = rows[rows["variant"] != BASE]
+    counts = against["verdict"].value_counts()
+    tested = int(sum(counts.get(verdict, 0) for verdict in ("better", "worse", "no evidence")))
+    parts = [f"{int(counts.get(verdict, 0))} {verdict}" for verdict in ("better", "worse", "no evidence")]
+    untested = len(against) - tested
+    return (f"In short, under the headline scoring `{scoring_name}`: of the {tested} tested comparisons of a variant "
+            f"with the base, " + ", ".join(parts) + (f" ({untested} not tested)" if untested else "") + ".")
+
+
+def _same_numbers(one: pd.DataFrame, other: pd.DataFrame) -> bool:
+    """Whether two scorings' rows hold the same numbers and verdicts, variant by variant and metric by metric."""
+    def key(rows):
+        return rows.drop(columns="scoring").sort_values(["variant", "metric"]).reset_index(drop=True)
+    return one.shape == other.shape and key(one).equals(key(other))
 
 
 def _seeds(seeds: pd.Series) -> str:

@@ -199,3 +199,26 @@ def test_the_readme_agrees_with_the_committed_results():
     for record in summary["rows"]:
         if record["scoring"] == summary["headline"]:
             assert study_report.cell(record) in section, record
+
+
+def test_the_headline_sentence_counts_the_verdicts_and_an_identical_scoring_is_not_repeated(report):
+    out, summary, table = report
+    headline = table[table["scoring"] == "fenced"]
+    expected = headline[headline["variant"] != "base"]["verdict"].value_counts()
+    sentence = study_report.verdict_sentence(headline, "fenced")
+    for verdict in ("better", "worse", "no evidence"):
+        assert f"{int(expected.get(verdict, 0))} {verdict}" in sentence
+    section = study_report.render_readme_section(out)
+    assert sentence in section.split("Headline scoring")[0]
+    twin = table[table["scoring"] == "fenced"].assign(scoring="corrected")
+    assert study_report._same_numbers(table[table["scoring"] == "fenced"], twin)
+    assert not study_report._same_numbers(table[table["scoring"] == "fenced"], table[table["scoring"] == "paper"])
+    copied = out.parent / "twin"
+    copied.mkdir()
+    doubled = {**summary, "scorings": summary["scorings"] + ["corrected"],
+               "families": {**summary["families"], "corrected": summary["families"]["fenced"]},
+               "rows": summary["rows"] + json.loads(twin.to_json(orient="records"))}
+    (copied / "summary.json").write_text(json.dumps(doubled))
+    section = study_report.render_readme_section(copied)
+    assert "Scoring `corrected`: every number equals scoring `fenced`'s." in section
+    assert section.count("| base |") == 2  # fenced and paper as tables, corrected as one sentence
