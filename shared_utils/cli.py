@@ -338,10 +338,18 @@ def _verb_study(sub) -> None:
                                                       "runs/cpu-study-smoke with --smoke)")
     parser.add_argument("--out", type=writable, help="the record and the report (default: results/cpu-study; "
                                                      "with --smoke: <work>/results)")
+    parser.add_argument("--compare", type=Path, metavar="RERUN", help="run nothing: compare a second run's results "
+                        "folder with --out's, writing reproduction.md and .csv into --out")
 
     def run(args) -> int:
-        from shared_utils.study import run_study
+        from shared_utils.study import RESULTS_DIR, run_study
 
+        if args.compare:
+            from shared_utils.study_report import write_reproduction
+
+            written = write_reproduction(Path(args.out or RESULTS_DIR), args.compare)
+            print(written.read_text(), end="")
+            return 0
         return run_study(smoke=args.smoke, work=args.work, out=args.out)
 
     parser.set_defaults(run=run)

@@ -12,11 +12,13 @@ beside it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
 import shlex
+import signal
 import sys
 import time
 from pathlib import Path
@@ -33,6 +35,7 @@ RECORD = "record.json"  # the runs of the study; the report writes study.json
 # in bf16 with its probe; a sample of the study's engine timed; a GRPO step of 16 answers taken as half the 225 s timed
 # for 32); each kind is replaced by its own measurement as soon as a stage of that kind has run.
 FIRST_GUESS = {"replayed pair": 0.1, "DPO step": 32.0, "sample": 0.6, "GRPO step": 115.0}
+STOPPING = (signal.SIGTERM, signal.SIGHUP)  # handled as Ctrl-C is
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,19 +147,21 @@ class Study:
         the failed step's status."""
         record = self._start_record(command)
         attempt = record["attempts"][-1]
+        finished = self.learn_rates(record["attempts"][:-1])
         started = time.monotonic()
         for index, step in enumerate(STEPS):
-            left = sum(self.estimate(later) for later in STEPS[index:])
+            left = sum(self.estimate(later) for later in STEPS[index:] if later.name not in finished)
             units = self.units(step)
             print(f"[study] {step.name}: {units} {step.unit}s, estimated {_duration(self.estimate(step))}; "
                   f"the study has about {_duration(left)} left", flush=True)
             overrides = self.evaluation_overrides() if step.stage == "evaluation" else None
             load_before, step_started, status = os.getloadavg(), time.monotonic(), None
             try:
-                status = _in_child(self.options(step, overrides))
+                with _termination_as_ctrl_c():
+                    status = _in_child(self.options(step, overrides))
             except KeyboardInterrupt:
-                print(f"[study] {step.name}: stopped (Ctrl-C); finished stages and the checkpoints are kept: rerun "
-                      "the same command to continue", flush=True)
+                print(f"[study] {step.name}: stopped (Ctrl-C or a termination signal); finished stages and the "
+                      "checkpoints are kept: rerun the same command to continue", flush=True)
                 return 130
             finally:  # an interrupted step's time is recorded too: the wall time of the study is every attempt's
                 seconds = time.monotonic() - step_started
@@ -169,7 +174,7 @@ class Study:
                 print(f"[study] {step.name} failed; fix it and rerun the same command: finished stages are reused",
                       flush=True)
                 return status
-            if units:
+            if units and step.name not in finished:  # a stage finished before is reused: its time is no rate
                 self.rates[step.unit] = seconds / units
             print(f"[study] {step.name} done in {_duration(seconds)}", flush=True)
         attempt["seconds"] = round(time.monotonic() - started, 1)
@@ -179,6 +184,18 @@ class Study:
         summary = self.report(record)
         print(f"[study] report ({summary['headline']} scoring first): {self.out}", flush=True)
         return 0
+
+    def learn_rates(self, attempts: list[dict]) -> set[str]:
+        """The stages earlier attempts finished (this attempt reuses them), each unit's rate taken from where a
+        stage of that kind first ran: a stage's later, reusing attempts take seconds and say nothing of its rate."""
+        finished: set[str] = set()
+        for attempt in attempts:
+            for name, stage in attempt["stages"].items():
+                if stage["status"] == "done" and name not in finished:
+                    finished.add(name)
+                    if stage["units"]:
+                        self.rates[stage["unit"]] = stage["seconds"] / stage["units"]
+        return finished
 
     def report(self, record: dict) -> dict:
         """``study_report`` of the evaluation into ``out``: the table, samples, figures and training curves; the
@@ -251,29 +268,48 @@ def _in_child(options: RunOptions) -> int:
     return child.exitcode
 
 
-def _run_and_exit(options: RunOptions) -> None:
-    import signal
+@contextlib.contextmanager
+def _termination_as_ctrl_c():
+    """SIGTERM and SIGHUP (a ``kill``, a closed terminal) raise KeyboardInterrupt while a step runs, so that they
+    too stop the step's child and kernel and mark the step stopped, instead of leaving both running."""
+    previous = {number: signal.signal(number, signal.default_int_handler) for number in STOPPING}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent stops this process
+
+def _run_and_exit(options: RunOptions) -> None:
+    # A signal to the whole group (Ctrl-C, a closed terminal) reaches this process too: it ignores them, so that
+    # it cannot die before its kernel (which would leave the kernel orphaned); the parent stops both. A handler that
+    # does nothing, not SIG_IGN: an ignored signal would stay ignored in the kernel and everything it starts.
+    for number in (signal.SIGINT, *STOPPING):
+        signal.signal(number, _ignore)
     sys.exit(run_pipeline(options))
 
 
+def _ignore(number, frame) -> None:
+    """A signal the parent handles for this process."""
+
+
 def _stop_tree(pid: int, grace: float = 10.0) -> None:
-    """SIGTERM to a process and all its descendants, SIGKILL to those still there after ``grace`` seconds."""
+    """Stop a step's child and all its descendants: SIGTERM to the descendants (the kernel among them), SIGKILL to
+    those still there after ``grace`` seconds, then SIGKILL to the child (it ignores the termination signals)."""
     import psutil
 
     try:
         root = psutil.Process(pid)
-        processes = root.children(recursive=True) + [root]
+        descendants = root.children(recursive=True)
     except psutil.NoSuchProcess:
         return
-    for process in processes:
+    for process in descendants:
         try:
             process.terminate()
         except psutil.NoSuchProcess:
             pass
-    _, alive = psutil.wait_procs(processes, timeout=grace)
-    for process in alive:
+    _, alive = psutil.wait_procs(descendants, timeout=grace)
+    for process in alive + [root]:
         try:
             process.kill()
         except psutil.NoSuchProcess:

@@ -232,6 +232,69 @@ def training_curves(adapters: dict[str, Path], folder: Path) -> dict:
     return found
 
 
+# ---------------------------------------------------------------- a rerun against the committed results
+SAMPLE_KEY = ["variant", "seed", "run", "scoring", "task_id", "sample"]
+
+
+def reproduction(first: Path, second: Path) -> dict:
+    """How a second run of the study (``second``, a results folder) reproduces the first: per variant, the share
+    of samples with the same verdict and MI (bit-identical scoring of the same texts gives 100%), and per table
+    row whether the second estimate, and the second difference to the base, lie in the first one's interval."""
+    for folder in (first, second):
+        missing = [name for name in ("summary.json", "samples.csv.gz") if not (Path(folder) / name).is_file()]
+        if missing:
+            raise ValueError(f"{folder}: no {' or '.join(missing)}: not a study's results folder")
+    samples = [pd.read_csv(Path(folder) / "samples.csv.gz") for folder in (first, second)]
+    if len(samples[0]) != len(samples[1]):
+        raise ValueError(f"{second}: {len(samples[1])} samples, {first}: {len(samples[0])}: not the same design")
+    joined = samples[0].merge(samples[1], on=SAMPLE_KEY, suffixes=("", "_again"), validate="one_to_one")
+    same = ((joined["passed"] == joined["passed_again"]) & (joined["status"] == joined["status_again"])
+            & ((joined["mi"] == joined["mi_again"]) | (joined["mi"].isna() & joined["mi_again"].isna())))
+    identical = joined.assign(same=same).groupby("variant", sort=False)["same"].mean()
+    rows = [pd.DataFrame(json.loads((Path(folder) / "summary.json").read_text())["rows"]) for folder in (first, second)]
+    key = ["variant", "scoring", "metric"]
+    table = rows[0].merge(rows[1], on=key, suffixes=("", "_again"), validate="one_to_one")
+    bounded = table["low"].notna() & table["high"].notna() & table["estimate_again"].notna()  # n/a: no interval
+    table["estimate_within"] = table["estimate_again"].between(table["low"], table["high"]).where(bounded)
+    tested = table["diff"].notna() & table["diff_again"].notna()
+    table["diff_within"] = table["diff_again"].between(table["diff_low"], table["diff_high"]).where(tested)
+    table["same_verdict"] = (table["verdict"] == table["verdict_again"]).where(table["verdict"].notna())
+    return {"identical_samples": {variant: float(identical[variant]) for variant in variants_in_order(identical.index)},
+            "rows": table[key + ["estimate", "low", "high", "estimate_again", "estimate_within", "diff", "diff_low",
+                                 "diff_high", "diff_again", "diff_within", "verdict", "verdict_again",
+                                 "same_verdict"]]}
+
+
+def render_reproduction(found: dict, first: Path, second: Path) -> str:
+    """``reproduction.md``: the rerun's agreement in a few lines, then every row that moved out of its interval."""
+    table = found["rows"]
+    estimates, diffs = (table[column].dropna().astype(bool) for column in ("estimate_within", "diff_within"))
+    verdicts = table["same_verdict"].dropna().astype(bool)
+    lines = [f"# The study run again: {_relative(second)} against {_relative(first)}", "",
+             "Samples with the same verdict and MI, per variant: "
+             + ", ".join(f"{variant} {share:.1%}" for variant, share in found["identical_samples"].items()) + ".", "",
+             f"- estimates inside the first run's 95% interval: {int(estimates.sum())} of {len(estimates)};",
+             f"- differences to the base inside the first run's interval: {int(diffs.sum())} of {len(diffs)};",
+             f"- the same verdict: {int(verdicts.sum())} of {len(verdicts)}.", ""]
+    outside = table[(table["estimate_within"] == False) | (table["diff_within"] == False)]  # noqa: E712 (NaN: untested)
+    if len(outside):
+        lines += ["Outside the first run's interval:", "", "| variant | scoring | metric | first | again |", "|---|---|---|---|---|"]
+        for _, row in outside.iterrows():
+            lines.append(f"| {row['variant']} | {row['scoring']} | {row['metric']} | {row['estimate']:.4g} "
+                         f"[{row['low']:.4g}, {row['high']:.4g}] | {row['estimate_again']:.4g} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_reproduction(first: Path, second: Path) -> Path:
+    """Compare ``second`` with ``first`` and write ``first/reproduction.md`` and ``first/reproduction.csv``."""
+    found = reproduction(first, second)
+    files.write_text(Path(first) / "reproduction.md", render_reproduction(found, Path(first), Path(second)))
+    with files.atomic_path(Path(first) / "reproduction.csv") as tmp:
+        found["rows"].to_csv(tmp, index=False, float_format="%.6g")
+    return Path(first) / "reproduction.md"
+
+
 # ---------------------------------------------------------------- the README
 def cell(row: dict) -> str:
     """A variant's metric with its interval, then (not for the base) its difference to the base and the verdict."""

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -116,3 +117,113 @@ def test_a_smoke_study_runs_every_notebook_and_continues_after_ctrl_c_reusing_fi
     summary = json.loads((out / "summary.json").read_text())  # the report, last
     assert summary["headline"] == "fenced" and {"base", "dpo", "dpo-as-published", "grpo"} <= set(summary["variants"])
     assert (out / "summary.csv").is_file() and (out / "samples.csv.gz").is_file()
+
+
+def test_a_resumed_study_takes_its_rates_from_where_each_stage_ran_not_from_a_reuse(tmp_path):
+    """A stage an earlier attempt finished is reused (seconds): its rate comes from the attempt that ran it."""
+    plan = study.Study(study.design(True), tmp_path / "work", tmp_path / "out")
+    ran = {"seconds": 1920.0, "units": 60, "unit": "DPO step", "status": "done"}
+    attempts = [{"stages": {"global": {"seconds": 14.0, "units": 238, "unit": "replayed pair", "status": "done"},
+                            "stage1": ran,
+                            "stage1-ablation": {"seconds": 300.0, "units": 60, "unit": "DPO step",
+                                                "status": "stopped"}}},
+                {"stages": {"global": {"seconds": 13.0, "units": 238, "unit": "replayed pair", "status": "done"},
+                            "stage1": {**ran, "seconds": 8.0}}}]
+    finished = plan.learn_rates(attempts)
+    assert finished == {"global", "stage1"}  # the stopped ablation runs again, and counts
+    assert plan.rates["DPO step"] == 32.0 and plan.rates["replayed pair"] == 14.0 / 238
+    assert plan.rates["sample"] == study.FIRST_GUESS["sample"]  # nothing of that kind has run
+
+
+def _descendants_of(pid: int) -> list:
+    import psutil
+
+    return psutil.Process(pid).children(recursive=True)
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_study_stops_the_step_its_child_and_kernel_and_records_it_stopped(tmp_path):
+    """``kill <pid>`` (SIGTERM to the study alone, as a job scheduler sends) is handled as Ctrl-C is."""
+    import psutil
+
+    work, out = tmp_path / "work", tmp_path / "out"
+    command, env = _study(work, out)
+    first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    printed = []
+    for line in first.stdout:
+        printed.append(line)
+        if line.startswith("[stage1] 2_Fine_Tuning_Process/"):  # Stage 1's notebook has started
+            break
+    processes = []
+    for _ in range(100):  # until the kernel is up beside the step's child
+        processes = _descendants_of(first.pid)
+        if len(processes) >= 2:
+            break
+        time.sleep(0.2)
+    assert len(processes) >= 2, "".join(printed)[-3000:]
+    first.terminate()
+    printed.append(first.communicate(timeout=120)[0])
+    assert first.returncode == 130, "".join(printed)[-3000:]
+    _, alive = psutil.wait_procs(processes, timeout=30)
+    assert not alive, f"left running after SIGTERM: {[p.cmdline()[:3] for p in alive]}"
+    stages = json.loads((out / study.RECORD).read_text())["attempts"][0]["stages"]
+    assert [(name, stage["status"]) for name, stage in stages.items()] == [("global", "done"), ("stage1", "stopped")]
+    assert "[study] stage1: stopped (Ctrl-C or a termination signal)" in printed[-1]
+
+
+def _sections(output: str) -> dict[str, str]:
+    """A study's output cut at its ``[study] <step>: ...`` lines: what each step printed."""
+    sections, current = {}, None
+    names = {step.name for step in study.STEPS}
+    for line in output.splitlines(keepends=True):
+        if line.startswith("[study] ") and line[8:].split(":")[0] in names:
+            current = line[8:].split(":")[0]
+        if current is not None:
+            sections[current] = sections.get(current, "") + line
+    return sections
+
+
+@pytest.mark.slow
+@pytest.mark.long
+def test_ctrl_c_in_every_stage_loses_no_finished_work(tmp_path):
+    """Ctrl-C (SIGINT to the process group) once in each stage of the smoke study, in order, each time as the
+    stage's notebook has started, then the same command again: every stage an earlier attempt finished is reused
+    (its notebook says so), and the last attempt finishes the study."""
+    work, out = tmp_path / "work", tmp_path / "out"
+    command, env = _study(work, out)
+    finished: set[str] = set()
+    names = [step.name for step in study.STEPS]
+    target = 0
+    while target < len(names):
+        step = study.STEPS[target]
+        run = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)
+        printed, in_target = [], False
+        for line in run.stdout:
+            printed.append(line)
+            in_target = in_target or line.startswith(f"[study] {step.name}: ")
+            if in_target and line.startswith(f"[{step.stage}] ") and ".ipynb" in line.split()[1]:
+                os.killpg(run.pid, signal.SIGINT)
+                break
+        printed.append(run.communicate(timeout=600)[0])
+        output = "".join(printed)
+        record = json.loads((out / study.RECORD).read_text())
+        stages = record["attempts"][-1]["stages"]
+        for name, section in _sections(output).items():
+            if name in finished:
+                assert "reusing " in section and stages[name]["status"] == "done", section[-2000:]
+        if run.returncode == 0:  # the interrupted stage had already finished when the signal came: none left
+            break
+        assert run.returncode == 130, output[-3000:]
+        stopped = [name for name, stage in stages.items() if stage["status"] == "stopped"]
+        assert len(stopped) == 1 and names.index(stopped[0]) >= target, stages
+        finished |= {name for name, stage in stages.items() if stage["status"] == "done"}
+        target = names.index(stopped[0]) + 1
+    last = subprocess.run(command, env=env, capture_output=True, text=True) if run.returncode else run
+    assert last.returncode == 0
+    record = json.loads((out / study.RECORD).read_text())
+    assert list(record["attempts"][-1]["stages"]) == names
+    interrupted = {name for attempt in record["attempts"] for name, stage in attempt["stages"].items()
+                   if stage["status"] == "stopped"}
+    assert len(interrupted) >= len(names) - 2, interrupted  # a short stage may end before its signal comes
+    assert (out / "summary.json").is_file()

@@ -222,3 +222,37 @@ def test_the_headline_sentence_counts_the_verdicts_and_an_identical_scoring_is_n
     section = study_report.render_readme_section(copied)
     assert "Scoring `corrected`: every number equals scoring `fenced`'s." in section
     assert section.count("| base |") == 2  # fenced and paper as tables, corrected as one sentence
+
+
+def test_a_rerun_is_compared_sample_by_sample_and_row_by_row(evaluation, report, tmp_path):
+    out, summary, _ = report
+    again = tmp_path / "again"
+    study_report.build(evaluation[0], again, recipe={"evaluation": {"samples": SAMPLES}}, n_boot=2000)
+    found = study_report.reproduction(out, again)
+    assert found["identical_samples"] == {"base": 1.0, "dpo": 1.0, "grpo": 1.0}
+    rows = found["rows"]
+    assert rows["estimate_within"].dropna().all() and rows["same_verdict"].dropna().all()
+    assert rows["estimate_within"].isna().sum() == (rows["low"].isna()).sum()  # an n/a mean has nothing to be inside
+
+    samples = pd.read_csv(again / "samples.csv.gz")
+    flipped = samples.index[(samples["variant"] == "grpo") & (samples["scoring"] == "fenced")][:6]
+    samples.loc[flipped, "passed"] = ~samples.loc[flipped, "passed"]
+    samples.to_csv(again / "samples.csv.gz", index=False)
+    moved = json.loads((again / "summary.json").read_text())
+    target = next(r for r in moved["rows"] if (r["variant"], r["scoring"], r["metric"]) == ("grpo", "fenced", "pass@1"))
+    target["estimate"] = target["high"] + 0.1
+    (again / "summary.json").write_text(json.dumps(moved))
+    found = study_report.reproduction(out, again)
+    grpo_samples = len(samples[samples["variant"] == "grpo"])
+    assert found["identical_samples"]["grpo"] == pytest.approx(1 - 6 / grpo_samples)
+    assert found["identical_samples"]["base"] == 1.0
+    rows = found["rows"]
+    assert list(rows.loc[rows["estimate_within"] == False, "variant"]) == ["grpo"]  # noqa: E712
+    written = study_report.write_reproduction(out, again)
+    text = written.read_text()
+    bounded = int(rows["estimate_within"].notna().sum())
+    assert f"estimates inside the first run's 95% interval: {bounded - 1} of {bounded}" in text
+    assert "| grpo | fenced | pass@1 |" in text and (out / "reproduction.csv").is_file()
+    (again / "summary.json").unlink()
+    with pytest.raises(ValueError, match="no summary.json"):
+        study_report.reproduction(out, again)
