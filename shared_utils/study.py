@@ -171,8 +171,8 @@ class Study:
                     "status": {0: "done", None: "stopped"}.get(status, "failed")}
                 files.write_json(self.out / RECORD, record)
             if status != 0:
-                print(f"[study] {step.name} failed; fix it and rerun the same command: finished stages are reused",
-                      flush=True)
+                print(f"[study] {step.name} failed{_why(status)}; fix it and rerun the same command: finished "
+                      "stages are reused", flush=True)
                 return status
             if units and step.name not in finished:  # a stage finished before is reused: its time is no rate
                 self.rates[step.unit] = seconds / units
@@ -265,7 +265,18 @@ def _in_child(options: RunOptions) -> int:
         _stop_tree(child.pid)
         child.join()
         raise
-    return child.exitcode
+    return 128 - child.exitcode if child.exitcode < 0 else child.exitcode  # killed by signal N: 128 + N, as a shell
+
+
+def _why(status: int) -> str:
+    """What a step's exit status says beyond failure: a signal killed it (SIGKILL: most often out of memory)."""
+    if status <= 128:
+        return ""
+    try:
+        name = signal.Signals(status - 128).name
+    except ValueError:
+        return ""
+    return f" (killed by {name}{': out of memory?' if name == 'SIGKILL' else ''})"
 
 
 @contextlib.contextmanager

@@ -227,3 +227,9 @@ def test_ctrl_c_in_every_stage_loses_no_finished_work(tmp_path):
                    if stage["status"] == "stopped"}
     assert len(interrupted) >= len(names) - 2, interrupted  # a short stage may end before its signal comes
     assert (out / "summary.json").is_file()
+
+
+def test_a_step_killed_by_a_signal_says_so_with_a_shells_exit_status():
+    assert study._why(128 + signal.SIGKILL) == " (killed by SIGKILL: out of memory?)"
+    assert study._why(128 + signal.SIGSEGV) == " (killed by SIGSEGV)"
+    assert study._why(1) == "" and study._why(128 + 200) == ""
