@@ -234,6 +234,7 @@ def training_curves(adapters: dict[str, Path], folder: Path) -> dict:
 
 # ---------------------------------------------------------------- a rerun against the committed results
 SAMPLE_KEY = ["variant", "seed", "run", "scoring", "task_id", "sample"]
+TIMING_KEYS = ("runtime", "per_second", "time")  # a training log's fields that measure the clock, not the training
 
 
 def reproduction(first: Path, second: Path) -> dict:
@@ -260,9 +261,24 @@ def reproduction(first: Path, second: Path) -> dict:
     table["diff_within"] = table["diff_again"].between(table["diff_low"], table["diff_high"]).where(tested)
     table["same_verdict"] = (table["verdict"] == table["verdict_again"]).where(table["verdict"].notna())
     return {"identical_samples": {variant: float(identical[variant]) for variant in variants_in_order(identical.index)},
+            "identical_training": {name: _same_training(Path(first) / "curves" / name, Path(second) / "curves" / name)
+                                   for name in sorted(path.name for path in (Path(first) / "curves").glob(
+                                       "*.log_history.json"))},
             "rows": table[key + ["estimate", "low", "high", "estimate_again", "estimate_within", "diff", "diff_low",
                                  "diff_high", "diff_again", "diff_within", "verdict", "verdict_again",
                                  "same_verdict"]]}
+
+
+def _same_training(one: Path, other: Path) -> bool | None:
+    """Whether two training logs hold the same values, step by step, leaving out wall times and rates (which differ
+    on every run); None when the second run has no such log."""
+    if not other.is_file():
+        return None
+
+    def values(path: Path) -> list[dict]:
+        return [{key: value for key, value in entry.items() if not any(word in key for word in TIMING_KEYS)}
+                for entry in json.loads(path.read_text())]
+    return values(one) == values(other)
 
 
 def render_reproduction(found: dict, first: Path, second: Path) -> str:
@@ -273,6 +289,9 @@ def render_reproduction(found: dict, first: Path, second: Path) -> str:
     lines = [f"# The study run again: {_relative(second)} against {_relative(first)}", "",
              "Samples with the same verdict and MI, per variant: "
              + ", ".join(f"{variant} {share:.1%}" for variant, share in found["identical_samples"].items()) + ".", "",
+             "Training logs equal value for value (wall times and rates left out): " + ", ".join(
+                 f"{name.removesuffix('.log_history.json')} {_yes(same)}"
+                 for name, same in found["identical_training"].items()) + ".", "",
              f"- estimates inside the first run's 95% interval: {int(estimates.sum())} of {len(estimates)};",
              f"- differences to the base inside the first run's interval: {int(diffs.sum())} of {len(diffs)};",
              f"- the same verdict: {int(verdicts.sum())} of {len(verdicts)}.", ""]
@@ -284,6 +303,10 @@ def render_reproduction(found: dict, first: Path, second: Path) -> str:
                          f"[{row['low']:.4g}, {row['high']:.4g}] | {row['estimate_again']:.4g} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _yes(same: bool | None) -> str:
+    return {True: "yes", False: "no", None: "not in the second run"}[same]
 
 
 def write_reproduction(first: Path, second: Path) -> Path:

@@ -228,8 +228,17 @@ def test_a_rerun_is_compared_sample_by_sample_and_row_by_row(evaluation, report,
     out, summary, _ = report
     again = tmp_path / "again"
     study_report.build(evaluation[0], again, recipe={"evaluation": {"samples": SAMPLES}}, n_boot=2000)
+    history = [{"loss": 0.69, "step": 1}, {"train_runtime": 3.0, "train_samples_per_second": 1.5, "step": 1}]
+    for folder, runtime in ((out, 3.0), (again, 4.5)):
+        (folder / "curves").mkdir(exist_ok=True)
+        (folder / "curves" / "dpo.log_history.json").write_text(json.dumps(
+            [history[0], {**history[1], "train_runtime": runtime}]))
+    (out / "curves" / "grpo.log_history.json").write_text(json.dumps(history))
     found = study_report.reproduction(out, again)
     assert found["identical_samples"] == {"base": 1.0, "dpo": 1.0, "grpo": 1.0}
+    assert found["identical_training"] == {"dpo.log_history.json": True, "grpo.log_history.json": None}
+    (again / "curves" / "dpo.log_history.json").write_text(json.dumps([{"loss": 0.70, "step": 1}, history[1]]))
+    assert study_report.reproduction(out, again)["identical_training"]["dpo.log_history.json"] is False
     rows = found["rows"]
     assert rows["estimate_within"].dropna().all() and rows["same_verdict"].dropna().all()
     assert rows["estimate_within"].isna().sum() == (rows["low"].isna()).sum()  # an n/a mean has nothing to be inside
@@ -253,6 +262,7 @@ def test_a_rerun_is_compared_sample_by_sample_and_row_by_row(evaluation, report,
     bounded = int(rows["estimate_within"].notna().sum())
     assert f"estimates inside the first run's 95% interval: {bounded - 1} of {bounded}" in text
     assert "| grpo | fenced | pass@1 |" in text and (out / "reproduction.csv").is_file()
+    assert "Training logs equal value for value (wall times and rates left out): dpo no, grpo not in the second run." in text
     (again / "summary.json").unlink()
     with pytest.raises(ValueError, match="no summary.json"):
         study_report.reproduction(out, again)
