@@ -246,7 +246,7 @@ def _verb_paper_outputs(sub) -> None:
     parser.add_argument("--no-reuse", action="store_true",
                         help="run every candidate (default: each distinct program once per task and protocol, its "
                              "verdict reused for its copies)")
-    parser.add_argument("--workers", type=int, default=None, help="sandbox workers (default: 4 per core)")
+    parser.add_argument("--workers", type=positive_int, default=None, help="sandbox workers (default: 4 per core)")
     parser.add_argument("--update-readme", action="store_true",
                         help="rewrite the README's section on the paper's outputs from the results")
 
@@ -267,7 +267,8 @@ def _verb_download_data(sub) -> None:
     parser = sub.add_parser("download-data", help="fetch the authors' files (Gemini answers, published outputs) into "
                                                   "the data folder and check their sizes and sha256")
     parser.add_argument("--what", default=",".join(GROUPS), help="comma-separated, of " + ",".join(GROUPS))
-    parser.add_argument("--to", type=writable, default=None, help="default: $SHARED_DATA_DIR, else .cache/data")
+    parser.add_argument("--to", type=writable, default=None, help="default: the local data folder that is read "
+                                                                     "($SHARED_DATA_DIR, ../shared/data), else .cache/data")
     parser.add_argument("--url", default=None, help="the address the files are under (default: inputs.AUTHORS_BASE_URL)")
     parser.add_argument("--check", action="store_true", help="fetch nothing; check the local copies")
 
@@ -490,13 +491,15 @@ def _verb_self_generate(sub) -> None:
     parser = sub.add_parser("self-generate", help="Stage 2a: the iteration's starting adapter builds its own pairs")
     _model_arguments(parser)
     _dpo_stage_arguments(parser)
+    parser.add_argument("--overwrite", action="store_true", help="make the local pairs again even if a dataset made "
+                                                                 "with other settings is there")
 
     def run(args) -> int:
         from shared_utils import recipes, stages
 
         recipe = recipes.load(args.model, _protocol_overlay(args), recipe=args.recipe)
         layout = recipe.layout(global_dir=args.global_dir, model_dir=args.model_dir)
-        local = stages.self_generate(recipe, layout, args.iteration, model=args.model_path)
+        local = stages.self_generate(recipe, layout, args.iteration, model=args.model_path, overwrite=args.overwrite)
         print(local.rounds.to_string(index=False))
         print(f"{len(local.rows)} local pairs from {len(local.problems)} prompts -> {local.dataset or 'nothing saved'}")
         return 0

@@ -34,8 +34,9 @@ def shared_data_dir() -> Path | None:
 
 
 def data_download_dir() -> Path:
-    """Where ``download-data`` writes: ``$SHARED_DATA_DIR`` when set, else the git-ignored cache."""
-    return data_dir_candidates()[0] if os.environ.get(DATA_VARIABLE) else cache_dir() / "data"
+    """Where ``download-data`` writes: the local data folder that is read (``shared_data_dir``), so that a file it
+    lacks lands where it will be found; without one, ``$SHARED_DATA_DIR`` when set, else the git-ignored cache."""
+    return shared_data_dir() or (data_dir_candidates()[0] if os.environ.get(DATA_VARIABLE) else cache_dir() / "data")
 
 
 def global_dir(problem_set: str = "mbpp") -> Path:

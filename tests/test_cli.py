@@ -208,3 +208,29 @@ def test_run_refuses_an_unknown_switch_before_any_notebook(monkeypatch, capsys):
 
     monkeypatch.setattr(runner, "run_pipeline", lambda options: pytest.fail("a notebook ran"))
     assert "unknown protocol switch 'signatur'" in refused(["run", "--switch", "signatur=paper"], capsys)
+
+
+def test_self_generate_passes_overwrite_to_the_stage(monkeypatch, tmp_path):
+    """A Stage-2a dataset made with other settings stops the verb; ``--overwrite`` is the way on, as for ``train``."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from shared_utils import stages
+
+    seen = {}
+
+    def fake_self_generate(recipe, layout, iteration=1, *, model=None, progress=True, overwrite=False):
+        seen.update(iteration=iteration, overwrite=overwrite)
+        return SimpleNamespace(rounds=pd.DataFrame({"round": [1]}), rows=[], problems=[], dataset=None)
+
+    monkeypatch.setattr(stages, "self_generate", fake_self_generate)
+    folders = ["--global-dir", str(tmp_path / "global"), "--model-dir", str(tmp_path / "model")]
+    assert cli.main(["self-generate", "--model", "smollm2-135m", *folders]) == 0
+    assert seen == {"iteration": 1, "overwrite": False}
+    assert cli.main(["self-generate", "--model", "smollm2-135m", *folders, "--overwrite"]) == 0
+    assert seen["overwrite"] is True
+
+
+def test_paper_outputs_workers_must_be_positive(capsys):
+    assert "--workers" in refused(["paper-outputs", "--workers", "0"], capsys)

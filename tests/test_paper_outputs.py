@@ -141,6 +141,18 @@ def test_the_data_folder_setting_and_the_local_mbpp(shared_data, tmp_path, monke
     assert paths.data_download_dir() == tmp_path / "absent"
 
 
+def test_a_download_completes_the_data_folder_that_is_read(tmp_path, monkeypatch):
+    """With no setting, ``../shared/data`` (when it exists) is read, so a missing file is fetched into it, not into
+    a cache nothing reads while that folder exists."""
+    monkeypatch.delenv(paths.DATA_VARIABLE, raising=False)
+    beside, cache = tmp_path / "shared" / "data", tmp_path / "cache"
+    monkeypatch.setattr(paths, "REPO_ROOT", tmp_path / "repo")
+    monkeypatch.setattr(paths, "cache_dir", lambda: cache)
+    assert paths.shared_data_dir() is None and paths.data_download_dir() == cache / "data"
+    beside.mkdir(parents=True)
+    assert paths.shared_data_dir() == beside and paths.data_download_dir() == beside
+
+
 def test_replay_finds_the_authors_gemini_answers_and_refuses_another_file(shared_data, tmp_path, monkeypatch):
     monkeypatch.setenv(paths.DATA_VARIABLE, str(shared_data))
     assert inputs.gemini_pairs() == shared_data / "global_dpo" / "gemini_pairs.jsonl"
