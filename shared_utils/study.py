@@ -26,6 +26,7 @@ from pathlib import Path
 from shared_utils import files, paths, recipes
 from shared_utils.layout import BASE, LOCAL_PAIRS, STAGE1
 from shared_utils.runner import RunOptions, artifact_layout, run_pipeline, run_recipe
+from shared_utils.study_report import duration as _duration
 
 STUDY = recipes.RECIPES / "study.yaml"
 WORK_DIR = paths.RUNS_DIR / "cpu-study"  # adapters, datasets, evaluation runs, executed notebooks (git-ignored)
@@ -338,8 +339,3 @@ def _dpo_steps(section: dict, pairs: int) -> int:
     pairs = _limited(pairs, section["max_pairs"])
     batch = training["per_device_train_batch_size"] * training["gradient_accumulation_steps"]
     return math.ceil(pairs / batch) * training["num_train_epochs"]
-
-
-def _duration(seconds: float) -> str:
-    minutes = round(seconds / 60)
-    return f"{seconds:.0f} s" if seconds < 90 else (f"{minutes} min" if minutes < 90 else f"{minutes / 60:.1f} h")

@@ -295,6 +295,10 @@ def render_reproduction(found: dict, first: Path, second: Path) -> str:
              f"- estimates inside the first run's 95% interval: {int(estimates.sum())} of {len(estimates)};",
              f"- differences to the base inside the first run's interval: {int(diffs.sum())} of {len(diffs)};",
              f"- the same verdict: {int(verdicts.sum())} of {len(verdicts)}.", ""]
+    for label, folder in (("First run", first), ("Second run", second)):
+        timings = _timings(folder)
+        if timings:
+            lines += [f"{label}. {timing_sentence(timings)}", ""]
     outside = table[(table["estimate_within"] == False) | (table["diff_within"] == False)]  # noqa: E712 (NaN: untested)
     if len(outside):
         lines += ["Outside the first run's interval:", "", "| variant | scoring | metric | first | again |", "|---|---|---|---|---|"]
@@ -373,8 +377,11 @@ def render_readme_section(out_dir: Path = RESULTS_DIR) -> str:
               f"{summary['min_tasks']} tasks (every run solving that many; for a difference, that many solved by "
               f"both), else `n/a` with the count; such a difference is not tested. The intervals are not adjusted "
               f"for the multiplicity, the verdicts are: an interval may exclude zero while Holm's verdict reads no "
-              f"evidence.", "",
-              f"![Each variant minus the base, {headline} scoring]({_relative(out_dir / 'differences.png')})", "",
+              f"evidence.", ""]
+    timings = _timings(out_dir)
+    if timings:
+        lines += [timing_sentence(timings), ""]
+    lines += [f"![Each variant minus the base, {headline} scoring]({_relative(out_dir / 'differences.png')})", "",
               README_END]
     return "\n".join(lines)
 
@@ -397,12 +404,36 @@ def _same_numbers(one: pd.DataFrame, other: pd.DataFrame) -> bool:
     return one.shape == other.shape and key(one).equals(key(other))
 
 
+GENERATING = ("stage2a", "evaluation")  # the stages that only generate and score (GRPO samples inside its training)
+
+
+def timing_sentence(timings: dict) -> str:
+    """The study's wall time per stage, summed over its attempts, and the share of the stages that only generate."""
+    total = sum(timings.values())
+    generating = sum(timings.get(name, 0.0) for name in GENERATING)
+    return (f"Wall time per stage, summed over the run's attempts: "
+            + ", ".join(f"{name} {duration(seconds)}" for name, seconds in timings.items())
+            + f"; {duration(total)} in all, of which Stage 2a's and the evaluation's generation {duration(generating)} "
+              f"({generating / total:.0%}; GRPO samples inside its training steps).")
+
+
+def duration(seconds: float) -> str:
+    """``45 s``, ``32 min``, ``2.1 h``."""
+    minutes = round(seconds / 60)
+    return f"{seconds:.0f} s" if seconds < 90 else (f"{minutes} min" if minutes < 90 else f"{minutes / 60:.1f} h")
+
+
 def _seeds(seeds: pd.Series) -> str:
     """``training seeds: dpo 3, grpo 2, the others 1`` (the base has none to vary)."""
     several = {variant: int(count) for variant, count in seeds.items() if count > 1}
     if not several:
         return "one training seed"
     return "training seeds: " + ", ".join(f"{variant} {count}" for variant, count in several.items()) + ", the others 1"
+
+
+def _timings(folder: Path) -> dict:
+    study = Path(folder) / "study.json"
+    return json.loads(study.read_text()).get("timings", {}) if study.is_file() else {}
 
 
 def _relative(path: Path) -> str:

@@ -262,7 +262,17 @@ def test_a_rerun_is_compared_sample_by_sample_and_row_by_row(evaluation, report,
     bounded = int(rows["estimate_within"].notna().sum())
     assert f"estimates inside the first run's 95% interval: {bounded - 1} of {bounded}" in text
     assert "| grpo | fenced | pass@1 |" in text and (out / "reproduction.csv").is_file()
+    assert "First run. Wall time per stage, summed over the run's attempts: evaluation 12 s; 12 s in all" in text
     assert "Training logs equal value for value (wall times and rates left out): dpo no, grpo not in the second run." in text
     (again / "summary.json").unlink()
     with pytest.raises(ValueError, match="no summary.json"):
         study_report.reproduction(out, again)
+
+
+def test_the_wall_time_sentence_adds_the_stages_and_names_generations_share():
+    sentence = study_report.timing_sentence({"global": 28.0, "stage1": 1920.0, "stage2a": 300.0, "grpo": 420.0,
+                                             "evaluation": 1200.0})
+    assert sentence.startswith("Wall time per stage, summed over the run's attempts: global 28 s, stage1 32 min, "
+                               "stage2a 5 min, grpo 7 min, evaluation 20 min; 64 min in all")
+    assert "generation 25 min (39%" in sentence
+    assert study_report.duration(7000) == "1.9 h"
