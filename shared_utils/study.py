@@ -21,6 +21,7 @@ import shlex
 import signal
 import sys
 import time
+import uuid
 from pathlib import Path
 
 from shared_utils import files, paths, recipes
@@ -32,6 +33,7 @@ STUDY = recipes.RECIPES / "study.yaml"
 WORK_DIR = paths.RUNS_DIR / "cpu-study"  # adapters, datasets, evaluation runs, executed notebooks (git-ignored)
 RESULTS_DIR = paths.REPO_ROOT / "results" / "cpu-study"  # what is committed
 RECORD = "record.json"  # the runs of the study; the report writes study.json
+RUN_MARKER = "study-run.json"  # in the working folder: which record its attempts belong to
 # Seconds per unit before this machine has measured any (quiet, 2026-12-05: the full study's Stage 1, 32 s a DPO step
 # in bf16 with its probe; a sample of the study's engine timed; a GRPO step of 16 answers taken as half the 225 s timed
 # for 32); each kind is replaced by its own measurement as soon as a stage of that kind has run.
@@ -217,16 +219,31 @@ class Study:
     def _start_record(self, command: str) -> dict:
         """The study's record: the design and, per attempt (a rerun after an interruption is one), its stages."""
         self.out.mkdir(parents=True, exist_ok=True)
-        previous = self.out / RECORD
-        attempts = json.loads(previous.read_text()).get("attempts", []) if previous.is_file() else []
+        previous, run = self.out / RECORD, self.run_id()
+        attempts = []
+        if previous.is_file():
+            earlier = json.loads(previous.read_text())
+            if earlier.get("run") == run:
+                attempts = earlier.get("attempts", [])
+            else:  # the committed results, or a run whose working folder is gone: its times are not this run's
+                print(f"[study] {previous} records another run (working folder {earlier.get('work')}); this run, "
+                      f"in {self.work}, starts a record of its own", flush=True)
         recipe = self.recipe
         record = files.provenance(kind="cpu-study", command=command, smoke=self.design.smoke,
                                   design=str(STUDY.relative_to(paths.REPO_ROOT)), layers=list(recipe.layers),
                                   headline=self.design.headline, ablation={self.design.ablation: self.design.switches},
-                                  work=str(self.work), cpus=os.cpu_count(), recipe=recipe.settings)
+                                  run=run, work=str(self.work), cpus=os.cpu_count(), recipe=recipe.settings)
         record["attempts"] = attempts + [{"started": files.now(), "load_average": os.getloadavg(), "stages": {}}]
         files.write_json(previous, record)
         return record
+
+    def run_id(self) -> str:
+        """The identity of the run in ``work``, made with the folder: the record continues only its own run, so a
+        fresh clone's study does not count the committed run's attempts (or learn its rates) as its own."""
+        marker = self.work / RUN_MARKER
+        if not marker.is_file():
+            files.write_json(marker, {"run": uuid.uuid4().hex, "started": files.now()})
+        return json.loads(marker.read_text())["run"]
 
     @staticmethod
     def timings(record: dict) -> dict:

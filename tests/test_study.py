@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from shared_utils import paths, recipes, study
+from shared_utils import files, paths, recipes, study
 from shared_utils.generation import engine_of
 from shared_utils.layout import STAGE1
 
@@ -133,6 +133,27 @@ def test_a_resumed_study_takes_its_rates_from_where_each_stage_ran_not_from_a_re
     assert finished == {"global", "stage1"}  # the stopped ablation runs again, and counts
     assert plan.rates["DPO step"] == 32.0 and plan.rates["replayed pair"] == 14.0 / 238
     assert plan.rates["sample"] == study.FIRST_GUESS["sample"]  # nothing of that kind has run
+
+
+def test_a_fresh_working_folder_starts_its_own_record_not_the_committed_runs(tmp_path, capsys):
+    """A fresh clone holds the committed record but no working folder: the new run neither continues its attempts
+    (their times summed into its wall time) nor learns their rates; a rerun in the same folder continues."""
+    out = tmp_path / "out"
+    committed = study.Study(study.design(True), tmp_path / "elsewhere", out)
+    record = committed._start_record("make study")
+    record["attempts"][-1]["stages"]["stage1"] = {"seconds": 1920.0, "units": 60, "unit": "DPO step",
+                                                   "status": "done"}
+    files.write_json(out / study.RECORD, record)
+
+    fresh = study.Study(study.design(True), tmp_path / "work", out)
+    first = fresh._start_record("make study")
+    assert "records another run" in capsys.readouterr().out
+    assert len(first["attempts"]) == 1 and fresh.learn_rates(first["attempts"][:-1]) == set()
+    assert first["run"] != record["run"]
+
+    again = study.Study(study.design(True), tmp_path / "work", out)._start_record("make study")
+    assert "records another run" not in capsys.readouterr().out
+    assert len(again["attempts"]) == 2 and again["run"] == first["run"]
 
 
 def _descendants_of(pid: int) -> list:
