@@ -300,8 +300,12 @@ def _why(status: int) -> str:
 @contextlib.contextmanager
 def _termination_as_ctrl_c():
     """SIGTERM and SIGHUP (a ``kill``, a closed terminal) raise KeyboardInterrupt while a step runs, so that they
-    too stop the step's child and kernel and mark the step stopped, instead of leaving both running."""
-    previous = {number: signal.signal(number, signal.default_int_handler) for number in STOPPING}
+    too stop the step's child and kernel and mark the step stopped, instead of leaving both running. A signal the
+    study was started ignoring (``nohup`` ignores SIGHUP) stays ignored, as Python leaves an ignored SIGINT."""
+    previous = {number: signal.getsignal(number) for number in STOPPING}
+    for number, handler in previous.items():
+        if handler is not signal.SIG_IGN:
+            signal.signal(number, signal.default_int_handler)
     try:
         yield
     finally:

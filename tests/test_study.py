@@ -66,14 +66,26 @@ def _study(work, out):
     return [sys.executable, "-m", "shared_utils", "study", "--smoke", "--work", str(work), "--out", str(out)], env
 
 
+def _launch(command, env, **options) -> subprocess.Popen:
+    """The study as a terminal starts it, its output read line by line. Its signals are reset to their defaults:
+    a non-interactive shell starts a background job (pytest run with ``&``) ignoring SIGINT, and Python keeps an
+    inherited ignored SIGINT ignored, so Ctrl-C would never reach the study."""
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=_default_signals, **options)
+
+
+def _default_signals() -> None:
+    for number in (signal.SIGINT, *study.STOPPING):
+        signal.signal(number, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 def test_a_smoke_study_runs_every_notebook_and_continues_after_ctrl_c_reusing_finished_stages(tmp_path):
     """Every notebook of the method (the ablation's Stage 1 and GRPO too) at smoke size; Ctrl-C (SIGINT to the
     process group) in the ablation's Stage 1, then the same command again."""
     work, out = tmp_path / "work", tmp_path / "out"
     command, env = _study(work, out)
-    first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                             start_new_session=True)
+    first = _launch(command, env, start_new_session=True)
     printed, starts = [], 0
     for line in first.stdout:
         printed.append(line)
@@ -178,7 +190,7 @@ def test_sigterm_to_the_study_stops_the_step_its_child_and_kernel_and_records_it
 
     work, out = tmp_path / "work", tmp_path / "out"
     command, env = _study(work, out)
-    first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first = _launch(command, env)
     printed = []
     for line in first.stdout:
         printed.append(line)
@@ -227,8 +239,7 @@ def test_ctrl_c_in_every_stage_loses_no_finished_work(tmp_path):
     target = 0
     while target < len(names):
         step = study.STEPS[target]
-        run = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               start_new_session=True)
+        run = _launch(command, env, start_new_session=True)
         printed, in_target = [], False
         for line in run.stdout:
             printed.append(line)
@@ -264,3 +275,18 @@ def test_a_step_killed_by_a_signal_says_so_with_a_shells_exit_status():
     assert study._why(128 + signal.SIGKILL) == " (killed by SIGKILL: out of memory?)"
     assert study._why(128 + signal.SIGSEGV) == " (killed by SIGSEGV)"
     assert study._why(1) == "" and study._why(128 + 200) == ""
+
+
+def test_a_termination_signal_started_ignored_stays_ignored_while_a_step_runs():
+    """``nohup make study &`` ignores SIGHUP: closing the terminal must not stop the study; SIGTERM still does."""
+    before = {number: signal.getsignal(number) for number in study.STOPPING}
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        with study._termination_as_ctrl_c():
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) is signal.default_int_handler
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        for number, handler in before.items():
+            signal.signal(number, handler)
