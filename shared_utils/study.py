@@ -327,26 +327,58 @@ def _ignore(number, frame) -> None:
 
 
 def _stop_tree(pid: int, grace: float = 10.0) -> None:
-    """Stop a step's child and all its descendants: SIGTERM to the descendants (the kernel among them), SIGKILL to
-    those still there after ``grace`` seconds, then SIGKILL to the child (it ignores the termination signals)."""
+    """Stop a step's child and all its descendants. Each is first suspended (SIGSTOP), the child before its
+    descendants and the tree walked again until nothing new appears, so that nothing starts a process the walk
+    missed and the child does not print its kernel's death as an error; then SIGTERM (and SIGCONT, so that it is
+    handled) to the descendants, SIGKILL to those still there after ``grace`` seconds, and SIGKILL to the child (it
+    ignores the termination signals)."""
     import psutil
 
     try:
         root = psutil.Process(pid)
-        descendants = root.children(recursive=True)
+        root.suspend()
     except psutil.NoSuchProcess:
         return
+    descendants: list = []
+    while fresh := [process for process in _children(root) if process not in descendants]:
+        for process in fresh:
+            _signal(process, "suspend")
+        descendants += fresh
     for process in descendants:
-        try:
-            process.terminate()
-        except psutil.NoSuchProcess:
-            pass
-    _, alive = psutil.wait_procs(descendants, timeout=grace)
+        _signal(process, "terminate")
+        _signal(process, "resume")
+    deadline = time.monotonic() + grace  # not psutil.wait_procs: a zombie its stopped parent cannot reap counts there
+    while (alive := [process for process in descendants if _running(process)]) and time.monotonic() < deadline:
+        time.sleep(0.1)
     for process in alive + [root]:
-        try:
-            process.kill()
-        except psutil.NoSuchProcess:
-            pass
+        _signal(process, "kill")
+
+
+def _children(process) -> list:
+    import psutil
+
+    try:
+        return process.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _running(process) -> bool:
+    import psutil
+
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _signal(process, action: str) -> None:
+    import psutil
+
+    try:
+        getattr(process, action)()
+    except psutil.NoSuchProcess:
+        pass
 
 
 def _limited(total: int, limit: int | None) -> int:
