@@ -93,7 +93,7 @@ def _final(path):
     return json.loads(path.read_text())
 
 
-def test_resume_after_interruption_gives_the_same_file(tiny, tmp_path):
+def test_resume_after_interruption_gives_the_same_file(tiny, tmp_path, capsys):
     reqs = requests_for(4)
     sampling = SamplingConfig(n=3, max_new_tokens=6, seed=11, batch_size=4)  # 3 batches of 4
     clean = generate(reqs, loaded=tiny, sampling=sampling, checkpoint=tmp_path / "a.jsonl", progress=False)
@@ -113,7 +113,9 @@ def test_resume_after_interruption_gives_the_same_file(tiny, tmp_path):
     # a kill mid-write: a torn last line, and a batch partly written
     lines = (tmp_path / "b.jsonl").read_text().splitlines(keepends=True)
     (tmp_path / "b.jsonl").write_text("".join(lines[:6]) + lines[6][:17])
+    capsys.readouterr()
     resumed = generate(reqs, loaded=tiny, sampling=sampling, checkpoint=tmp_path / "b.jsonl", progress=False)
+    assert "b.jsonl: 6 of 12 samples already generated" in capsys.readouterr().out  # the six whole lines
     write_paper_format(resumed, tmp_path / "b.json", metadata={"run": "resumed"})
     assert _final(tmp_path / "a.json") == _final(tmp_path / "b.json")
     assert len((tmp_path / "b.jsonl").read_text().splitlines()) == 12

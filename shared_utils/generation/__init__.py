@@ -157,6 +157,9 @@ def generate(requests: list[Request], *, backend: str = "auto", model: str | Non
     done = dict(store.done) if store is not None else {}
     keys = [k for batch in batches for k in batch.keys(requests)]
     initial = sum(1 for k in keys if k in done)
+    if initial:
+        print(f"{checkpoint}: {initial} of {len(keys)} samples already generated (same engine, model and sampling); "
+              "generating the rest", flush=True)
     bar = _Progress(progress, len(keys), initial, f"generate[{name}]")
     streams = "on_complete" in inspect.signature(engine.run_batch).parameters
     try:
