@@ -231,7 +231,7 @@ def _sections(output: str) -> dict[str, str]:
 def test_ctrl_c_in_every_stage_loses_no_finished_work(tmp_path):
     """Ctrl-C (SIGINT to the process group) once in each stage of the smoke study, in order, each time as the
     stage's notebook has started, then the same command again: every stage an earlier attempt finished is reused
-    (its notebook says so; the global datasets are made again, identical), and the last attempt finishes the
+    (its notebook says so, with the exceptions of ``_redid_no_finished_work``), and the last attempt finishes the
     study."""
     work, out = tmp_path / "work", tmp_path / "out"
     command, env = _study(work, out)
@@ -253,14 +253,8 @@ def test_ctrl_c_in_every_stage_loses_no_finished_work(tmp_path):
         record = json.loads((out / study.RECORD).read_text())
         stages = record["attempts"][-1]["stages"]
         for name, section in _sections(output).items():
-            if name in finished:  # the global datasets are rebuilt (seconds, from the same replayed answers): the
-                # Stage 1 that follows, whose identity holds their hash, is reused, so they came out the same
-                # Stage 2a at smoke size pairs nothing (so records nothing): it rescores its checkpointed samples,
-                # and Stage 2c has nothing to train
-                reused = (name == "global" or "reusing " in section
-                          or name == "stage2a" and "nothing saved" in section and "samples already generated" in section
-                          or name == "stage2c" and "No local dataset recorded" in section)
-                assert reused and stages[name]["status"] == "done", section[-2000:]
+            if name in finished:
+                assert _redid_no_finished_work(name, section) and stages[name]["status"] == "done", section[-2000:]
         if run.returncode == 0:  # the interrupted stage had already finished when the signal came: none left
             break
         assert run.returncode == 130, output[-3000:]
@@ -276,6 +270,16 @@ def test_ctrl_c_in_every_stage_loses_no_finished_work(tmp_path):
                    if stage["status"] == "stopped"}
     assert len(interrupted) >= len(names) - 2, interrupted  # a short stage may end before its signal comes
     assert (out / "summary.json").is_file()
+
+
+def _redid_no_finished_work(name: str, section: str) -> bool:
+    """Whether a stage an earlier attempt finished came back without redoing its work: reused ("reusing ..."), or
+    one of three cases that have nothing to reuse. The global datasets are made again (seconds of replay; the Stage 1
+    after them, whose identity holds their hash, is reused, so they came out the same); Stage 2a at smoke size pairs
+    nothing, so it records nothing and rescores its checkpointed samples; Stage 2c then has nothing to train."""
+    return (name == "global" or "reusing " in section
+            or name == "stage2a" and "nothing saved" in section and "samples already generated" in section
+            or name == "stage2c" and "No local dataset recorded" in section)
 
 
 def test_a_step_killed_by_a_signal_says_so_with_a_shells_exit_status():
