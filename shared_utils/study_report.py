@@ -296,17 +296,34 @@ def render_reproduction(found: dict, first: Path, second: Path) -> str:
              f"- differences to the base inside the first run's interval: {int(diffs.sum())} of {len(diffs)};",
              f"- the same verdict: {int(verdicts.sum())} of {len(verdicts)}.", ""]
     for label, folder in (("First run", first), ("Second run", second)):
-        timings = _timings(folder)
-        if timings:
-            lines += [f"{label}. {timing_sentence(timings)}", ""]
+        study = _study(folder)
+        made = f" (commit {study['git_commit'][:7]}, reported {study['created'][:16].replace('T', ' ')} UTC)" \
+            if study.get("git_commit") and study.get("created") else ""
+        if study.get("timings") or made:
+            lines += [f"{label}{made}. {timing_sentence(study['timings']) if study.get('timings') else ''}".rstrip(),
+                      ""]
     outside = table[(table["estimate_within"] == False) | (table["diff_within"] == False)]  # noqa: E712 (NaN: untested)
     if len(outside):
-        lines += ["Outside the first run's interval:", "", "| variant | scoring | metric | first | again |", "|---|---|---|---|---|"]
+        lines += ["Outside the first run's interval:", "",
+                  "| variant | scoring | metric | first | again | difference to base, first | again |",
+                  "|---|---|---|---|---|---|---|"]
         for _, row in outside.iterrows():
-            lines.append(f"| {row['variant']} | {row['scoring']} | {row['metric']} | {row['estimate']:.4g} "
-                         f"[{row['low']:.4g}, {row['high']:.4g}] | {row['estimate_again']:.4g} |")
+            lines.append(f"| {row['variant']} | {row['scoring']} | {row['metric']} | {_bounded(row, '')} "
+                         f"| {row['estimate_again']:.4g} | {_bounded(row, 'diff_')} | {_number(row['diff_again'])} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _bounded(row, prefix: str) -> str:
+    """``0.075 [0.033, 0.12]`` for ``estimate``/``low``/``high`` (prefix ``""``) or ``diff``/``diff_low``/``diff_high``."""
+    value = row["estimate" if not prefix else "diff"]
+    if pd.isna(value):
+        return "n/a"
+    return f"{value:.4g} [{_number(row[prefix + 'low'])}, {_number(row[prefix + 'high'])}]"
+
+
+def _number(value) -> str:
+    return "n/a" if pd.isna(value) else f"{value:.4g}"
 
 
 def _yes(same: bool | None) -> str:
@@ -431,9 +448,14 @@ def _seeds(seeds: pd.Series) -> str:
     return "training seeds: " + ", ".join(f"{variant} {count}" for variant, count in several.items()) + ", the others 1"
 
 
-def _timings(folder: Path) -> dict:
+def _study(folder: Path) -> dict:
+    """A results folder's ``study.json`` (recipe, wall times, commit, versions); empty where there is none."""
     study = Path(folder) / "study.json"
-    return json.loads(study.read_text()).get("timings", {}) if study.is_file() else {}
+    return json.loads(study.read_text()) if study.is_file() else {}
+
+
+def _timings(folder: Path) -> dict:
+    return _study(folder).get("timings", {})
 
 
 def _relative(path: Path) -> str:

@@ -261,8 +261,14 @@ def test_a_rerun_is_compared_sample_by_sample_and_row_by_row(evaluation, report,
     text = written.read_text()
     bounded = int(rows["estimate_within"].notna().sum())
     assert f"estimates inside the first run's 95% interval: {bounded - 1} of {bounded}" in text
-    assert "| grpo | fenced | pass@1 |" in text and (out / "reproduction.csv").is_file()
-    assert "First run. Wall time per stage, summed over the run's attempts: evaluation 12 s; 12 s in all" in text
+    assert (out / "reproduction.csv").is_file()
+    moved_row = rows[(rows["variant"] == "grpo") & (rows["scoring"] == "fenced") & (rows["metric"] == "pass@1")].iloc[0]
+    assert (f"| grpo | fenced | pass@1 | {moved_row['estimate']:.4g} [{moved_row['low']:.4g}, {moved_row['high']:.4g}] "
+            f"| {moved_row['estimate_again']:.4g} | {moved_row['diff']:.4g} [{moved_row['diff_low']:.4g}, "
+            f"{moved_row['diff_high']:.4g}] | {moved_row['diff_again']:.4g} |") in text
+    first = json.loads((out / "study.json").read_text())
+    assert (f"First run (commit {first['git_commit'][:7]}, reported {first['created'][:16].replace('T', ' ')} UTC). "
+            "Wall time per stage, summed over the run's attempts: evaluation 12 s; 12 s in all") in text
     assert "Training logs equal value for value (wall times and rates left out): dpo no, grpo not in the second run." in text
     (again / "summary.json").unlink()
     with pytest.raises(ValueError, match="no summary.json"):
