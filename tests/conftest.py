@@ -19,7 +19,7 @@ from shared_utils.paths import shared_data_dir  # noqa: E402
 def shared_data() -> Path:
     path = shared_data_dir()
     if path is None:
-        pytest.skip("../shared/data is not laid beside this checkout")
+        pytest.skip("no local data folder: set SHARED_DATA_DIR, or lay ../shared/data beside this checkout")
     return path
 
 
