@@ -233,6 +233,7 @@ def training_curves(adapters: dict[str, Path], folder: Path) -> dict:
 
 
 # ---------------------------------------------------------------- a rerun against the committed results
+REPRODUCTION = "reproduction.json"
 SAMPLE_KEY = ["variant", "seed", "run", "scoring", "task_id", "sample"]
 TIMING_KEYS = ("runtime", "per_second", "time")  # a training log's fields that measure the clock, not the training
 
@@ -281,20 +282,55 @@ def _same_training(one: Path, other: Path) -> bool | None:
     return values(one) == values(other)
 
 
+def reproduction_counts(found: dict, second: Path) -> dict:
+    """What ``reproduction.json`` keeps of a comparison, for the README: per variant the share of identical samples,
+    per training log whether it is equal, the counts of rows inside the first run's intervals, and the second run's
+    commit, date and wall times."""
+    table = found["rows"]
+
+    def inside(column: str) -> list[int]:
+        values = table[column].dropna().astype(bool)
+        return [int(values.sum()), len(values)]
+    study = _study(second)
+    return {"identical_samples": found["identical_samples"],
+            "identical_training": {name.removesuffix(".log_history.json"): same
+                                   for name, same in found["identical_training"].items()},
+            "estimates_within": inside("estimate_within"), "differences_within": inside("diff_within"),
+            "same_verdict": inside("same_verdict"),
+            "second_run": {key: study.get(key) for key in ("git_commit", "created", "timings")}}
+
+
+def reproduction_sentence(counts: dict, details: str = "reproduction.md") -> str:
+    """The rerun in one paragraph, from ``reproduction.json`` (never typed); ``details`` names the full comparison."""
+    shares = counts["identical_samples"]
+    samples = ("every sample's verdict and MI identical, in every variant" if all(v == 1.0 for v in shares.values())
+               else "samples with the same verdict and MI: " + ", ".join(f"{k} {v:.1%}" for k, v in shares.items()))
+    logs = counts["identical_training"]
+    training = ("every training log equal value for value (" + ", ".join(logs) + "; wall times and rates left out)"
+                if logs and all(same is True for same in logs.values())
+                else "training logs equal value for value: " + ", ".join(f"{k} {_yes(v)}" for k, v in logs.items()))
+    second = counts["second_run"]
+    made = f" (commit {second['git_commit'][:7]}, {second['created'][:10]})" if second.get("git_commit") else ""
+    took = f"; it took {duration(sum(second['timings'].values()))}" if second.get("timings") else ""
+    (e, ne), (d, nd), (v, nv) = counts["estimates_within"], counts["differences_within"], counts["same_verdict"]
+    return (f"Run again from a fresh clone{made}: {samples}; {training}; {e} of {ne} estimates and {d} of {nd} "
+            f"differences inside the first run's intervals, {v} of {nv} verdicts the same{took}"
+            f" (`{details}`).")
+
+
 def render_reproduction(found: dict, first: Path, second: Path) -> str:
     """``reproduction.md``: the rerun's agreement in a few lines, then every row that moved out of its interval."""
     table = found["rows"]
-    estimates, diffs = (table[column].dropna().astype(bool) for column in ("estimate_within", "diff_within"))
-    verdicts = table["same_verdict"].dropna().astype(bool)
+    counts = reproduction_counts(found, second)
     lines = [f"# The study run again: {_relative(second)} against {_relative(first)}", "",
              "Samples with the same verdict and MI, per variant: "
              + ", ".join(f"{variant} {share:.1%}" for variant, share in found["identical_samples"].items()) + ".", "",
              "Training logs equal value for value (wall times and rates left out): " + ", ".join(
-                 f"{name.removesuffix('.log_history.json')} {_yes(same)}"
-                 for name, same in found["identical_training"].items()) + ".", "",
-             f"- estimates inside the first run's 95% interval: {int(estimates.sum())} of {len(estimates)};",
-             f"- differences to the base inside the first run's interval: {int(diffs.sum())} of {len(diffs)};",
-             f"- the same verdict: {int(verdicts.sum())} of {len(verdicts)}.", ""]
+                 f"{name} {_yes(same)}" for name, same in counts["identical_training"].items()) + ".", "",
+             "- estimates inside the first run's 95% interval: {} of {};".format(*counts["estimates_within"]),
+             "- differences to the base inside the first run's interval: {} of {};".format(
+                 *counts["differences_within"]),
+             "- the same verdict: {} of {}.".format(*counts["same_verdict"]), ""]
     for label, folder in (("First run", first), ("Second run", second)):
         study = _study(folder)
         made = f" (commit {study['git_commit'][:7]}, reported {study['created'][:16].replace('T', ' ')} UTC)" \
@@ -331,9 +367,11 @@ def _yes(same: bool | None) -> str:
 
 
 def write_reproduction(first: Path, second: Path) -> Path:
-    """Compare ``second`` with ``first`` and write ``first/reproduction.md`` and ``first/reproduction.csv``."""
+    """Compare ``second`` with ``first`` and write ``first/reproduction.md``, ``.csv`` (every row) and ``.json``
+    (the counts the README's sentence is made from)."""
     found = reproduction(first, second)
     files.write_text(Path(first) / "reproduction.md", render_reproduction(found, Path(first), Path(second)))
+    files.write_json(Path(first) / REPRODUCTION, reproduction_counts(found, Path(second)))
     with files.atomic_path(Path(first) / "reproduction.csv") as tmp:
         found["rows"].to_csv(tmp, index=False, float_format="%.6g")
     return Path(first) / "reproduction.md"
@@ -398,6 +436,9 @@ def render_readme_section(out_dir: Path = RESULTS_DIR) -> str:
     timings = _timings(out_dir)
     if timings:
         lines += [timing_sentence(timings), ""]
+    if (out_dir / REPRODUCTION).is_file():
+        lines += [reproduction_sentence(json.loads((out_dir / REPRODUCTION).read_text()),
+                                        _relative(out_dir / "reproduction.md")), ""]
     lines += [f"![Each variant minus the base, {headline} scoring]({_relative(out_dir / 'differences.png')})", "",
               README_END]
     return "\n".join(lines)

@@ -242,6 +242,9 @@ def test_a_rerun_is_compared_sample_by_sample_and_row_by_row(evaluation, report,
     rows = found["rows"]
     assert rows["estimate_within"].dropna().all() and rows["same_verdict"].dropna().all()
     assert rows["estimate_within"].isna().sum() == (rows["low"].isna()).sum()  # an n/a mean has nothing to be inside
+    same = study_report.reproduction_sentence(study_report.reproduction_counts(found, again))
+    assert "every sample's verdict and MI identical, in every variant" in same
+    assert "training logs equal value for value: dpo yes, grpo not in the second run" in same
 
     samples = pd.read_csv(again / "samples.csv.gz")
     flipped = samples.index[(samples["variant"] == "grpo") & (samples["scoring"] == "fenced")][:6]
@@ -270,6 +273,11 @@ def test_a_rerun_is_compared_sample_by_sample_and_row_by_row(evaluation, report,
     assert (f"First run (commit {first['git_commit'][:7]}, reported {first['created'][:16].replace('T', ' ')} UTC). "
             "Wall time per stage, summed over the run's attempts: evaluation 12 s; 12 s in all") in text
     assert "Training logs equal value for value (wall times and rates left out): dpo no, grpo not in the second run." in text
+    counts = json.loads((out / "reproduction.json").read_text())
+    assert counts["estimates_within"] == [bounded - 1, bounded] and counts["identical_samples"]["base"] == 1.0
+    section = study_report.render_readme_section(out)
+    assert study_report.reproduction_sentence(counts, study_report._relative(out / "reproduction.md")) in section
+    assert f"samples with the same verdict and MI: base 100.0%, dpo 100.0%, grpo {1 - 6 / grpo_samples:.1%}" in section
     (again / "summary.json").unlink()
     with pytest.raises(ValueError, match="no summary.json"):
         study_report.reproduction(out, again)
