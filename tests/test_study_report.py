@@ -278,6 +278,10 @@ def test_a_rerun_is_compared_sample_by_sample_and_row_by_row(evaluation, report,
     section = study_report.render_readme_section(out)
     assert study_report.reproduction_sentence(counts, study_report._relative(out / "reproduction.md")) in section
     assert f"samples with the same verdict and MI: base 100.0%, dpo 100.0%, grpo {1 - 6 / grpo_samples:.1%}" in section
+    study_report.build(evaluation[0], out, recipe={"evaluation": {"samples": SAMPLES}}, timings={"evaluation": 12.5},
+                       n_boot=2000)  # new results: the comparison with the earlier run no longer applies
+    assert not any((out / name).exists() for name in study_report.REPRODUCTION_FILES)
+    assert "Run again" not in study_report.render_readme_section(out)
     (again / "summary.json").unlink()
     with pytest.raises(ValueError, match="no summary.json"):
         study_report.reproduction(out, again)
