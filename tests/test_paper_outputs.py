@@ -89,7 +89,7 @@ def test_readme_section_is_the_rendering_of_the_committed_results():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("PAPER_OUTPUTS_FULL") != "1", reason="about 12 minutes: PAPER_OUTPUTS_FULL=1")
+@pytest.mark.skipif(os.environ.get("PAPER_OUTPUTS_FULL") != "1", reason="about 11 minutes quiet: PAPER_OUTPUTS_FULL=1")
 def test_all_fifty_files_reproduce_the_authors_per_run_numbers(published, tmp_path, monkeypatch):
     monkeypatch.setenv("SHARED_UTILS_CACHE", str(tmp_path / "cache"))
     results = paper_outputs.run(published, tmp_path / "out", progress=False)
