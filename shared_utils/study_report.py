@@ -310,11 +310,11 @@ def reproduction_sentence(counts: dict, details: str = "reproduction.md") -> str
     """The rerun in one paragraph, from ``reproduction.json`` (never typed); ``details`` names the full comparison."""
     shares = counts["identical_samples"]
     samples = ("every sample's verdict and MI identical, in every variant" if all(v == 1.0 for v in shares.values())
-               else "samples with the same verdict and MI: " + ", ".join(f"{k} {v:.1%}" for k, v in shares.items()))
+               else f"samples with the same verdict and MI: {_shares(shares)}")
     logs = counts["identical_training"]
     training = ("every training log equal value for value (" + ", ".join(logs) + "; wall times and rates left out)"
                 if logs and all(same is True for same in logs.values())
-                else "training logs equal value for value: " + ", ".join(f"{k} {_yes(v)}" for k, v in logs.items()))
+                else f"training logs equal value for value: {_logs(logs)}")
     second = counts["second_run"]
     made = f" (commit {second['git_commit'][:7]}, {second['created'][:10]})" if second.get("git_commit") else ""
     took = f"; it took {duration(sum(second['timings'].values()))}" if second.get("timings") else ""
@@ -324,15 +324,14 @@ def reproduction_sentence(counts: dict, details: str = "reproduction.md") -> str
             f" (`{details}`).")
 
 
-def render_reproduction(found: dict, first: Path, second: Path) -> str:
-    """``reproduction.md``: the rerun's agreement in a few lines, then every row that moved out of its interval."""
+def render_reproduction(found: dict, counts: dict, first: Path, second: Path) -> str:
+    """``reproduction.md``: the rerun's agreement in a few lines (``counts``: ``reproduction_counts``), then every
+    row that moved out of its interval."""
     table = found["rows"]
-    counts = reproduction_counts(found, second)
     lines = [f"# The study run again: {_relative(second)} against {_relative(first)}", "",
-             "Samples with the same verdict and MI, per variant: "
-             + ", ".join(f"{variant} {share:.1%}" for variant, share in found["identical_samples"].items()) + ".", "",
-             "Training logs equal value for value (wall times and rates left out): " + ", ".join(
-                 f"{name} {_yes(same)}" for name, same in counts["identical_training"].items()) + ".", "",
+             f"Samples with the same verdict and MI, per variant: {_shares(counts['identical_samples'])}.", "",
+             "Training logs equal value for value (wall times and rates left out): "
+             f"{_logs(counts['identical_training'])}.", "",
              "- estimates inside the first run's 95% interval: {} of {};".format(*counts["estimates_within"]),
              "- differences to the base inside the first run's interval: {} of {};".format(
                  *counts["differences_within"]),
@@ -341,9 +340,9 @@ def render_reproduction(found: dict, first: Path, second: Path) -> str:
         study = _study(folder)
         made = f" (commit {study['git_commit'][:7]}, reported {study['created'][:16].replace('T', ' ')} UTC)" \
             if study.get("git_commit") and study.get("created") else ""
-        if study.get("timings") or made:
-            lines += [f"{label}{made}. {timing_sentence(study['timings']) if study.get('timings') else ''}".rstrip(),
-                      ""]
+        timing = [timing_sentence(study["timings"])] if study.get("timings") else []
+        if made or timing:
+            lines += [" ".join([f"{label}{made}.", *timing]), ""]
     outside = table[(table["estimate_within"] == False) | (table["diff_within"] == False)]  # noqa: E712 (NaN: untested)
     if len(outside):
         lines += ["Outside the first run's interval:", "",
@@ -368,6 +367,16 @@ def _number(value) -> str:
     return "n/a" if pd.isna(value) else f"{value:.4g}"
 
 
+def _shares(shares: dict) -> str:
+    """``base 100.0%, dpo 99.5%``: per variant, the share of samples with the same verdict and MI."""
+    return ", ".join(f"{variant} {share:.1%}" for variant, share in shares.items())
+
+
+def _logs(logs: dict) -> str:
+    """``dpo yes, grpo not in the second run``: per training log, whether the rerun's equals it."""
+    return ", ".join(f"{name} {_yes(same)}" for name, same in logs.items())
+
+
 def _yes(same: bool | None) -> str:
     return {True: "yes", False: "no", None: "not in the second run"}[same]
 
@@ -376,8 +385,9 @@ def write_reproduction(first: Path, second: Path) -> Path:
     """Compare ``second`` with ``first`` and write ``first/reproduction.md``, ``.csv`` (every row) and ``.json``
     (the counts the README's sentence is made from)."""
     found = reproduction(first, second)
-    files.write_text(Path(first) / "reproduction.md", render_reproduction(found, Path(first), Path(second)))
-    files.write_json(Path(first) / REPRODUCTION, reproduction_counts(found, Path(second)))
+    counts = reproduction_counts(found, Path(second))
+    files.write_text(Path(first) / "reproduction.md", render_reproduction(found, counts, Path(first), Path(second)))
+    files.write_json(Path(first) / REPRODUCTION, counts)
     with files.atomic_path(Path(first) / "reproduction.csv") as tmp:
         found["rows"].to_csv(tmp, index=False, float_format="%.6g")
     return Path(first) / "reproduction.md"
